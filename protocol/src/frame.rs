@@ -1,0 +1,176 @@
+//! The native frame: `[payload_len: u32][kind: u16][flags: u16][correlation_id: u64][payload]`,
+//! all little endian. The header is 16 bytes so the payload that follows a header read into its
+//! own buffer starts 16-byte aligned, as rkyv archives require.
+//!
+//! A reply carries the request's correlation id and the request's kind with [`REPLY_BIT`] set,
+//! or [`FrameKind::Error`]. The length bound is checked here, before anyone allocates.
+
+use crate::error::ProtocolError;
+use crate::limits::FRAME_PAYLOAD_BYTES_MAX;
+
+pub const FRAME_HEADER_BYTES: usize = 16;
+
+/// Set on the kind of every reply frame.
+pub const REPLY_BIT: u16 = 0x8000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum FrameKind {
+    /// First frame of a connection: names the client and, for shard-aware clients, the shard.
+    Hello = 1,
+    CreateTopic = 10,
+    ListTopics = 11,
+    Produce = 20,
+    Pull = 21,
+    QueueOffsets = 22,
+    ShardMap = 30,
+    HelloReply = 1 | REPLY_BIT,
+    CreateTopicReply = 10 | REPLY_BIT,
+    ListTopicsReply = 11 | REPLY_BIT,
+    ProduceReply = 20 | REPLY_BIT,
+    PullReply = 21 | REPLY_BIT,
+    QueueOffsetsReply = 22 | REPLY_BIT,
+    ShardMapReply = 30 | REPLY_BIT,
+    /// A reply that carries an [`crate::messages::ErrorReply`] instead of the expected type.
+    Error = 0xFFFF,
+}
+
+impl FrameKind {
+    pub fn from_u16(value: u16) -> Result<Self, ProtocolError> {
+        use FrameKind::*;
+        const HELLO_REPLY: u16 = 1 | REPLY_BIT;
+        const CREATE_TOPIC_REPLY: u16 = 10 | REPLY_BIT;
+        const LIST_TOPICS_REPLY: u16 = 11 | REPLY_BIT;
+        const PRODUCE_REPLY: u16 = 20 | REPLY_BIT;
+        const PULL_REPLY: u16 = 21 | REPLY_BIT;
+        const QUEUE_OFFSETS_REPLY: u16 = 22 | REPLY_BIT;
+        const SHARD_MAP_REPLY: u16 = 30 | REPLY_BIT;
+        Ok(match value {
+            1 => Hello,
+            10 => CreateTopic,
+            11 => ListTopics,
+            20 => Produce,
+            21 => Pull,
+            22 => QueueOffsets,
+            30 => ShardMap,
+            HELLO_REPLY => HelloReply,
+            CREATE_TOPIC_REPLY => CreateTopicReply,
+            LIST_TOPICS_REPLY => ListTopicsReply,
+            PRODUCE_REPLY => ProduceReply,
+            PULL_REPLY => PullReply,
+            QUEUE_OFFSETS_REPLY => QueueOffsetsReply,
+            SHARD_MAP_REPLY => ShardMapReply,
+            0xFFFF => Error,
+            other => return Err(ProtocolError::UnknownKind(other)),
+        })
+    }
+
+    pub fn is_request(self) -> bool {
+        (self as u16) & REPLY_BIT == 0
+    }
+
+    /// The kind of the successful reply to this request kind.
+    pub fn reply(self) -> FrameKind {
+        debug_assert!(self.is_request());
+        // Every request kind has a reply kind; from_u16 cannot fail for these.
+        FrameKind::from_u16(self as u16 | REPLY_BIT).unwrap_or(FrameKind::Error)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub payload_len: u32,
+    pub kind: FrameKind,
+    pub flags: u16,
+    pub correlation_id: u64,
+}
+
+impl FrameHeader {
+    pub fn new(kind: FrameKind, correlation_id: u64, payload_len: usize) -> Self {
+        assert!(
+            payload_len <= FRAME_PAYLOAD_BYTES_MAX as usize,
+            "frame payload over the limit"
+        );
+        FrameHeader {
+            payload_len: payload_len as u32,
+            kind,
+            flags: 0,
+            correlation_id,
+        }
+    }
+
+    pub fn encode(&self) -> [u8; FRAME_HEADER_BYTES] {
+        let mut out = [0u8; FRAME_HEADER_BYTES];
+        out[0..4].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[4..6].copy_from_slice(&(self.kind as u16).to_le_bytes());
+        out[6..8].copy_from_slice(&self.flags.to_le_bytes());
+        out[8..16].copy_from_slice(&self.correlation_id.to_le_bytes());
+        out
+    }
+
+    /// Decodes and bounds-checks a header. The length is checked before the kind so an oversize
+    /// prefix of garbage is reported as what it is.
+    pub fn decode(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<Self, ProtocolError> {
+        let [l0, l1, l2, l3, k0, k1, f0, f1, c0, c1, c2, c3, c4, c5, c6, c7] = *bytes;
+        let payload_len = u32::from_le_bytes([l0, l1, l2, l3]);
+        if payload_len > FRAME_PAYLOAD_BYTES_MAX {
+            return Err(ProtocolError::FrameTooLarge {
+                len: payload_len,
+                max: FRAME_PAYLOAD_BYTES_MAX,
+            });
+        }
+        let kind = FrameKind::from_u16(u16::from_le_bytes([k0, k1]))?;
+        Ok(FrameHeader {
+            payload_len,
+            kind,
+            flags: u16::from_le_bytes([f0, f1]),
+            correlation_id: u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_golden_layout() {
+        let header = FrameHeader::new(FrameKind::Produce, 0x0102_0304_0506_0708, 0x20);
+        let bytes = header.encode();
+        assert_eq!(bytes, [0x20, 0, 0, 0, 20, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(FrameHeader::decode(&bytes), Ok(header));
+    }
+
+    #[test]
+    fn oversize_length_is_rejected() {
+        let mut bytes = FrameHeader::new(FrameKind::Pull, 1, 0).encode();
+        bytes[0..4].copy_from_slice(&(FRAME_PAYLOAD_BYTES_MAX + 1).to_le_bytes());
+        assert!(matches!(
+            FrameHeader::decode(&bytes),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let mut bytes = FrameHeader::new(FrameKind::Pull, 1, 0).encode();
+        bytes[4..6].copy_from_slice(&999u16.to_le_bytes());
+        assert_eq!(
+            FrameHeader::decode(&bytes),
+            Err(ProtocolError::UnknownKind(999))
+        );
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_requests_have_replies() {
+        for value in 0..=u16::MAX {
+            if let Ok(kind) = FrameKind::from_u16(value) {
+                assert_eq!(kind as u16, value);
+                if kind.is_request() {
+                    assert_ne!(kind.reply(), FrameKind::Error);
+                    assert!(!kind.reply().is_request());
+                }
+            }
+        }
+    }
+}

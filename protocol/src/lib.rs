@@ -1,0 +1,23 @@
+//! shardmq wire formats. No I/O happens in this crate: every function takes bytes and returns
+//! values or typed errors, so the broker, the client and the fuzzers share one definition.
+//!
+//! Map:
+//! - [`limits`]: every bound on untrusted input, in one place, units in the names.
+//! - [`frame`]: the 16-byte frame header `[len][kind][flags][correlation id]` and [`FrameKind`].
+//! - [`envelope`]: a frame payload = rkyv metadata + optional raw data (a batch, or batches).
+//! - [`messages`]: the rkyv request / reply types of the native protocol.
+//! - [`batch`]: the record batch, the unit that travels producer → log → consumer unchanged.
+//! - [`routing`]: the one pure function that maps a queue to its owning shard.
+//! - [`error`]: [`ProtocolError`] (decoding failures) and [`ErrorCode`] (codes on the wire).
+
+pub mod batch;
+pub mod envelope;
+pub mod error;
+pub mod frame;
+pub mod limits;
+pub mod messages;
+pub mod routing;
+
+pub use batch::{BatchBuilder, BatchHeader, BatchView, Record};
+pub use error::{ErrorCode, ProtocolError};
+pub use frame::{FrameHeader, FrameKind};
