@@ -1,1 +1,33 @@
-//! placeholder
+//! shardmq's per-core storage engine. Everything here runs inside one shard's glommio executor
+//! and does no networking.
+//!
+//! Map:
+//! - [`store`]: [`ShardStore`], the API the broker calls: append, wait_synced, read, offsets.
+//! - [`writer`]: the log writer task and the durability contract (appended ≥ written ≥ synced).
+//! - [`durability`]: the three log positions as distinct types.
+//! - [`segment`]: segment files and routing reads to them.
+//! - [`index`]: per-queue index (RocketMQ's ConsumeQueue): O(1) seek by queue offset.
+//! - [`hot_tail`]: recent batches in memory.
+//! - [`checkpoint`]: the position recovery starts from.
+//! - [`recovery`]: CRC scan, torn-tail cut, index rebuild.
+//! - [`iopoll_probe`]: a guard against a glommio device-probe bug; run before opening files.
+//! - [`config`], [`error`].
+
+pub mod checkpoint;
+pub mod config;
+pub mod durability;
+pub mod error;
+pub mod hot_tail;
+pub mod index;
+pub mod iopoll_probe;
+pub mod recovery;
+pub mod segment;
+pub mod store;
+pub mod writer;
+
+pub use config::{FlushMode, StoreConfig};
+pub use error::StorageError;
+pub use store::{AppendOutcome, ReadOutcome, ShardStore};
+
+#[cfg(test)]
+mod store_tests;

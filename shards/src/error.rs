@@ -1,0 +1,68 @@
+//! Errors of the storage layer, with the context needed to find the bytes in question.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("glommio I/O on {path}: {message}")]
+    Glommio { path: PathBuf, message: String },
+    #[error("shard {shard_id}: corrupt log in sealed segment {segment} at position {position}: {reason}")]
+    CorruptSealedSegment {
+        shard_id: u32,
+        segment: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("shard {shard_id}: index of topic {topic_id} queue {queue_id} lags the checkpoint: has {have} entries, log batch starts at offset {batch_base}")]
+    IndexGap {
+        shard_id: u32,
+        topic_id: u32,
+        queue_id: u32,
+        have: u64,
+        batch_base: u64,
+    },
+    #[error(
+        "offset {offset} is out of range [{min}, {max}) for topic {topic_id} queue {queue_id}"
+    )]
+    OffsetOutOfRange {
+        topic_id: u32,
+        queue_id: u32,
+        offset: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("the store of shard {0} is closed")]
+    Closed(u32),
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    #[error(
+        "the log writer of shard {shard_id} failed earlier and the store refuses writes: {message}"
+    )]
+    WriterFailed { shard_id: u32, message: String },
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn glommio(path: impl Into<PathBuf>, err: glommio::GlommioError<()>) -> Self {
+        StorageError::Glommio {
+            path: path.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

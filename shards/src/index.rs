@@ -1,0 +1,469 @@
+//! Per-queue index, RocketMQ's ConsumeQueue: entry `n` says where the batch holding the queue's
+//! record `n` starts in the shard log, so a consumer seeks by queue offset in O(1).
+//!
+//! Entry (16 bytes, little endian): `[log position: u64][batch length: u32][delta: u32]`, where
+//! `delta` is the record's index inside its batch (so the batch's base offset is `n - delta`).
+//! A batch length of 0 marks an empty slot; a stored batch is never empty.
+//!
+//! Layout: the file is a sequence of chunks of 4096 entries (64 KiB); chunks are written whole
+//! (a partial tail chunk padded with empty slots), so every write is DMA-aligned. The entry count
+//! is recovered from the last chunk's first empty slot.
+//!
+//! Memory: up to `resident_max` chunks stay in memory per queue. A chunk is evicted only once
+//! persisted, and the tail chunk is never evicted; a lookup that misses loads the chunk back.
+//!
+//! The index is derived data: the log is the truth, and recovery rebuilds entries that lag it
+//! and drops entries that point past it. Runs on its shard's core only.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::error::{Result, StorageError};
+
+pub const INDEX_ENTRY_BYTES: usize = 16;
+pub const INDEX_CHUNK_ENTRIES: u64 = 4096;
+pub const INDEX_CHUNK_BYTES: usize = INDEX_CHUNK_ENTRIES as usize * INDEX_ENTRY_BYTES;
+
+const _: () = assert!(INDEX_CHUNK_BYTES % 4096 == 0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub position: u64,
+    pub batch_len: u32,
+    pub delta: u32,
+}
+
+impl IndexEntry {
+    fn encode(&self, out: &mut [u8]) {
+        out[0..8].copy_from_slice(&self.position.to_le_bytes());
+        out[8..12].copy_from_slice(&self.batch_len.to_le_bytes());
+        out[12..16].copy_from_slice(&self.delta.to_le_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Option<IndexEntry> {
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&bytes[0..8]);
+        let mut l = [0u8; 4];
+        l.copy_from_slice(&bytes[8..12]);
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&bytes[12..16]);
+        let entry = IndexEntry {
+            position: u64::from_le_bytes(p),
+            batch_len: u32::from_le_bytes(l),
+            delta: u32::from_le_bytes(d),
+        };
+        (entry.batch_len != 0).then_some(entry)
+    }
+}
+
+struct Chunk {
+    bytes: Box<[u8]>,
+    /// Entries of this chunk that are in the file.
+    persisted: u64,
+    /// Tick of the last lookup, for least-recently-used eviction.
+    last_used: Cell<u64>,
+}
+
+impl Chunk {
+    fn new(bytes: Box<[u8]>, persisted: u64) -> Chunk {
+        Chunk {
+            bytes,
+            persisted,
+            last_used: Cell::new(0),
+        }
+    }
+
+    fn empty() -> Chunk {
+        Chunk::new(vec![0u8; INDEX_CHUNK_BYTES].into_boxed_slice(), 0)
+    }
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Hit(IndexEntry),
+    /// The chunk is on disk only: load it with [`QueueIndex::load_chunk`] and retry.
+    Evicted(u64),
+}
+
+/// A chunk write the store must perform, produced by [`QueueIndex::dirty_chunks`].
+pub struct ChunkWrite {
+    pub chunk_no: u64,
+    pub entries: u64,
+    pub bytes: Vec<u8>,
+}
+
+pub struct QueueIndex {
+    path: PathBuf,
+    file: Option<Rc<DmaFile>>,
+    len: u64,
+    chunks: BTreeMap<u64, Chunk>,
+    resident_max: usize,
+    tick: Cell<u64>,
+}
+
+async fn open_rw(path: &PathBuf) -> Result<DmaFile> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| StorageError::glommio(path, e))
+}
+
+impl QueueIndex {
+    pub fn new(path: PathBuf, resident_max: usize) -> Self {
+        assert!(
+            resident_max >= 2,
+            "an index keeps at least two chunks resident"
+        );
+        QueueIndex {
+            path,
+            file: None,
+            len: 0,
+            chunks: BTreeMap::new(),
+            resident_max,
+            tick: Cell::new(0),
+        }
+    }
+
+    /// Opens an index file and recovers its entry count from the last chunk.
+    pub async fn open(path: PathBuf, resident_max: usize) -> Result<Self> {
+        let file = open_rw(&path).await?;
+        let size = file
+            .file_size()
+            .await
+            .map_err(|e| StorageError::glommio(&path, e))?;
+        let mut index = QueueIndex::new(path, resident_max);
+        let chunk_count = size.div_ceil(INDEX_CHUNK_BYTES as u64);
+        index.file = Some(Rc::new(file));
+        if chunk_count > 0 {
+            let last = chunk_count - 1;
+            let bytes = index.read_chunk(last).await?;
+            let filled = (0..INDEX_CHUNK_ENTRIES)
+                .take_while(|i| {
+                    let at = *i as usize * INDEX_ENTRY_BYTES;
+                    IndexEntry::decode(&bytes[at..at + INDEX_ENTRY_BYTES]).is_some()
+                })
+                .count() as u64;
+            index.len = last * INDEX_CHUNK_ENTRIES + filled;
+            index.chunks.insert(last, Chunk::new(bytes, filled));
+        }
+        Ok(index)
+    }
+
+    async fn read_chunk(&self, chunk_no: u64) -> Result<Box<[u8]>> {
+        let file = self.file.clone().ok_or_else(|| StorageError::Glommio {
+            path: self.path.clone(),
+            message: "index chunk evicted before its file was opened".into(),
+        })?;
+        Self::read_chunk_from(&file, &self.path, chunk_no).await
+    }
+
+    async fn read_chunk_from(file: &DmaFile, path: &PathBuf, chunk_no: u64) -> Result<Box<[u8]>> {
+        let pos = chunk_no * INDEX_CHUNK_BYTES as u64;
+        let read = file
+            .read_at(pos, INDEX_CHUNK_BYTES)
+            .await
+            .map_err(|e| StorageError::glommio(path, e))?;
+        let mut bytes = vec![0u8; INDEX_CHUNK_BYTES].into_boxed_slice();
+        bytes[..read.len()].copy_from_slice(&read);
+        Ok(bytes)
+    }
+
+    /// Number of entries = the queue's next offset.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, entry: IndexEntry) {
+        assert!(entry.batch_len > 0, "index entry for an empty batch");
+        let chunk_no = self.len / INDEX_CHUNK_ENTRIES;
+        let at = (self.len % INDEX_CHUNK_ENTRIES) as usize * INDEX_ENTRY_BYTES;
+        let chunk = self.chunks.entry(chunk_no).or_insert_with(Chunk::empty);
+        entry.encode(&mut chunk.bytes[at..at + INDEX_ENTRY_BYTES]);
+        self.len += 1;
+        self.evict();
+    }
+
+    /// Pushes the entries of one batch of `count` records.
+    pub fn push_batch(&mut self, position: u64, batch_len: u32, count: u32) {
+        for delta in 0..count {
+            self.push(IndexEntry {
+                position,
+                batch_len,
+                delta,
+            });
+        }
+    }
+
+    pub fn get(&self, offset: u64) -> Lookup {
+        assert!(offset < self.len, "index lookup past the end");
+        let chunk_no = offset / INDEX_CHUNK_ENTRIES;
+        let Some(chunk) = self.chunks.get(&chunk_no) else {
+            return Lookup::Evicted(chunk_no);
+        };
+        self.tick.set(self.tick.get() + 1);
+        chunk.last_used.set(self.tick.get());
+        let at = (offset % INDEX_CHUNK_ENTRIES) as usize * INDEX_ENTRY_BYTES;
+        match IndexEntry::decode(&chunk.bytes[at..at + INDEX_ENTRY_BYTES]) {
+            Some(entry) => Lookup::Hit(entry),
+            None => panic!(
+                "index {}: empty slot at offset {offset} below len {}",
+                self.path.display(),
+                self.len
+            ),
+        }
+    }
+
+    /// Loads an evicted chunk; the caller then calls [`QueueIndex::insert_loaded`]. Split in two so
+    /// no borrow of the index is held across the disk read.
+    pub fn chunk_loader(
+        &self,
+        chunk_no: u64,
+    ) -> impl std::future::Future<Output = Result<Box<[u8]>>> {
+        let path = self.path.clone();
+        async move {
+            // A read-only handle of its own: reads through the read-write handle the chunks are
+            // written with fail with EOPNOTSUPP on this glommio version.
+            let file = DmaFile::open(&path)
+                .await
+                .map_err(|e| StorageError::glommio(&path, e))?;
+            let bytes = Self::read_chunk_from(&file, &path, chunk_no).await;
+            let _ = file.close().await;
+            bytes
+        }
+    }
+
+    pub fn insert_loaded(&mut self, chunk_no: u64, bytes: Box<[u8]>) {
+        if self.chunks.contains_key(&chunk_no) {
+            return;
+        }
+        let persisted =
+            INDEX_CHUNK_ENTRIES.min(self.len.saturating_sub(chunk_no * INDEX_CHUNK_ENTRIES));
+        let chunk = Chunk::new(bytes, persisted);
+        self.tick.set(self.tick.get() + 1);
+        chunk.last_used.set(self.tick.get());
+        self.chunks.insert(chunk_no, chunk);
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        let tail = self.len / INDEX_CHUNK_ENTRIES;
+        while self.chunks.len() > self.resident_max {
+            let victim = self
+                .chunks
+                .iter()
+                .filter(|(no, c)| **no < tail && c.persisted == INDEX_CHUNK_ENTRIES)
+                .min_by_key(|(_, c)| c.last_used.get())
+                .map(|(no, _)| *no);
+            match victim {
+                Some(no) => {
+                    self.chunks.remove(&no);
+                }
+                None => break, // nothing persisted yet; the next checkpoint makes room
+            }
+        }
+    }
+
+    /// Copies of every chunk holding entries not yet in the file.
+    pub fn dirty_chunks(&self) -> Vec<ChunkWrite> {
+        self.chunks
+            .iter()
+            .filter_map(|(no, chunk)| {
+                let entries =
+                    INDEX_CHUNK_ENTRIES.min(self.len.saturating_sub(no * INDEX_CHUNK_ENTRIES));
+                (entries > chunk.persisted).then(|| ChunkWrite {
+                    chunk_no: *no,
+                    entries,
+                    bytes: chunk.bytes.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn mark_persisted(&mut self, chunk_no: u64, entries: u64) {
+        if let Some(chunk) = self.chunks.get_mut(&chunk_no) {
+            chunk.persisted = chunk.persisted.max(entries);
+        }
+        self.evict();
+    }
+
+    /// The index file, opened (created) on first use.
+    pub async fn file(path: PathBuf, current: Option<Rc<DmaFile>>) -> Result<Rc<DmaFile>> {
+        match current {
+            Some(file) => Ok(file),
+            None => Ok(Rc::new(open_rw(&path).await?)),
+        }
+    }
+
+    pub fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    pub fn current_file(&self) -> Option<Rc<DmaFile>> {
+        self.file.clone()
+    }
+
+    pub fn set_file(&mut self, file: Rc<DmaFile>) {
+        self.file = Some(file);
+    }
+
+    /// Drops entries at and after `new_len` (recovery: entries that point past the log's end).
+    /// The file is cut to whole chunks and the tail chunk is marked for rewriting.
+    pub fn truncate(&mut self, new_len: u64) {
+        assert!(new_len <= self.len, "index truncate past the end");
+        if new_len == self.len {
+            return;
+        }
+        let tail_chunk = new_len / INDEX_CHUNK_ENTRIES;
+        self.chunks.retain(|no, _| *no <= tail_chunk);
+        let chunk = self.chunks.entry(tail_chunk).or_insert_with(Chunk::empty);
+        let keep = (new_len % INDEX_CHUNK_ENTRIES) as usize * INDEX_ENTRY_BYTES;
+        chunk.bytes[keep..].fill(0);
+        chunk.persisted = 0;
+        self.len = new_len;
+    }
+
+    /// Size the file must be cut to after [`QueueIndex::truncate`]: whole chunks before the tail.
+    pub fn file_bytes_to_keep(&self) -> u64 {
+        (self.len / INDEX_CHUNK_ENTRIES) * INDEX_CHUNK_BYTES as u64
+    }
+
+    pub fn resident_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Writes every dirty chunk of `index` (borrowed only between awaits) and returns the file, so
+/// the caller can sync it.
+pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc<DmaFile>>> {
+    let (writes, path, current) = {
+        let index = index.borrow();
+        (
+            index.dirty_chunks(),
+            index.path().clone(),
+            index.current_file(),
+        )
+    };
+    if writes.is_empty() {
+        return Ok(None);
+    }
+    let file = QueueIndex::file(path.clone(), current).await?;
+    index.borrow_mut().set_file(file.clone());
+    for write in writes {
+        let mut buffer = file.alloc_dma_buffer(INDEX_CHUNK_BYTES);
+        buffer.as_bytes_mut().copy_from_slice(&write.bytes);
+        file.write_at(buffer, write.chunk_no * INDEX_CHUNK_BYTES as u64)
+            .await
+            .map_err(|e| StorageError::glommio(&path, e))?;
+        index
+            .borrow_mut()
+            .mark_persisted(write.chunk_no, write.entries);
+    }
+    Ok(Some(file))
+}
+
+/// [`QueueIndex::truncate`] plus the matching cut of the index file, so a reopen sees the same
+/// entry count.
+pub async fn truncate_with_file(
+    index: &std::cell::RefCell<QueueIndex>,
+    new_len: u64,
+) -> Result<()> {
+    index.borrow_mut().truncate(new_len);
+    let (file, keep, path) = {
+        let index = index.borrow();
+        (
+            index.current_file(),
+            index.file_bytes_to_keep(),
+            index.path().clone(),
+        )
+    };
+    if let Some(file) = file {
+        file.truncate(keep)
+            .await
+            .map_err(|e| StorageError::glommio(&path, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u64) -> IndexEntry {
+        IndexEntry {
+            position: i * 100,
+            batch_len: 100,
+            delta: 0,
+        }
+    }
+
+    fn hit(index: &QueueIndex, offset: u64) -> IndexEntry {
+        match index.get(offset) {
+            Lookup::Hit(e) => e,
+            Lookup::Evicted(no) => panic!("chunk {no} evicted"),
+        }
+    }
+
+    #[test]
+    fn entries_persist_evict_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.idx");
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(2 << 20)
+            .spawn(move || async move {
+                crate::iopoll_probe::prime(path.parent().unwrap())
+                    .await
+                    .unwrap();
+                let index = std::cell::RefCell::new(QueueIndex::new(path.clone(), 2));
+                let total = INDEX_CHUNK_ENTRIES * 3 + 10;
+                for i in 0..total {
+                    index.borrow_mut().push(entry(i));
+                }
+                // Nothing persisted yet: all four chunks stay resident.
+                assert_eq!(index.borrow().resident_chunks(), 4);
+                let file = persist(&index).await.unwrap().unwrap();
+                file.fdatasync().await.unwrap();
+                index.borrow_mut().push(entry(total));
+                assert_eq!(index.borrow().resident_chunks(), 2);
+                let loaded = match index.borrow().get(5) {
+                    Lookup::Evicted(no) => index.borrow().chunk_loader(no),
+                    Lookup::Hit(_) => panic!("chunk 0 should have been evicted"),
+                }
+                .await
+                .unwrap();
+                index.borrow_mut().insert_loaded(0, loaded);
+                assert_eq!(hit(&index.borrow(), 5), entry(5));
+                persist(&index).await.unwrap();
+
+                let reopened = QueueIndex::open(path.clone(), 2).await.unwrap();
+                assert_eq!(reopened.len(), total + 1);
+                assert_eq!(hit(&reopened, total), entry(total));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn truncate_drops_tail_entries() {
+        let mut index = QueueIndex::new(PathBuf::from("/nonexistent"), 4);
+        for i in 0..(INDEX_CHUNK_ENTRIES + 5) {
+            index.push(entry(i));
+        }
+        index.truncate(INDEX_CHUNK_ENTRIES - 1);
+        assert_eq!(index.len(), INDEX_CHUNK_ENTRIES - 1);
+        assert_eq!(index.file_bytes_to_keep(), 0);
+        index.push(entry(77));
+        assert_eq!(hit(&index, INDEX_CHUNK_ENTRIES - 1), entry(77));
+    }
+}

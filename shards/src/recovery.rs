@@ -1,0 +1,445 @@
+//! Recovery: brings a shard's files back to a consistent state before it serves anything.
+//!
+//! 1. List segments and index files; open the indexes.
+//! 2. Read the checkpoint `P` (see `checkpoint`); without one, `P` is the log's start.
+//! 3. Scan every batch from `P` to the end of the log, checking its header and body CRC. A batch
+//!    that fails in the *last* segment is a torn tail: the segment is cut at the batch's start and
+//!    everything after it is dropped (none of it was acknowledged under `flush = sync`, since an
+//!    ack waits for the fdatasync that covers it). A failure in a sealed segment is corruption of
+//!    synced data: recovery stops with an error naming the file and position rather than guess.
+//! 4. Bring each queue index in line with the scanned log: append entries that lag it, replace
+//!    entries that disagree, and drop entries that point past the log's end. If an index lags
+//!    the checkpoint itself (its file lost entries), the scan restarts from the log's start.
+//!
+//! Runs once per shard, on that shard's core, before the writer task starts.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use glommio::io::DmaFile;
+use shardmq_protocol::batch::{peek_batch_len, validate_stored, BATCH_HEADER_BYTES};
+
+use crate::checkpoint;
+use crate::error::{Result, StorageError};
+use crate::index::{truncate_with_file, IndexEntry, Lookup, QueueIndex};
+use crate::segment::{parse_segment_name, Segment, Segments};
+
+/// `(topic_id, queue_id)`.
+pub type QueueKey = (u32, u32);
+
+const SCAN_READ_BYTES: usize = 4 << 20;
+
+pub struct Recovered {
+    pub segments: Segments,
+    pub end: u64,
+    pub indexes: HashMap<QueueKey, RefCell<QueueIndex>>,
+    pub report: RecoveryReport,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub scanned_from: u64,
+    pub batches_scanned: u64,
+    pub entries_rebuilt: u64,
+    /// `(segment, cut at file offset, bytes dropped)` when a torn tail was cut.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    pub index_entries_dropped: u64,
+}
+
+pub fn index_path(index_dir: &Path, key: QueueKey) -> PathBuf {
+    index_dir.join(format!("{}-{}.idx", key.0, key.1))
+}
+
+fn parse_index_name(name: &str) -> Option<QueueKey> {
+    let (t, q) = name.strip_suffix(".idx")?.split_once('-')?;
+    Some((t.parse().ok()?, q.parse().ok()?))
+}
+
+struct Listing {
+    segments: Vec<u64>,
+    indexes: Vec<QueueKey>,
+}
+
+async fn list(log_dir: PathBuf, index_dir: PathBuf) -> Result<Listing> {
+    glommio::executor()
+        .spawn_blocking(move || -> Result<Listing> {
+            std::fs::create_dir_all(&log_dir).map_err(|e| StorageError::io(&log_dir, e))?;
+            std::fs::create_dir_all(&index_dir).map_err(|e| StorageError::io(&index_dir, e))?;
+            let names = |dir: &Path| -> Result<Vec<String>> {
+                let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+                Ok(entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect())
+            };
+            let mut segments: Vec<u64> = names(&log_dir)?
+                .iter()
+                .filter_map(|n| parse_segment_name(n))
+                .collect();
+            segments.sort_unstable();
+            let indexes = names(&index_dir)?
+                .iter()
+                .filter_map(|n| parse_index_name(n))
+                .collect();
+            Ok(Listing { segments, indexes })
+        })
+        .await
+}
+
+pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Result<Recovered> {
+    let log_dir = dir.join("log");
+    let index_dir = dir.join("index");
+    let listing = list(log_dir.clone(), index_dir.clone()).await?;
+    let mut indexes = HashMap::new();
+    for key in listing.indexes {
+        let index = QueueIndex::open(index_path(&index_dir, key), resident_chunks).await?;
+        indexes.insert(key, RefCell::new(index));
+    }
+    let mut segments = Segments::default();
+    for base in &listing.segments {
+        segments.push(Segment::new(&log_dir, *base));
+    }
+    let mut report = RecoveryReport::default();
+    let checkpoint = checkpoint::read(dir).await;
+    let Some(first) = listing.segments.first().copied() else {
+        let end = checkpoint.map_or(0, |c| c.position);
+        drop_entries_past(&indexes, end, &mut report).await?;
+        return Ok(Recovered {
+            segments,
+            end,
+            indexes,
+            report,
+        });
+    };
+    let start = match checkpoint {
+        Some(c) if c.position >= first && indexes_cover(&indexes, &c) => c.position,
+        Some(_) => {
+            tracing::warn!(shard = shard_id, "an index holds fewer entries than the checkpoint recorded; re-indexing the whole log");
+            first
+        }
+        None => first,
+    };
+    let mut scan = Scan {
+        shard_id,
+        indexes: &mut indexes,
+        report: &mut report,
+        index_dir: &index_dir,
+        resident_chunks,
+    };
+    let end = match scan.run(&segments, start).await {
+        Err(ScanError::IndexBehindCheckpoint) if start != first => {
+            tracing::warn!(
+                shard = shard_id,
+                "an index lags the checkpoint; re-indexing the whole log"
+            );
+            for index in scan.indexes.values() {
+                truncate_with_file(index, 0).await?;
+            }
+            scan.run(&segments, first)
+                .await
+                .map_err(ScanError::into_storage)?
+        }
+        Err(ScanError::CheckpointPastEnd) if start != first => {
+            tracing::warn!(
+                shard = shard_id,
+                "the log ends before the checkpoint; scanning the whole log"
+            );
+            scan.run(&segments, first)
+                .await
+                .map_err(ScanError::into_storage)?
+        }
+        other => other.map_err(ScanError::into_storage)?,
+    };
+    drop_entries_past(&indexes, end, &mut report).await?;
+    remove_empty_last_segment(&mut segments, end).await?;
+    Ok(Recovered {
+        segments,
+        end,
+        indexes,
+        report,
+    })
+}
+
+enum ScanError {
+    Storage(StorageError),
+    IndexBehindCheckpoint,
+    /// The segment holding the checkpoint position is shorter than it: synced data was lost or
+    /// cut outside the broker, so the checkpoint cannot be trusted.
+    CheckpointPastEnd,
+}
+
+/// True when every index holds at least the entries the checkpoint says were persisted.
+fn indexes_cover(
+    indexes: &HashMap<QueueKey, RefCell<QueueIndex>>,
+    checkpoint: &checkpoint::Checkpoint,
+) -> bool {
+    checkpoint
+        .queues
+        .iter()
+        .all(|(key, len)| indexes.get(key).is_some_and(|i| i.borrow().len() >= *len))
+}
+
+impl ScanError {
+    fn into_storage(self) -> StorageError {
+        match self {
+            ScanError::Storage(e) => e,
+            ScanError::IndexBehindCheckpoint => {
+                StorageError::Config("index lags the log start".into())
+            }
+            ScanError::CheckpointPastEnd => {
+                StorageError::Config("log ends before its first segment".into())
+            }
+        }
+    }
+}
+
+impl From<StorageError> for ScanError {
+    fn from(e: StorageError) -> Self {
+        ScanError::Storage(e)
+    }
+}
+
+struct Scan<'a> {
+    shard_id: u32,
+    indexes: &'a mut HashMap<QueueKey, RefCell<QueueIndex>>,
+    report: &'a mut RecoveryReport,
+    index_dir: &'a Path,
+    resident_chunks: usize,
+}
+
+impl Scan<'_> {
+    /// Scans from `start` to the end; returns the log end after any cut.
+    async fn run(
+        &mut self,
+        segments: &Segments,
+        start: u64,
+    ) -> std::result::Result<u64, ScanError> {
+        self.report.scanned_from = start;
+        let list: Vec<_> = segments.iter().cloned().collect();
+        let mut end = start;
+        for (i, segment) in list.iter().enumerate() {
+            let next_base = list.get(i + 1).map(|s| s.base);
+            if next_base.is_some_and(|n| n <= start) {
+                continue;
+            }
+            let file = DmaFile::open(&segment.path)
+                .await
+                .map_err(|e| StorageError::glommio(&segment.path, e))?;
+            let size = file
+                .file_size()
+                .await
+                .map_err(|e| StorageError::glommio(&segment.path, e))?;
+            let from = start.saturating_sub(segment.base);
+            if from > size {
+                let _ = file.close().await;
+                return Err(ScanError::CheckpointPastEnd);
+            }
+            let outcome = self.scan_segment(&file, segment, from, size).await;
+            let _ = file.close().await;
+            let valid_end = outcome?;
+            end = segment.base + valid_end;
+            match next_base {
+                Some(next) if end != next => {
+                    return Err(ScanError::Storage(StorageError::CorruptSealedSegment {
+                        shard_id: self.shard_id,
+                        segment: segment.path.clone(),
+                        position: end,
+                        reason: format!(
+                            "valid data ends at {end} but the next segment starts at {next}"
+                        ),
+                    }));
+                }
+                Some(_) => {}
+                None if valid_end < size => self.cut(segment, valid_end, size).await?,
+                None => {}
+            }
+        }
+        Ok(end)
+    }
+
+    /// Returns the file offset where valid batches end.
+    async fn scan_segment(
+        &mut self,
+        file: &DmaFile,
+        segment: &Segment,
+        from: u64,
+        size: u64,
+    ) -> std::result::Result<u64, ScanError> {
+        let mut at = from;
+        while at < size {
+            let want = (SCAN_READ_BYTES as u64).min(size - at) as usize;
+            let window = file
+                .read_at(at, want)
+                .await
+                .map_err(|e| StorageError::glommio(&segment.path, e))?;
+            let mut consumed = 0usize;
+            loop {
+                let rest = &window[consumed..];
+                if rest.len() < BATCH_HEADER_BYTES {
+                    break;
+                }
+                let Some(len) = peek_batch_len(rest) else {
+                    break;
+                };
+                let len = len as usize;
+                if len > rest.len() {
+                    if consumed == 0 && (at + len as u64) <= size && len > window.len() {
+                        // A batch larger than the scan window: read it whole.
+                        let whole = file
+                            .read_at(at, len)
+                            .await
+                            .map_err(|e| StorageError::glommio(&segment.path, e))?;
+                        match validate_stored(&whole) {
+                            Ok(header) => {
+                                self.index_batch(segment.base + at, &header).await?;
+                                consumed = len;
+                            }
+                            Err(_) => return Ok(at),
+                        }
+                    }
+                    break;
+                }
+                match validate_stored(rest) {
+                    Ok(header) => {
+                        self.index_batch(segment.base + at + consumed as u64, &header)
+                            .await?;
+                        consumed += header.batch_len as usize;
+                    }
+                    Err(reason) => {
+                        tracing::info!(shard = self.shard_id, segment = %segment.path.display(), offset = at + consumed as u64, %reason, "log ends at an invalid batch");
+                        return Ok(at + consumed as u64);
+                    }
+                }
+            }
+            if consumed == 0 {
+                return Ok(at); // a partial header or batch at the very end
+            }
+            at += consumed as u64;
+        }
+        Ok(at)
+    }
+
+    async fn index_batch(
+        &mut self,
+        position: u64,
+        header: &shardmq_protocol::BatchHeader,
+    ) -> std::result::Result<(), ScanError> {
+        self.report.batches_scanned += 1;
+        let key = (header.topic_id, header.queue_id);
+        let (index_dir, resident_chunks) = (self.index_dir, self.resident_chunks);
+        // A queue whose index file never got written gets an index built from the log.
+        let index = self.indexes.entry(key).or_insert_with(|| {
+            RefCell::new(QueueIndex::new(index_path(index_dir, key), resident_chunks))
+        });
+        let have = index.borrow().len();
+        let base = header.base_offset;
+        if have < base {
+            if self.report.scanned_from == 0 {
+                return Err(ScanError::Storage(StorageError::IndexGap {
+                    shard_id: self.shard_id,
+                    topic_id: key.0,
+                    queue_id: key.1,
+                    have,
+                    batch_base: base,
+                }));
+            }
+            return Err(ScanError::IndexBehindCheckpoint);
+        }
+        if have > base {
+            let existing = entry_at(index, base).await?;
+            if existing.position == position && existing.batch_len == header.batch_len {
+                return Ok(());
+            }
+            truncate_with_file(index, base).await?;
+        }
+        index
+            .borrow_mut()
+            .push_batch(position, header.batch_len, header.record_count);
+        self.report.entries_rebuilt += u64::from(header.record_count);
+        Ok(())
+    }
+
+    async fn cut(&mut self, segment: &Segment, valid_end: u64, size: u64) -> Result<()> {
+        tracing::warn!(shard = self.shard_id, segment = %segment.path.display(), cut_at = valid_end, dropped = size - valid_end, "cutting torn log tail");
+        let file = glommio::io::OpenOptions::new()
+            .write(true)
+            .dma_open(&segment.path)
+            .await
+            .map_err(|e| StorageError::glommio(&segment.path, e))?;
+        file.truncate(valid_end)
+            .await
+            .map_err(|e| StorageError::glommio(&segment.path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| StorageError::glommio(&segment.path, e))?;
+        let _ = file.close().await;
+        self.report.torn_tail = Some((segment.path.clone(), valid_end, size - valid_end));
+        Ok(())
+    }
+}
+
+/// The entry at `offset`, loading its chunk from disk when it was evicted.
+pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexEntry> {
+    loop {
+        let loader = match index.borrow().get(offset) {
+            Lookup::Hit(entry) => return Ok(entry),
+            Lookup::Evicted(chunk_no) => (chunk_no, index.borrow().chunk_loader(chunk_no)),
+        };
+        let bytes = loader.1.await?;
+        index.borrow_mut().insert_loaded(loader.0, bytes);
+    }
+}
+
+/// Drops index entries that point at or past the log's end (written after the log was torn).
+async fn drop_entries_past(
+    indexes: &HashMap<QueueKey, RefCell<QueueIndex>>,
+    end: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for index in indexes.values() {
+        let len = index.borrow().len();
+        if len == 0 || entry_at(index, len - 1).await?.position < end {
+            continue;
+        }
+        // Entries are in position order: find the first one at or past `end`.
+        let (mut lo, mut hi) = (0u64, len - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if entry_at(index, mid).await?.position >= end {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        report.index_entries_dropped += len - lo;
+        truncate_with_file(index, lo).await?;
+    }
+    Ok(())
+}
+
+async fn remove_empty_last_segment(segments: &mut Segments, end: u64) -> Result<()> {
+    if segments.last_base() == Some(end) {
+        let path = segments.iter().last().map(|s| s.path.clone());
+        if let Some(path) = path {
+            glommio::io::remove(&path)
+                .await
+                .map_err(|e| StorageError::glommio(&path, e))?;
+        }
+        let kept: Vec<_> = segments
+            .iter()
+            .filter(|s| s.base != end)
+            .map(|s| s.base)
+            .collect();
+        let log_dir = segments
+            .iter()
+            .next()
+            .and_then(|s| s.path.parent().map(Path::to_path_buf));
+        *segments = Segments::default();
+        if let Some(log_dir) = log_dir {
+            for base in kept {
+                segments.push(Segment::new(&log_dir, base));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Store tests on real files: roll, read-back from disk, reopen, torn tail, index rebuild.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use shardmq_protocol::batch::{encode_batch, split_batches, Record};
+
+use crate::config::{FlushMode, StoreConfig};
+use crate::store::ShardStore;
+
+fn small_config(dir: &Path, flush: FlushMode) -> StoreConfig {
+    let mut config = StoreConfig::new(0, dir.to_path_buf());
+    config.segment_bytes = 64 * 1024;
+    config.write_buffer_bytes = 4096;
+    config.write_behind_buffers = 1;
+    config.hot_tail_bytes = 32 * 1024;
+    config.index_resident_chunks = 2;
+    config.flush = flush;
+    config.checkpoint_interval = Duration::from_secs(3600);
+    config
+}
+
+fn batch(queue: u32, seq: u32, records: u32) -> BytesMut {
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record {
+            timestamp_ms: 1,
+            key: format!("{queue}-{seq}-{i}").into_bytes(),
+            properties: vec![],
+            payload: vec![(seq % 251) as u8; 300 + (i as usize * 7) % 200],
+        })
+        .collect();
+    BytesMut::from(&encode_batch(&records)[..])
+}
+
+fn run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .io_memory(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Reads a whole queue and returns the keys of its records in offset order.
+async fn read_keys(store: &ShardStore, queue: u32) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut offset = 0;
+    loop {
+        let outcome = store.read(1, queue, offset, 1000, 64 * 1024).await.unwrap();
+        if outcome.batches.is_empty() {
+            return keys;
+        }
+        for data in &outcome.batches {
+            let mut aligned = rkyv::util::AlignedVec::<16>::new();
+            aligned.extend_from_slice(data);
+            for view in split_batches(&aligned).unwrap() {
+                let base = view.header.base_offset;
+                for (i, record) in view.records().unwrap().iter().enumerate() {
+                    if base + i as u64 >= offset {
+                        keys.push(String::from_utf8(record.key.to_vec()).unwrap());
+                    }
+                }
+            }
+        }
+        offset = outcome.next_offset;
+    }
+}
+
+fn expected_keys(queue: u32, batches: u32, records: u32) -> Vec<String> {
+    (0..batches)
+        .flat_map(|s| (0..records).map(move |i| format!("{queue}-{s}-{i}")))
+        .collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+async fn fill(store: &ShardStore, batches: u32) {
+    for seq in 0..batches {
+        for queue in 0..2 {
+            let outcome = store.append(1, queue, batch(queue, seq, 3)).await.unwrap();
+            assert_eq!(outcome.base_offset, u64::from(seq) * 3);
+            store.wait_synced(outcome.end).await.unwrap();
+        }
+    }
+}
+
+#[test]
+fn appends_roll_segments_and_read_back_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        fill(&store, 60).await;
+        // 120 batches of ~1.3 KB over 64 KiB segments: the log rolled, and the 32 KiB hot tail
+        // no longer holds the start, so these reads come from disk.
+        assert!(
+            segment_files(&path).len() >= 2,
+            "segments: {:?}",
+            segment_files(&path)
+        );
+        assert_eq!(read_keys(&store, 0).await, expected_keys(0, 60, 3));
+        assert_eq!(read_keys(&store, 1).await, expected_keys(1, 60, 3));
+        // A read from the middle of a batch returns the whole batch and the right next offset.
+        let mid = store.read(1, 0, 4, 1, 1 << 20).await.unwrap();
+        assert_eq!(mid.batches.len(), 1);
+        assert_eq!(mid.next_offset, 6);
+        assert!(
+            store.read(1, 0, 181, 1, 1 << 20).await.is_err(),
+            "past the end is an error"
+        );
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn reopen_keeps_everything_and_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(
+            small_config(
+                &path,
+                FlushMode::Async {
+                    interval: Duration::from_millis(5),
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        fill(&store, 30).await;
+        store.close().await.unwrap();
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert_eq!(store.offsets(1, 0), (0, 90));
+        assert_eq!(store.recovery_report().torn_tail, None);
+        let next = store.append(1, 0, batch(0, 30, 3)).await.unwrap();
+        assert_eq!(next.base_offset, 90);
+        assert_eq!(read_keys(&store, 0).await, expected_keys(0, 31, 3));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn torn_tail_is_cut_and_the_rest_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        fill(&store, 10).await;
+        store.close().await.unwrap();
+        // Cut the last segment in the middle of its last batch, as a crash mid-write would.
+        let last = segment_files(&path)
+            .into_iter()
+            .rev()
+            .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+            .unwrap();
+        let len = std::fs::metadata(&last).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+        file.set_len(len - 100).unwrap();
+        drop(file);
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert!(store.recovery_report().torn_tail.is_some());
+        // The last batch appended was queue 1's tenth: it is gone, queue 0 is whole.
+        assert_eq!(store.offsets(1, 0), (0, 30));
+        assert_eq!(store.offsets(1, 1), (0, 27));
+        assert_eq!(read_keys(&store, 1).await, expected_keys(1, 9, 3));
+        let again = store.append(1, 1, batch(1, 9, 3)).await.unwrap();
+        assert_eq!(again.base_offset, 27);
+        assert_eq!(read_keys(&store, 1).await, expected_keys(1, 10, 3));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn garbage_after_the_last_batch_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        fill(&store, 5).await;
+        store.close().await.unwrap();
+        let last = segment_files(&path)
+            .into_iter()
+            .rev()
+            .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+            .unwrap();
+        let mut bytes = std::fs::read(&last).unwrap();
+        bytes.extend_from_slice(&[0xAB; 777]);
+        std::fs::write(&last, &bytes).unwrap();
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.recovery_report().torn_tail.as_ref().map(|t| t.2),
+            Some(777)
+        );
+        assert_eq!(read_keys(&store, 0).await, expected_keys(0, 5, 3));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn lost_indexes_are_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        fill(&store, 40).await;
+        store.close().await.unwrap();
+        // The checkpoint stays: it claims the indexes are complete, they are not.
+        std::fs::remove_dir_all(path.join("index")).unwrap();
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.recovery_report().scanned_from,
+            0,
+            "a lagging index forces a full scan"
+        );
+        assert_eq!(store.recovery_report().entries_rebuilt, 240);
+        assert_eq!(read_keys(&store, 0).await, expected_keys(0, 40, 3));
+        assert_eq!(read_keys(&store, 1).await, expected_keys(1, 40, 3));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn index_entries_past_the_log_end_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        fill(&store, 8).await;
+        store.close().await.unwrap();
+        // Remove the newest segment entirely, as if its data never reached the disk, while the
+        // index (persisted at close) still points into it.
+        let segments: Vec<_> = segment_files(&path)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+            .collect();
+        assert!(
+            segments.len() == 1,
+            "this test expects one data segment: {segments:?}"
+        );
+        std::fs::remove_file(path.join("checkpoint")).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segments[0])
+            .unwrap();
+        let keep = 2 * batch(0, 0, 3).len() as u64; // the first two batches: q0 seq0, q1 seq0
+        file.set_len(keep).unwrap();
+        drop(file);
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert_eq!(store.offsets(1, 0), (0, 3));
+        assert_eq!(store.offsets(1, 1), (0, 3));
+        assert!(store.recovery_report().index_entries_dropped > 0);
+        assert_eq!(
+            store
+                .append(1, 0, batch(0, 1, 3))
+                .await
+                .unwrap()
+                .base_offset,
+            3
+        );
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn long_poll_wakes_on_append_and_times_out_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .wait_for_data(1, 0, 0, Duration::from_millis(20))
+                .await
+        );
+        let producer = store.clone();
+        let task = glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            producer.append(1, 0, batch(0, 0, 1)).await.unwrap();
+        });
+        assert!(store.wait_for_data(1, 0, 0, Duration::from_secs(30)).await);
+        task.await;
+        store.close().await.unwrap();
+    });
+}
