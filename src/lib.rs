@@ -1,1 +1,21 @@
-//! placeholder
+//! The shardmq broker: boot, routing, connection serving, request handlers, topic registry.
+//! The storage engine is the `shardmq-shards` crate, the wire formats `shardmq-protocol`.
+//!
+//! Map:
+//! - [`boot`]: process start and shutdown; one pinned glommio executor per shard.
+//! - [`router`]: the listener, the Hello handshake and the socket handoff to the owning shard.
+//! - [`server`]: per-shard context, connections (reader + writer tasks), handlers, errors.
+//! - [`topics`]: the shared topic registry and its file.
+//! - [`config`]: broker flags and how they map onto store configs.
+//! - [`lock`]: the data directory lock.
+//! - [`limits`]: every bound the broker enforces.
+//! - [`cli`]: the `shardmq` command line (broker, admin, bench).
+
+pub mod boot;
+pub mod cli;
+pub mod config;
+pub mod limits;
+pub mod lock;
+pub mod router;
+pub mod server;
+pub mod topics;

@@ -1,1 +1,22 @@
-fn main() {}
+//! The `shardmq` binary: parses the command line and runs the subcommand.
+
+use clap::Parser;
+use shardmq::cli::{Cli, Command};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDMQ_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
+    };
+    if let Err(message) = result {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}

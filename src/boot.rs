@@ -1,0 +1,327 @@
+//! Boot and shutdown of the broker process.
+//!
+//! Start order: raise rlimits → lock the data dir → load the topic registry → block SIGTERM and
+//! SIGINT (every thread inherits the mask; one signal thread waits for them) → one pinned glommio
+//! executor per shard, each recovering its store → shard 0 binds the listener once every shard
+//! is ready → the main thread prints `shardmq ready native=HOST:PORT`.
+//!
+//! Shutdown (SIGTERM/SIGINT, or a shard that fails): a process-wide flag that every shard polls;
+//! each shard then stops accepting, lets connections write their last replies (bounded by
+//! `SHUTDOWN_DRAIN_TIMEOUT`), and closes its store (write, fdatasync, checkpoint). The process
+//! exits 0 when every shard closed cleanly, in the reverse order of start.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::net::TcpListener;
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
+use shardmq_shards::{ShardStore, StoreConfig};
+use thiserror::Error;
+
+use crate::config::BrokerArgs;
+use crate::limits::{HANDOFF_QUEUE_DEPTH, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL};
+use crate::lock::{DataDirLock, LockError};
+use crate::router::{self, Handoff};
+use crate::server::context::ShardContext;
+use crate::topics::{TopicError, TopicRegistry};
+
+#[derive(Debug, Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("shard {shard_id}: cannot start its executor on CPU {cpu}: {message}")]
+    Executor {
+        shard_id: u32,
+        cpu: usize,
+        message: String,
+    },
+    #[error("shard {shard_id}: {message}")]
+    Shard { shard_id: u32, message: String },
+}
+
+enum ShardReport {
+    Ready {
+        native: Option<std::net::SocketAddr>,
+    },
+    Failed {
+        shard_id: u32,
+        message: String,
+    },
+}
+
+struct ShardBoot {
+    shard_id: u32,
+    shard_count: u32,
+    store: StoreConfig,
+    listen: Option<String>,
+    topics: Arc<TopicRegistry>,
+    shutdown: Arc<AtomicBool>,
+    reports: mpsc::Sender<ShardReport>,
+    handoff_senders: Vec<Option<SharedSender<Handoff>>>,
+    handoff_receiver: Option<SharedReceiver<Handoff>>,
+}
+
+fn raise_limit(resource: libc::__rlimit_resource_t) {
+    // SAFETY: plain getrlimit/setrlimit on a stack struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(resource, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(resource, &limit);
+        }
+    }
+}
+
+/// glommio registers `io_memory` per executor with io_uring, which counts against the memlock
+/// limit (often 8 MiB). Split what the limit allows between the shards (glommio's default is
+/// 10 MiB; above the limit it silently falls back to unregistered buffers).
+fn io_memory_per_executor(shards: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit on a stack struct.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0;
+    let available = if ok { limit.rlim_cur as usize } else { 8 << 20 };
+    let share = available / (shards + 1);
+    (share & !((1 << 20) - 1)).clamp(1 << 20, 10 << 20)
+}
+
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: building a signal set and masking it in the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn spawn_signal_thread(set: libc::sigset_t, shutdown: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut signal = 0;
+            // SAFETY: sigwait on a set that every thread has blocked.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                tracing::info!(signal, "shutdown requested");
+                shutdown.store(true, Ordering::SeqCst);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the signal thread; SIGTERM will not stop the broker cleanly"));
+}
+
+/// Runs the broker until SIGTERM/SIGINT. Returns once every shard has closed its store.
+pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
+    raise_limit(libc::RLIMIT_NOFILE);
+    raise_limit(libc::RLIMIT_MEMLOCK);
+    let lock = DataDirLock::acquire(&args.data_dir)?;
+    let topics = Arc::new(TopicRegistry::load(&args.data_dir)?);
+    let shard_count = args.shard_count();
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = args.shard_cpus(online).map_err(BootError::Config)?;
+    for shard_id in 0..shard_count {
+        args.store_config(shard_id as u32)
+            .validate()
+            .map_err(|e| BootError::Config(e.to_string()))?;
+    }
+    let signals = block_termination_signals();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(signals, shutdown.clone());
+    let (reports, ready) = mpsc::channel();
+    let (mut senders, mut receivers): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|k| {
+            if k == 0 {
+                (None, None)
+            } else {
+                let (s, r) = shared_channel::new_bounded(HANDOFF_QUEUE_DEPTH);
+                (Some(s), Some(r))
+            }
+        })
+        .unzip();
+    let io_memory = io_memory_per_executor(shard_count);
+    let mut handles = Vec::with_capacity(shard_count);
+    for (k, cpu) in cpus.iter().copied().enumerate() {
+        let boot = ShardBoot {
+            shard_id: k as u32,
+            shard_count: shard_count as u32,
+            store: args.store_config(k as u32),
+            listen: (k == 0).then(|| args.listen.clone()),
+            topics: topics.clone(),
+            shutdown: shutdown.clone(),
+            reports: reports.clone(),
+            handoff_senders: if k == 0 {
+                std::mem::take(&mut senders)
+            } else {
+                Vec::new()
+            },
+            handoff_receiver: receivers[k].take(),
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{k}"))
+            .io_memory(io_memory)
+            .spin_before_park(Duration::from_micros(args.spin_before_park_us))
+            .spawn(move || shard_main(boot))
+            .map_err(|e| BootError::Executor {
+                shard_id: k as u32,
+                cpu,
+                message: e.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    drop(reports);
+    let started = wait_until_ready(&ready, shard_count, &shutdown);
+    let mut first_error = started.err();
+    for (k, handle) in handles.into_iter().enumerate().rev() {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                first_error.get_or_insert(BootError::Shard {
+                    shard_id: k as u32,
+                    message,
+                });
+            }
+            Err(e) => {
+                first_error.get_or_insert(BootError::Shard {
+                    shard_id: k as u32,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    drop(lock);
+    match first_error {
+        Some(err) => Err(err),
+        None => {
+            tracing::info!("broker stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+fn wait_until_ready(
+    ready: &mpsc::Receiver<ShardReport>,
+    shards: usize,
+    shutdown: &AtomicBool,
+) -> Result<(), BootError> {
+    let mut native = None;
+    for _ in 0..shards {
+        match ready.recv() {
+            Ok(ShardReport::Ready { native: Some(addr) }) => native = Some(addr),
+            Ok(ShardReport::Ready { native: None }) => {}
+            Ok(ShardReport::Failed { shard_id, message }) => {
+                shutdown.store(true, Ordering::SeqCst);
+                return Err(BootError::Shard { shard_id, message });
+            }
+            Err(_) => {
+                shutdown.store(true, Ordering::SeqCst);
+                return Err(BootError::Config(
+                    "a shard stopped before it was ready".into(),
+                ));
+            }
+        }
+    }
+    let Some(native) = native else {
+        shutdown.store(true, Ordering::SeqCst);
+        return Err(BootError::Config(
+            "shard 0 did not report its listener".into(),
+        ));
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "shardmq ready native={native}");
+    let _ = out.flush();
+    Ok(())
+}
+
+async fn shard_main(boot: ShardBoot) -> Result<(), String> {
+    let shard_id = boot.shard_id;
+    let fail = |message: String| {
+        boot.shutdown.store(true, Ordering::SeqCst);
+        let _ = boot.reports.send(ShardReport::Failed {
+            shard_id,
+            message: message.clone(),
+        });
+        Err(message)
+    };
+    let background = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "background",
+    );
+    let store = match ShardStore::open(boot.store.clone(), Some(background)).await {
+        Ok(store) => store,
+        Err(err) => return fail(format!("cannot open its store: {err}")),
+    };
+    let ctx = Rc::new(ShardContext::new(
+        shard_id,
+        boot.shard_count,
+        store.clone(),
+        boot.topics.clone(),
+    ));
+    if let Some(listen) = &boot.listen {
+        let listener = match TcpListener::bind(listen.as_str()) {
+            Ok(listener) => listener,
+            Err(err) => return fail(format!("cannot listen on {listen}: {err}")),
+        };
+        let native = listener.local_addr().ok();
+        let mut senders = Vec::new();
+        for sender in boot.handoff_senders {
+            senders.push(match sender {
+                Some(s) => Some(s.connect().await),
+                None => None,
+            });
+        }
+        let _ = boot.reports.send(ShardReport::Ready { native });
+        glommio::spawn_local(router::accept_loop(ctx.clone(), listener, Rc::new(senders))).detach();
+    } else if let Some(receiver) = boot.handoff_receiver {
+        let receiver = receiver.connect().await;
+        let _ = boot.reports.send(ShardReport::Ready { native: None });
+        glommio::spawn_local(router::receive_loop(ctx.clone(), receiver)).detach();
+    }
+    while !boot.shutdown.load(Ordering::SeqCst) {
+        glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
+    }
+    ctx.begin_shutdown();
+    drain(&ctx).await;
+    store
+        .close()
+        .await
+        .map_err(|e| format!("closing its store failed: {e}"))?;
+    tracing::info!(shard = shard_id, "shard stopped");
+    Ok(())
+}
+
+async fn drain(ctx: &ShardContext) {
+    let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
+    while ctx.open_connections() > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            tracing::warn!(
+                shard = ctx.shard_id,
+                open = ctx.open_connections(),
+                "connections still open after the drain timeout"
+            );
+            return;
+        }
+        let closed = ctx.connection_closed.listen();
+        if ctx.open_connections() == 0 {
+            return;
+        }
+        futures_lite::future::or(closed, glommio::timer::sleep(deadline - now)).await;
+    }
+}

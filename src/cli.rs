@@ -1,0 +1,22 @@
+//! The `shardmq` command line: `broker`, `admin …`, `bench …`.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::BrokerArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shardmq",
+    version,
+    about = "A thread-per-core io_uring message broker in the family of Apache RocketMQ"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a broker (embedded name server; data under --data-dir).
+    Broker(BrokerArgs),
+}

@@ -1,0 +1,35 @@
+//! The broker's bounds, in one place, units last. Wire-level bounds shared with clients live in
+//! `shardmq_protocol::limits`.
+
+use std::time::Duration;
+
+/// Connections one shard serves at once; an accept beyond it waits for a slot.
+pub const CONNECTIONS_PER_SHARD_MAX: u64 = 16_384;
+
+/// A new connection must send its Hello within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sockets queued from the accepting shard to another shard.
+pub const HANDOFF_QUEUE_DEPTH: usize = 1024;
+
+/// Replies a connection may have queued for its writer before its reader stops reading
+/// (pipelining depth per connection).
+pub const REPLIES_QUEUED_PER_CONNECTION_MAX: usize = 256;
+
+/// How long shutdown waits for connections to write their last replies.
+pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a shard checks the process-wide shutdown flag.
+pub const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Pull replies carry at most this many bytes of batches (the first batch always goes whole).
+pub const PULL_BYTES_MAX: u32 = 16 << 20;
+
+/// Topics in one broker.
+pub const TOPICS_MAX: usize = 10_000;
+
+/// Small replies are assembled into one buffer and sent with one write below this size.
+pub const COALESCE_REPLY_BYTES_MAX: usize = 64 * 1024;
+
+const _: () =
+    assert!((PULL_BYTES_MAX as u64) < shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX as u64);

@@ -1,0 +1,205 @@
+//! The router: the one listener, the handshake, and the handoff of each connection to the shard
+//! that will serve it.
+//!
+//! Shard 0 accepts every connection and reads its first frame, a `Hello`. A shard-aware client
+//! names the shard it wants (`wanted_shard`, computed with `routing::shard_for_queue`); the
+//! socket itself, as a duplicated file descriptor, then travels over a bounded cross-core
+//! channel to that shard, which answers the Hello and serves the connection alone. After the
+//! handoff no request on it ever crosses a core. A client that names no shard stays on shard 0.
+//!
+//! Which shard owns which queue is decided by `shardmq_protocol::routing` and nowhere else; the
+//! receiving shard re-checks ownership on every request (`ShardContext::owned_queue`).
+//!
+//! Limits: the Hello must arrive within `HANDSHAKE_TIMEOUT`; at most `HANDOFF_QUEUE_DEPTH`
+//! sockets wait in each shard's handoff queue.
+
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+use glommio::net::{TcpListener, TcpStream};
+use shardmq_protocol::envelope;
+use shardmq_protocol::messages::Hello;
+use shardmq_protocol::FrameKind;
+
+use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT};
+use crate::server::connection;
+use crate::server::context::ShardContext;
+use crate::server::error::HandlerError;
+use crate::server::frame_io::{read_frame, write_frame, OutFrame};
+
+/// A socket on its way to another shard. Owns the duplicated descriptor, so a handoff dropped
+/// in flight closes it instead of leaking it.
+pub struct Handoff {
+    pub socket: OwnedFd,
+    pub hello_correlation_id: u64,
+}
+
+/// Duplicates the socket's descriptor (close-on-exec) and drops the original stream.
+fn detach(stream: TcpStream) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor the stream owns; the result is ours alone.
+    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    drop(stream);
+    // SAFETY: `fd` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Rebuilds a stream on the receiving shard's executor.
+pub fn attach(socket: OwnedFd) -> TcpStream {
+    // SAFETY: the descriptor is a connected TCP socket whose ownership we take here.
+    unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
+}
+
+async fn reject(mut stream: TcpStream, correlation_id: u64, err: HandlerError) {
+    tracing::warn!(reason = %err, "handshake rejected");
+    let frame = OutFrame {
+        kind: FrameKind::Error,
+        correlation_id,
+        prefix: envelope::encode(&err.to_reply()),
+        data: vec![],
+    };
+    let _ = write_frame(&mut stream, &frame).await;
+}
+
+/// Accepts connections on shard 0 until shutdown.
+pub async fn accept_loop(
+    ctx: Rc<ShardContext>,
+    listener: TcpListener,
+    handoffs: Rc<Vec<Option<ConnectedSender<Handoff>>>>,
+) {
+    loop {
+        let shutdown = ctx.shutdown.listen();
+        if ctx.is_shutting_down() {
+            return;
+        }
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(handshake(ctx.clone(), stream, handoffs.clone())).detach();
+            }
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn handshake(
+    ctx: Rc<ShardContext>,
+    mut stream: TcpStream,
+    handoffs: Rc<Vec<Option<ConnectedSender<Handoff>>>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let first = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
+        Ok(read_frame(&mut stream).await)
+    })
+    .await;
+    let (header, payload) = match first {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return,
+        Ok(Err(err)) => {
+            let reason = err.to_string();
+            if let crate::server::frame_io::FrameError::Protocol(p) = err {
+                reject(stream, 0, HandlerError::BadFrame(p)).await;
+            }
+            tracing::warn!(%reason, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("no Hello within the handshake timeout; closing");
+            return;
+        }
+    };
+    let id = header.correlation_id;
+    if header.kind != FrameKind::Hello {
+        let err = HandlerError::InvalidArgument(format!(
+            "the first frame must be Hello, got {:?}",
+            header.kind
+        ));
+        return reject(stream, id, err).await;
+    }
+    let hello = match envelope::decode::<Hello>(&payload) {
+        Ok(hello) => hello,
+        Err(err) => return reject(stream, id, HandlerError::BadFrame(err)).await,
+    };
+    let target = hello.wanted_shard.unwrap_or(ctx.shard_id);
+    if target >= ctx.shard_count {
+        let err = HandlerError::InvalidArgument(format!(
+            "shard {target} does not exist; this broker has {}",
+            ctx.shard_count
+        ));
+        return reject(stream, id, err).await;
+    }
+    if target == ctx.shard_id {
+        if ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX {
+            let err = HandlerError::InvalidArgument(format!(
+                "shard {target} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections"
+            ));
+            return reject(stream, id, err).await;
+        }
+        return connection::serve(ctx, stream, Some(id)).await;
+    }
+    let Some(Some(sender)) = handoffs.get(target as usize) else {
+        return reject(
+            stream,
+            id,
+            HandlerError::InvalidArgument(format!("no route to shard {target}")),
+        )
+        .await;
+    };
+    match detach(stream) {
+        Ok(socket) => {
+            if sender
+                .send(Handoff {
+                    socket,
+                    hello_correlation_id: id,
+                })
+                .await
+                .is_err()
+            {
+                tracing::warn!(target, "shard is not taking connections; handoff dropped");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "could not duplicate socket for handoff"),
+    }
+}
+
+/// Receives handed-off sockets on shard `k > 0` and serves them until shutdown.
+pub async fn receive_loop(ctx: Rc<ShardContext>, receiver: ConnectedReceiver<Handoff>) {
+    loop {
+        let shutdown = ctx.shutdown.listen();
+        if ctx.is_shutting_down() {
+            return;
+        }
+        let next = futures_lite::future::or(async { receiver.recv().await }, async {
+            shutdown.await;
+            None
+        })
+        .await;
+        let Some(handoff) = next else { return };
+        let stream = attach(handoff.socket);
+        if ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX {
+            let err = HandlerError::InvalidArgument(format!(
+                "shard {} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections",
+                ctx.shard_id
+            ));
+            glommio::spawn_local(reject(stream, handoff.hello_correlation_id, err)).detach();
+            continue;
+        }
+        glommio::spawn_local(connection::serve(
+            ctx.clone(),
+            stream,
+            Some(handoff.hello_correlation_id),
+        ))
+        .detach();
+    }
+}

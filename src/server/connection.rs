@@ -1,0 +1,273 @@
+//! Serving one client connection on the shard that owns it.
+//!
+//! Two tasks per connection, both on this shard's core:
+//! - the reader decodes requests in arrival order and runs their handlers, so produce offsets
+//!   follow the order the client sent; a parked long poll runs as its own task;
+//! - the writer sends replies in the order they were queued, first waiting for the fdatasync a
+//!   `flush = sync` ack needs (so the reader keeps taking batches that share that fdatasync).
+//!
+//! The reply queue is bounded (`REPLIES_QUEUED_PER_CONNECTION_MAX`): a client that pipelines more
+//! than that stops being read until replies drain.
+//!
+//! Bad input: a frame whose header is invalid (oversize length, unknown kind) gets a BadFrame
+//! error reply and the connection is closed, since the stream can no longer be trusted; a
+//! well-framed request with bad contents (garbage metadata, a batch with a wrong CRC) gets an
+//! error reply and the connection goes on. Either way the reason is logged and nothing else on
+//! the shard is affected.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::AsyncWriteExt;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpStream;
+use shardmq_protocol::envelope::{self, decode, decode_meta};
+use shardmq_protocol::messages::{HelloReply, Produce, Pull, QueueOffsets};
+use shardmq_protocol::{FrameHeader, FrameKind};
+use shardmq_shards::durability::Appended;
+
+use super::context::ShardContext;
+use super::error::HandlerError;
+use super::frame_io::{read_frame, write_frame, FrameError, OutFrame};
+use super::handlers::pull::PullOutcome;
+use super::handlers::{offsets, produce, pull, topics, Reply};
+use crate::limits::REPLIES_QUEUED_PER_CONNECTION_MAX;
+
+struct Outgoing {
+    frame: OutFrame,
+    wait_synced: Option<Appended>,
+}
+
+type ReplySender = Rc<LocalSender<Outgoing>>;
+
+fn outgoing(kind: FrameKind, correlation_id: u64, result: Result<Reply, HandlerError>) -> Outgoing {
+    match result {
+        Ok(reply) => Outgoing {
+            frame: OutFrame {
+                kind: kind.reply(),
+                correlation_id,
+                prefix: reply.prefix,
+                data: reply.data,
+            },
+            wait_synced: reply.wait_synced,
+        },
+        Err(err) => error_outgoing(correlation_id, &err),
+    }
+}
+
+fn error_outgoing(correlation_id: u64, err: &HandlerError) -> Outgoing {
+    Outgoing {
+        frame: OutFrame {
+            kind: FrameKind::Error,
+            correlation_id,
+            prefix: envelope::encode(&err.to_reply()),
+            data: vec![],
+        },
+        wait_synced: None,
+    }
+}
+
+/// Serves a connection until the client closes it, a fatal frame error, or shutdown.
+/// `hello` is the correlation id of the Hello the router already read, to be answered here.
+pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>) {
+    ctx.connection_opened();
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::warn!(error = %err, "could not set TCP_NODELAY");
+    }
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (sender, receiver) =
+        local_channel::new_bounded::<Outgoing>(REPLIES_QUEUED_PER_CONNECTION_MAX);
+    let sender = Rc::new(sender);
+    let writer_ctx = ctx.clone();
+    let writer_task = glommio::spawn_local(async move {
+        let mut writer = writer;
+        while let Some(out) = receiver.recv().await {
+            if write_reply(&writer_ctx, &mut writer, out).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.close().await;
+    });
+    if let Some(correlation_id) = hello {
+        let reply = HelloReply {
+            shard_id: ctx.shard_id,
+            shard_count: ctx.shard_count,
+            broker_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let _ = sender
+            .send(outgoing(
+                FrameKind::Hello,
+                correlation_id,
+                Ok(Reply::meta(&reply)),
+            ))
+            .await;
+    }
+    read_requests(&ctx, &mut reader, &sender, &peer).await;
+    drop(sender);
+    writer_task.await;
+    ctx.connection_done();
+}
+
+async fn write_reply(
+    ctx: &ShardContext,
+    writer: &mut WriteHalf<TcpStream>,
+    mut out: Outgoing,
+) -> std::io::Result<()> {
+    if let Some(end) = out.wait_synced {
+        if let Err(err) = ctx.store.wait_synced(end).await {
+            out = error_outgoing(out.frame.correlation_id, &HandlerError::Storage(err));
+        }
+    }
+    write_frame(writer, &out.frame).await
+}
+
+async fn read_requests(
+    ctx: &Rc<ShardContext>,
+    reader: &mut ReadHalf<TcpStream>,
+    sender: &ReplySender,
+    peer: &str,
+) {
+    loop {
+        let shutdown = ctx.shutdown.listen();
+        if ctx.is_shutting_down() {
+            return;
+        }
+        let next = futures_lite::future::or(async { Some(read_frame(reader).await) }, async {
+            shutdown.await;
+            None
+        })
+        .await;
+        let (header, payload) = match next {
+            None | Some(Ok(None)) => return,
+            Some(Ok(Some(frame))) => frame,
+            Some(Err(FrameError::Protocol(err))) => {
+                tracing::warn!(shard = ctx.shard_id, peer, reason = %err, "closing connection: bad frame header");
+                let _ = sender
+                    .send(error_outgoing(0, &HandlerError::BadFrame(err)))
+                    .await;
+                return;
+            }
+            Some(Err(err)) => {
+                tracing::debug!(shard = ctx.shard_id, peer, reason = %err, "connection ended");
+                return;
+            }
+        };
+        if let Some(out) = handle(ctx, header, payload, sender, peer).await {
+            if sender.send(out).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one request. `None` when the reply will come later (a parked long poll).
+async fn handle(
+    ctx: &Rc<ShardContext>,
+    header: FrameHeader,
+    payload: BytesMut,
+    sender: &ReplySender,
+    peer: &str,
+) -> Option<Outgoing> {
+    let (kind, id) = (header.kind, header.correlation_id);
+    let result = match kind {
+        FrameKind::Produce => handle_produce(ctx, payload).await,
+        FrameKind::Pull => match decode::<Pull>(&payload) {
+            Ok(request) => return handle_pull(ctx, request, id, sender).await,
+            Err(err) => Err(HandlerError::BadFrame(err)),
+        },
+        FrameKind::QueueOffsets => decode::<QueueOffsets>(&payload)
+            .map_err(HandlerError::BadFrame)
+            .and_then(|r| offsets::queue_offsets(ctx, &r)),
+        FrameKind::CreateTopic => match decode(&payload) {
+            Ok(request) => topics::create_topic(ctx, request).await,
+            Err(err) => Err(HandlerError::BadFrame(err)),
+        },
+        FrameKind::ListTopics => Ok(topics::list_topics(ctx)),
+        FrameKind::ShardMap => Ok(topics::shard_map(ctx)),
+        FrameKind::Hello => Err(HandlerError::Unsupported(
+            "a second Hello on a connection".into(),
+        )),
+        other => Err(HandlerError::Unsupported(format!(
+            "frame kind {other:?} from a client"
+        ))),
+    };
+    if let Err(err) = &result {
+        let level_is_warn = matches!(err, HandlerError::BadFrame(_) | HandlerError::BadBatch(_));
+        if level_is_warn {
+            tracing::warn!(shard = ctx.shard_id, peer, ?kind, reason = %err, "request rejected");
+        } else {
+            tracing::debug!(shard = ctx.shard_id, peer, ?kind, reason = %err, "request failed");
+        }
+    }
+    let reply_kind = if kind.is_request() {
+        kind
+    } else {
+        FrameKind::Hello
+    };
+    Some(outgoing(reply_kind, id, result))
+}
+
+async fn handle_produce(ctx: &ShardContext, mut payload: BytesMut) -> Result<Reply, HandlerError> {
+    let (meta, data_len) = {
+        let (meta, data) = envelope::split(&payload).map_err(HandlerError::BadFrame)?;
+        (
+            decode_meta::<Produce>(meta).map_err(HandlerError::BadFrame)?,
+            data.len(),
+        )
+    };
+    if ctx.is_shutting_down() {
+        return Err(HandlerError::ShuttingDown);
+    }
+    let batch = payload.split_off(payload.len() - data_len);
+    produce::produce(ctx, meta, batch).await
+}
+
+async fn handle_pull(
+    ctx: &Rc<ShardContext>,
+    request: Pull,
+    id: u64,
+    sender: &ReplySender,
+) -> Option<Outgoing> {
+    match pull::pull(ctx, &request, true).await {
+        Ok(PullOutcome::Ready(reply)) => Some(outgoing(FrameKind::Pull, id, Ok(reply))),
+        Err(err) => Some(outgoing(FrameKind::Pull, id, Err(err))),
+        Ok(PullOutcome::Wait { topic_id, wait_ms }) => {
+            let (ctx, sender) = (ctx.clone(), sender.clone());
+            glommio::spawn_local(async move {
+                let shutdown = ctx.shutdown.listen();
+                if !ctx.is_shutting_down() {
+                    let wait = ctx.store.wait_for_data(
+                        topic_id,
+                        request.queue_id,
+                        request.offset,
+                        Duration::from_millis(wait_ms.into()),
+                    );
+                    futures_lite::future::or(
+                        async {
+                            wait.await;
+                        },
+                        shutdown,
+                    )
+                    .await;
+                }
+                let result = pull::pull(&ctx, &request, false)
+                    .await
+                    .map(|outcome| match outcome {
+                        PullOutcome::Ready(reply) => reply,
+                        PullOutcome::Wait { .. } => {
+                            unreachable!("a pull that may not wait never parks")
+                        }
+                    });
+                let _ = sender.send(outgoing(FrameKind::Pull, id, result)).await;
+            })
+            .detach();
+            None
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Reading and writing native frames on a socket. Untrusted input is bounded here: the length
+//! prefix is checked (`FrameHeader::decode`) before the payload buffer is allocated.
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use shardmq_protocol::frame::FRAME_HEADER_BYTES;
+use shardmq_protocol::{FrameHeader, FrameKind, ProtocolError};
+use thiserror::Error;
+
+use crate::limits::COALESCE_REPLY_BYTES_MAX;
+
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("connection I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("connection closed in the middle of a frame")]
+    TruncatedFrame,
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream at a frame boundary.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<(FrameHeader, BytesMut)>, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    let mut filled = 0;
+    while filled < FRAME_HEADER_BYTES {
+        let n = reader.read(&mut header[filled..]).await?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::TruncatedFrame)
+            };
+        }
+        filled += n;
+    }
+    let header = FrameHeader::decode(&header)?;
+    let mut payload = BytesMut::zeroed(header.payload_len as usize);
+    reader
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => FrameError::TruncatedFrame,
+            _ => FrameError::Io(e),
+        })?;
+    Ok(Some((header, payload)))
+}
+
+/// One frame to send: an envelope prefix (rkyv metadata) and zero or more data chunks.
+pub struct OutFrame {
+    pub kind: FrameKind,
+    pub correlation_id: u64,
+    pub prefix: Vec<u8>,
+    pub data: Vec<Bytes>,
+}
+
+impl OutFrame {
+    pub fn payload_len(&self) -> usize {
+        self.prefix.len() + self.data.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
+/// Writes a frame: small frames as one buffer (one syscall), large ones chunk by chunk without
+/// copying the data. Does not flush; the caller flushes when its queue is empty.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &OutFrame,
+) -> std::io::Result<()> {
+    let payload_len = frame.payload_len();
+    let header = FrameHeader::new(frame.kind, frame.correlation_id, payload_len).encode();
+    if payload_len + FRAME_HEADER_BYTES <= COALESCE_REPLY_BYTES_MAX {
+        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + payload_len);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&frame.prefix);
+        for chunk in &frame.data {
+            buf.extend_from_slice(chunk);
+        }
+        return writer.write_all(&buf).await;
+    }
+    let mut head = Vec::with_capacity(FRAME_HEADER_BYTES + frame.prefix.len());
+    head.extend_from_slice(&header);
+    head.extend_from_slice(&frame.prefix);
+    writer.write_all(&head).await?;
+    for chunk in &frame.data {
+        writer.write_all(chunk).await?;
+    }
+    Ok(())
+}
