@@ -1,0 +1,118 @@
+//! Garbage, a batch with a wrong CRC and an oversize length prefix each get a clean error while
+//! a second client keeps being served and nothing acknowledged is lost.
+
+mod harness;
+
+use std::io::Write;
+
+use harness::{data_dir, run, Broker, RawConnection};
+use shardmq_client::Client;
+use shardmq_protocol::batch::{encode_batch, Record};
+use shardmq_protocol::envelope;
+use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
+use shardmq_protocol::messages::Produce;
+use shardmq_protocol::routing::shard_for_queue;
+use shardmq_protocol::{ErrorCode, FrameKind};
+
+fn record(i: u64) -> Record {
+    Record { timestamp_ms: i, key: vec![], properties: vec![], payload: format!("message {i}").into_bytes() }
+}
+
+/// A second client produces and reads back; proves the broker still serves others.
+fn healthy_round_trip(addr: &str, round: u64) {
+    let addr = addr.to_string();
+    run(move || async move {
+        let client = Client::connect(&addr, "healthy").await.unwrap();
+        let ack = client.produce_batch("t", 0, &encode_batch(&[record(round)])).await.unwrap();
+        assert_eq!(ack.base_offset, round);
+        let pulled = client.pull("t", 0, 0, 1000, 1 << 20, 0).await.unwrap();
+        let records = pulled.to_owned_records().unwrap();
+        assert_eq!(records.len() as u64, round + 1, "every acked message is still there");
+        for (offset, rec) in records {
+            assert_eq!(rec.payload, record(offset).payload);
+        }
+    });
+}
+
+#[test]
+fn bad_frames_get_clean_errors_and_others_keep_being_served() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let addr = broker.addr.clone();
+    let setup = addr.clone();
+    run(move || async move {
+        Client::connect(&setup, "setup").await.unwrap().create_topic("t", 1).await.unwrap();
+    });
+    healthy_round_trip(&addr, 0);
+    let owner = shard_for_queue("t", 0, 2);
+
+    // 1. Pure garbage where a frame header should be: an error reply, then the broker closes.
+    let mut garbage = RawConnection::connect(&addr, Some(owner));
+    garbage.stream.write_all(&[0xFF; 64]).unwrap();
+    let err = garbage.read_error();
+    assert_eq!(err.code, ErrorCode::BadFrame as u16, "{}", err.message);
+    assert!(garbage.is_closed_by_broker());
+    healthy_round_trip(&addr, 1);
+
+    // 2. A well-framed produce whose batch CRC is wrong: BadBatch, nothing stored, the same
+    //    connection keeps working.
+    let mut wrong_crc = RawConnection::connect(&addr, Some(owner));
+    let mut batch = encode_batch(&[record(99)]).to_vec();
+    let last = batch.len() - 20;
+    batch[last] ^= 0xFF;
+    let mut payload = envelope::encode_prefix(&Produce { topic: "t".into(), queue_id: 0 }, batch.len());
+    payload.extend_from_slice(&batch);
+    wrong_crc.send_frame(FrameKind::Produce, 7, &payload);
+    let err = wrong_crc.read_error();
+    assert_eq!(err.code, ErrorCode::BadBatch as u16, "{}", err.message);
+    assert!(err.message.contains("CRC") || err.message.contains("padding"), "{}", err.message);
+    wrong_crc.send_frame(FrameKind::ListTopics, 8, &envelope::encode(&shardmq_protocol::messages::ListTopics {}));
+    let (header, _) = wrong_crc.read_frame().expect("the connection survives a bad batch");
+    assert_eq!((header.kind, header.correlation_id), (FrameKind::ListTopicsReply, 8));
+    healthy_round_trip(&addr, 2);
+
+    // 3. A length prefix over the limit: refused before anything is allocated, then closed.
+    let mut oversize = RawConnection::connect(&addr, None);
+    let mut header = shardmq_protocol::FrameHeader::new(FrameKind::Produce, 9, 0).encode();
+    header[0..4].copy_from_slice(&(FRAME_PAYLOAD_BYTES_MAX + 1).to_le_bytes());
+    oversize.stream.write_all(&header).unwrap();
+    let err = oversize.read_error();
+    assert_eq!(err.code, ErrorCode::BadFrame as u16);
+    assert!(err.message.contains("exceeds"), "{}", err.message);
+    assert!(oversize.is_closed_by_broker());
+    healthy_round_trip(&addr, 3);
+
+    // 4. Garbage instead of a Hello: the handshake is refused.
+    let mut no_hello = std::net::TcpStream::connect(&addr).unwrap();
+    no_hello.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    no_hello.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut raw = RawConnection { stream: no_hello };
+    let err = raw.read_error();
+    assert_eq!(err.code, ErrorCode::BadFrame as u16, "{}", err.message);
+    healthy_round_trip(&addr, 4);
+
+    assert_eq!(broker.stop(), Some(0));
+}
+
+#[test]
+fn requests_for_a_queue_of_another_shard_name_the_owner() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let addr = broker.addr.clone();
+    let setup = addr.clone();
+    run(move || async move {
+        Client::connect(&setup, "setup").await.unwrap().create_topic("t", 2).await.unwrap();
+    });
+    let queue = 0;
+    let owner = shard_for_queue("t", queue, 2);
+    let mut wrong = RawConnection::connect(&addr, Some(1 - owner));
+    let batch = encode_batch(&[record(1)]).to_vec();
+    let mut payload = envelope::encode_prefix(&Produce { topic: "t".into(), queue_id: queue }, batch.len());
+    payload.extend_from_slice(&batch);
+    wrong.send_frame(FrameKind::Produce, 3, &payload);
+    let err = wrong.read_error();
+    assert_eq!(err.code, ErrorCode::WrongShard as u16);
+    assert_eq!(err.owner_shard, Some(owner));
+    assert!(err.message.contains(&format!("shard {owner} does")), "{}", err.message);
+    drop(broker);
+}

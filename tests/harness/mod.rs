@@ -1,0 +1,162 @@
+//! Test harness: a real `shardmq broker` process on 127.0.0.1:0 with its own data directory,
+//! a glommio executor to run client code in, and a raw blocking socket for malformed input.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use shardmq_protocol::envelope;
+use shardmq_protocol::frame::FRAME_HEADER_BYTES;
+use shardmq_protocol::messages::{ErrorReply, Hello};
+use shardmq_protocol::{FrameHeader, FrameKind};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    stderr_log: PathBuf,
+}
+
+/// A data directory on the real disk (O_DIRECT needs a real filesystem), removed at drop.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("shardmq-test-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+impl Broker {
+    /// Starts a broker with `extra` flags and waits for its ready line.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Broker {
+        Self::try_start(data_dir, extra).unwrap_or_else(|e| panic!("broker did not start: {e}"))
+    }
+
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Broker, String> {
+        let stderr_log = data_dir.with_extension(format!("stderr-{}.log", std::process::id()));
+        let stderr = std::fs::File::create(&stderr_log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--segment-size", "1MiB", "--hot-tail", "16MiB", "--write-buffer", "256KiB", "--checkpoint-interval-ms", "200"])
+            .args(extra)
+            .env("SHARDMQ_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                return Err(format!("no ready line (exit {status:?}); stderr:\n{log}"));
+            }
+        };
+        let addr = line
+            .strip_prefix("shardmq ready native=")
+            .ok_or_else(|| format!("unexpected first line {line:?}"))?
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Broker { child: Some(child), addr, data_dir: data_dir.to_path_buf(), stderr_log })
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().ok()?.code()
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs client code on a glommio executor and returns its result.
+pub fn run<F, Fut, T>(f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(f).unwrap().join().unwrap()
+}
+
+/// A blocking socket speaking raw frames, for feeding the broker bad input.
+pub struct RawConnection {
+    pub stream: TcpStream,
+}
+
+impl RawConnection {
+    /// Connects and completes the Hello handshake (optionally asking for a shard).
+    pub fn connect(addr: &str, wanted_shard: Option<u32>) -> RawConnection {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = RawConnection { stream };
+        let hello = envelope::encode(&Hello { client_name: "raw-test".into(), wanted_shard });
+        raw.send_frame(FrameKind::Hello, 1, &hello);
+        let (header, _) = raw.read_frame().expect("HelloReply");
+        assert_eq!(header.kind, FrameKind::HelloReply);
+        raw
+    }
+
+    pub fn send_frame(&mut self, kind: FrameKind, correlation_id: u64, payload: &[u8]) {
+        let header = FrameHeader::new(kind, correlation_id, payload.len()).encode();
+        self.stream.write_all(&header).unwrap();
+        self.stream.write_all(payload).unwrap();
+    }
+
+    /// Reads one frame; `None` if the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<(FrameHeader, Vec<u8>)> {
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        self.stream.read_exact(&mut header).ok()?;
+        let header = FrameHeader::decode(&header).unwrap();
+        let mut payload = vec![0u8; header.payload_len as usize];
+        self.stream.read_exact(&mut payload).ok()?;
+        Some((header, payload))
+    }
+
+    /// Reads one frame and decodes it as an error reply.
+    pub fn read_error(&mut self) -> ErrorReply {
+        let (header, payload) = self.read_frame().expect("an error reply, not a closed connection");
+        assert_eq!(header.kind, FrameKind::Error, "expected an error frame");
+        envelope::decode::<ErrorReply>(&payload).unwrap()
+    }
+
+    /// True once the broker has closed the connection (reads EOF).
+    pub fn is_closed_by_broker(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0))
+    }
+}
