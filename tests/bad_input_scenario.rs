@@ -15,7 +15,12 @@ use shardmq_protocol::routing::shard_for_queue;
 use shardmq_protocol::{ErrorCode, FrameKind};
 
 fn record(i: u64) -> Record {
-    Record { timestamp_ms: i, key: vec![], properties: vec![], payload: format!("message {i}").into_bytes() }
+    Record {
+        timestamp_ms: i,
+        key: vec![],
+        properties: vec![],
+        payload: format!("message {i}").into_bytes(),
+    }
 }
 
 /// A second client produces and reads back; proves the broker still serves others.
@@ -23,11 +28,18 @@ fn healthy_round_trip(addr: &str, round: u64) {
     let addr = addr.to_string();
     run(move || async move {
         let client = Client::connect(&addr, "healthy").await.unwrap();
-        let ack = client.produce_batch("t", 0, &encode_batch(&[record(round)])).await.unwrap();
+        let ack = client
+            .produce_batch("t", 0, &encode_batch(&[record(round)]))
+            .await
+            .unwrap();
         assert_eq!(ack.base_offset, round);
         let pulled = client.pull("t", 0, 0, 1000, 1 << 20, 0).await.unwrap();
         let records = pulled.to_owned_records().unwrap();
-        assert_eq!(records.len() as u64, round + 1, "every acked message is still there");
+        assert_eq!(
+            records.len() as u64,
+            round + 1,
+            "every acked message is still there"
+        );
         for (offset, rec) in records {
             assert_eq!(rec.payload, record(offset).payload);
         }
@@ -41,7 +53,12 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
     let addr = broker.addr.clone();
     let setup = addr.clone();
     run(move || async move {
-        Client::connect(&setup, "setup").await.unwrap().create_topic("t", 1).await.unwrap();
+        Client::connect(&setup, "setup")
+            .await
+            .unwrap()
+            .create_topic("t", 1)
+            .await
+            .unwrap();
     });
     healthy_round_trip(&addr, 0);
     let owner = shard_for_queue("t", 0, 2);
@@ -60,15 +77,34 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
     let mut batch = encode_batch(&[record(99)]).to_vec();
     let last = batch.len() - 20;
     batch[last] ^= 0xFF;
-    let mut payload = envelope::encode_prefix(&Produce { topic: "t".into(), queue_id: 0 }, batch.len());
+    let mut payload = envelope::encode_prefix(
+        &Produce {
+            topic: "t".into(),
+            queue_id: 0,
+        },
+        batch.len(),
+    );
     payload.extend_from_slice(&batch);
     wrong_crc.send_frame(FrameKind::Produce, 7, &payload);
     let err = wrong_crc.read_error();
     assert_eq!(err.code, ErrorCode::BadBatch as u16, "{}", err.message);
-    assert!(err.message.contains("CRC") || err.message.contains("padding"), "{}", err.message);
-    wrong_crc.send_frame(FrameKind::ListTopics, 8, &envelope::encode(&shardmq_protocol::messages::ListTopics {}));
-    let (header, _) = wrong_crc.read_frame().expect("the connection survives a bad batch");
-    assert_eq!((header.kind, header.correlation_id), (FrameKind::ListTopicsReply, 8));
+    assert!(
+        err.message.contains("CRC") || err.message.contains("padding"),
+        "{}",
+        err.message
+    );
+    wrong_crc.send_frame(
+        FrameKind::ListTopics,
+        8,
+        &envelope::encode(&shardmq_protocol::messages::ListTopics {}),
+    );
+    let (header, _) = wrong_crc
+        .read_frame()
+        .expect("the connection survives a bad batch");
+    assert_eq!(
+        (header.kind, header.correlation_id),
+        (FrameKind::ListTopicsReply, 8)
+    );
     healthy_round_trip(&addr, 2);
 
     // 3. A length prefix over the limit: refused before anything is allocated, then closed.
@@ -84,8 +120,12 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
 
     // 4. Garbage instead of a Hello: the handshake is refused.
     let mut no_hello = std::net::TcpStream::connect(&addr).unwrap();
-    no_hello.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    no_hello.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    no_hello
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    no_hello
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut raw = RawConnection { stream: no_hello };
     let err = raw.read_error();
     assert_eq!(err.code, ErrorCode::BadFrame as u16, "{}", err.message);
@@ -101,18 +141,33 @@ fn requests_for_a_queue_of_another_shard_name_the_owner() {
     let addr = broker.addr.clone();
     let setup = addr.clone();
     run(move || async move {
-        Client::connect(&setup, "setup").await.unwrap().create_topic("t", 2).await.unwrap();
+        Client::connect(&setup, "setup")
+            .await
+            .unwrap()
+            .create_topic("t", 2)
+            .await
+            .unwrap();
     });
     let queue = 0;
     let owner = shard_for_queue("t", queue, 2);
     let mut wrong = RawConnection::connect(&addr, Some(1 - owner));
     let batch = encode_batch(&[record(1)]).to_vec();
-    let mut payload = envelope::encode_prefix(&Produce { topic: "t".into(), queue_id: queue }, batch.len());
+    let mut payload = envelope::encode_prefix(
+        &Produce {
+            topic: "t".into(),
+            queue_id: queue,
+        },
+        batch.len(),
+    );
     payload.extend_from_slice(&batch);
     wrong.send_frame(FrameKind::Produce, 3, &payload);
     let err = wrong.read_error();
     assert_eq!(err.code, ErrorCode::WrongShard as u16);
     assert_eq!(err.owner_shard, Some(owner));
-    assert!(err.message.contains(&format!("shard {owner} does")), "{}", err.message);
+    assert!(
+        err.message.contains(&format!("shard {owner} does")),
+        "{}",
+        err.message
+    );
     drop(broker);
 }

@@ -29,15 +29,28 @@ fn hundred_thousand_messages_over_eight_queues_and_two_shards() {
         let client = Client::connect(&addr, "scenario").await.unwrap();
         assert_eq!(client.shard_count(), 2);
         client.create_topic("orders", QUEUES).await.unwrap();
-        let owners: Vec<u32> = (0..QUEUES).map(|q| shard_for_queue("orders", q, 2)).collect();
-        assert!(owners.contains(&0) && owners.contains(&1), "both shards own queues: {owners:?}");
+        let owners: Vec<u32> = (0..QUEUES)
+            .map(|q| shard_for_queue("orders", q, 2))
+            .collect();
+        assert!(
+            owners.contains(&0) && owners.contains(&1),
+            "both shards own queues: {owners:?}"
+        );
         let per_queue = MESSAGES / u64::from(QUEUES);
         for start in (0..per_queue).step_by(BATCH as usize) {
             for queue in 0..QUEUES {
                 let records: Vec<Record> = (start..start + BATCH)
-                    .map(|seq| Record { timestamp_ms: seq, key: vec![], properties: vec![], payload: payload(queue, seq) })
+                    .map(|seq| Record {
+                        timestamp_ms: seq,
+                        key: vec![],
+                        properties: vec![],
+                        payload: payload(queue, seq),
+                    })
                     .collect();
-                let ack = client.produce_batch("orders", queue, &encode_batch(&records)).await.unwrap();
+                let ack = client
+                    .produce_batch("orders", queue, &encode_batch(&records))
+                    .await
+                    .unwrap();
                 assert_eq!((ack.base_offset, ack.count), (start, BATCH as u32));
             }
         }
@@ -47,11 +60,21 @@ fn hundred_thousand_messages_over_eight_queues_and_two_shards() {
             assert_eq!((offsets.min_offset, offsets.max_offset), (0, per_queue));
             let mut next = 0u64;
             while next < per_queue {
-                let pulled = client.pull("orders", queue, next, 10_000, 1 << 20, 0).await.unwrap();
+                let pulled = client
+                    .pull("orders", queue, next, 10_000, 1 << 20, 0)
+                    .await
+                    .unwrap();
                 assert!(!pulled.is_empty(), "queue {queue} stalled at {next}");
                 for record in pulled.records().unwrap() {
-                    assert_eq!(record.offset, next, "queue {queue}: records in order, no gaps");
-                    assert_eq!(record.payload(), payload(queue, next).as_slice(), "queue {queue} offset {next}");
+                    assert_eq!(
+                        record.offset, next,
+                        "queue {queue}: records in order, no gaps"
+                    );
+                    assert_eq!(
+                        record.payload(),
+                        payload(queue, next).as_slice(),
+                        "queue {queue} offset {next}"
+                    );
                     next += 1;
                 }
                 assert_eq!(pulled.next_offset(), next);

@@ -23,7 +23,10 @@ pub struct Broker {
 
 /// A data directory on the real disk (O_DIRECT needs a real filesystem), removed at drop.
 pub fn data_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("shardmq-test-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    tempfile::Builder::new()
+        .prefix("shardmq-test-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 impl Broker {
@@ -38,7 +41,16 @@ impl Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
             .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(["--segment-size", "1MiB", "--hot-tail", "16MiB", "--write-buffer", "256KiB", "--checkpoint-interval-ms", "200"])
+            .args([
+                "--segment-size",
+                "1MiB",
+                "--hot-tail",
+                "16MiB",
+                "--write-buffer",
+                "256KiB",
+                "--checkpoint-interval-ms",
+                "200",
+            ])
             .args(extra)
             .env("SHARDMQ_LOG", "info")
             .stdout(Stdio::piped())
@@ -69,7 +81,12 @@ impl Broker {
             .next()
             .unwrap_or_default()
             .to_string();
-        Ok(Broker { child: Some(child), addr, data_dir: data_dir.to_path_buf(), stderr_log })
+        Ok(Broker {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            stderr_log,
+        })
     }
 
     /// SIGTERM and wait; returns the exit code.
@@ -78,6 +95,10 @@ impl Broker {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         child.wait().ok()?.code()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
     /// SIGKILL: the process gets no chance to flush anything.
@@ -109,7 +130,12 @@ where
     Fut: std::future::Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(f).unwrap().join().unwrap()
+    glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
 }
 
 /// A blocking socket speaking raw frames, for feeding the broker bad input.
@@ -122,9 +148,14 @@ impl RawConnection {
     pub fn connect(addr: &str, wanted_shard: Option<u32>) -> RawConnection {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut raw = RawConnection { stream };
-        let hello = envelope::encode(&Hello { client_name: "raw-test".into(), wanted_shard });
+        let hello = envelope::encode(&Hello {
+            client_name: "raw-test".into(),
+            wanted_shard,
+        });
         raw.send_frame(FrameKind::Hello, 1, &hello);
         let (header, _) = raw.read_frame().expect("HelloReply");
         assert_eq!(header.kind, FrameKind::HelloReply);
@@ -149,7 +180,9 @@ impl RawConnection {
 
     /// Reads one frame and decodes it as an error reply.
     pub fn read_error(&mut self) -> ErrorReply {
-        let (header, payload) = self.read_frame().expect("an error reply, not a closed connection");
+        let (header, payload) = self
+            .read_frame()
+            .expect("an error reply, not a closed connection");
         assert_eq!(header.kind, FrameKind::Error, "expected an error frame");
         envelope::decode::<ErrorReply>(&payload).unwrap()
     }
