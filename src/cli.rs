@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::AdminArgs;
 use crate::config::BrokerArgs;
 
 #[derive(Parser, Debug)]
@@ -19,4 +20,6 @@ pub struct Cli {
 pub enum Command {
     /// Run a broker (embedded name server; data under --data-dir).
     Broker(BrokerArgs),
+    /// Administer topics and queues of a running broker.
+    Admin(AdminArgs),
 }

@@ -9,8 +9,10 @@
 //! - [`config`]: broker flags and how they map onto store configs.
 //! - [`lock`]: the data directory lock.
 //! - [`limits`]: every bound the broker enforces.
+//! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
 //! - [`cli`]: the `shardmq` command line (broker, admin, bench).
 
+pub mod admin;
 pub mod boot;
 pub mod cli;
 pub mod config;

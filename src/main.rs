@@ -14,6 +14,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
+        Command::Admin(args) => shardmq::admin::run(args).map(|out| println!("{out}")),
     };
     if let Err(message) = result {
         eprintln!("error: {message}");
