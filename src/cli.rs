@@ -22,4 +22,6 @@ pub enum Command {
     Broker(BrokerArgs),
     /// Administer topics and queues of a running broker.
     Admin(AdminArgs),
+    /// Load generator: produce / consume against a running broker, HDR latency, JSON report.
+    Bench(shardmq_bench::BenchArgs),
 }

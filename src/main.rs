@@ -15,6 +15,9 @@ fn main() {
     let result = match cli.command {
         Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
         Command::Admin(args) => shardmq::admin::run(args).map(|out| println!("{out}")),
+        Command::Bench(args) => shardmq_bench::run(&args.into_command())
+            .map(drop)
+            .map_err(|e| e.to_string()),
     };
     if let Err(message) = result {
         eprintln!("error: {message}");

@@ -106,7 +106,7 @@ fn bad(field: &'static str, reason: impl Into<String>) -> ProtocolError {
 
 impl BatchHeader {
     /// Parses the fixed header and checks the fields that need no body: magic, version, flags,
-    /// lengths and count. `available` is how many bytes the caller has from the batch start.
+    /// lengths and count. `bytes` must hold at least the 64-byte header.
     pub fn parse(bytes: &[u8]) -> Result<Self, ProtocolError> {
         if bytes.len() < BATCH_HEADER_BYTES {
             return Err(ProtocolError::Truncated {
@@ -259,7 +259,7 @@ pub fn stamp(batch: &mut [u8], stamp: Stamp) {
 }
 
 fn access_checked(body: &[u8]) -> Result<&ArchivedRecords, ProtocolError> {
-    if (body.as_ptr() as usize) % 16 != 0 {
+    if !(body.as_ptr() as usize).is_multiple_of(16) {
         return Err(bad("body", "batch body is not 16-byte aligned in memory"));
     }
     rkyv::access::<ArchivedRecords, rancor::Error>(body)
@@ -291,7 +291,7 @@ impl<'a> BatchView<'a> {
     pub fn records(&self) -> Result<&'a ArchivedRecords, ProtocolError> {
         let body =
             &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize];
-        if (body.as_ptr() as usize) % 16 == 0 {
+        if (body.as_ptr() as usize).is_multiple_of(16) {
             return access_checked(body);
         }
         Err(bad(
@@ -354,6 +354,29 @@ impl BatchBuilder {
     }
 }
 
+/// Archives a slice of records exactly as a `Vec<Record>` would be archived, without first
+/// copying the records into a `Vec`.
+struct RecordSlice<'a>(&'a [Record]);
+
+impl Archive for RecordSlice<'_> {
+    type Archived = ArchivedRecords;
+    type Resolver = rkyv::vec::VecResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        ArchivedVec::resolve_from_slice(self.0, resolver, out);
+    }
+}
+
+impl<S> Serialize<S> for RecordSlice<'_>
+where
+    S: rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+    Record: Serialize<S>,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        ArchivedVec::<ArchivedRecord>::serialize_from_slice(self.0, serializer)
+    }
+}
+
 /// Encodes records as one batch, serializing the archive straight after a reserved header.
 pub fn encode_batch(records: &[Record]) -> AlignedVec<16> {
     assert!(!records.is_empty(), "a batch holds at least one record");
@@ -362,12 +385,15 @@ pub fn encode_batch(records: &[Record]) -> AlignedVec<16> {
         "too many records for one batch"
     );
     let mut out = AlignedVec::<16>::with_capacity(
-        BATCH_HEADER_BYTES + records.iter().map(|r| r.payload.len() + 64).sum::<usize>(),
+        BATCH_HEADER_BYTES
+            + records
+                .iter()
+                .map(|r| r.payload.len() + r.key.len() + 64)
+                .sum::<usize>(),
     );
     out.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
     // Relative pointers make the archive position-independent, so it may follow the header.
-    let records_vec: &Vec<Record> = &records.to_vec();
-    let mut out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(records_vec, out)
+    let mut out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(&RecordSlice(records), out)
         .unwrap_or_else(|e| panic!("serializing records into memory failed: {e}"));
     let body_len = out.len() - BATCH_HEADER_BYTES;
     let batch_len = BATCH_HEADER_BYTES + align_up(body_len);

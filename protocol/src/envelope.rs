@@ -90,7 +90,7 @@ where
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
         + Deserialize<T, HighDeserializer<rancor::Error>>,
 {
-    let result = if (meta.as_ptr() as usize) % 16 == 0 {
+    let result = if (meta.as_ptr() as usize).is_multiple_of(16) {
         rkyv::from_bytes::<T, rancor::Error>(meta)
     } else {
         let mut aligned = AlignedVec::<16>::with_capacity(meta.len());

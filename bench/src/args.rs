@@ -1,0 +1,289 @@
+//! Command-line arguments of `shardmq bench produce` / `shardmq bench consume`, as clap `Args`
+//! (the binary flattens them into its own CLI), and [`BenchCommand`] to dispatch on. Checks that
+//! need more than one argument live in `validate`, run before any executor starts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use shardmq_protocol::limits::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, PULL_WAIT_MS_MAX};
+
+use crate::error::BenchError;
+
+/// `shardmq bench --broker HOST:PORT <produce|consume> …`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Broker address, HOST:PORT (the `native=` address of the broker's ready line).
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    pub broker: String,
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+impl BenchArgs {
+    /// The command with the broker address filled in.
+    pub fn into_command(self) -> BenchCommand {
+        let mut command = self.command;
+        match &mut command {
+            BenchCommand::Produce(args) => args.broker = self.broker,
+            BenchCommand::Consume(args) => args.broker = self.broker,
+        }
+        command
+    }
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Closed-loop producers: batches of --batch records of --size bytes, --in-flight at a time.
+    Produce(ProduceArgs),
+    /// Drains every queue of a topic from its start, checking every batch's CRCs.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ProduceArgs {
+    /// Broker native address, HOST:PORT.
+    /// Set from `BenchArgs::broker`.
+    #[arg(skip)]
+    pub broker: String,
+    /// Topic to produce to; it must exist (see `list_topics`).
+    #[arg(long)]
+    pub topic: String,
+    /// Total messages across all producers.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: u64,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Messages per batch (one produce request).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(BATCH_RECORDS_MAX)))]
+    pub batch: u32,
+    /// Producers, each with its own connections; all run on one executor.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub producers: u32,
+    /// Queues each producer cycles over (producer p starts at queue p * this); default: all.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queues_per_producer: Option<u32>,
+    /// Batches each producer keeps awaiting acks (1 measures plain round trips).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub in_flight: u32,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// CPU to pin the bench executor to (default: the last CPU this process may use).
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Per-request timeout.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// Stop the run after this many failed requests.
+    #[arg(long, default_value_t = 100)]
+    pub max_errors: u64,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ConsumeArgs {
+    /// Broker native address, HOST:PORT.
+    /// Set from `BenchArgs::broker`.
+    #[arg(skip)]
+    pub broker: String,
+    /// Topic to drain; it must exist.
+    #[arg(long)]
+    pub topic: String,
+    /// Messages expected in total across the topic's queues; fewer is an error.
+    #[arg(long)]
+    pub messages: u64,
+    /// Byte bound of one pull reply.
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_bytes: u32,
+    /// Message bound of one pull reply.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_messages: u32,
+    /// Long-poll wait of one pull.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=i64::from(PULL_WAIT_MS_MAX)))]
+    pub wait_ms: u32,
+    /// Give up after this long without a new message.
+    #[arg(long, default_value_t = 5_000)]
+    pub idle_timeout_ms: u64,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// CPU to pin the bench executor to (default: the last CPU this process may use).
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Per-request timeout (added to --wait-ms for pulls).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// Stop the run after this many failed pulls.
+    #[arg(long, default_value_t = 100)]
+    pub max_errors: u64,
+}
+
+/// Estimated encoded bytes of one record beyond its payload (rkyv record + key + vec headers).
+pub(crate) const RECORD_OVERHEAD_BYTES: usize = 64;
+
+impl ProduceArgs {
+    pub(crate) fn validate(&self) -> Result<(), BenchError> {
+        let batch_bytes = (self.size + RECORD_OVERHEAD_BYTES) as u128 * u128::from(self.batch);
+        if batch_bytes + 64 > u128::from(BATCH_BYTES_MAX) {
+            return Err(BenchError::InvalidArgs(format!(
+                "--batch {} of --size {} does not fit one batch ({BATCH_BYTES_MAX} bytes)",
+                self.batch, self.size
+            )));
+        }
+        if self.messages == 0 {
+            return Err(BenchError::InvalidArgs(
+                "--messages must be at least 1".into(),
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(BenchError::InvalidArgs(
+                "--timeout-ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ConsumeArgs {
+    pub(crate) fn validate(&self) -> Result<(), BenchError> {
+        if self.timeout_ms == 0 {
+            return Err(BenchError::InvalidArgs(
+                "--timeout-ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    /// Parses test arguments written as `<kind> --broker B …`: `--broker` is moved in front of the
+    /// subcommand, where the real command line takes it.
+    fn parse(args: &[&str]) -> Result<BenchCommand, clap::Error> {
+        let mut rest: Vec<&str> = args.to_vec();
+        let mut front = vec!["bench"];
+        if let Some(at) = rest.iter().position(|a| *a == "--broker") {
+            front.extend(rest.drain(at..(at + 2).min(rest.len())));
+        }
+        Cli::try_parse_from(front.into_iter().chain(rest)).map(|c| c.bench.into_command())
+    }
+
+    #[test]
+    fn produce_defaults_and_overrides() {
+        let BenchCommand::Produce(p) =
+            parse(&["produce", "--broker", "127.0.0.1:9", "--topic", "t"]).unwrap()
+        else {
+            panic!("not produce");
+        };
+        assert_eq!(
+            (p.messages, p.size, p.batch, p.producers, p.in_flight),
+            (100_000, 1024, 1, 1, 1)
+        );
+        assert_eq!(
+            (p.queues_per_producer, p.cpu, p.json.as_ref()),
+            (None, None, None)
+        );
+        p.validate().unwrap();
+
+        let BenchCommand::Produce(p) = parse(&[
+            "produce",
+            "--broker",
+            "h:1",
+            "--topic",
+            "orders",
+            "--messages",
+            "5000",
+            "--size",
+            "100",
+            "--batch",
+            "50",
+            "--producers",
+            "4",
+            "--queues-per-producer",
+            "2",
+            "--in-flight",
+            "8",
+            "--json",
+            "out.json",
+            "--cpu",
+            "1",
+        ])
+        .unwrap() else {
+            panic!("not produce");
+        };
+        assert_eq!(p.batch, 50);
+        assert_eq!(p.producers, 4);
+        assert_eq!(p.queues_per_producer, Some(2));
+        assert_eq!(p.in_flight, 8);
+        assert_eq!(p.json, Some(PathBuf::from("out.json")));
+        assert_eq!(p.cpu, Some(1));
+    }
+
+    #[test]
+    fn bad_produce_arguments_are_refused() {
+        assert!(parse(&["produce"]).is_err(), "topic is required");
+        assert!(parse(&["produce", "--broker", "h:1", "--topic", "t", "--batch", "0"]).is_err());
+        assert!(parse(&[
+            "produce",
+            "--broker",
+            "h:1",
+            "--topic",
+            "t",
+            "--in-flight",
+            "0"
+        ])
+        .is_err());
+        let BenchCommand::Produce(p) = parse(&[
+            "produce", "--broker", "h:1", "--topic", "t", "--size", "10000000", "--batch", "100",
+        ])
+        .unwrap() else {
+            panic!("not produce");
+        };
+        assert!(matches!(p.validate(), Err(BenchError::InvalidArgs(_))));
+    }
+
+    #[test]
+    fn consume_arguments() {
+        let BenchCommand::Consume(c) = parse(&[
+            "consume",
+            "--broker",
+            "h:1",
+            "--topic",
+            "t",
+            "--messages",
+            "10",
+            "--batch-bytes",
+            "65536",
+        ])
+        .unwrap() else {
+            panic!("not consume");
+        };
+        assert_eq!((c.messages, c.batch_bytes, c.wait_ms), (10, 65536, 500));
+        assert_eq!(c.idle_timeout_ms, 5_000);
+        assert!(
+            parse(&["consume", "--broker", "h:1", "--topic", "t"]).is_err(),
+            "messages required"
+        );
+        assert!(parse(&[
+            "consume",
+            "--broker",
+            "h:1",
+            "--topic",
+            "t",
+            "--messages",
+            "1",
+            "--wait-ms",
+            "60001"
+        ])
+        .is_err());
+    }
+}

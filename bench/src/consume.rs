@@ -1,0 +1,188 @@
+//! The consume benchmark: drains every queue of a topic from its first offset, one
+//! [`Consumer`] per queue, all on one pinned glommio executor.
+//!
+//! Every pull reply is validated before it counts: header CRC and body CRC of every batch
+//! (`BatchView` validation through `PullResult::records`), the rkyv archive of its records, and
+//! the reply's own invariants. A corrupt batch ends the run with [`BenchError::Corrupt`]. The run
+//! ends when `--messages` records have arrived, or fails with [`BenchError::Incomplete`] after
+//! `--idle-timeout-ms` without a new record. Latency is recorded per pull that returned records
+//! (empty long polls would only measure `--wait-ms`); a pull that parked until data arrived
+//! includes that wait, so the numbers mean most when the topic was filled beforehand.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shardmq_client::{Client, ClientConfig, ClientError, Consumer};
+
+use crate::args::ConsumeArgs;
+use crate::error::BenchError;
+use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, Report};
+use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
+
+/// How often the run checks for completion and idleness.
+const CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// Pause after a failed pull before the next one.
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Runs the consume benchmark on a new executor, blocking the calling thread; prints the summary,
+/// writes `--json` if given (also for an incomplete run), and returns the report.
+pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
+    args.validate()?;
+    let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
+    let owned = args.clone();
+    let result = run_pinned("bench-consume", cpu, move || consume(owned))?;
+    match &result {
+        Ok(report) => report.publish(args.json.as_deref())?,
+        Err(BenchError::Incomplete { report, .. }) => report.publish(args.json.as_deref())?,
+        Err(_) => {}
+    }
+    result
+}
+
+struct Totals {
+    histogram: RefCell<Histogram<u64>>,
+    messages: Cell<u64>,
+    bytes: Cell<u64>,
+    nonempty_pulls: Cell<u64>,
+    errors: Cell<u64>,
+    last_progress: Cell<Instant>,
+    /// A fatal error (corruption, too many errors) that ends the run.
+    fatal: RefCell<Option<BenchError>>,
+    max_errors: u64,
+}
+
+async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
+    let config = ClientConfig {
+        request_timeout: Duration::from_millis(args.timeout_ms),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(&args.broker, "shardmq-bench-consume", config).await?;
+    let topic = client
+        .topic(&args.topic)
+        .await?
+        .ok_or_else(|| BenchError::TopicNotFound(args.topic.clone()))?;
+    let mut consumers = Vec::new();
+    for q in 0..topic.queues {
+        // Open each shard's connection and learn where each queue starts before the clock runs.
+        let start = client.queue_offsets(&topic.name, q).await?.min_offset;
+        consumers
+            .push(Consumer::new(&client, &topic.name, q, start).with_max_bytes(args.batch_bytes));
+    }
+
+    let start = Instant::now();
+    let totals = Rc::new(Totals {
+        histogram: RefCell::new(new_histogram()),
+        messages: Cell::new(0),
+        bytes: Cell::new(0),
+        nonempty_pulls: Cell::new(0),
+        errors: Cell::new(0),
+        last_progress: Cell::new(start),
+        fatal: RefCell::new(None),
+        max_errors: args.max_errors,
+    });
+    let tasks: Vec<_> = consumers
+        .into_iter()
+        .map(|c| glommio::spawn_local(drain(c, totals.clone(), args.max_messages, args.wait_ms)))
+        .collect();
+    let idle = Duration::from_millis(args.idle_timeout_ms);
+    let complete = loop {
+        if totals.fatal.borrow().is_some() {
+            break false;
+        }
+        if totals.messages.get() >= args.messages {
+            break true;
+        }
+        if totals.last_progress.get().elapsed() >= idle {
+            break false;
+        }
+        glommio::timer::Timer::new(CHECK_INTERVAL).await;
+    };
+    // Dropping the tasks cancels the pulls still parked in long polls.
+    drop(tasks);
+    if let Some(fatal) = totals.fatal.borrow_mut().take() {
+        return Err(fatal);
+    }
+    let messages = totals.messages.get();
+    let bytes = totals.bytes.get();
+    let pulls = totals.nonempty_pulls.get();
+    let histogram = totals.histogram.borrow();
+    let report = Report {
+        kind: BenchKind::Consume,
+        topic: topic.name,
+        messages,
+        bytes,
+        elapsed: totals.last_progress.get() - start,
+        errors: totals.errors.get(),
+        message_size: bytes.checked_div(messages).unwrap_or(0),
+        batch_size: messages.checked_div(pulls).unwrap_or(0),
+        clients: topic.queues,
+        in_flight: 1,
+        latency: LatencySummary::from_histogram(&histogram),
+    };
+    if complete {
+        Ok(report)
+    } else {
+        Err(BenchError::Incomplete {
+            expected: args.messages,
+            received: messages,
+            idle_ms: args.idle_timeout_ms,
+            report: Box::new(report),
+        })
+    }
+}
+
+/// Pulls one queue until cancelled or a fatal error.
+async fn drain(mut consumer: Consumer, totals: Rc<Totals>, max_messages: u32, wait_ms: u32) {
+    loop {
+        let sent = Instant::now();
+        let polled = consumer.poll(max_messages, wait_ms).await;
+        let now = Instant::now();
+        let counted = polled.and_then(|pulled| {
+            let mut messages = 0u64;
+            let mut bytes = 0u64;
+            for record in pulled.records()? {
+                messages += 1;
+                bytes += record.payload().len() as u64;
+            }
+            Ok((messages, bytes))
+        });
+        match counted {
+            Ok((messages, bytes)) => {
+                if messages > 0 {
+                    record_latency(&mut totals.histogram.borrow_mut(), now - sent);
+                    totals.messages.set(totals.messages.get() + messages);
+                    totals.bytes.set(totals.bytes.get() + bytes);
+                    totals.nonempty_pulls.set(totals.nonempty_pulls.get() + 1);
+                    totals.last_progress.set(now);
+                }
+            }
+            Err(e @ ClientError::Protocol(_)) => {
+                totals
+                    .fatal
+                    .borrow_mut()
+                    .get_or_insert(BenchError::Corrupt(e));
+                return;
+            }
+            Err(e) => {
+                let errors = totals.errors.get() + 1;
+                totals.errors.set(errors);
+                if errors <= 5 {
+                    tracing::warn!(queue = consumer.queue_id(), "pull failed: {e}");
+                }
+                if errors >= totals.max_errors {
+                    totals
+                        .fatal
+                        .borrow_mut()
+                        .get_or_insert(BenchError::TooManyErrors {
+                            count: errors,
+                            last: e,
+                        });
+                    return;
+                }
+                glommio::timer::Timer::new(RETRY_DELAY).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! [`Report`]: the result of one bench run, its latency summary, and its two renderings: a
+//! human-readable summary and JSON.
+//!
+//! Units: latencies are recorded in microseconds in an hdrhistogram (3 significant digits).
+//! Throughput in MB/s uses MB = 10^6 bytes of message payload (keys, headers and framing are not
+//! counted). JSON field names follow the OpenMessaging Benchmark where one fits: `publishRate`
+//! (msg/s), `publishLatency{Avg,50pct,99pct,999pct,9999pct,Max}` for produce and
+//! `consumeRate`, `pullLatency…` for consume. As in OMB those latency fields are in
+//! milliseconds (floats, µs precision); the same values in integer microseconds are under
+//! `latencyUs`. Plain data, `Send`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use crate::error::BenchError;
+
+/// Latency histogram bounds: 1 µs to 1 hour, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Records a latency, clamped to the histogram's range.
+pub fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(us.max(1));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchKind {
+    Produce,
+    Consume,
+}
+
+impl BenchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BenchKind::Produce => "produce",
+            BenchKind::Consume => "consume",
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LatencySummary {
+    /// Number of samples.
+    pub count: u64,
+    pub avg_us: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub p9999_us: u64,
+    pub max_us: u64,
+}
+
+impl LatencySummary {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            avg_us: h.mean(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            p9999_us: h.value_at_quantile(0.9999),
+            max_us: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub kind: BenchKind,
+    pub topic: String,
+    /// Messages acknowledged (produce) or received and verified (consume).
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
+    /// First send to last ack (produce); start to last message received (consume).
+    pub elapsed: Duration,
+    /// Failed requests.
+    pub errors: u64,
+    /// Payload bytes per message (consume: the average received).
+    pub message_size: u64,
+    /// Messages per request (consume: the average per non-empty pull).
+    pub batch_size: u64,
+    /// Producers (produce) or consumers, one per queue (consume).
+    pub clients: u32,
+    /// Requests each client keeps in flight.
+    pub in_flight: u32,
+    /// Per-request latency: send to ack (produce), pull round trip (consume).
+    pub latency: LatencySummary,
+}
+
+impl Report {
+    pub fn msg_per_sec(&self) -> f64 {
+        per_sec(self.messages as f64, self.elapsed)
+    }
+
+    /// MB/s of payload, MB = 10^6 bytes.
+    pub fn mb_per_sec(&self) -> f64 {
+        per_sec(self.bytes as f64 / 1e6, self.elapsed)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let l = &self.latency;
+        let ms = |us: u64| us as f64 / 1000.0;
+        let (rate, prefix, clients) = match self.kind {
+            BenchKind::Produce => ("publishRate", "publishLatency", "producers"),
+            BenchKind::Consume => ("consumeRate", "pullLatency", "consumers"),
+        };
+        let mut map = Map::new();
+        map.insert("kind".into(), json!(self.kind.as_str()));
+        map.insert("topic".into(), json!(self.topic));
+        map.insert("messages".into(), json!(self.messages));
+        map.insert("bytes".into(), json!(self.bytes));
+        map.insert("elapsedSeconds".into(), json!(self.elapsed.as_secs_f64()));
+        map.insert("msgPerSec".into(), json!(self.msg_per_sec()));
+        map.insert("mbPerSec".into(), json!(self.mb_per_sec()));
+        map.insert("errors".into(), json!(self.errors));
+        map.insert("messageSize".into(), json!(self.message_size));
+        map.insert("batchSize".into(), json!(self.batch_size));
+        map.insert(clients.into(), json!(self.clients));
+        map.insert("inFlight".into(), json!(self.in_flight));
+        map.insert(rate.into(), json!(self.msg_per_sec()));
+        map.insert(format!("{prefix}Avg"), json!(l.avg_us / 1000.0));
+        map.insert(format!("{prefix}50pct"), json!(ms(l.p50_us)));
+        map.insert(format!("{prefix}99pct"), json!(ms(l.p99_us)));
+        map.insert(format!("{prefix}999pct"), json!(ms(l.p999_us)));
+        map.insert(format!("{prefix}9999pct"), json!(ms(l.p9999_us)));
+        map.insert(format!("{prefix}Max"), json!(ms(l.max_us)));
+        map.insert(
+            "latencyUs".into(),
+            json!({
+                "samples": l.count,
+                "avg": l.avg_us,
+                "p50": l.p50_us,
+                "p99": l.p99_us,
+                "p999": l.p999_us,
+                "p9999": l.p9999_us,
+                "max": l.max_us,
+            }),
+        );
+        map.insert(
+            "mbDefinition".into(),
+            json!("10^6 bytes of message payload"),
+        );
+        Value::Object(map)
+    }
+
+    /// A few lines for a terminal.
+    pub fn summary(&self) -> String {
+        let l = &self.latency;
+        let (clients, what) = match self.kind {
+            BenchKind::Produce => ("producers", "per batch, send to ack"),
+            BenchKind::Consume => ("consumers", "per pull, round trip"),
+        };
+        format!(
+            "{kind} topic={topic} messages={messages} size={size} B batch={batch} {clients}={n} in-flight={inflight}\n\
+             elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}\n\
+             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}",
+            kind = self.kind.as_str(),
+            topic = self.topic,
+            messages = self.messages,
+            size = self.message_size,
+            batch = self.batch_size,
+            n = self.clients,
+            inflight = self.in_flight,
+            elapsed = self.elapsed.as_secs_f64(),
+            rate = self.msg_per_sec(),
+            mb = self.mb_per_sec(),
+            errors = self.errors,
+            samples = l.count,
+            avg = l.avg_us,
+            p50 = l.p50_us,
+            p99 = l.p99_us,
+            p999 = l.p999_us,
+            p9999 = l.p9999_us,
+            max = l.max_us,
+        )
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
+        let text = serde_json::to_string_pretty(&self.to_json()).expect("a JSON value serializes");
+        std::fs::write(path, text + "\n").map_err(|source| BenchError::WriteReport {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Prints the summary and, when `json` is set, writes the JSON file.
+    pub(crate) fn publish(&self, json: Option<&Path>) -> Result<(), BenchError> {
+        println!("{}", self.summary());
+        if let Some(path) = json {
+            self.write_json(path)?;
+        }
+        Ok(())
+    }
+}
+
+fn per_sec(amount: f64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        amount / secs
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_report() -> Report {
+        let mut h = new_histogram();
+        for us in 1..=10_000u64 {
+            h.record(us).unwrap();
+        }
+        Report {
+            kind: BenchKind::Produce,
+            topic: "orders".into(),
+            messages: 1_000_000,
+            bytes: 1_000_000 * 1024,
+            elapsed: Duration::from_secs(4),
+            errors: 2,
+            message_size: 1024,
+            batch_size: 10,
+            clients: 3,
+            in_flight: 4,
+            latency: LatencySummary::from_histogram(&h),
+        }
+    }
+
+    #[test]
+    fn percentiles_from_a_histogram() {
+        let mut h = new_histogram();
+        for us in 1..=10_000u64 {
+            h.record(us).unwrap();
+        }
+        let s = LatencySummary::from_histogram(&h);
+        assert_eq!(s.count, 10_000);
+        // 3 significant digits: values are exact to within 0.1 %.
+        let close = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        assert!(close(s.p50_us, 5_000), "{}", s.p50_us);
+        assert!(close(s.p99_us, 9_900), "{}", s.p99_us);
+        assert!(close(s.p999_us, 9_990), "{}", s.p999_us);
+        assert!(close(s.p9999_us, 9_999), "{}", s.p9999_us);
+        assert!(close(s.max_us, 10_000), "{}", s.max_us);
+        assert!((s.avg_us - 5_000.5).abs() < 5.0, "{}", s.avg_us);
+        assert_eq!(
+            LatencySummary::from_histogram(&new_histogram()),
+            LatencySummary::default()
+        );
+    }
+
+    #[test]
+    fn record_latency_clamps_to_one_microsecond() {
+        let mut h = new_histogram();
+        record_latency(&mut h, Duration::from_nanos(10));
+        record_latency(&mut h, Duration::from_micros(1500));
+        assert_eq!(h.min(), 1);
+        assert!(h.max().abs_diff(1500) <= 2);
+    }
+
+    #[test]
+    fn rates_use_decimal_megabytes() {
+        let r = sample_report();
+        assert_eq!(r.msg_per_sec(), 250_000.0);
+        assert_eq!(r.mb_per_sec(), 1024.0 * 1e6 / 4.0 / 1e6);
+        let zero = Report {
+            elapsed: Duration::ZERO,
+            ..r
+        };
+        assert_eq!(zero.msg_per_sec(), 0.0);
+    }
+
+    #[test]
+    fn produce_json_uses_omb_names() {
+        let r = sample_report();
+        let v = r.to_json();
+        for key in [
+            "kind",
+            "topic",
+            "messages",
+            "bytes",
+            "elapsedSeconds",
+            "msgPerSec",
+            "mbPerSec",
+            "errors",
+            "messageSize",
+            "batchSize",
+            "producers",
+            "inFlight",
+            "publishRate",
+            "publishLatencyAvg",
+            "publishLatency50pct",
+            "publishLatency99pct",
+            "publishLatency999pct",
+            "publishLatency9999pct",
+            "publishLatencyMax",
+            "latencyUs",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}: {v}");
+        }
+        assert_eq!(v["kind"], "produce");
+        assert_eq!(v["messages"], 1_000_000);
+        assert_eq!(v["producers"], 3);
+        assert_eq!(v["elapsedSeconds"], 4.0);
+        assert_eq!(v["publishRate"], 250_000.0);
+        assert_eq!(v["msgPerSec"], v["publishRate"]);
+        // OMB latency fields are milliseconds; latencyUs has the same in microseconds.
+        let p99_us = v["latencyUs"]["p99"].as_u64().unwrap();
+        assert_eq!(
+            v["publishLatency99pct"].as_f64().unwrap(),
+            p99_us as f64 / 1000.0
+        );
+        assert_eq!(v["latencyUs"]["max"].as_u64().unwrap(), r.latency.max_us);
+        assert!(v.get("consumeRate").is_none());
+    }
+
+    #[test]
+    fn consume_json_and_summary() {
+        let r = Report {
+            kind: BenchKind::Consume,
+            ..sample_report()
+        };
+        let v = r.to_json();
+        assert_eq!(v["kind"], "consume");
+        assert!(v.get("consumeRate").is_some() && v.get("pullLatency99pct").is_some());
+        assert_eq!(v["consumers"], 3);
+        assert!(v.get("publishRate").is_none());
+        let text = r.summary();
+        assert!(
+            text.contains("consume topic=orders messages=1000000"),
+            "{text}"
+        );
+        assert!(text.contains("250000 msg/s"), "{text}");
+        assert!(text.contains("MB = 10^6"), "{text}");
+    }
+
+    #[test]
+    fn json_file_round_trips() {
+        let r = sample_report();
+        let dir = std::env::temp_dir().join(format!("shardmq-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.json");
+        r.write_json(&path).unwrap();
+        let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, r.to_json());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = r.write_json(&dir.join("missing/dir/x.json")).unwrap_err();
+        assert!(matches!(err, BenchError::WriteReport { .. }));
+    }
+}

@@ -1,0 +1,114 @@
+//! The TCP socket of one connection, shared by its reader task and its writers.
+//!
+//! glommio's `TcpStream` keeps separate readiness sources for receive and send, so one task may
+//! sit in a read while another writes. [`Socket`] exposes `read_exact` / `write_all` taking
+//! `&self`: the `RefCell` around the stream is borrowed only inside a single `poll`, never across
+//! an `.await`, so the two directions never conflict. Callers serialize writers themselves (the
+//! connection's write lock); there is exactly one reader (the connection's reader task).
+//!
+//! Runs on the glommio executor thread that created it; `Rc`-shared, never `Send`.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::{Preallocated, TcpStream};
+
+/// Receive buffer size: frame headers and small replies are read from it; payload reads at
+/// least this large go straight into the caller's buffer.
+const RX_BUFFER_BYTES: usize = 64 * 1024;
+
+pub(crate) struct Socket {
+    stream: RefCell<TcpStream<Preallocated>>,
+    /// The stream's descriptor, kept so `shutdown` needs no borrow of the stream.
+    fd: RawFd,
+    peer: SocketAddr,
+}
+
+impl Socket {
+    /// Resolves `addr`, connects to the first address that accepts within `timeout`, and sets
+    /// `TCP_NODELAY`.
+    pub(crate) async fn connect(addr: &str, timeout: Duration) -> io::Result<Socket> {
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr} resolves to no address"),
+            ));
+        }
+        let mut last_error = None;
+        for peer in addrs {
+            match TcpStream::connect_timeout(peer, timeout.max(Duration::from_millis(1))).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let fd = stream.as_raw_fd();
+                    return Ok(Socket {
+                        fd,
+                        stream: RefCell::new(
+                            stream.buffered_with(Preallocated::new(RX_BUFFER_BYTES)),
+                        ),
+                        peer,
+                    });
+                }
+                Err(e) => last_error = Some(io::Error::from(e)),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("connect failed")))
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Fills `buf` completely; a clean end of stream before that is `UnexpectedEof`.
+    pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = poll_fn(|cx| {
+                Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, &mut buf[filled..])
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed by the broker",
+                ));
+            }
+            filled += n;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        let mut written = 0;
+        while written < buf.len() {
+            let n = poll_fn(|cx| {
+                Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, &buf[written..])
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "socket accepted no bytes",
+                ));
+            }
+            written += n;
+        }
+        Ok(())
+    }
+
+    /// Shuts both directions down at once (synchronously, so it works from `Drop`): the reader
+    /// task sees end of stream and the broker sees the connection go away.
+    pub(crate) fn shutdown(&self) {
+        // SAFETY: `fd` is the socket owned by `self.stream`, open for as long as `self` lives;
+        // shutdown(2) does not close or invalidate it.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+    }
+}

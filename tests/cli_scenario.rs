@@ -1,0 +1,149 @@
+//! The command line a user types: `shardmq admin` and `shardmq bench` against a real broker.
+
+mod harness;
+
+use std::process::{Command, Output};
+
+use harness::{data_dir, Broker};
+
+fn shardmq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn admin_and_bench_round_trip() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let addr = broker.addr.as_str();
+
+    let created = shardmq(&[
+        "admin", "--broker", addr, "topic", "create", "--name", "bench", "--queues", "4",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    assert!(stdout(&created).contains("created topic bench with 4 queues"));
+    let again = shardmq(&[
+        "admin", "--broker", addr, "topic", "create", "--name", "bench", "--queues", "4",
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let listed = shardmq(&["admin", "--broker", addr, "topic", "list"]);
+    assert!(
+        stdout(&listed)
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["bench", "4", "1"]),
+        "{}",
+        stdout(&listed)
+    );
+
+    let produce_json = dir.path().join("produce.json");
+    let produced = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "produce",
+        "--topic",
+        "bench",
+        "--messages",
+        "20000",
+        "--size",
+        "1024",
+        "--batch",
+        "100",
+        "--producers",
+        "2",
+        "--json",
+        produce_json.to_str().unwrap(),
+    ]);
+    assert!(produced.status.success(), "{produced:?}");
+    let report = json(&produce_json);
+    assert_eq!(report["messages"], 20000);
+    assert_eq!(report["bytes"], 20000 * 1024);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(
+        report["latencyUs"]["samples"], 200,
+        "one latency sample per batch"
+    );
+    for field in [
+        "publishRate",
+        "publishLatency50pct",
+        "publishLatency99pct",
+        "publishLatency999pct",
+        "publishLatency9999pct",
+        "publishLatencyMax",
+        "mbPerSec",
+    ] {
+        assert!(
+            report[field].as_f64().is_some(),
+            "{field} missing in {report}"
+        );
+    }
+
+    let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", "bench"]);
+    let total: u64 = stdout(&offsets)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 20000);
+
+    let consume_json = dir.path().join("consume.json");
+    let consumed = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "consume",
+        "--topic",
+        "bench",
+        "--messages",
+        "20000",
+        "--json",
+        consume_json.to_str().unwrap(),
+    ]);
+    assert!(consumed.status.success(), "{consumed:?}");
+    let report = json(&consume_json);
+    assert_eq!(report["messages"], 20000);
+    assert_eq!(report["errors"], 0);
+
+    // Asking for more than exists fails, non-zero, once the topic stays idle.
+    let short = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "consume",
+        "--topic",
+        "bench",
+        "--messages",
+        "20001",
+        "--idle-timeout-ms",
+        "500",
+    ]);
+    assert!(
+        !short.status.success(),
+        "consume of more messages than exist must fail"
+    );
+
+    let missing = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "produce",
+        "--topic",
+        "nope",
+        "--messages",
+        "10",
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+    assert_eq!(broker.stop(), Some(0));
+}
