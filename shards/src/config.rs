@@ -54,13 +54,13 @@ impl StoreConfig {
 
     pub fn validate(&self) -> Result<(), StorageError> {
         let fail = |m: String| Err(StorageError::Config(m));
-        if self.segment_bytes < 64 * 1024 || self.segment_bytes % 4096 != 0 {
+        if self.segment_bytes < 64 * 1024 || !self.segment_bytes.is_multiple_of(4096) {
             return fail(format!(
                 "segment size {} must be a multiple of 4096 and at least 64 KiB",
                 self.segment_bytes
             ));
         }
-        if self.write_buffer_bytes < 4096 || self.write_buffer_bytes % 4096 != 0 {
+        if self.write_buffer_bytes < 4096 || !self.write_buffer_bytes.is_multiple_of(4096) {
             return fail(format!(
                 "write buffer {} must be a multiple of 4096",
                 self.write_buffer_bytes

@@ -28,7 +28,7 @@ pub const INDEX_ENTRY_BYTES: usize = 16;
 pub const INDEX_CHUNK_ENTRIES: u64 = 4096;
 pub const INDEX_CHUNK_BYTES: usize = INDEX_CHUNK_ENTRIES as usize * INDEX_ENTRY_BYTES;
 
-const _: () = assert!(INDEX_CHUNK_BYTES % 4096 == 0);
+const _: () = assert!(INDEX_CHUNK_BYTES.is_multiple_of(4096));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -435,12 +435,12 @@ mod tests {
                 file.fdatasync().await.unwrap();
                 index.borrow_mut().push(entry(total));
                 assert_eq!(index.borrow().resident_chunks(), 2);
-                let loaded = match index.borrow().get(5) {
+                let lookup = index.borrow().get(5);
+                let loader = match lookup {
                     Lookup::Evicted(no) => index.borrow().chunk_loader(no),
                     Lookup::Hit(_) => panic!("chunk 0 should have been evicted"),
-                }
-                .await
-                .unwrap();
+                };
+                let loaded = loader.await.unwrap();
                 index.borrow_mut().insert_loaded(0, loaded);
                 assert_eq!(hit(&index.borrow(), 5), entry(5));
                 persist(&index).await.unwrap();
