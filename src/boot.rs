@@ -23,7 +23,9 @@ use shardmq_shards::{ShardStore, StoreConfig};
 use thiserror::Error;
 
 use crate::config::BrokerArgs;
-use crate::limits::{HANDOFF_QUEUE_DEPTH, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL};
+use crate::limits::{
+    HANDOFF_QUEUE_DEPTH, REQUEST_LATENCY, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL,
+};
 use crate::lock::{DataDirLock, LockError};
 use crate::router::{self, Handoff};
 use crate::server::context::ShardContext;
@@ -175,7 +177,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             .name(&format!("shard-{k}"))
             .io_memory(io_memory)
             .spin_before_park(Duration::from_micros(args.spin_before_park_us))
-            .spawn(move || shard_main(boot))
+            .spawn(move || serve_shard(boot))
             .map_err(|e| BootError::Executor {
                 shard_id: k as u32,
                 cpu,
@@ -246,6 +248,22 @@ fn wait_until_ready(
     let _ = writeln!(out, "shardmq ready native={native}");
     let _ = out.flush();
     Ok(())
+}
+
+/// Runs [`shard_main`] in a task queue with a latency requirement. glommio 0.9 notices wakes
+/// from other threads (a `spawn_blocking` result, a socket handed over a shared channel) promptly
+/// only for tasks in such a queue; in the default queue they wait for the executor's next timer,
+/// which stalled requests for seconds. Every task spawned from there inherits the queue.
+async fn serve_shard(boot: ShardBoot) -> Result<(), String> {
+    let requests = glommio::executor().create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(REQUEST_LATENCY),
+        "requests",
+    );
+    match glommio::spawn_local_into(shard_main(boot), requests) {
+        Ok(task) => task.await,
+        Err(e) => Err(format!("cannot spawn into the request task queue: {e}")),
+    }
 }
 
 async fn shard_main(boot: ShardBoot) -> Result<(), String> {

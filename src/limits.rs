@@ -25,6 +25,13 @@ pub const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Pull replies carry at most this many bytes of batches (the first batch always goes whole).
 pub const PULL_BYTES_MAX: u32 = 16 << 20;
 
+/// The latency goal of each shard's request task queue: glommio preempts long-running tasks
+/// (background work) to meet it, and wakes the shard promptly for requests.
+pub const REQUEST_LATENCY: Duration = Duration::from_millis(1);
+
+/// A request whose handler takes longer than this is logged (before its reply is sent).
+pub const SLOW_REQUEST: Duration = Duration::from_millis(100);
+
 /// Topics in one broker.
 pub const TOPICS_MAX: usize = 10_000;
 

@@ -31,9 +31,10 @@ use shardmq_protocol::routing::{shard_for_queue, ROUTING_NAME};
 use shardmq_protocol::{envelope, FrameKind};
 
 use crate::config::ClientConfig;
-use crate::connection::Connection;
+use crate::connection::{Connection, PendingReply};
 use crate::error::{ClientError, Result};
 use crate::pull::PullResult;
+use crate::signal::with_timeout;
 
 #[derive(Clone)]
 pub struct Client {
@@ -256,6 +257,23 @@ impl Client {
         max_bytes: u32,
         wait_ms: u32,
     ) -> Result<PullResult> {
+        self.send_pull(topic, queue_id, offset, max_messages, max_bytes, wait_ms)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// First half of [`Client::pull`]: sends the request and returns a handle to await its
+    /// reply, so a consumer can have the next pull in flight while it processes this one.
+    pub async fn send_pull(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_messages: u32,
+        max_bytes: u32,
+        wait_ms: u32,
+    ) -> Result<PendingPull> {
         check_topic(topic)?;
         if wait_ms > PULL_WAIT_MS_MAX {
             return Err(ClientError::InvalidArgument(format!(
@@ -272,10 +290,36 @@ impl Client {
         };
         let conn = self.connection_for_queue(topic, queue_id).await?;
         let timeout = conn.request_timeout() + Duration::from_millis(u64::from(wait_ms));
-        let reply = conn
-            .request_with_timeout(FrameKind::Pull, &request, &[], timeout)
-            .await?;
-        PullResult::new(reply.into_payload(), queue_id, offset)
+        let prefix = envelope::encode(&request);
+        let pending =
+            with_timeout(timeout, conn.send_request(FrameKind::Pull, &prefix, &[])).await?;
+        Ok(PendingPull {
+            pending,
+            queue_id,
+            offset,
+            timeout,
+        })
+    }
+}
+
+/// A pull whose request is on the wire; [`PendingPull::wait`] for its reply. Dropping it
+/// abandons the reply.
+pub struct PendingPull {
+    pending: PendingReply,
+    queue_id: u32,
+    offset: u64,
+    timeout: Duration,
+}
+
+impl PendingPull {
+    /// The offset this pull asked for.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub async fn wait(self) -> Result<PullResult> {
+        let reply = with_timeout(self.timeout, self.pending.wait()).await?;
+        PullResult::new(reply.into_payload(), self.queue_id, self.offset)
     }
 }
 

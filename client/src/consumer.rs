@@ -5,9 +5,13 @@
 //! reply's `next_offset`, so a corrupted or failed reply leaves the position where it was and the
 //! next poll asks again. No offsets are committed to the broker in this version.
 //!
+//! Prefetch: after a poll that returned records (the queue likely has a backlog), the next pull
+//! is sent at once, so the broker reads and sends it while the caller processes this one. A
+//! `seek`, or a poll with other arguments, drops the prefetched reply.
+//!
 //! Runs on the glommio executor of its [`Client`]; `!Send`.
 
-use crate::client::Client;
+use crate::client::{Client, PendingPull};
 use crate::error::{ClientError, Result};
 use crate::pull::PullResult;
 
@@ -20,6 +24,8 @@ pub struct Consumer {
     queue_id: u32,
     offset: u64,
     max_bytes: u32,
+    /// The next pull, sent ahead, with the `(max_messages, wait_ms)` it was sent with.
+    prefetched: Option<(PendingPull, u32, u32)>,
 }
 
 impl Consumer {
@@ -31,12 +37,14 @@ impl Consumer {
             queue_id,
             offset: start_offset,
             max_bytes: DEFAULT_PULL_MAX_BYTES,
+            prefetched: None,
         }
     }
 
     /// Sets the byte bound of each pull (the broker still returns at least one whole batch).
     pub fn with_max_bytes(mut self, max_bytes: u32) -> Consumer {
         self.max_bytes = max_bytes;
+        self.prefetched = None;
         self
     }
 
@@ -56,23 +64,22 @@ impl Consumer {
     /// Moves the position, e.g. after `OffsetOutOfRange` to `queue_offsets().min_offset`.
     pub fn seek(&mut self, offset: u64) {
         self.offset = offset;
+        self.prefetched = None;
     }
 
     /// Pulls up to `max_messages` records from the current position, waiting up to `wait_ms`
     /// when none are there yet. The result is validated; iterate it with
     /// [`PullResult::records`]. An empty result means nothing arrived within `wait_ms`.
     pub async fn poll(&mut self, max_messages: u32, wait_ms: u32) -> Result<PullResult> {
-        let result = self
-            .client
-            .pull(
-                &self.topic,
-                self.queue_id,
-                self.offset,
-                max_messages,
-                self.max_bytes,
-                wait_ms,
-            )
-            .await?;
+        let pending = match self.prefetched.take() {
+            Some((pending, m, w))
+                if pending.offset() == self.offset && (m, w) == (max_messages, wait_ms) =>
+            {
+                pending
+            }
+            _ => self.send(max_messages, wait_ms).await?,
+        };
+        let result = pending.wait().await?;
         result.batches()?;
         if result.next_offset() < self.offset {
             return Err(ClientError::UnexpectedReply(format!(
@@ -82,6 +89,25 @@ impl Consumer {
             )));
         }
         self.offset = result.next_offset();
+        if !result.is_empty() {
+            // A failed prefetch is not this poll's error; the next poll simply asks again.
+            if let Ok(next) = self.send(max_messages, wait_ms).await {
+                self.prefetched = Some((next, max_messages, wait_ms));
+            }
+        }
         Ok(result)
+    }
+
+    async fn send(&self, max_messages: u32, wait_ms: u32) -> Result<PendingPull> {
+        self.client
+            .send_pull(
+                &self.topic,
+                self.queue_id,
+                self.offset,
+                max_messages,
+                self.max_bytes,
+                wait_ms,
+            )
+            .await
     }
 }

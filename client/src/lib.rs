@@ -47,7 +47,7 @@ pub mod pull;
 mod signal;
 mod socket;
 
-pub use client::Client;
+pub use client::{Client, PendingPull};
 pub use config::ClientConfig;
 pub use connection::{Connection, PendingReply};
 pub use consumer::Consumer;

@@ -225,21 +225,37 @@ impl QueueIndex {
     }
 
     /// Loads an evicted chunk; the caller then calls [`QueueIndex::insert_loaded`]. Split in two so
-    /// no borrow of the index is held across the disk read.
+    /// no borrow of the index is held across the read.
+    ///
+    /// The read is a plain `pread` on a blocking thread, not a DMA read on the shard's ring: a DMA
+    /// read of index blocks written moments ago with O_DIRECT can be punted to an io_uring worker,
+    /// and glommio 0.9 then sees its completion only at the executor's next timer (seconds, under
+    /// the checkpoint interval). Chunk loads are rare (one per 4096 records read from disk).
     pub fn chunk_loader(
         &self,
         chunk_no: u64,
     ) -> impl std::future::Future<Output = Result<Box<[u8]>>> {
         let path = self.path.clone();
         async move {
-            // A read-only handle of its own: reads through the read-write handle the chunks are
-            // written with fail with EOPNOTSUPP on this glommio version.
-            let file = DmaFile::open(&path)
+            glommio::executor()
+                .spawn_blocking(move || -> Result<Box<[u8]>> {
+                    use std::os::unix::fs::FileExt;
+                    let file =
+                        std::fs::File::open(&path).map_err(|e| StorageError::io(&path, e))?;
+                    let mut bytes = vec![0u8; INDEX_CHUNK_BYTES].into_boxed_slice();
+                    let mut filled = 0;
+                    let at = chunk_no * INDEX_CHUNK_BYTES as u64;
+                    while filled < bytes.len() {
+                        match file.read_at(&mut bytes[filled..], at + filled as u64) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(StorageError::io(&path, e)),
+                        }
+                    }
+                    Ok(bytes)
+                })
                 .await
-                .map_err(|e| StorageError::glommio(&path, e))?;
-            let bytes = Self::read_chunk_from(&file, &path, chunk_no).await;
-            let _ = file.close().await;
-            bytes
         }
     }
 

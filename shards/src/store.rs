@@ -38,8 +38,9 @@ use crate::recovery::{self, entry_at, index_path, QueueKey, RecoveryReport};
 use crate::segment::{Segment, Segments};
 use crate::writer::{self, LogState, WriteCommand, WriterConfig};
 
-/// Disk reads fetch at least this much, so a consumer catching up reads ahead in one I/O.
-const READ_AHEAD_BYTES: u64 = 512 << 10;
+/// Disk reads fetch up to this much beyond the batch asked for (bounded by what the pull may
+/// still return), so a consumer catching up reads several batches in one I/O.
+const READ_AHEAD_BYTES_MAX: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -413,8 +414,12 @@ impl ShardStore {
             if bytes > 0 && bytes + u64::from(entry.batch_len) > u64::from(max_bytes) {
                 break;
             }
+            // Read ahead only as far as this pull may still return.
+            let budget = u64::from(max_bytes)
+                .saturating_sub(bytes)
+                .min(READ_AHEAD_BYTES_MAX);
             let batch = self
-                .fetch(entry.position, entry.batch_len, &mut read_ahead)
+                .fetch(entry.position, entry.batch_len, budget, &mut read_ahead)
                 .await?;
             let header = BatchHeader::parse(&batch)
                 .unwrap_or_else(|e| panic!("stored batch at {} unreadable: {e}", entry.position));
@@ -441,6 +446,7 @@ impl ShardStore {
         &self,
         position: u64,
         len: u32,
+        read_ahead_bytes: u64,
         read_ahead: &mut Option<(u64, Bytes)>,
     ) -> Result<Bytes> {
         if let Some(batch) = self.inner.hot_tail.borrow().get(position) {
@@ -462,7 +468,7 @@ impl ShardStore {
         let (segment, segment_end) =
             found.unwrap_or_else(|| panic!("no segment holds log position {position}"));
         let limit = segment_end.unwrap_or(written).min(written);
-        let span = len.max(READ_AHEAD_BYTES).min(limit - position);
+        let span = len.max(read_ahead_bytes).min(limit - position);
         let data = segment.read(position, span as usize).await?;
         let batch = data.slice(0..len as usize);
         *read_ahead = Some((position, data));

@@ -33,7 +33,7 @@ use super::error::HandlerError;
 use super::frame_io::{read_frame, write_frame, FrameError, OutFrame};
 use super::handlers::pull::PullOutcome;
 use super::handlers::{offsets, produce, pull, topics, Reply};
-use crate::limits::REPLIES_QUEUED_PER_CONNECTION_MAX;
+use crate::limits::{REPLIES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST};
 
 struct Outgoing {
     frame: OutFrame,
@@ -158,7 +158,13 @@ async fn read_requests(
                 return;
             }
         };
-        if let Some(out) = handle(ctx, header, payload, sender, peer).await {
+        let started = std::time::Instant::now();
+        let out = handle(ctx, header, payload, sender, peer).await;
+        let took = started.elapsed();
+        if took >= SLOW_REQUEST {
+            tracing::warn!(shard = ctx.shard_id, peer, kind = ?header.kind, took_us = took.as_micros() as u64, "slow request");
+        }
+        if let Some(out) = out {
             if sender.send(out).await.is_err() {
                 return;
             }
