@@ -27,7 +27,7 @@ pub const PULL_BYTES_MAX: u32 = 16 << 20;
 
 /// The latency goal of each shard's request task queue: glommio preempts long-running tasks
 /// (background work) to meet it, and wakes the shard promptly for requests.
-pub const REQUEST_LATENCY: Duration = Duration::from_millis(1);
+pub const REQUEST_LATENCY: Duration = Duration::from_millis(10);
 
 /// A request whose handler takes longer than this is logged (before its reply is sent).
 pub const SLOW_REQUEST: Duration = Duration::from_millis(100);

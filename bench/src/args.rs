@@ -78,6 +78,10 @@ pub struct ProduceArgs {
     /// Stop the run after this many failed requests.
     #[arg(long, default_value_t = 100)]
     pub max_errors: u64,
+    /// Microseconds the bench executor spins before parking its CPU (0 = park at once). Use it
+    /// for round-trip latency runs, together with the broker's --spin-before-park-us.
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -116,6 +120,10 @@ pub struct ConsumeArgs {
     /// Stop the run after this many failed pulls.
     #[arg(long, default_value_t = 100)]
     pub max_errors: u64,
+    /// Microseconds the bench executor spins before parking its CPU (0 = park at once). Use it
+    /// for round-trip latency runs, together with the broker's --spin-before-park-us.
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
 }
 
 /// Estimated encoded bytes of one record beyond its payload (rkyv record + key + vec headers).

@@ -32,7 +32,7 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
     args.validate()?;
     let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
     let owned = args.clone();
-    let result = run_pinned("bench-consume", cpu, move || consume(owned))?;
+    let result = run_pinned("bench-consume", cpu, args.spin_us, move || consume(owned))?;
     match &result {
         Ok(report) => report.publish(args.json.as_deref())?,
         Err(BenchError::Incomplete { report, .. }) => report.publish(args.json.as_deref())?,

@@ -32,7 +32,7 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     args.validate()?;
     let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
     let owned = args.clone();
-    let report = run_pinned("bench-produce", cpu, move || produce(owned))??;
+    let report = run_pinned("bench-produce", cpu, args.spin_us, move || produce(owned))??;
     report.publish(args.json.as_deref())?;
     Ok(report)
 }
@@ -290,6 +290,7 @@ mod tests {
             cpu: None,
             timeout_ms: 1000,
             max_errors: 10,
+            spin_us: 0,
         };
         assert!(matches!(run_produce(&args), Err(BenchError::Client(_))));
     }

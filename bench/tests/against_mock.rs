@@ -49,6 +49,7 @@ fn produce_args(broker: &str, topic: &str) -> ProduceArgs {
         cpu: None,
         timeout_ms: 5_000,
         max_errors: 10,
+        spin_us: 0,
     }
 }
 
@@ -65,6 +66,7 @@ fn consume_args(broker: &str, topic: &str, messages: u64) -> ConsumeArgs {
         cpu: None,
         timeout_ms: 5_000,
         max_errors: 10,
+        spin_us: 0,
     }
 }
 
