@@ -99,6 +99,8 @@ pub struct ChunkWrite {
 pub struct QueueIndex {
     path: PathBuf,
     file: Option<Rc<DmaFile>>,
+    /// Read-only handle for loading evicted chunks, opened on first use.
+    reader: Option<Rc<DmaFile>>,
     len: u64,
     chunks: BTreeMap<u64, Chunk>,
     resident_max: usize,
@@ -124,6 +126,7 @@ impl QueueIndex {
         QueueIndex {
             path,
             file: None,
+            reader: None,
             len: 0,
             chunks: BTreeMap::new(),
             resident_max,
@@ -225,41 +228,34 @@ impl QueueIndex {
     }
 
     /// Loads an evicted chunk; the caller then calls [`QueueIndex::insert_loaded`]. Split in two so
-    /// no borrow of the index is held across the read.
+    /// no borrow of the index is held across the disk read.
     ///
-    /// The read is a plain `pread` on a blocking thread, not a DMA read on the shard's ring: a DMA
-    /// read of index blocks written moments ago with O_DIRECT can be punted to an io_uring worker,
-    /// and glommio 0.9 then sees its completion only at the executor's next timer (seconds, under
-    /// the checkpoint interval). Chunk loads are rare (one per 4096 records read from disk).
+    /// Reads go through a read-only handle opened once and kept (as segment readers are): DMA
+    /// reads through the read-write handle the chunks are written with, and `spawn_blocking`
+    /// reads, were both seen to complete only at the executor's next timer under glommio 0.9
+    /// (stalls of up to the checkpoint interval).
     pub fn chunk_loader(
         &self,
         chunk_no: u64,
-    ) -> impl std::future::Future<Output = Result<Box<[u8]>>> {
+    ) -> impl std::future::Future<Output = Result<(Rc<DmaFile>, Box<[u8]>)>> {
+        let reader = self.reader.clone();
         let path = self.path.clone();
         async move {
-            glommio::executor()
-                .spawn_blocking(move || -> Result<Box<[u8]>> {
-                    use std::os::unix::fs::FileExt;
-                    let file =
-                        std::fs::File::open(&path).map_err(|e| StorageError::io(&path, e))?;
-                    let mut bytes = vec![0u8; INDEX_CHUNK_BYTES].into_boxed_slice();
-                    let mut filled = 0;
-                    let at = chunk_no * INDEX_CHUNK_BYTES as u64;
-                    while filled < bytes.len() {
-                        match file.read_at(&mut bytes[filled..], at + filled as u64) {
-                            Ok(0) => break,
-                            Ok(n) => filled += n,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(StorageError::io(&path, e)),
-                        }
-                    }
-                    Ok(bytes)
-                })
-                .await
+            let reader = match reader {
+                Some(reader) => reader,
+                None => Rc::new(
+                    DmaFile::open(&path)
+                        .await
+                        .map_err(|e| StorageError::glommio(&path, e))?,
+                ),
+            };
+            let bytes = Self::read_chunk_from(&reader, &path, chunk_no).await?;
+            Ok((reader, bytes))
         }
     }
 
-    pub fn insert_loaded(&mut self, chunk_no: u64, bytes: Box<[u8]>) {
+    pub fn insert_loaded(&mut self, chunk_no: u64, reader: Rc<DmaFile>, bytes: Box<[u8]>) {
+        self.reader.get_or_insert(reader);
         if self.chunks.contains_key(&chunk_no) {
             return;
         }
@@ -327,6 +323,15 @@ impl QueueIndex {
 
     pub fn current_file(&self) -> Option<Rc<DmaFile>> {
         self.file.clone()
+    }
+
+    /// Every open handle (writer and reader), for closing at shutdown.
+    pub fn take_files(&mut self) -> Vec<Rc<DmaFile>> {
+        self.file
+            .take()
+            .into_iter()
+            .chain(self.reader.take())
+            .collect()
     }
 
     pub fn set_file(&mut self, file: Rc<DmaFile>) {
@@ -456,8 +461,8 @@ mod tests {
                     Lookup::Evicted(no) => index.borrow().chunk_loader(no),
                     Lookup::Hit(_) => panic!("chunk 0 should have been evicted"),
                 };
-                let loaded = loader.await.unwrap();
-                index.borrow_mut().insert_loaded(0, loaded);
+                let (reader, loaded) = loader.await.unwrap();
+                index.borrow_mut().insert_loaded(0, reader, loaded);
                 assert_eq!(hit(&index.borrow(), 5), entry(5));
                 persist(&index).await.unwrap();
 

@@ -385,8 +385,8 @@ pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexE
             Lookup::Hit(entry) => return Ok(entry),
             Lookup::Evicted(chunk_no) => (chunk_no, index.borrow().chunk_loader(chunk_no)),
         };
-        let bytes = loader.1.await?;
-        index.borrow_mut().insert_loaded(loader.0, bytes);
+        let (reader, bytes) = loader.1.await?;
+        index.borrow_mut().insert_loaded(loader.0, reader, bytes);
     }
 }
 

@@ -541,8 +541,8 @@ impl ShardStore {
         }
         let queues: Vec<_> = self.inner.queues.borrow().values().cloned().collect();
         for index in queues {
-            let file = index.borrow().current_file();
-            if let Some(file) = file {
+            let files = index.borrow_mut().take_files();
+            for file in files {
                 let _ = file.close_rc().await;
             }
         }
