@@ -21,3 +21,6 @@ pub mod routing;
 pub use batch::{BatchBuilder, BatchHeader, BatchView, Record};
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{FrameHeader, FrameKind};
+
+#[cfg(test)]
+mod garbage_tests;
