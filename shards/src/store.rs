@@ -34,13 +34,14 @@ use crate::durability::{Appended, Synced, Written};
 use crate::error::{Result, StorageError};
 use crate::hot_tail::HotTail;
 use crate::index::{persist, QueueIndex};
-use crate::recovery::{self, entry_at, index_path, QueueKey, RecoveryReport};
+use crate::read_plan::{self, PlannedBatch, PullLimits};
+use crate::recovery::{self, index_path, QueueKey, RecoveryReport};
 use crate::segment::{Segment, Segments};
 use crate::writer::{self, LogState, WriteCommand, WriterConfig};
 
-/// Disk reads fetch up to this much beyond the batch asked for (bounded by what the pull may
-/// still return), so a consumer catching up reads several batches in one I/O.
-const READ_AHEAD_BYTES_MAX: u64 = 4 << 20;
+/// Adjacent batches read from disk are merged into spans of at most this size (a batch larger
+/// than it gets a span of its own); the spans of one pull are read concurrently.
+const READ_SPAN_BYTES_MAX: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -401,78 +402,109 @@ impl ShardStore {
                 max: max_offset,
             });
         }
-        let mut outcome = ReadOutcome {
-            batches: Vec::new(),
-            next_offset: offset,
+        let limits = PullLimits {
             max_offset,
+            max_messages,
+            max_bytes,
         };
-        let (mut messages, mut bytes) = (0u64, 0u64);
-        let mut read_ahead: Option<(u64, Bytes)> = None;
-        while outcome.next_offset < max_offset && messages < u64::from(max_messages) {
-            let at = outcome.next_offset;
-            let entry = entry_at(&index, at).await?;
-            if bytes > 0 && bytes + u64::from(entry.batch_len) > u64::from(max_bytes) {
-                break;
-            }
-            // Read ahead only as far as this pull may still return.
-            let budget = u64::from(max_bytes)
-                .saturating_sub(bytes)
-                .min(READ_AHEAD_BYTES_MAX);
-            let batch = self
-                .fetch(entry.position, entry.batch_len, budget, &mut read_ahead)
-                .await?;
-            let header = BatchHeader::parse(&batch)
-                .unwrap_or_else(|e| panic!("stored batch at {} unreadable: {e}", entry.position));
+        let planned = read_plan::plan(&index, offset, &limits).await?;
+        let batches = self.fetch(&planned).await?;
+        for (batch, plan) in batches.iter().zip(&planned) {
+            let header = BatchHeader::parse(batch)
+                .unwrap_or_else(|e| panic!("stored batch at {} unreadable: {e}", plan.position));
             assert_eq!(
-                header.base_offset,
-                at - u64::from(entry.delta),
-                "index entry and batch disagree on the base offset"
+                header.base_offset, plan.base_offset,
+                "index and batch disagree on the base offset"
+            );
+            assert_eq!(
+                header.end_offset(),
+                plan.end_offset,
+                "index and batch disagree on the record count"
             );
             assert_eq!(
                 (header.topic_id, header.queue_id),
                 (topic_id, queue_id),
                 "index points at another queue's batch"
             );
-            messages += header.end_offset() - at;
-            bytes += u64::from(header.batch_len);
-            outcome.next_offset = header.end_offset();
-            outcome.batches.push(batch);
         }
-        Ok(outcome)
+        let next_offset = planned.last().map_or(offset, |p| p.end_offset);
+        Ok(ReadOutcome {
+            batches,
+            next_offset,
+            max_offset,
+        })
     }
 
-    /// The batch at `position`: from the hot tail, the current read-ahead, or disk.
-    async fn fetch(
-        &self,
-        position: u64,
-        len: u32,
-        read_ahead_bytes: u64,
-        read_ahead: &mut Option<(u64, Bytes)>,
-    ) -> Result<Bytes> {
-        if let Some(batch) = self.inner.hot_tail.borrow().get(position) {
-            return Ok(batch);
-        }
-        let len = u64::from(len);
-        if let Some((start, data)) = read_ahead {
-            if position >= *start && position + len <= *start + data.len() as u64 {
-                let from = (position - *start) as usize;
-                return Ok(data.slice(from..from + len as usize));
-            }
+    /// The planned batches' bytes: from the hot tail where they still are, else from disk, with
+    /// adjacent batches read as one span of at most `READ_SPAN_BYTES_MAX` and all spans read
+    /// concurrently. Where each batch comes from is decided without awaiting in between, so the
+    /// hot tail cannot drop one that was counted on.
+    async fn fetch(&self, planned: &[PlannedBatch]) -> Result<Vec<Bytes>> {
+        enum Source {
+            Memory(Bytes),
+            /// Index of the span, and the batch's offset inside it.
+            Disk(usize, usize),
         }
         let written = self.inner.log.durability.written().0;
-        assert!(
-            position + len <= written,
-            "batch at {position} is neither in the hot tail nor written"
-        );
-        let found = self.inner.segments.borrow().find(position);
-        let (segment, segment_end) =
-            found.unwrap_or_else(|| panic!("no segment holds log position {position}"));
-        let limit = segment_end.unwrap_or(written).min(written);
-        let span = len.max(read_ahead_bytes).min(limit - position);
-        let data = segment.read(position, span as usize).await?;
-        let batch = data.slice(0..len as usize);
-        *read_ahead = Some((position, data));
-        Ok(batch)
+        let mut sources = Vec::with_capacity(planned.len());
+        let mut spans: Vec<(Rc<Segment>, u64, u64)> = Vec::new();
+        for plan in planned {
+            if let Some(batch) = self.inner.hot_tail.borrow().get(plan.position) {
+                sources.push(Source::Memory(batch));
+                continue;
+            }
+            let len = u64::from(plan.len);
+            assert!(
+                plan.position + len <= written,
+                "batch at {} is neither in the hot tail nor written",
+                plan.position
+            );
+            let (segment, segment_end) = self
+                .inner
+                .segments
+                .borrow()
+                .find(plan.position)
+                .unwrap_or_else(|| panic!("no segment holds log position {}", plan.position));
+            let extends_last = spans.last().is_some_and(|(s, start, span_len)| {
+                s.base == segment.base
+                    && start + span_len == plan.position
+                    && span_len + len <= READ_SPAN_BYTES_MAX
+            });
+            if !extends_last {
+                assert!(
+                    segment_end.is_none_or(|end| plan.position + len <= end),
+                    "a batch crosses a segment end"
+                );
+                spans.push((segment, plan.position, 0));
+            }
+            let span = spans.len() - 1;
+            let (_, start, span_len) = &mut spans[span];
+            sources.push(Source::Disk(span, (plan.position - *start) as usize));
+            *span_len += len;
+        }
+        let reads: Vec<_> = spans
+            .into_iter()
+            .map(|(segment, start, len)| {
+                glommio::spawn_local(async move { segment.read(start, len as usize).await })
+            })
+            .collect();
+        let mut data: Vec<Option<Bytes>> = vec![None; reads.len()];
+        let mut batches = Vec::with_capacity(planned.len());
+        let mut reads = reads.into_iter().enumerate();
+        for (source, plan) in sources.into_iter().zip(planned) {
+            match source {
+                Source::Memory(batch) => batches.push(batch),
+                Source::Disk(span, from) => {
+                    while data[span].is_none() {
+                        let (i, read) = reads.next().expect("every span has a read");
+                        data[i] = Some(read.await?);
+                    }
+                    let span_data = data[span].as_ref().expect("awaited above");
+                    batches.push(span_data.slice(from..from + plan.len as usize));
+                }
+            }
+        }
+        Ok(batches)
     }
 
     /// Persists the indexes and advances the recovery checkpoint to the synced position.
