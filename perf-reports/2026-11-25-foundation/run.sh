@@ -26,6 +26,7 @@ start_broker() { # flags...
   for _ in $(seq 100); do grep -q ready "$OUT/broker.out" 2>/dev/null && break; sleep 0.1; done
   ADDR=$(sed 's/.*native=//' "$OUT/broker.out")
   "$B" admin --broker "$ADDR" topic create --name t --queues 1 > /dev/null
+  "$B" admin --broker "$ADDR" topic create --name t4 --queues 4 > /dev/null
 }
 
 stop_broker() {
@@ -56,6 +57,7 @@ redis() { # name appendfsync redis-benchmark-args...
 }
 
 {
+STEAL0=$(awk '/^cpu /{print $9}' /proc/stat)
 machine
 echo "disk O_DIRECT sequential read, 1 MiB, QD1: $(dd if=/dev/zero of="$ROOT/target/dd.tmp" bs=1M count=1024 oflag=direct 2>&1 | tail -1 | awk '{print $(NF-1), $NF}') write; $(dd if="$ROOT/target/dd.tmp" of=/dev/null bs=1M iflag=direct 2>&1 | tail -1 | awk '{print $(NF-1), $NF}') read"
 rm -f "$ROOT/target/dd.tmp"
@@ -64,6 +66,10 @@ for round in $(seq "$ROUNDS"); do
   start_broker
   bench "produce-batch1000-r$round" produce --topic t --messages 2000000 --size 1024 --batch 1000 --in-flight 2
   bench "consume-backlog-r$round" consume --topic t --messages 2000000
+  stop_broker
+  start_broker
+  bench "produce-4queues-r$round" produce --topic t4 --messages 2000000 --size 1024 --batch 1000 --in-flight 2
+  bench "consume-4queues-r$round" consume --topic t4 --messages 2000000
   stop_broker
   start_broker --spin-before-park-us 50
   bench "roundtrip-spin-r$round" produce --topic t --messages 50000 --size 1024 --batch 1 --spin-us 50
@@ -78,5 +84,6 @@ for round in $(seq "$ROUNDS"); do
   redis "redis-roundtrip-r$round" everysec -n 50000 -c 1 -P 1
   redis "redis-always-pipeline100-r$round" always -n 200000 -c 1 -P 100
 done
+echo "steal ticks during the run: $(( $(awk '/^cpu /{print $9}' /proc/stat) - STEAL0 )) (USER_HZ)"
 echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$OUT/run.log"

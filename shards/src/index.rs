@@ -105,6 +105,9 @@ pub struct QueueIndex {
     chunks: BTreeMap<u64, Chunk>,
     resident_max: usize,
     tick: Cell<u64>,
+    /// Serializes [`persist`] calls (background flush and checkpoint): two writes of one chunk
+    /// completing out of order could leave the older copy in the file.
+    persist_lock: Rc<glommio::sync::Semaphore>,
 }
 
 async fn open_rw(path: &PathBuf) -> Result<DmaFile> {
@@ -131,6 +134,7 @@ impl QueueIndex {
             chunks: BTreeMap::new(),
             resident_max,
             tick: Cell::new(0),
+            persist_lock: Rc::new(glommio::sync::Semaphore::new(1)),
         }
     }
 
@@ -194,7 +198,10 @@ impl QueueIndex {
         let chunk = self.chunks.entry(chunk_no).or_insert_with(Chunk::empty);
         entry.encode(&mut chunk.bytes[at..at + INDEX_ENTRY_BYTES]);
         self.len += 1;
-        self.evict();
+        if at == 0 {
+            // Residency only grows when a chunk starts.
+            self.evict();
+        }
     }
 
     /// Pushes the entries of one batch of `count` records.
@@ -265,23 +272,31 @@ impl QueueIndex {
         self.tick.set(self.tick.get() + 1);
         chunk.last_used.set(self.tick.get());
         self.chunks.insert(chunk_no, chunk);
-        self.evict();
+        // Never evict the chunk just loaded: its caller is about to read it. (Evicting it made
+        // the lookup loop reload it until a checkpoint persisted the other chunks: a 2 s stall.)
+        self.evict_except(Some(chunk_no));
     }
 
     fn evict(&mut self) {
+        self.evict_except(None);
+    }
+
+    fn evict_except(&mut self, keep: Option<u64>) {
         let tail = self.len / INDEX_CHUNK_ENTRIES;
         while self.chunks.len() > self.resident_max {
             let victim = self
                 .chunks
                 .iter()
-                .filter(|(no, c)| **no < tail && c.persisted == INDEX_CHUNK_ENTRIES)
+                .filter(|(no, c)| {
+                    **no < tail && c.persisted == INDEX_CHUNK_ENTRIES && Some(**no) != keep
+                })
                 .min_by_key(|(_, c)| c.last_used.get())
                 .map(|(no, _)| *no);
             match victim {
                 Some(no) => {
                     self.chunks.remove(&no);
                 }
-                None => break, // nothing persisted yet; the next checkpoint makes room
+                None => break, // nothing persisted yet; the index flusher makes room
             }
         }
     }
@@ -362,11 +377,32 @@ impl QueueIndex {
     pub fn resident_chunks(&self) -> usize {
         self.chunks.len()
     }
+
+    /// True when enough full chunks wait to be written that memory would grow past the resident
+    /// bound: the store then persists this index in the background, without waiting for the
+    /// next checkpoint.
+    pub fn needs_flush(&self) -> bool {
+        let tail = self.len / INDEX_CHUNK_ENTRIES;
+        let unpersisted_full = self
+            .chunks
+            .iter()
+            .filter(|(no, c)| **no < tail && c.persisted < INDEX_CHUNK_ENTRIES)
+            .count();
+        unpersisted_full * 2 >= self.resident_max
+    }
 }
 
 /// Writes every dirty chunk of `index` (borrowed only between awaits) and returns the file, so
 /// the caller can sync it.
 pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc<DmaFile>>> {
+    let lock = index.borrow().persist_lock.clone();
+    let _permit = lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| StorageError::Glommio {
+            path: index.borrow().path().clone(),
+            message: "index persist lock closed".into(),
+        })?;
     let (writes, path, current) = {
         let index = index.borrow();
         (
@@ -380,6 +416,16 @@ pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc
     }
     let file = QueueIndex::file(path.clone(), current).await?;
     index.borrow_mut().set_file(file.clone());
+    // Open the read handle here, in background work, rather than on the first chunk load of a
+    // pull: a glommio open was seen to stall the request that made it for seconds.
+    if index.borrow().reader.is_none() {
+        let reader = Rc::new(
+            DmaFile::open(&path)
+                .await
+                .map_err(|e| StorageError::glommio(&path, e))?,
+        );
+        index.borrow_mut().reader.get_or_insert(reader);
+    }
     for write in writes {
         let mut buffer = file.alloc_dma_buffer(INDEX_CHUNK_BYTES);
         buffer.as_bytes_mut().copy_from_slice(&write.bytes);
@@ -473,6 +519,53 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn a_loaded_chunk_stays_resident_even_when_nothing_else_can_be_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("any");
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let reader = Rc::new(DmaFile::open(&path).await.unwrap());
+                let mut index = QueueIndex::new(PathBuf::from("/nonexistent"), 2);
+                for i in 0..(INDEX_CHUNK_ENTRIES * 4) {
+                    index.push(entry(i));
+                }
+                // Chunks 1..=3 are unwritten, so none of them may go; chunk 0 comes back from
+                // disk and must stay for the lookup that loaded it.
+                index.chunks.remove(&0);
+                let mut bytes = vec![0u8; INDEX_CHUNK_BYTES].into_boxed_slice();
+                entry(0).encode(&mut bytes[..INDEX_ENTRY_BYTES]);
+                index.insert_loaded(0, reader.clone(), bytes);
+                assert!(
+                    matches!(index.get(0), Lookup::Hit(_)),
+                    "the chunk just loaded was evicted at once"
+                );
+                let _ = index.take_files();
+                Rc::try_unwrap(reader).ok().unwrap().close().await.unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn unpersisted_full_chunks_ask_for_a_flush() {
+        let mut index = QueueIndex::new(PathBuf::from("/nonexistent"), 4);
+        for i in 0..INDEX_CHUNK_ENTRIES {
+            index.push(entry(i));
+        }
+        assert!(!index.needs_flush());
+        for i in 0..INDEX_CHUNK_ENTRIES {
+            index.push(entry(i));
+        }
+        assert!(
+            index.needs_flush(),
+            "two full unwritten chunks reach half of a bound of four"
+        );
     }
 
     #[test]

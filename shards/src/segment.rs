@@ -39,6 +39,16 @@ impl Segment {
         }
     }
 
+    /// Opens the read handle now if it is not open yet. The store calls it from background
+    /// work: a glommio open was seen to stall a pull for seconds when done on the request path.
+    pub async fn ensure_reader(&self) -> Result<()> {
+        self.reader().await.map(drop)
+    }
+
+    pub fn has_reader(&self) -> bool {
+        self.reader.borrow().is_some()
+    }
+
     async fn reader(&self) -> Result<Rc<DmaFile>> {
         if let Some(file) = self.reader.borrow().clone() {
             return Ok(file);

@@ -75,6 +75,9 @@ struct Inner {
     sync_requested_upto: Cell<u64>,
     closing: Cell<bool>,
     checkpoint_lock: Semaphore,
+    /// Queues whose index is being flushed in the background (see `flush_index_if_needed`).
+    index_flushes: RefCell<std::collections::HashSet<QueueKey>>,
+    background: Option<TaskQueueHandle>,
     tasks: RefCell<Vec<Task<()>>>,
     recovery: RecoveryReport,
 }
@@ -128,6 +131,8 @@ impl ShardStore {
                 sync_requested_upto: Cell::new(end),
                 closing: Cell::new(false),
                 checkpoint_lock: Semaphore::new(1),
+                index_flushes: RefCell::new(std::collections::HashSet::new()),
+                background,
                 tasks: RefCell::new(Vec::new()),
                 recovery: recovered.report,
             }),
@@ -251,6 +256,7 @@ impl ShardStore {
         index
             .borrow_mut()
             .push_batch(position, header.batch_len, header.record_count);
+        self.flush_index_if_needed(key, &index);
         let end = Appended(position + len);
         inner.log.durability.advance_appended(end);
         inner.log.submit(WriteCommand::Append(bytes));
@@ -264,6 +270,33 @@ impl ShardStore {
             count: header.record_count,
             end,
         })
+    }
+
+    /// Persists an index in the background once its unwritten full chunks reach half its
+    /// resident bound, so index memory stays bounded between checkpoints. One flush per queue at
+    /// a time.
+    fn flush_index_if_needed(&self, key: QueueKey, index: &Rc<RefCell<QueueIndex>>) {
+        if !index.borrow().needs_flush() || !self.inner.index_flushes.borrow_mut().insert(key) {
+            return;
+        }
+        let (store, index) = (self.clone(), index.clone());
+        let flush = async move {
+            if let Err(err) = persist(&index).await {
+                tracing::warn!(shard = store.shard_id(), error = %err, "index flush failed; the checkpoint retries");
+            }
+            store.inner.index_flushes.borrow_mut().remove(&key);
+        };
+        match self.inner.background {
+            Some(queue) => match glommio::spawn_local_into(flush, queue) {
+                Ok(task) => task.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot spawn an index flush; the checkpoint persists it");
+                    self.inner.index_flushes.borrow_mut().remove(&key);
+                    return;
+                }
+            },
+            None => glommio::spawn_local(flush).detach(),
+        };
     }
 
     fn queue_or_create(&self, key: QueueKey) -> Rc<RefCell<QueueIndex>> {
@@ -536,6 +569,7 @@ impl ShardStore {
                 .await
                 .map_err(|e| StorageError::glommio(path, e))?;
         }
+        self.open_segment_readers().await;
         checkpoint::write(
             &self.inner.config.dir,
             &checkpoint::Checkpoint {
@@ -544,6 +578,25 @@ impl ShardStore {
             },
         )
         .await
+    }
+
+    /// Opens the read handles of segments that hold written data, off the request path (see
+    /// `Segment::ensure_reader`).
+    async fn open_segment_readers(&self) {
+        let written = self.inner.log.durability.written().0;
+        let pending: Vec<_> = self
+            .inner
+            .segments
+            .borrow()
+            .iter()
+            .filter(|s| s.base < written && !s.has_reader())
+            .cloned()
+            .collect();
+        for segment in pending {
+            if let Err(err) = segment.ensure_reader().await {
+                tracing::warn!(shard = self.shard_id(), segment = %segment.path.display(), error = %err, "cannot open segment for reading");
+            }
+        }
     }
 
     /// Stops taking writes, writes and syncs everything appended, checkpoints, closes files.
