@@ -286,17 +286,19 @@ impl ShardStore {
             }
             store.inner.index_flushes.borrow_mut().remove(&key);
         };
-        match self.inner.background {
-            Some(queue) => match glommio::spawn_local_into(flush, queue) {
-                Ok(task) => task.detach(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot spawn an index flush; the checkpoint persists it");
-                    self.inner.index_flushes.borrow_mut().remove(&key);
-                    return;
-                }
-            },
-            None => glommio::spawn_local(flush).detach(),
+        let spawned = match self.inner.background {
+            Some(queue) => glommio::spawn_local_into(flush, queue),
+            None => Ok(glommio::spawn_local(flush)),
         };
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot spawn an index flush; the checkpoint persists it");
+                self.inner.index_flushes.borrow_mut().remove(&key);
+            }
+        }
     }
 
     fn queue_or_create(&self, key: QueueKey) -> Rc<RefCell<QueueIndex>> {
