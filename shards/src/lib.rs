@@ -8,6 +8,7 @@
 //! - [`segment`]: segment files and routing reads to them.
 //! - [`index`]: per-queue index (RocketMQ's ConsumeQueue): O(1) seek by queue offset.
 //! - [`hot_tail`]: recent batches in memory.
+//! - [`prefetch`]: a catching-up consumer's next pull, read while this one is sent.
 //! - [`read_plan`]: which batches a pull returns, from the index, before reading them.
 //! - [`checkpoint`]: the position recovery starts from.
 //! - [`recovery`]: CRC scan, torn-tail cut, index rebuild.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod hot_tail;
 pub mod index;
 pub mod iopoll_probe;
+pub mod prefetch;
 pub mod read_plan;
 pub mod recovery;
 pub mod segment;

@@ -34,6 +34,7 @@ use crate::durability::{Appended, Synced, Written};
 use crate::error::{Result, StorageError};
 use crate::hot_tail::HotTail;
 use crate::index::{persist, QueueIndex};
+use crate::prefetch::{Prefetcher, PulledBatches, PREFETCH_BYTES_MAX};
 use crate::read_plan::{self, PlannedBatch, PullLimits};
 use crate::recovery::{self, index_path, QueueKey, RecoveryReport};
 use crate::segment::{Segment, Segments};
@@ -70,6 +71,7 @@ struct Inner {
     segments: RefCell<Segments>,
     open_segment_base: Cell<u64>,
     hot_tail: RefCell<HotTail>,
+    prefetch: Prefetcher,
     queues: RefCell<HashMap<QueueKey, Rc<RefCell<QueueIndex>>>>,
     appended_event: Event,
     sync_requested_upto: Cell<u64>,
@@ -122,6 +124,7 @@ impl ShardStore {
         let store = ShardStore {
             inner: Rc::new(Inner {
                 hot_tail: RefCell::new(HotTail::new(config.hot_tail_bytes)),
+                prefetch: Prefetcher::default(),
                 config,
                 log,
                 segments: RefCell::new(segments),
@@ -437,13 +440,14 @@ impl ShardStore {
                 max: max_offset,
             });
         }
-        let limits = PullLimits {
-            max_offset,
-            max_messages,
-            max_bytes,
+        let key = ((topic_id, queue_id), offset, max_messages, max_bytes);
+        let (planned, batches, from_disk) = match self.inner.prefetch.take(key) {
+            Some(pull) => pull.await?,
+            None => {
+                self.read_planned(&index, offset, max_messages, max_bytes)
+                    .await?
+            }
         };
-        let planned = read_plan::plan(&index, offset, &limits).await?;
-        let batches = self.fetch(&planned).await?;
         for (batch, plan) in batches.iter().zip(&planned) {
             let header = BatchHeader::parse(batch)
                 .unwrap_or_else(|e| panic!("stored batch at {} unreadable: {e}", plan.position));
@@ -463,6 +467,19 @@ impl ShardStore {
             );
         }
         let next_offset = planned.last().map_or(offset, |p| p.end_offset);
+        if from_disk && next_offset < index.borrow().len() && max_bytes <= PREFETCH_BYTES_MAX {
+            let (store, index) = (self.clone(), index.clone());
+            let next = glommio::spawn_local(async move {
+                store
+                    .read_planned(&index, next_offset, max_messages, max_bytes)
+                    .await
+            });
+            self.inner.prefetch.insert(
+                ((topic_id, queue_id), next_offset, max_messages, max_bytes),
+                next,
+            );
+        }
+        let max_offset = max_offset.max(index.borrow().len());
         Ok(ReadOutcome {
             batches,
             next_offset,
@@ -470,11 +487,29 @@ impl ShardStore {
         })
     }
 
+    /// Plans a pull from the index and reads its batches.
+    async fn read_planned(
+        &self,
+        index: &RefCell<QueueIndex>,
+        offset: u64,
+        max_messages: u32,
+        max_bytes: u32,
+    ) -> Result<PulledBatches> {
+        let limits = PullLimits {
+            max_offset: index.borrow().len(),
+            max_messages,
+            max_bytes,
+        };
+        let planned = read_plan::plan(index, offset, &limits).await?;
+        let (batches, from_disk) = self.fetch(&planned).await?;
+        Ok((planned, batches, from_disk))
+    }
+
     /// The planned batches' bytes: from the hot tail where they still are, else from disk, with
     /// adjacent batches read as one span of at most `READ_SPAN_BYTES_MAX` and all spans read
     /// concurrently. Where each batch comes from is decided without awaiting in between, so the
     /// hot tail cannot drop one that was counted on.
-    async fn fetch(&self, planned: &[PlannedBatch]) -> Result<Vec<Bytes>> {
+    async fn fetch(&self, planned: &[PlannedBatch]) -> Result<(Vec<Bytes>, bool)> {
         enum Source {
             Memory(Bytes),
             /// Index of the span, and the batch's offset inside it.
@@ -539,7 +574,7 @@ impl ShardStore {
                 }
             }
         }
-        Ok(batches)
+        Ok((batches, !data.is_empty()))
     }
 
     /// Persists the indexes and advances the recovery checkpoint to the synced position.
@@ -617,6 +652,7 @@ impl ShardStore {
         }
         let tasks: Vec<_> = self.inner.tasks.borrow_mut().drain(..).collect();
         drop(tasks);
+        self.inner.prefetch.clear();
         self.inner.log.check_failed().or_else(|e| match e {
             StorageError::Closed(_) => Ok(()),
             other => Err(other),
