@@ -8,6 +8,8 @@ OUT=$PWD/results; mkdir -p "$OUT"
 ROUNDS=${1:-3}
 ROOT=$(git rev-parse --show-toplevel)
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -q
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -q -p shardmq-bench --example glommio_pingpong
+PINGPONG=$ROOT/target/release/examples/glommio_pingpong
 B=$ROOT/target/release/shardmq
 DATA=${DATA:-$ROOT/target/perf-data}
 
@@ -71,6 +73,7 @@ for round in $(seq "$ROUNDS"); do
   bench "produce-4queues-r$round" produce --topic t4 --messages 2000000 --size 1024 --batch 1000 --in-flight 2
   bench "consume-4queues-r$round" consume --topic t4 --messages 2000000
   stop_broker
+  echo "--- floor-pingpong-r$round"; "$PINGPONG" 50 1100 50000; "$PINGPONG" 0 1100 20000
   start_broker --spin-before-park-us 50
   bench "roundtrip-spin-r$round" produce --topic t --messages 50000 --size 1024 --batch 1 --spin-us 50
   stop_broker
