@@ -69,6 +69,10 @@ for round in $(seq "$ROUNDS"); do
   bench "produce-batch1000-r$round" produce --topic t --messages 2000000 --size 1024 --batch 1000 --in-flight 2
   bench "consume-backlog-r$round" consume --topic t --messages 2000000
   stop_broker
+  start_broker --hot-tail 3GiB
+  bench "produce-hot-tail-3GiB-r$round" produce --topic t --messages 2000000 --size 1024 --batch 1000 --in-flight 2
+  bench "consume-from-memory-r$round" consume --topic t --messages 2000000
+  stop_broker
   start_broker
   bench "produce-4queues-r$round" produce --topic t4 --messages 2000000 --size 1024 --batch 1000 --in-flight 2
   bench "consume-4queues-r$round" consume --topic t4 --messages 2000000
