@@ -11,7 +11,10 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
 fn arg(n: usize, default: u64) -> u64 {
-    std::env::args().nth(n).and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::args()
+        .nth(n)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -22,7 +25,9 @@ fn main() {
         .spin_before_park(Duration::from_micros(spin))
         .spawn(move || async move {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+            addr_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("send addr");
             let mut stream = listener.accept().await.expect("accept");
             stream.set_nodelay(true).expect("nodelay");
             let mut request = vec![0u8; size];

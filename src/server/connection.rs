@@ -240,7 +240,7 @@ async fn handle_pull(
     id: u64,
     sender: &ReplySender,
 ) -> Option<Outgoing> {
-    match pull::pull(ctx, &request, true).await {
+    match pull::pull(ctx, &request).await {
         Ok(PullOutcome::Ready(reply)) => Some(outgoing(FrameKind::Pull, id, Ok(reply))),
         Err(err) => Some(outgoing(FrameKind::Pull, id, Err(err))),
         Ok(PullOutcome::Wait { topic_id, wait_ms }) => {
@@ -262,14 +262,7 @@ async fn handle_pull(
                     )
                     .await;
                 }
-                let result = pull::pull(&ctx, &request, false)
-                    .await
-                    .map(|outcome| match outcome {
-                        PullOutcome::Ready(reply) => reply,
-                        PullOutcome::Wait { .. } => {
-                            unreachable!("a pull that may not wait never parks")
-                        }
-                    });
+                let result = pull::pull_now(&ctx, &request).await;
                 let _ = sender.send(outgoing(FrameKind::Pull, id, result)).await;
             })
             .detach();

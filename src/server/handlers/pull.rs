@@ -1,9 +1,10 @@
 //! Pull: whole stored batches from a queue, starting with the one that holds the asked offset.
 //! With `wait_ms > 0` and nothing at the offset yet, the connection parks the request (long
-//! poll) and calls [`pull`] again when data arrives, the wait ends or shutdown begins.
+//! poll) and calls [`pull_now`] when data arrives, the wait ends or shutdown begins.
 
 use shardmq_protocol::limits::PULL_WAIT_MS_MAX;
 use shardmq_protocol::messages::{Pull, PullReply};
+use shardmq_shards::ReadOutcome;
 
 use super::Reply;
 use crate::limits::PULL_BYTES_MAX;
@@ -19,11 +20,25 @@ pub enum PullOutcome {
     },
 }
 
-pub async fn pull(
-    ctx: &ShardContext,
-    request: &Pull,
-    may_wait: bool,
-) -> Result<PullOutcome, HandlerError> {
+/// Pulls, parking the request when nothing is at the offset and the client asked to wait.
+pub async fn pull(ctx: &ShardContext, request: &Pull) -> Result<PullOutcome, HandlerError> {
+    let (topic_id, outcome) = read(ctx, request).await?;
+    if outcome.batches.is_empty() && request.wait_ms > 0 {
+        return Ok(PullOutcome::Wait {
+            topic_id,
+            wait_ms: request.wait_ms,
+        });
+    }
+    Ok(PullOutcome::Ready(reply(outcome)))
+}
+
+/// Pulls and replies with whatever is there, even nothing: the second half of a long poll.
+pub async fn pull_now(ctx: &ShardContext, request: &Pull) -> Result<Reply, HandlerError> {
+    let (_, outcome) = read(ctx, request).await?;
+    Ok(reply(outcome))
+}
+
+async fn read(ctx: &ShardContext, request: &Pull) -> Result<(u32, ReadOutcome), HandlerError> {
     let topic = ctx.owned_queue(&request.topic, request.queue_id)?;
     if request.wait_ms > PULL_WAIT_MS_MAX {
         return Err(HandlerError::InvalidArgument(format!(
@@ -43,16 +58,14 @@ pub async fn pull(
             max_bytes,
         )
         .await?;
-    if outcome.batches.is_empty() && may_wait && request.wait_ms > 0 {
-        return Ok(PullOutcome::Wait {
-            topic_id: topic.topic_id,
-            wait_ms: request.wait_ms,
-        });
-    }
+    Ok((topic.topic_id, outcome))
+}
+
+fn reply(outcome: ReadOutcome) -> Reply {
     let meta = PullReply {
         batch_count: outcome.batches.len() as u32,
         next_offset: outcome.next_offset,
         max_offset: outcome.max_offset,
     };
-    Ok(PullOutcome::Ready(Reply::with_data(&meta, outcome.batches)))
+    Reply::with_data(&meta, outcome.batches)
 }
