@@ -39,6 +39,8 @@ pub enum StorageError {
         min: u64,
         max: u64,
     },
+    #[error("append of a batch that was not validated first: {0}")]
+    InvalidBatch(String),
     #[error("the store of shard {0} is closed")]
     Closed(u32),
     #[error("invalid store configuration: {0}")]

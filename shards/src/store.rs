@@ -222,8 +222,8 @@ impl ShardStore {
         mut batch: BytesMut,
     ) -> Result<AppendOutcome> {
         self.wait_for_room().await?;
-        let header = BatchHeader::parse(&batch)
-            .map_err(|e| StorageError::Config(format!("append of an unvalidated batch: {e}")))?;
+        let header =
+            BatchHeader::parse(&batch).map_err(|e| StorageError::InvalidBatch(e.to_string()))?;
         assert_eq!(
             header.batch_len as usize,
             batch.len(),
