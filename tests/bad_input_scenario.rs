@@ -171,3 +171,35 @@ fn requests_for_a_queue_of_another_shard_name_the_owner() {
     );
     drop(broker);
 }
+
+#[test]
+fn reply_kinds_and_a_second_hello_sent_as_requests_are_refused() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "1"]);
+    let mut raw = RawConnection::connect(&broker.addr, None);
+    raw.send_frame(
+        FrameKind::ProduceReply,
+        5,
+        &envelope::encode(&shardmq_protocol::messages::ListTopics {}),
+    );
+    let err = raw.read_error();
+    assert_eq!(err.code, ErrorCode::Unsupported as u16, "{}", err.message);
+    let hello = shardmq_protocol::messages::Hello {
+        client_name: "again".into(),
+        wanted_shard: None,
+    };
+    raw.send_frame(FrameKind::Hello, 6, &envelope::encode(&hello));
+    let err = raw.read_error();
+    assert_eq!(err.code, ErrorCode::Unsupported as u16, "{}", err.message);
+    raw.send_frame(
+        FrameKind::ListTopics,
+        7,
+        &envelope::encode(&shardmq_protocol::messages::ListTopics {}),
+    );
+    let (header, _) = raw.read_frame().expect("the connection is still served");
+    assert_eq!(
+        (header.kind, header.correlation_id),
+        (FrameKind::ListTopicsReply, 7)
+    );
+    assert_eq!(broker.stop(), Some(0));
+}

@@ -211,12 +211,9 @@ async fn handle(
             tracing::debug!(shard = ctx.shard_id, peer, ?kind, reason = %err, "request failed");
         }
     }
-    let reply_kind = if kind.is_request() {
-        kind
-    } else {
-        FrameKind::Hello
-    };
-    Some(outgoing(reply_kind, id, result))
+    // Frames that are not requests only ever get an error (the match above), so `kind.reply()`
+    // is only taken for request kinds.
+    Some(outgoing(kind, id, result))
 }
 
 async fn handle_produce(ctx: &ShardContext, mut payload: BytesMut) -> Result<Reply, HandlerError> {
