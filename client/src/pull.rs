@@ -28,6 +28,9 @@ pub struct PullResult {
     reply: PullReply,
     queue_id: u32,
     requested_offset: u64,
+    /// Set once [`PullResult::batches`] has checked every CRC of this buffer, so later calls
+    /// (a consumer validates, then its caller iterates records) parse without re-hashing.
+    checked: std::cell::Cell<bool>,
 }
 
 impl PullResult {
@@ -53,6 +56,7 @@ impl PullResult {
             reply,
             queue_id,
             requested_offset,
+            checked: std::cell::Cell::new(false),
         })
     }
 
@@ -87,7 +91,11 @@ impl PullResult {
 
     /// The batches, validated (header CRC, body CRC, count, queue, contiguity).
     pub fn batches(&self) -> Result<Vec<BatchView<'_>>> {
-        let views = batch::split_batches(self.data())?;
+        let views = if self.checked.get() {
+            batch::split_batches_checked_before(self.data())?
+        } else {
+            batch::split_batches(self.data())?
+        };
         if views.len() != self.reply.batch_count as usize {
             return Err(ClientError::UnexpectedReply(format!(
                 "pull reply says {} batches, data holds {}",
@@ -114,6 +122,7 @@ impl PullResult {
             }
             expected_base = Some(h.end_offset());
         }
+        self.checked.set(true);
         Ok(views)
     }
 

@@ -302,12 +302,34 @@ impl<'a> BatchView<'a> {
 }
 
 /// Splits a buffer of concatenated stored batches (a pull reply's data) into validated views.
-pub fn split_batches(mut data: &[u8]) -> Result<Vec<BatchView<'_>>, ProtocolError> {
+pub fn split_batches(data: &[u8]) -> Result<Vec<BatchView<'_>>, ProtocolError> {
+    split_with(data, BatchView::new)
+}
+
+/// [`split_batches`] for bytes that already passed it: parses headers and lengths only, no CRC.
+/// Use it only on the very buffer that was checked; anything else must go through
+/// [`split_batches`].
+pub fn split_batches_checked_before(data: &[u8]) -> Result<Vec<BatchView<'_>>, ProtocolError> {
+    split_with(data, |bytes| {
+        let header = BatchHeader::parse(bytes)?;
+        let len = header.batch_len as usize;
+        let bytes = bytes.get(..len).ok_or(ProtocolError::Truncated {
+            need: len,
+            have: bytes.len(),
+        })?;
+        Ok(BatchView { header, bytes })
+    })
+}
+
+fn split_with<'a>(
+    mut data: &'a [u8],
+    view: impl Fn(&'a [u8]) -> Result<BatchView<'a>, ProtocolError>,
+) -> Result<Vec<BatchView<'a>>, ProtocolError> {
     let mut views = Vec::new();
     while !data.is_empty() {
-        let view = BatchView::new(data)?;
-        data = &data[view.header.batch_len as usize..];
-        views.push(view);
+        let next = view(data)?;
+        data = &data[next.header.batch_len as usize..];
+        views.push(next);
     }
     Ok(views)
 }
@@ -535,6 +557,39 @@ mod tests {
             validate_incoming(&batch),
             Err(ProtocolError::RecordCountMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn the_unhashed_split_agrees_with_the_checked_one_and_still_bounds_lengths() {
+        let mut data = AlignedVec::<16>::new();
+        for base in [0u64, 3] {
+            let mut b = batch_of(3);
+            stamp(
+                &mut b,
+                Stamp {
+                    topic_id: 1,
+                    queue_id: 0,
+                    base_offset: base,
+                    append_timestamp_ms: 1,
+                },
+            );
+            data.extend_from_slice(&b);
+        }
+        let checked: Vec<_> = split_batches(&data)
+            .unwrap()
+            .iter()
+            .map(|v| (v.header, v.bytes().len()))
+            .collect();
+        let again: Vec<_> = split_batches_checked_before(&data)
+            .unwrap()
+            .iter()
+            .map(|v| (v.header, v.bytes().len()))
+            .collect();
+        assert_eq!(checked, again);
+        assert!(
+            split_batches_checked_before(&data[..data.len() - 1]).is_err(),
+            "a cut buffer is still refused"
+        );
     }
 
     #[test]
