@@ -24,4 +24,6 @@ pub enum Command {
     Admin(AdminArgs),
     /// Load generator: produce / consume against a running broker, HDR latency, JSON report.
     Bench(shardmq_bench::BenchArgs),
+    /// Check the host for what a thread-per-core io_uring broker needs (`--apply` fixes sysctls).
+    Tune(crate::tune::TuneArgs),
 }

@@ -9,6 +9,7 @@
 //! - [`config`]: broker flags and how they map onto store configs.
 //! - [`lock`]: the data directory lock.
 //! - [`limits`]: every bound the broker enforces.
+//! - [`tune`]: `shardmq tune`, host checks for a thread-per-core io_uring broker.
 //! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
 //! - [`cli`]: the `shardmq` command line (broker, admin, bench).
 
@@ -21,3 +22,4 @@ pub mod lock;
 pub mod router;
 pub mod server;
 pub mod topics;
+pub mod tune;

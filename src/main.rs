@@ -3,6 +3,12 @@
 use clap::Parser;
 use shardmq::cli::{Cli, Command};
 
+/// Prints a command's output; a closed stdout (`| head`) is not an error worth a panic.
+fn print(out: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{out}");
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,7 +21,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
-        Command::Admin(args) => shardmq::admin::run(args).map(|out| println!("{out}")),
+        Command::Admin(args) => shardmq::admin::run(args).map(print),
+        Command::Tune(args) => shardmq::tune::run(args).map(print),
         Command::Bench(args) => shardmq_bench::run(&args.into_command())
             .map(drop)
             .map_err(|e| e.to_string()),

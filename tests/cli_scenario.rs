@@ -147,3 +147,56 @@ fn admin_and_bench_round_trip() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
     assert_eq!(broker.stop(), Some(0));
 }
+
+#[test]
+fn tune_check_reports_every_host_item_as_parseable_findings() {
+    let dir = data_dir();
+    let output = shardmq(&[
+        "tune",
+        "--check",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--shards",
+        "1",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let checks: Vec<&str> = findings
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "memlock",
+        "open-files",
+        "io-uring",
+        "filesystem",
+        "disk-scheduler",
+        "cpu-governor",
+        "transparent-huge",
+        "isolated-cpus",
+        "irq-affinity",
+        "somaxconn",
+        "socket-buffers",
+        "busy-poll",
+    ] {
+        assert!(checks.contains(&wanted), "{wanted} missing from {checks:?}");
+    }
+    for f in &findings {
+        assert!(
+            ["ok", "warn", "info", "error"].contains(&f["status"].as_str().unwrap()),
+            "{f}"
+        );
+        assert!(!f["found"].as_str().unwrap().is_empty(), "{f}");
+        assert!(!f["recommendation"].as_str().unwrap().is_empty(), "{f}");
+    }
+    // The test data directory is on the same disk as the build: a block filesystem.
+    let fs = findings
+        .iter()
+        .find(|f| f["check"] == "filesystem")
+        .unwrap();
+    assert_ne!(fs["status"], "error", "{fs}");
+    let table = shardmq(&["tune", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(table.status.success());
+    assert!(stdout(&table).starts_with("CHECK"));
+}
