@@ -89,13 +89,69 @@ fn admin_and_bench_round_trip() {
         );
     }
 
+    let series: u64 = report["publishRateSeries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        series, 20000,
+        "the per-second series adds up to the messages acked"
+    );
+    assert_eq!(report["rateMode"], "closed-loop");
+
+    // Open loop: a fixed schedule, latency from the intended send time, publish delay reported.
+    let open_json = dir.path().join("open.json");
+    let open = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "produce",
+        "--topic",
+        "bench",
+        "--messages",
+        "3000",
+        "--size",
+        "100",
+        "--batch",
+        "10",
+        "--rate",
+        "10000",
+        "--in-flight",
+        "8",
+        "--json",
+        open_json.to_str().unwrap(),
+    ]);
+    assert!(open.status.success(), "{open:?}");
+    let open = json(&open_json);
+    assert_eq!(open["rateMode"], "open-loop");
+    assert_eq!(open["targetRate"], 10000.0);
+    assert_eq!(open["messages"], 3000);
+    for field in [
+        "publishDelayLatency50pct",
+        "publishDelayLatency90pct",
+        "publishDelayLatency99pct",
+        "publishDelayLatencyMax",
+        "publishLatency90pct",
+    ] {
+        assert!(open[field].as_f64().is_some(), "{field} missing in {open}");
+    }
+    let open_series: u64 = open["publishRateSeries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(open_series, 3000);
+
     let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", "bench"]);
     let total: u64 = stdout(&offsets)
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(total, 20000);
+    assert_eq!(total, 23000);
 
     let consume_json = dir.path().join("consume.json");
     let consumed = shardmq(&[
@@ -106,13 +162,13 @@ fn admin_and_bench_round_trip() {
         "--topic",
         "bench",
         "--messages",
-        "20000",
+        "23000",
         "--json",
         consume_json.to_str().unwrap(),
     ]);
     assert!(consumed.status.success(), "{consumed:?}");
     let report = json(&consume_json);
-    assert_eq!(report["messages"], 20000);
+    assert_eq!(report["messages"], 23000);
     assert_eq!(report["errors"], 0);
 
     // Asking for more than exists fails, non-zero, once the topic stays idle.
@@ -124,7 +180,7 @@ fn admin_and_bench_round_trip() {
         "--topic",
         "bench",
         "--messages",
-        "20001",
+        "23001",
         "--idle-timeout-ms",
         "500",
     ]);

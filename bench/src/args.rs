@@ -82,6 +82,11 @@ pub struct ProduceArgs {
     /// for round-trip latency runs, together with the broker's --spin-before-park-us.
     #[arg(long, default_value_t = 0)]
     pub spin_us: u64,
+    /// Open loop: send at this many messages per second in all (split over the producers),
+    /// each batch on a fixed schedule, latency measured from its intended send time. 0 = closed
+    /// loop (as fast as acks return).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -147,6 +152,12 @@ impl ProduceArgs {
             return Err(BenchError::InvalidArgs(
                 "--timeout-ms must be at least 1".into(),
             ));
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err(BenchError::InvalidArgs(format!(
+                "--rate {} must be a finite number >= 0",
+                self.rate
+            )));
         }
         Ok(())
     }

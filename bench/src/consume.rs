@@ -18,7 +18,7 @@ use shardmq_client::{Client, ClientConfig, ClientError, Consumer};
 
 use crate::args::ConsumeArgs;
 use crate::error::BenchError;
-use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, Report};
+use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
 use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
 
 /// How often the run checks for completion and idleness.
@@ -51,6 +51,8 @@ struct Totals {
     /// A fatal error (corruption, too many errors) that ends the run.
     fatal: RefCell<Option<BenchError>>,
     max_errors: u64,
+    start: Instant,
+    series: RateSeries,
 }
 
 async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
@@ -81,6 +83,8 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         last_progress: Cell::new(start),
         fatal: RefCell::new(None),
         max_errors: args.max_errors,
+        start,
+        series: RateSeries::default(),
     });
     let tasks: Vec<_> = consumers
         .into_iter()
@@ -120,6 +124,9 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         clients: topic.queues,
         in_flight: 1,
         latency: LatencySummary::from_histogram(&histogram),
+        publish_delay: None,
+        target_rate: None,
+        rate_series: totals.series.take(),
     };
     if complete {
         Ok(report)
@@ -153,6 +160,7 @@ async fn drain(mut consumer: Consumer, totals: Rc<Totals>, max_messages: u32, wa
                 if messages > 0 {
                     record_latency(&mut totals.histogram.borrow_mut(), now - sent);
                     totals.messages.set(totals.messages.get() + messages);
+                    totals.series.add(now - totals.start, messages);
                     totals.bytes.set(totals.bytes.get() + bytes);
                     totals.nonempty_pulls.set(totals.nonempty_pulls.get() + 1);
                     totals.last_progress.set(now);

@@ -11,6 +11,16 @@
 //!
 //! Connections to every shard a producer needs are opened before the clock starts. The topic
 //! must exist; its queue count comes from `list_topics`.
+//!
+//! Rate modes: closed loop (default) sends as fast as acks come back, to find the maximum. Open
+//! loop (`--rate R` msg/s over all producers) gives each batch an intended send time on a fixed
+//! schedule; a batch that cannot go out on time (broker stalled, `--in-flight` all taken) goes
+//! out late, and its latency is measured from the *intended* time, so a stall shows as latency
+//! rather than as samples never taken (no coordinated omission, as in wrk2 and OMB). How late
+//! each batch went out is reported as the publish delay.
+//!
+//! While it runs, a progress line goes to stderr every second: acked so far, rate over the last
+//! second, p99 so far.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -23,7 +33,7 @@ use shardmq_protocol::Record;
 
 use crate::args::ProduceArgs;
 use crate::error::BenchError;
-use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, Report};
+use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
 use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
 
 /// Runs the produce benchmark on a new executor, blocking the calling thread; prints the summary,
@@ -81,6 +91,13 @@ struct ProducerRun {
 /// Measurements shared by every producer of the run (one executor, so `Cell`s suffice).
 struct Totals {
     histogram: RefCell<Histogram<u64>>,
+    /// Open loop: actual send time minus intended send time, per batch.
+    delay: RefCell<Histogram<u64>>,
+    series: RateSeries,
+    start: Instant,
+    /// Open loop: batches sent and not yet acknowledged, and the event that wakes the waiter.
+    outstanding: Cell<u64>,
+    settled: event_listener::Event,
     acked: Cell<u64>,
     errors: Cell<u64>,
     last_ack: Cell<Option<Instant>>,
@@ -152,24 +169,44 @@ async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
         }));
     }
 
+    let start = Instant::now();
     let totals = Rc::new(Totals {
         histogram: RefCell::new(new_histogram()),
+        delay: RefCell::new(new_histogram()),
+        series: RateSeries::default(),
+        start,
+        outstanding: Cell::new(0),
+        settled: event_listener::Event::new(),
         acked: Cell::new(0),
         errors: Cell::new(0),
         last_ack: Cell::new(None),
         stop: RefCell::new(None),
         max_errors: args.max_errors,
     });
-    let start = Instant::now();
+    let progress = glommio::spawn_local(progress_line(totals.clone(), args.messages));
     let mut tasks = Vec::new();
+    let producers = runs.len() as f64;
     for run in &runs {
-        for _ in 0..args.in_flight {
-            tasks.push(glommio::spawn_local(worker(run.clone(), totals.clone())));
+        if args.rate > 0.0 {
+            // Each producer sends its batches at rate / producers messages per second.
+            let interval = Duration::from_secs_f64(f64::from(args.batch) * producers / args.rate);
+            let slots = Rc::new(glommio::sync::Semaphore::new(u64::from(args.in_flight)));
+            tasks.push(glommio::spawn_local(open_loop(
+                run.clone(),
+                totals.clone(),
+                interval,
+                slots,
+            )));
+        } else {
+            for _ in 0..args.in_flight {
+                tasks.push(glommio::spawn_local(worker(run.clone(), totals.clone())));
+            }
         }
     }
     for task in tasks {
         task.await;
     }
+    drop(progress);
     if let Some(last) = totals.stop.borrow_mut().take() {
         return Err(BenchError::TooManyErrors {
             count: totals.errors.get(),
@@ -194,7 +231,108 @@ async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
         clients: args.producers,
         in_flight: args.in_flight,
         latency: LatencySummary::from_histogram(&histogram),
+        publish_delay: (args.rate > 0.0)
+            .then(|| LatencySummary::from_histogram(&totals.delay.borrow())),
+        target_rate: (args.rate > 0.0).then_some(args.rate),
+        rate_series: totals.series.take(),
     })
+}
+
+/// Prints acked / rate / p99 so far to stderr once a second until dropped.
+async fn progress_line(totals: Rc<Totals>, total: u64) {
+    let mut last = 0u64;
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let acked = totals.acked.get();
+        let p99 = totals.histogram.borrow().value_at_quantile(0.99);
+        eprintln!(
+            "[{:>4.0}s] acked {acked}/{total}  {} msg/s  p99 so far {p99} µs  errors {}",
+            totals.start.elapsed().as_secs_f64(),
+            acked - last,
+            totals.errors.get()
+        );
+        last = acked;
+    }
+}
+
+/// Records one acknowledged batch: latency from `from` (the send, or the intended send in open
+/// loop), the count, the per-second series.
+fn record_ack(totals: &Totals, from: Instant, count: u32) {
+    let now = Instant::now();
+    record_latency(&mut totals.histogram.borrow_mut(), now - from);
+    totals.acked.set(totals.acked.get() + u64::from(count));
+    totals.series.add(now - totals.start, u64::from(count));
+    totals.last_ack.set(Some(now));
+}
+
+fn record_error(totals: &Totals, queue: u32, e: ClientError) {
+    let errors = totals.errors.get() + 1;
+    totals.errors.set(errors);
+    if errors <= 5 {
+        tracing::warn!(queue, "produce failed: {e}");
+    }
+    if errors >= totals.max_errors {
+        totals.stop.borrow_mut().get_or_insert(e);
+    }
+}
+
+/// The batch bytes and queue of batch `index` of a producer.
+fn batch_at(run: &ProducerRun, index: u64) -> (&[u8], u32) {
+    let batch: &[u8] = match (&run.tail, index + 1 == run.batches) {
+        (Some(tail), true) => tail,
+        _ => &run.full,
+    };
+    (
+        batch,
+        run.queues[(index % run.queues.len() as u64) as usize],
+    )
+}
+
+/// Open loop: batch `i` is due at `start + i * interval`; it is sent then (or as soon as an
+/// in-flight slot frees up) and measured from when it was due.
+async fn open_loop(
+    run: Rc<ProducerRun>,
+    totals: Rc<Totals>,
+    interval: Duration,
+    slots: Rc<glommio::sync::Semaphore>,
+) {
+    for index in 0..run.batches {
+        if totals.stop.borrow().is_some() {
+            break;
+        }
+        let intended = totals.start + interval.mul_f64(index as f64);
+        let now = Instant::now();
+        if intended > now {
+            glommio::timer::sleep(intended - now).await;
+        }
+        let Ok(slot) = slots.acquire_static_permit(1).await else {
+            break;
+        };
+        record_latency(
+            &mut totals.delay.borrow_mut(),
+            Instant::now().saturating_duration_since(intended),
+        );
+        totals.outstanding.set(totals.outstanding.get() + 1);
+        let (run, totals) = (run.clone(), totals.clone());
+        glommio::spawn_local(async move {
+            let (batch, queue) = batch_at(&run, index);
+            match run.client.produce_batch(&run.topic, queue, batch).await {
+                Ok(reply) => record_ack(&totals, intended, reply.count),
+                Err(e) => record_error(&totals, queue, e),
+            }
+            drop(slot);
+            totals.outstanding.set(totals.outstanding.get() - 1);
+            totals.settled.notify(usize::MAX);
+        })
+        .detach();
+    }
+    while totals.outstanding.get() > 0 {
+        let settled = totals.settled.listen();
+        if totals.outstanding.get() == 0 {
+            break;
+        }
+        settled.await;
+    }
 }
 
 /// One closed loop: take the producer's next batch, send it, wait for the ack, repeat.
@@ -208,31 +346,11 @@ async fn worker(run: Rc<ProducerRun>, totals: Rc<Totals>) {
             return;
         }
         run.next_batch.set(index + 1);
-        let batch: &[u8] = match (&run.tail, index + 1 == run.batches) {
-            (Some(tail), true) => tail,
-            _ => &run.full,
-        };
-        let queue = run.queues[(index % run.queues.len() as u64) as usize];
+        let (batch, queue) = batch_at(&run, index);
         let sent = Instant::now();
         match run.client.produce_batch(&run.topic, queue, batch).await {
-            Ok(reply) => {
-                let now = Instant::now();
-                record_latency(&mut totals.histogram.borrow_mut(), now - sent);
-                totals
-                    .acked
-                    .set(totals.acked.get() + u64::from(reply.count));
-                totals.last_ack.set(Some(now));
-            }
-            Err(e) => {
-                let errors = totals.errors.get() + 1;
-                totals.errors.set(errors);
-                if errors <= 5 {
-                    tracing::warn!(queue, "produce failed: {e}");
-                }
-                if errors >= totals.max_errors {
-                    totals.stop.borrow_mut().get_or_insert(e);
-                }
-            }
+            Ok(reply) => record_ack(&totals, sent, reply.count),
+            Err(e) => record_error(&totals, queue, e),
         }
     }
 }
@@ -291,6 +409,7 @@ mod tests {
             timeout_ms: 1000,
             max_errors: 10,
             spin_us: 0,
+            rate: 0.0,
         };
         assert!(matches!(run_produce(&args), Err(BenchError::Client(_))));
     }

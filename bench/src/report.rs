@@ -50,6 +50,7 @@ pub struct LatencySummary {
     pub count: u64,
     pub avg_us: f64,
     pub p50_us: u64,
+    pub p90_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
     pub p9999_us: u64,
@@ -65,6 +66,7 @@ impl LatencySummary {
             count: h.len(),
             avg_us: h.mean(),
             p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
             p999_us: h.value_at_quantile(0.999),
             p9999_us: h.value_at_quantile(0.9999),
@@ -93,8 +95,37 @@ pub struct Report {
     pub clients: u32,
     /// Requests each client keeps in flight.
     pub in_flight: u32,
-    /// Per-request latency: send to ack (produce), pull round trip (consume).
+    /// Per-request latency: send to ack (produce), pull round trip (consume). In open-loop
+    /// produce (`--rate`) it is measured from the *intended* send time, so a stall shows as
+    /// latency instead of as samples that were never taken (no coordinated omission).
     pub latency: LatencySummary,
+    /// Open-loop produce only: how late each request went out against its schedule.
+    pub publish_delay: Option<LatencySummary>,
+    /// Open-loop produce only: the target rate in messages per second.
+    pub target_rate: Option<f64>,
+    /// Messages acknowledged (produce) or received (consume) in each second of the run.
+    pub rate_series: Vec<u64>,
+}
+
+/// Counts events per whole second since a start instant (single executor: `RefCell`).
+#[derive(Debug, Default)]
+pub struct RateSeries {
+    seconds: std::cell::RefCell<Vec<u64>>,
+}
+
+impl RateSeries {
+    pub fn add(&self, elapsed: Duration, count: u64) {
+        let second = elapsed.as_secs() as usize;
+        let mut seconds = self.seconds.borrow_mut();
+        if seconds.len() <= second {
+            seconds.resize(second + 1, 0);
+        }
+        seconds[second] += count;
+    }
+
+    pub fn take(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.seconds.borrow_mut())
+    }
 }
 
 impl Report {
@@ -130,6 +161,7 @@ impl Report {
         map.insert(rate.into(), json!(self.msg_per_sec()));
         map.insert(format!("{prefix}Avg"), json!(l.avg_us / 1000.0));
         map.insert(format!("{prefix}50pct"), json!(ms(l.p50_us)));
+        map.insert(format!("{prefix}90pct"), json!(ms(l.p90_us)));
         map.insert(format!("{prefix}99pct"), json!(ms(l.p99_us)));
         map.insert(format!("{prefix}999pct"), json!(ms(l.p999_us)));
         map.insert(format!("{prefix}9999pct"), json!(ms(l.p9999_us)));
@@ -140,12 +172,32 @@ impl Report {
                 "samples": l.count,
                 "avg": l.avg_us,
                 "p50": l.p50_us,
+                "p90": l.p90_us,
                 "p99": l.p99_us,
                 "p999": l.p999_us,
                 "p9999": l.p9999_us,
                 "max": l.max_us,
             }),
         );
+        if let Some(d) = &self.publish_delay {
+            map.insert("publishDelayLatencyAvg".into(), json!(d.avg_us / 1000.0));
+            map.insert("publishDelayLatency50pct".into(), json!(ms(d.p50_us)));
+            map.insert("publishDelayLatency90pct".into(), json!(ms(d.p90_us)));
+            map.insert("publishDelayLatency99pct".into(), json!(ms(d.p99_us)));
+            map.insert("publishDelayLatency999pct".into(), json!(ms(d.p999_us)));
+            map.insert("publishDelayLatency9999pct".into(), json!(ms(d.p9999_us)));
+            map.insert("publishDelayLatencyMax".into(), json!(ms(d.max_us)));
+        }
+        map.insert("targetRate".into(), json!(self.target_rate));
+        map.insert(
+            "rateMode".into(),
+            json!(if self.target_rate.is_some() {
+                "open-loop"
+            } else {
+                "closed-loop"
+            }),
+        );
+        map.insert(format!("{}Series", rate), json!(self.rate_series));
         map.insert(
             "mbDefinition".into(),
             json!("10^6 bytes of message payload"),
@@ -163,7 +215,7 @@ impl Report {
         format!(
             "{kind} topic={topic} messages={messages} size={size} B batch={batch} {clients}={n} in-flight={inflight}\n\
              elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}\n\
-             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}",
+             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}",
             kind = self.kind.as_str(),
             topic = self.topic,
             messages = self.messages,
@@ -178,10 +230,18 @@ impl Report {
             samples = l.count,
             avg = l.avg_us,
             p50 = l.p50_us,
+            p90 = l.p90_us,
             p99 = l.p99_us,
             p999 = l.p999_us,
             p9999 = l.p9999_us,
             max = l.max_us,
+            delay = match (&self.publish_delay, self.target_rate) {
+                (Some(d), Some(rate)) => format!(
+                    "\nopen loop at {rate:.0} msg/s, latency from the intended send time; publish delay µs: p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+                    d.p50_us, d.p90_us, d.p99_us, d.p999_us, d.p9999_us, d.max_us
+                ),
+                _ => String::new(),
+            },
         )
     }
 
@@ -233,6 +293,9 @@ mod tests {
             clients: 3,
             in_flight: 4,
             latency: LatencySummary::from_histogram(&h),
+            publish_delay: None,
+            target_rate: None,
+            rate_series: vec![250_000; 4],
         }
     }
 

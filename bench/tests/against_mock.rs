@@ -50,6 +50,7 @@ fn produce_args(broker: &str, topic: &str) -> ProduceArgs {
         timeout_ms: 5_000,
         max_errors: 10,
         spin_us: 0,
+        rate: 0.0,
     }
 }
 
