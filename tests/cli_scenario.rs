@@ -145,13 +145,53 @@ fn admin_and_bench_round_trip() {
         .sum();
     assert_eq!(open_series, 3000);
 
+    // End to end: producers and consumers at once, every record measured from send to receipt.
+    let e2e_json = dir.path().join("e2e.json");
+    let e2e = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "end-to-end",
+        "--topic",
+        "bench",
+        "--messages",
+        "2000",
+        "--size",
+        "64",
+        "--batch",
+        "10",
+        "--rate",
+        "5000",
+        "--in-flight",
+        "8",
+        "--json",
+        e2e_json.to_str().unwrap(),
+    ]);
+    assert!(e2e.status.success(), "{e2e:?}");
+    let e2e = json(&e2e_json);
+    assert_eq!(e2e["kind"], "end-to-end");
+    assert_eq!(e2e["messages"], 2000);
+    assert_eq!(
+        e2e["endToEndSamples"], 2000,
+        "every acknowledged record was received and measured"
+    );
+    for field in [
+        "endToEndLatency50pct",
+        "endToEndLatency90pct",
+        "endToEndLatency99pct",
+        "endToEndLatency9999pct",
+        "endToEndLatencyMax",
+    ] {
+        assert!(e2e[field].as_f64().is_some(), "{field} missing in {e2e}");
+    }
+
     let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", "bench"]);
     let total: u64 = stdout(&offsets)
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(total, 23000);
+    assert_eq!(total, 25000);
 
     let consume_json = dir.path().join("consume.json");
     let consumed = shardmq(&[
@@ -162,13 +202,13 @@ fn admin_and_bench_round_trip() {
         "--topic",
         "bench",
         "--messages",
-        "23000",
+        "25000",
         "--json",
         consume_json.to_str().unwrap(),
     ]);
     assert!(consumed.status.success(), "{consumed:?}");
     let report = json(&consume_json);
-    assert_eq!(report["messages"], 23000);
+    assert_eq!(report["messages"], 25000);
     assert_eq!(report["errors"], 0);
 
     // Asking for more than exists fails, non-zero, once the topic stays idle.
@@ -180,7 +220,7 @@ fn admin_and_bench_round_trip() {
         "--topic",
         "bench",
         "--messages",
-        "23001",
+        "25001",
         "--idle-timeout-ms",
         "500",
     ]);

@@ -26,6 +26,7 @@ impl BenchArgs {
         match &mut command {
             BenchCommand::Produce(args) => args.broker = self.broker,
             BenchCommand::Consume(args) => args.broker = self.broker,
+            BenchCommand::EndToEnd(args) => args.produce.broker = self.broker,
         }
         command
     }
@@ -37,6 +38,17 @@ pub enum BenchCommand {
     Produce(ProduceArgs),
     /// Drains every queue of a topic from its start, checking every batch's CRCs.
     Consume(ConsumeArgs),
+    /// Producers and consumers at once: publish latency and send-to-receipt latency per record.
+    EndToEnd(EndToEndArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct EndToEndArgs {
+    #[command(flatten)]
+    pub produce: ProduceArgs,
+    /// Long-poll wait of the consumers' pulls, in ms.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=i64::from(PULL_WAIT_MS_MAX)))]
+    pub wait_ms: u32,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]

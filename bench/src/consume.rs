@@ -126,6 +126,7 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         latency: LatencySummary::from_histogram(&histogram),
         publish_delay: None,
         target_rate: None,
+        end_to_end: None,
         rate_series: totals.series.take(),
     };
     if complete {

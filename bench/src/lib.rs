@@ -14,12 +14,13 @@
 
 pub mod args;
 pub mod consume;
+pub mod end_to_end;
 pub mod error;
 pub mod produce;
 pub mod report;
 pub mod runtime;
 
-pub use args::{BenchArgs, BenchCommand, ConsumeArgs, ProduceArgs};
+pub use args::{BenchArgs, BenchCommand, ConsumeArgs, EndToEndArgs, ProduceArgs};
 pub use consume::run_consume;
 pub use error::BenchError;
 pub use produce::run_produce;
@@ -30,5 +31,6 @@ pub fn run(command: &BenchCommand) -> Result<Report, BenchError> {
     match command {
         BenchCommand::Produce(args) => run_produce(args),
         BenchCommand::Consume(args) => run_consume(args),
+        BenchCommand::EndToEnd(args) => produce::run_end_to_end(args),
     }
 }

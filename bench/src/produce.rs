@@ -31,7 +31,10 @@ use shardmq_client::{Client, ClientConfig, ClientError};
 use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::Record;
 
-use crate::args::ProduceArgs;
+use std::borrow::Cow;
+
+use crate::args::{EndToEndArgs, ProduceArgs};
+use crate::end_to_end::{stamp_payload, Receivers, STAMP_BYTES};
 use crate::error::BenchError;
 use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
 use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
@@ -42,8 +45,28 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     args.validate()?;
     let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
     let owned = args.clone();
-    let report = run_pinned("bench-produce", cpu, args.spin_us, move || produce(owned))??;
+    let report = run_pinned("bench-produce", cpu, args.spin_us, move || {
+        produce(owned, None)
+    })??;
     report.publish(args.json.as_deref())?;
+    Ok(report)
+}
+
+/// The end-to-end benchmark: the produce benchmark with every record stamped with its send time
+/// and a consumer per queue measuring send-to-receipt latency (`end_to_end`).
+pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
+    args.produce.validate()?;
+    if args.produce.size < STAMP_BYTES {
+        return Err(BenchError::InvalidArgs(format!(
+            "--size must be at least {STAMP_BYTES} for end-to-end stamps"
+        )));
+    }
+    let cpu = choose_cpu(args.produce.cpu, &allowed_cpus())?;
+    let (owned, wait_ms) = (args.produce.clone(), args.wait_ms);
+    let report = run_pinned("bench-e2e", cpu, args.produce.spin_us, move || {
+        produce(owned, Some(wait_ms))
+    })??;
+    report.publish(args.produce.json.as_deref())?;
     Ok(report)
 }
 
@@ -84,6 +107,9 @@ struct ProducerRun {
     full: Rc<[u8]>,
     /// The last, shorter batch when the share is not a multiple of the batch size.
     tail: Option<Vec<u8>>,
+    /// End-to-end runs: encode every batch at send time with stamped payloads instead of
+    /// resending `full`: `(run start, payload, records per batch, records in the tail)`.
+    stamped: Option<(Instant, Rc<[u8]>, u32, u32)>,
     batches: u64,
     next_batch: Cell<u64>,
 }
@@ -120,7 +146,9 @@ fn records(count: u32, payload: &[u8]) -> Vec<Record> {
         .collect()
 }
 
-async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
+/// Runs producers (and, with `end_to_end = Some(wait_ms)`, a consumer per queue) until every
+/// message is acknowledged (and received).
+async fn produce(args: ProduceArgs, end_to_end: Option<u32>) -> Result<Report, BenchError> {
     let config = ClientConfig {
         request_timeout: Duration::from_millis(args.timeout_ms),
         ..ClientConfig::default()
@@ -143,6 +171,15 @@ async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
         .as_slice()
         .into();
 
+    let run_start = Instant::now();
+    let receivers = match end_to_end {
+        Some(wait_ms) => {
+            let client =
+                Client::connect_with(&args.broker, "shardmq-bench-e2e", config.clone()).await?;
+            Some(Receivers::start(&client, &topic.name, topic.queues, run_start, wait_ms).await?)
+        }
+        None => None,
+    };
     let mut runs = Vec::new();
     for p in 0..args.producers {
         let messages = share(args.messages, args.producers, p);
@@ -164,6 +201,8 @@ async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
             queues,
             full: full.clone(),
             tail: (rest > 0).then(|| encode_batch(&records(rest, &payload)).to_vec()),
+            stamped: end_to_end
+                .map(|_| (run_start, Rc::from(payload.as_slice()), args.batch, rest)),
             batches: messages.div_ceil(batch),
             next_batch: Cell::new(0),
         }));
@@ -213,14 +252,33 @@ async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
             last,
         });
     }
+    let acked = totals.acked.get();
+    let end_to_end = match &receivers {
+        Some(receivers) => {
+            let (received, errors, summary) = receivers.finish(acked, Duration::from_secs(5)).await;
+            if received < acked {
+                tracing::warn!(
+                    received,
+                    acked,
+                    "consumers received fewer records than were acknowledged"
+                );
+            }
+            totals.errors.set(totals.errors.get() + errors);
+            Some(summary)
+        }
+        None => None,
+    };
     let elapsed = totals
         .last_ack
         .get()
         .map_or_else(|| start.elapsed(), |t| t - start);
-    let acked = totals.acked.get();
     let histogram = totals.histogram.borrow();
     Ok(Report {
-        kind: BenchKind::Produce,
+        kind: if end_to_end.is_some() {
+            BenchKind::EndToEnd
+        } else {
+            BenchKind::Produce
+        },
         topic: topic.name,
         messages: acked,
         bytes: acked * args.size as u64,
@@ -234,6 +292,7 @@ async fn produce(args: ProduceArgs) -> Result<Report, BenchError> {
         publish_delay: (args.rate > 0.0)
             .then(|| LatencySummary::from_histogram(&totals.delay.borrow())),
         target_rate: (args.rate > 0.0).then_some(args.rate),
+        end_to_end,
         rate_series: totals.series.take(),
     })
 }
@@ -276,16 +335,25 @@ fn record_error(totals: &Totals, queue: u32, e: ClientError) {
     }
 }
 
-/// The batch bytes and queue of batch `index` of a producer.
-fn batch_at(run: &ProducerRun, index: u64) -> (&[u8], u32) {
-    let batch: &[u8] = match (&run.tail, index + 1 == run.batches) {
+/// The batch bytes and queue of batch `index` of a producer: the batch encoded once, or, in
+/// end-to-end runs, one encoded now with send-time stamps.
+fn batch_at(run: &ProducerRun, index: u64) -> (Cow<'_, [u8]>, u32) {
+    let last = index + 1 == run.batches;
+    let queue = run.queues[(index % run.queues.len() as u64) as usize];
+    if let Some((start, payload, per_batch, tail)) = &run.stamped {
+        let count = if last && *tail > 0 { *tail } else { *per_batch };
+        let mut stamped = payload.to_vec();
+        stamp_payload(&mut stamped, *start);
+        return (
+            Cow::Owned(encode_batch(&records(count, &stamped)).to_vec()),
+            queue,
+        );
+    }
+    let batch: &[u8] = match (&run.tail, last) {
         (Some(tail), true) => tail,
         _ => &run.full,
     };
-    (
-        batch,
-        run.queues[(index % run.queues.len() as u64) as usize],
-    )
+    (Cow::Borrowed(batch), queue)
 }
 
 /// Open loop: batch `i` is due at `start + i * interval`; it is sent then (or as soon as an
@@ -316,7 +384,7 @@ async fn open_loop(
         let (run, totals) = (run.clone(), totals.clone());
         glommio::spawn_local(async move {
             let (batch, queue) = batch_at(&run, index);
-            match run.client.produce_batch(&run.topic, queue, batch).await {
+            match run.client.produce_batch(&run.topic, queue, &batch).await {
                 Ok(reply) => record_ack(&totals, intended, reply.count),
                 Err(e) => record_error(&totals, queue, e),
             }
@@ -348,7 +416,7 @@ async fn worker(run: Rc<ProducerRun>, totals: Rc<Totals>) {
         run.next_batch.set(index + 1);
         let (batch, queue) = batch_at(&run, index);
         let sent = Instant::now();
-        match run.client.produce_batch(&run.topic, queue, batch).await {
+        match run.client.produce_batch(&run.topic, queue, &batch).await {
             Ok(reply) => record_ack(&totals, sent, reply.count),
             Err(e) => record_error(&totals, queue, e),
         }

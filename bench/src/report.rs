@@ -32,6 +32,7 @@ pub fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
 pub enum BenchKind {
     Produce,
     Consume,
+    EndToEnd,
 }
 
 impl BenchKind {
@@ -39,6 +40,7 @@ impl BenchKind {
         match self {
             BenchKind::Produce => "produce",
             BenchKind::Consume => "consume",
+            BenchKind::EndToEnd => "end-to-end",
         }
     }
 }
@@ -103,6 +105,8 @@ pub struct Report {
     pub publish_delay: Option<LatencySummary>,
     /// Open-loop produce only: the target rate in messages per second.
     pub target_rate: Option<f64>,
+    /// End-to-end runs only: producer send to consumer receipt, per record.
+    pub end_to_end: Option<LatencySummary>,
     /// Messages acknowledged (produce) or received (consume) in each second of the run.
     pub rate_series: Vec<u64>,
 }
@@ -142,7 +146,9 @@ impl Report {
         let l = &self.latency;
         let ms = |us: u64| us as f64 / 1000.0;
         let (rate, prefix, clients) = match self.kind {
-            BenchKind::Produce => ("publishRate", "publishLatency", "producers"),
+            BenchKind::Produce | BenchKind::EndToEnd => {
+                ("publishRate", "publishLatency", "producers")
+            }
             BenchKind::Consume => ("consumeRate", "pullLatency", "consumers"),
         };
         let mut map = Map::new();
@@ -188,6 +194,16 @@ impl Report {
             map.insert("publishDelayLatency9999pct".into(), json!(ms(d.p9999_us)));
             map.insert("publishDelayLatencyMax".into(), json!(ms(d.max_us)));
         }
+        if let Some(e) = &self.end_to_end {
+            map.insert("endToEndLatencyAvg".into(), json!(e.avg_us / 1000.0));
+            map.insert("endToEndLatency50pct".into(), json!(ms(e.p50_us)));
+            map.insert("endToEndLatency90pct".into(), json!(ms(e.p90_us)));
+            map.insert("endToEndLatency99pct".into(), json!(ms(e.p99_us)));
+            map.insert("endToEndLatency999pct".into(), json!(ms(e.p999_us)));
+            map.insert("endToEndLatency9999pct".into(), json!(ms(e.p9999_us)));
+            map.insert("endToEndLatencyMax".into(), json!(ms(e.max_us)));
+            map.insert("endToEndSamples".into(), json!(e.count));
+        }
         map.insert("targetRate".into(), json!(self.target_rate));
         map.insert(
             "rateMode".into(),
@@ -209,13 +225,13 @@ impl Report {
     pub fn summary(&self) -> String {
         let l = &self.latency;
         let (clients, what) = match self.kind {
-            BenchKind::Produce => ("producers", "per batch, send to ack"),
+            BenchKind::Produce | BenchKind::EndToEnd => ("producers", "per batch, send to ack"),
             BenchKind::Consume => ("consumers", "per pull, round trip"),
         };
         format!(
             "{kind} topic={topic} messages={messages} size={size} B batch={batch} {clients}={n} in-flight={inflight}\n\
              elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}\n\
-             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}",
+             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}{e2e}",
             kind = self.kind.as_str(),
             topic = self.topic,
             messages = self.messages,
@@ -235,6 +251,13 @@ impl Report {
             p999 = l.p999_us,
             p9999 = l.p9999_us,
             max = l.max_us,
+            e2e = match &self.end_to_end {
+                Some(e) => format!(
+                    "\nend to end µs (send to receipt, {} records): p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+                    e.count, e.p50_us, e.p90_us, e.p99_us, e.p999_us, e.p9999_us, e.max_us
+                ),
+                None => String::new(),
+            },
             delay = match (&self.publish_delay, self.target_rate) {
                 (Some(d), Some(rate)) => format!(
                     "\nopen loop at {rate:.0} msg/s, latency from the intended send time; publish delay µs: p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
@@ -295,6 +318,7 @@ mod tests {
             latency: LatencySummary::from_histogram(&h),
             publish_delay: None,
             target_rate: None,
+            end_to_end: None,
             rate_series: vec![250_000; 4],
         }
     }
