@@ -27,6 +27,7 @@ impl BenchArgs {
             BenchCommand::Produce(args) => args.broker = self.broker,
             BenchCommand::Consume(args) => args.broker = self.broker,
             BenchCommand::EndToEnd(args) => args.produce.broker = self.broker,
+            BenchCommand::Report(_) => {}
         }
         command
     }
@@ -40,6 +41,8 @@ pub enum BenchCommand {
     Consume(ConsumeArgs),
     /// Producers and consumers at once: publish latency and send-to-receipt latency per record.
     EndToEnd(EndToEndArgs),
+    /// Render result JSON files into a markdown report with SVG charts (no broker involved).
+    Report(crate::render::ReportArgs),
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]

@@ -152,6 +152,11 @@ impl Report {
             BenchKind::Consume => ("consumeRate", "pullLatency", "consumers"),
         };
         let mut map = Map::new();
+        map.insert("system".into(), json!("shardmq"));
+        map.insert(
+            "command".into(),
+            json!(std::env::args().collect::<Vec<_>>().join(" ")),
+        );
         map.insert("kind".into(), json!(self.kind.as_str()));
         map.insert("topic".into(), json!(self.topic));
         map.insert("messages".into(), json!(self.messages));

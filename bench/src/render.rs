@@ -1,0 +1,313 @@
+//! `shardmq bench report`: renders one or several bench result JSON files into a report
+//! directory: `README.md` (machine, commit, commands, a table of every run, ratios against the
+//! first run) and two SVG charts, `latency.svg` (percentile distribution on a log scale) and
+//! `throughput.svg` (messages per second over each run).
+//!
+//! Input is what `shardmq bench … --json` writes; a file may come from another system's driver
+//! as long as it carries the same field names (`system` names it; `shardmq` when absent). Runs on
+//! the calling thread; plain file I/O.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use plotters::prelude::*;
+use serde_json::Value;
+
+use crate::error::BenchError;
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Result JSON files; the first is the baseline the ratios are computed against.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Directory to write README.md and the charts into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Title of the report.
+    #[arg(long, default_value = "shardmq benchmark report")]
+    pub title: String,
+}
+
+/// One run read from its JSON file.
+struct Run {
+    label: String,
+    system: String,
+    kind: String,
+    messages: u64,
+    msg_per_sec: f64,
+    mb_per_sec: f64,
+    /// p50, p90, p99, p99.9, p99.99, max in µs.
+    percentiles: [f64; 6],
+    series: Vec<u64>,
+    command: String,
+}
+
+const PERCENTILES: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
+
+fn invalid(path: &Path, what: &str) -> BenchError {
+    BenchError::InvalidArgs(format!("{}: {what}", path.display()))
+}
+
+fn read_run(path: &Path) -> Result<Run, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(path, &e.to_string()))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|e| invalid(path, &format!("not JSON: {e}")))?;
+    let number = |key: &str| {
+        json[key]
+            .as_f64()
+            .ok_or_else(|| invalid(path, &format!("field {key} missing")))
+    };
+    let latency = &json["latencyUs"];
+    let mut percentiles = [0f64; 6];
+    for (slot, key) in percentiles
+        .iter_mut()
+        .zip(["p50", "p90", "p99", "p999", "p9999", "max"])
+    {
+        // p90 is absent from results written before it was recorded: 0 means "not measured".
+        *slot = match latency[key].as_f64() {
+            Some(value) => value,
+            None if key == "p90" => 0.0,
+            None => return Err(invalid(path, &format!("latencyUs.{key} missing"))),
+        };
+    }
+    let series_key = if json["kind"] == "consume" {
+        "consumeRateSeries"
+    } else {
+        "publishRateSeries"
+    };
+    Ok(Run {
+        label: path
+            .file_stem()
+            .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned()),
+        system: json["system"].as_str().unwrap_or("shardmq").to_string(),
+        kind: json["kind"].as_str().unwrap_or("?").to_string(),
+        messages: json["messages"]
+            .as_u64()
+            .ok_or_else(|| invalid(path, "field messages missing"))?,
+        msg_per_sec: number("msgPerSec")?,
+        mb_per_sec: number("mbPerSec")?,
+        percentiles,
+        series: json[series_key]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default(),
+        command: json["command"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// Renders the report; returns the path of its README.md.
+pub fn render(args: &ReportArgs) -> Result<PathBuf, BenchError> {
+    let runs = args
+        .inputs
+        .iter()
+        .map(|p| read_run(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(&args.out).map_err(|e| invalid(&args.out, &e.to_string()))?;
+    latency_chart(&runs, &args.out.join("latency.svg"))?;
+    throughput_chart(&runs, &args.out.join("throughput.svg"))?;
+    let readme = args.out.join("README.md");
+    std::fs::write(&readme, markdown(&args.title, &runs))
+        .map_err(|e| invalid(&readme, &e.to_string()))?;
+    Ok(readme)
+}
+
+fn markdown(title: &str, runs: &[Run]) -> String {
+    let mut out = format!("# {title}\n\n## Machine\n\n{}\n", machine());
+    out.push_str("## Runs\n\n| run | system | kind | messages | msg/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | p99.99 µs | max µs |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in runs {
+        let p: Vec<String> = r
+            .percentiles
+            .iter()
+            .map(|v| {
+                if *v > 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    "–".into()
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {} |\n",
+            r.label,
+            r.system,
+            r.kind,
+            r.messages,
+            r.msg_per_sec,
+            r.mb_per_sec,
+            p.join(" | ")
+        ));
+    }
+    if let Some((base, rest)) = runs.split_first() {
+        if !rest.is_empty() {
+            out.push_str(&format!("\n## Ratios against `{}`\n\n| run | throughput | p50 | p99 | p99.99 |\n|---|---:|---:|---:|---:|\n", base.label));
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}×", a / b)
+                } else {
+                    "–".into()
+                }
+            };
+            for r in rest {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    r.label,
+                    ratio(r.msg_per_sec, base.msg_per_sec),
+                    ratio(r.percentiles[0], base.percentiles[0]),
+                    ratio(r.percentiles[2], base.percentiles[2]),
+                    ratio(r.percentiles[4], base.percentiles[4])
+                ));
+            }
+            out.push_str("\nThroughput ratio > 1 means more messages per second than the baseline; latency ratio > 1 means slower.\n");
+        }
+    }
+    out.push_str("\n## Charts\n\n![latency percentiles](latency.svg)\n\n![throughput over time](throughput.svg)\n\n## Commands\n\n");
+    for r in runs {
+        let command = if r.command.is_empty() {
+            "(not recorded)"
+        } else {
+            &r.command
+        };
+        out.push_str(&format!("- `{}`: `{command}`\n", r.label));
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "- CPU: {cpu} × {cores}\n- kernel: {}\n- load average when rendered: {}\n- git commit when rendered: {commit}\n",
+        kernel.trim(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+fn chart_error(path: &Path, e: impl std::fmt::Display) -> BenchError {
+    invalid(path, &format!("drawing failed: {e}"))
+}
+
+fn latency_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
+    let max = runs
+        .iter()
+        .flat_map(|r| r.percentiles)
+        .fold(10.0f64, f64::max)
+        * 2.0;
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| chart_error(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("latency by percentile (µs, log scale)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.2f64..5.2f64, (1f64..max).log_scale())
+        .map_err(|e| chart_error(path, e))?;
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .x_label_formatter(&|x| {
+            PERCENTILES
+                .get(x.round() as usize)
+                .map_or(String::new(), |s| (*s).to_string())
+        })
+        .y_desc("µs")
+        .draw()
+        .map_err(|e| chart_error(path, e))?;
+    for (i, run) in runs.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = run
+            .percentiles
+            .iter()
+            .enumerate()
+            .filter(|(_, y)| **y > 0.0)
+            .map(|(x, y)| (x as f64, y.max(1.0)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| chart_error(path, e))?
+            .label(run.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(|e| chart_error(path, e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| chart_error(path, e))?;
+    root.present().map_err(|e| chart_error(path, e))
+}
+
+fn throughput_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
+    let seconds = runs
+        .iter()
+        .map(|r| r.series.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let top = runs
+        .iter()
+        .flat_map(|r| r.series.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| chart_error(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("messages per second over the run", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0f64..seconds as f64, 0f64..top)
+        .map_err(|e| chart_error(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("msg/s")
+        .draw()
+        .map_err(|e| chart_error(path, e))?;
+    for (i, run) in runs.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        // Each second's count is drawn at the middle of its second.
+        let points: Vec<(f64, f64)> = run
+            .series
+            .iter()
+            .enumerate()
+            .map(|(s, n)| (s as f64 + 0.5, *n as f64))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| chart_error(path, e))?
+            .label(run.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| chart_error(path, e))?;
+    root.present().map_err(|e| chart_error(path, e))
+}

@@ -1,0 +1,66 @@
+//! `bench report` renders stored result files (a shardmq run from the foundation report and a
+//! peer result in the same format) into markdown with SVG charts.
+
+use shardmq_bench::render::{render, ReportArgs};
+
+#[test]
+fn a_report_renders_from_stored_results() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = tempfile::tempdir().unwrap();
+    let args = ReportArgs {
+        inputs: vec![
+            fixtures.join("shardmq-produce.json"),
+            fixtures.join("redis-produce.json"),
+        ],
+        out: out.path().join("report"),
+        title: "fixture report".into(),
+    };
+    let readme = render(&args).unwrap();
+    let text = std::fs::read_to_string(&readme).unwrap();
+    assert!(text.starts_with("# fixture report"));
+    assert!(
+        text.contains("| shardmq-produce | shardmq | produce | 2000000 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| redis-produce | redis-streams | produce | 2000000 | 121780 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("## Ratios against `shardmq-produce`"),
+        "{text}"
+    );
+    assert!(text.contains("![latency percentiles](latency.svg)"));
+    assert!(
+        text.contains("redis-benchmark -n 2000000"),
+        "commands are listed"
+    );
+    for chart in ["latency.svg", "throughput.svg"] {
+        let svg = std::fs::read_to_string(out.path().join("report").join(chart)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{chart} is a whole SVG"
+        );
+        assert!(
+            svg.contains("shardmq-produce") && svg.contains("redis-produce"),
+            "{chart} has a legend entry per run"
+        );
+    }
+}
+
+#[test]
+fn a_file_without_the_needed_fields_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"kind": "produce"}"#).unwrap();
+    let args = ReportArgs {
+        inputs: vec![bad],
+        out: dir.path().join("out"),
+        title: "t".into(),
+    };
+    let err = render(&args)
+        .err()
+        .expect("a result without numbers cannot be rendered")
+        .to_string();
+    assert!(err.contains("bad.json") && err.contains("missing"), "{err}");
+}
