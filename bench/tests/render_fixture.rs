@@ -59,8 +59,7 @@ fn a_file_without_the_needed_fields_is_a_clear_error() {
         title: "t".into(),
     };
     let err = render(&args)
-        .err()
-        .expect("a result without numbers cannot be rendered")
+        .expect_err("a result without numbers cannot be rendered")
         .to_string();
     assert!(err.contains("bad.json") && err.contains("missing"), "{err}");
 }
