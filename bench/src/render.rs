@@ -225,6 +225,7 @@ fn latency_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
                 .get(x.round() as usize)
                 .map_or(String::new(), |s| (*s).to_string())
         })
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .y_desc("µs")
         .draw()
         .map_err(|e| chart_error(path, e))?;
@@ -286,8 +287,18 @@ fn throughput_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
         .configure_mesh()
         .x_desc("second")
         .y_desc("msg/s")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| chart_error(path, e))?;
+    if runs.iter().all(|r| r.series.is_empty()) {
+        let style = ("sans-serif", 18).into_font().color(&BLACK);
+        root.draw_text(
+            "these results carry no per-second series",
+            &style,
+            (300, 250),
+        )
+        .map_err(|e| chart_error(path, e))?;
+    }
     for (i, run) in runs.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         // Each second's count is drawn at the middle of its second.
@@ -298,10 +309,18 @@ fn throughput_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
             .map(|(s, n)| (s as f64 + 0.5, *n as f64))
             .collect();
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| chart_error(path, e))?
             .label(run.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        // Points too: a run shorter than two seconds has a single value and no line.
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(|e| chart_error(path, e))?;
     }
     chart
         .configure_series_labels()
