@@ -296,3 +296,72 @@ fn tune_check_reports_every_host_item_as_parseable_findings() {
     assert!(table.status.success());
     assert!(stdout(&table).starts_with("CHECK"));
 }
+
+#[test]
+fn the_same_workload_against_redis_renders_side_by_side_with_shardmq() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "1"]);
+    let addr = broker.addr.as_str();
+    assert!(shardmq(&[
+        "admin", "--broker", addr, "topic", "create", "--name", "side", "--queues", "1"
+    ])
+    .status
+    .success());
+    let workload = [
+        "--topic",
+        "side",
+        "--messages",
+        "3000",
+        "--size",
+        "512",
+        "--batch",
+        "100",
+    ];
+    let ours = dir.path().join("shardmq.json");
+    let run = shardmq(
+        &[
+            &["bench", "--broker", addr, "produce"][..],
+            &workload[..],
+            &["--json", ours.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{run:?}");
+    // The peer is started and stopped by the bench itself (needs redis-server; .ci/run installs it).
+    let theirs = dir.path().join("redis.json");
+    let run = shardmq(
+        &[
+            &["bench", "produce", "--peer", "redis"][..],
+            &workload[..],
+            &["--json", theirs.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{run:?}");
+    let redis = json(&theirs);
+    assert_eq!(redis["system"], "redis-streams");
+    assert_eq!(redis["messages"], 3000);
+    assert_eq!(redis["errors"], 0);
+    assert_eq!(
+        redis["latencyUs"]["samples"], 30,
+        "one sample per pipelined group of 100"
+    );
+    let out = dir.path().join("report");
+    let render = shardmq(&[
+        "bench",
+        "report",
+        "--out",
+        out.to_str().unwrap(),
+        ours.to_str().unwrap(),
+        theirs.to_str().unwrap(),
+    ]);
+    assert!(render.status.success(), "{render:?}");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("| shardmq | produce | 3000 |")
+            && readme.contains("| redis-streams | produce | 3000 |"),
+        "{readme}"
+    );
+    assert!(readme.contains("## Ratios against `shardmq`"), "{readme}");
+    assert_eq!(broker.stop(), Some(0));
+}

@@ -102,6 +102,13 @@ pub struct ProduceArgs {
     /// loop (as fast as acks return).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// Run the workload against a peer this command starts and stops itself, on loopback with a
+    /// fresh data directory, instead of the shardmq broker at --broker.
+    #[arg(long, value_enum)]
+    pub peer: Option<crate::peers::Peer>,
+    /// The CPU to pin the peer's server to (as `--cpus` pins the broker's shards).
+    #[arg(long)]
+    pub peer_cpu: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]

@@ -113,6 +113,7 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
     let pulls = totals.nonempty_pulls.get();
     let histogram = totals.histogram.borrow();
     let report = Report {
+        system: "shardmq",
         kind: BenchKind::Consume,
         topic: topic.name,
         messages,

@@ -7,6 +7,7 @@
 //!   `run_end_to_end`, the same with stamped records and consumers.
 //! - [`end_to_end`]: the consumers of an end-to-end run, send-to-receipt latency per record.
 //! - [`consume`]: [`run_consume`], drains a topic's queues, checking every batch's CRCs.
+//! - [`peers`]: drivers that start a peer system and run the same workload against it.
 //! - [`render`]: `bench report`, result JSON files into markdown with SVG charts.
 //! - [`report`]: [`Report`], latency percentiles from an hdrhistogram, summary and JSON.
 //! - [`runtime`]: the pinned glommio executor each run starts (small I/O memory).
@@ -20,6 +21,7 @@ pub mod args;
 pub mod consume;
 pub mod end_to_end;
 pub mod error;
+pub mod peers;
 pub mod produce;
 pub mod render;
 pub mod report;

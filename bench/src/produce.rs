@@ -42,6 +42,11 @@ use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
 /// Runs the produce benchmark on a new executor, blocking the calling thread; prints the summary,
 /// writes `--json` if given, and returns the report.
 pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
+    if let Some(peer) = args.peer {
+        let report = crate::peers::redis::run_produce(args, peer)?;
+        report.publish(args.json.as_deref())?;
+        return Ok(report);
+    }
     args.validate()?;
     let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
     let owned = args.clone();
@@ -274,6 +279,7 @@ async fn produce(args: ProduceArgs, end_to_end: Option<u32>) -> Result<Report, B
         .map_or_else(|| start.elapsed(), |t| t - start);
     let histogram = totals.histogram.borrow();
     Ok(Report {
+        system: "shardmq",
         kind: if end_to_end.is_some() {
             BenchKind::EndToEnd
         } else {
@@ -478,6 +484,8 @@ mod tests {
             max_errors: 10,
             spin_us: 0,
             rate: 0.0,
+            peer: None,
+            peer_cpu: None,
         };
         assert!(matches!(run_produce(&args), Err(BenchError::Client(_))));
     }

@@ -79,6 +79,8 @@ impl LatencySummary {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// The system measured: `shardmq`, or a peer's name (`peers`).
+    pub system: &'static str,
     pub kind: BenchKind,
     pub topic: String,
     /// Messages acknowledged (produce) or received and verified (consume).
@@ -152,7 +154,7 @@ impl Report {
             BenchKind::Consume => ("consumeRate", "pullLatency", "consumers"),
         };
         let mut map = Map::new();
-        map.insert("system".into(), json!("shardmq"));
+        map.insert("system".into(), json!(self.system));
         map.insert(
             "command".into(),
             json!(std::env::args().collect::<Vec<_>>().join(" ")),
@@ -310,6 +312,7 @@ mod tests {
             h.record(us).unwrap();
         }
         Report {
+            system: "shardmq",
             kind: BenchKind::Produce,
             topic: "orders".into(),
             messages: 1_000_000,

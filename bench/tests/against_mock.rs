@@ -51,6 +51,8 @@ fn produce_args(broker: &str, topic: &str) -> ProduceArgs {
         max_errors: 10,
         spin_us: 0,
         rate: 0.0,
+        peer: None,
+        peer_cpu: None,
     }
 }
 
