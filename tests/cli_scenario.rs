@@ -365,3 +365,32 @@ fn the_same_workload_against_redis_renders_side_by_side_with_shardmq() {
     assert!(readme.contains("## Ratios against `shardmq`"), "{readme}");
     assert_eq!(broker.stop(), Some(0));
 }
+
+#[test]
+fn the_bench_drives_nats_jetstream_as_a_peer() {
+    let dir = data_dir();
+    let out = dir.path().join("nats.json");
+    // Started and stopped by the bench itself (needs nats-server; .ci/run installs it).
+    let run = shardmq(&[
+        "bench",
+        "produce",
+        "--peer",
+        "nats",
+        "--topic",
+        "n",
+        "--messages",
+        "500",
+        "--size",
+        "128",
+        "--batch",
+        "50",
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let nats = json(&out);
+    assert_eq!(nats["system"], "nats-jetstream");
+    assert_eq!(nats["messages"], 500);
+    assert_eq!(nats["errors"], 0);
+    assert_eq!(nats["latencyUs"]["samples"], 10);
+}

@@ -43,7 +43,10 @@ use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
 /// writes `--json` if given, and returns the report.
 pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     if let Some(peer) = args.peer {
-        let report = crate::peers::redis::run_produce(args, peer)?;
+        let report = match peer {
+            crate::peers::Peer::Nats => crate::peers::nats::run_produce(args)?,
+            redis => crate::peers::redis::run_produce(args, redis)?,
+        };
         report.publish(args.json.as_deref())?;
         return Ok(report);
     }

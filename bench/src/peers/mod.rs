@@ -4,10 +4,16 @@
 //! [`crate::Report`] (and JSON) as shardmq's, with `system` naming the peer.
 //!
 //! - [`redis`]: Redis Streams (`XADD`, AOF), the in-memory broker a user might pick instead.
+//! - [`nats`]: NATS JetStream with file storage.
 
+pub mod nats;
 pub mod redis;
 
+use std::process::Command;
+
 use clap::ValueEnum;
+
+use crate::error::BenchError;
 
 /// The systems `--peer` can start and drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -16,4 +22,30 @@ pub enum Peer {
     Redis,
     /// Redis Streams with `appendfsync always` (durable per write, the `--flush sync` peer).
     RedisAlways,
+    /// NATS JetStream, file storage.
+    Nats,
+}
+
+pub(crate) fn free_port() -> Result<u16, BenchError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BenchError::InvalidArgs(format!("no free port: {e}")))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| BenchError::InvalidArgs(e.to_string()))?
+        .port())
+}
+
+/// Pins the calling process (the forked child, before exec) to `cpu`; every thread it starts
+/// inherits the mask.
+pub(crate) fn pin_before_exec(command: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sched_setaffinity on a zeroed cpu_set_t is async-signal-safe, as pre_exec needs.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        });
+    }
 }

@@ -17,7 +17,7 @@ use crate::error::BenchError;
 use crate::produce::payload_bytes;
 use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
 
-use super::Peer;
+use super::{free_port, pin_before_exec, Peer};
 
 /// A `redis-server` child on loopback, killed on drop.
 struct Server {
@@ -30,30 +30,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, BenchError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BenchError::InvalidArgs(format!("no free port: {e}")))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| BenchError::InvalidArgs(e.to_string()))?
-        .port())
-}
-
-/// Pins the calling process (the forked child, before exec) to `cpu`; every thread it starts
-/// inherits the mask.
-fn pin_before_exec(command: &mut Command, cpu: usize) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: sched_setaffinity on a zeroed cpu_set_t is async-signal-safe, as pre_exec needs.
-    unsafe {
-        command.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            Ok(())
-        });
     }
 }
 
