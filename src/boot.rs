@@ -263,11 +263,26 @@ fn wait_until_ready(
     Ok(())
 }
 
+/// Sets the process-wide shutdown flag if dropped during a panic.
+struct StopAllOnPanic(Arc<AtomicBool>);
+
+impl Drop for StopAllOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a shard panicked; stopping the broker");
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Runs [`shard_main`] in a task queue with a latency requirement. glommio 0.9 notices wakes
 /// from other threads (a `spawn_blocking` result, a socket handed over a shared channel) promptly
 /// only for tasks in such a queue; in the default queue they wait for the executor's next timer,
 /// which stalled requests for seconds. Every task spawned from there inherits the queue.
 async fn serve_shard(boot: ShardBoot) -> Result<(), String> {
+    // A panic on this shard must stop the whole broker (and so let a supervisor restart it),
+    // not leave a process whose listener or queues are silently gone.
+    let _stop_all_on_panic = StopAllOnPanic(boot.shutdown.clone());
     let requests = glommio::executor().create_task_queue(
         Shares::Static(1000),
         Latency::Matters(REQUEST_LATENCY),

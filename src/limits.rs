@@ -9,6 +9,10 @@ pub const CONNECTIONS_PER_SHARD_MAX: u64 = 16_384;
 /// A new connection must send its Hello within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest Hello the router reads before a connection is identified; anything larger is refused
+/// before a buffer is allocated for it.
+pub const HELLO_BYTES_MAX: u32 = 64 * 1024;
+
 /// Sockets queued from the accepting shard to another shard.
 pub const HANDOFF_QUEUE_DEPTH: usize = 1024;
 

@@ -22,11 +22,11 @@ use shardmq_protocol::envelope;
 use shardmq_protocol::messages::Hello;
 use shardmq_protocol::FrameKind;
 
-use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT};
+use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT, HELLO_BYTES_MAX};
 use crate::server::connection;
 use crate::server::context::ShardContext;
 use crate::server::error::HandlerError;
-use crate::server::frame_io::{read_frame, write_frame, OutFrame};
+use crate::server::frame_io::{read_frame_within, write_frame, OutFrame};
 
 /// A socket on its way to another shard. Owns the duplicated descriptor, so a handoff dropped
 /// in flight closes it instead of leaking it.
@@ -100,7 +100,7 @@ async fn handshake(
 ) {
     let _ = stream.set_nodelay(true);
     let first = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
-        Ok(read_frame(&mut stream).await)
+        Ok(read_frame_within(&mut stream, HELLO_BYTES_MAX).await)
     })
     .await;
     let (header, payload) = match first {

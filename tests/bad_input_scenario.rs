@@ -131,6 +131,20 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
     assert_eq!(err.code, ErrorCode::BadFrame as u16, "{}", err.message);
     healthy_round_trip(&addr, 4);
 
+    // 5. A first frame that claims a megabyte: refused before anything is allocated for it.
+    let mut big_hello = std::net::TcpStream::connect(&addr).unwrap();
+    big_hello
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    big_hello
+        .write_all(&shardmq_protocol::FrameHeader::new(FrameKind::Hello, 1, 1 << 20).encode())
+        .unwrap();
+    let mut raw = RawConnection { stream: big_hello };
+    let err = raw.read_error();
+    assert_eq!(err.code, ErrorCode::BadFrame as u16);
+    assert!(err.message.contains("65536"), "{}", err.message);
+    healthy_round_trip(&addr, 5);
+
     assert_eq!(broker.stop(), Some(0));
 }
 

@@ -105,6 +105,8 @@ pub struct QueueIndex {
     chunks: BTreeMap<u64, Chunk>,
     resident_max: usize,
     tick: Cell<u64>,
+    /// Chunks were written since the last fdatasync of the file.
+    unsynced: bool,
     /// Serializes [`persist`] calls (background flush and checkpoint): two writes of one chunk
     /// completing out of order could leave the older copy in the file.
     persist_lock: Rc<glommio::sync::Semaphore>,
@@ -134,6 +136,7 @@ impl QueueIndex {
             chunks: BTreeMap::new(),
             resident_max,
             tick: Cell::new(0),
+            unsynced: false,
             persist_lock: Rc::new(glommio::sync::Semaphore::new(1)),
         }
     }
@@ -158,6 +161,10 @@ impl QueueIndex {
                 })
                 .count() as u64;
             index.len = last * INDEX_CHUNK_ENTRIES + filled;
+            // Slots after the first empty one are stale (a torn chunk write): never trust or
+            // rewrite them.
+            let mut bytes = bytes;
+            bytes[filled as usize * INDEX_ENTRY_BYTES..].fill(0);
             index.chunks.insert(last, Chunk::new(bytes, filled));
         }
         Ok(index)
@@ -337,6 +344,15 @@ impl QueueIndex {
     }
 
     pub fn current_file(&self) -> Option<Rc<DmaFile>> {
+        self.file.clone()
+    }
+
+    /// The file to fdatasync if chunks were written since the last sync; clears the mark (a
+    /// write that lands during that sync marks it again for the next checkpoint).
+    pub fn take_unsynced_file(&mut self) -> Option<Rc<DmaFile>> {
+        if !std::mem::take(&mut self.unsynced) {
+            return None;
+        }
         self.file.clone()
     }
 

@@ -281,6 +281,13 @@ impl Scan<'_> {
                 let Some(len) = peek_batch_len(rest) else {
                     break;
                 };
+                // A torn tail may hold any length: never read more than a batch can be.
+                if len < BATCH_HEADER_BYTES as u32
+                    || len > shardmq_protocol::limits::BATCH_BYTES_MAX
+                {
+                    tracing::info!(shard = self.shard_id, segment = %segment.path.display(), offset = at + consumed as u64, len, "log ends at an impossible batch length");
+                    return Ok(at + consumed as u64);
+                }
                 let len = len as usize;
                 if len > rest.len() {
                     if consumed == 0 && (at + len as u64) <= size && len > window.len() {

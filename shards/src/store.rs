@@ -593,15 +593,25 @@ impl ShardStore {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
-        let mut files = Vec::new();
-        let mut lens = Vec::with_capacity(queues.len());
-        for (key, index) in queues {
-            if let Some(file) = persist(&index).await? {
-                files.push((file, index.borrow().path().clone()));
-            }
-            lens.push((key, index.borrow().len()));
+        // Lengths are taken before persisting: entries appended while the writes are in flight
+        // are not claimed by this checkpoint.
+        let lens: Vec<_> = queues
+            .iter()
+            .map(|(key, index)| (*key, index.borrow().len()))
+            .collect();
+        for (_, index) in &queues {
+            persist(index).await?;
         }
-        for (file, path) in files {
+        // Sync every index written since the last checkpoint, by this one or by a background
+        // flush, so what the checkpoint claims is on stable storage.
+        for (_, index) in &queues {
+            let (file, path) = {
+                let mut index = index.borrow_mut();
+                match index.take_unsynced_file() {
+                    Some(file) => (file, index.path().clone()),
+                    None => continue,
+                }
+            };
             file.fdatasync()
                 .await
                 .map_err(|e| StorageError::glommio(path, e))?;

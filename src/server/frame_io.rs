@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use shardmq_protocol::frame::FRAME_HEADER_BYTES;
+use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
 use shardmq_protocol::{FrameHeader, FrameKind, ProtocolError};
 use thiserror::Error;
 
@@ -23,6 +24,15 @@ pub enum FrameError {
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<(FrameHeader, BytesMut)>, FrameError> {
+    read_frame_within(reader, FRAME_PAYLOAD_BYTES_MAX).await
+}
+
+/// [`read_frame`] with a tighter payload bound, for frames that can only be small (the Hello of
+/// a connection nobody has identified yet must not make the broker allocate 64 MiB).
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    payload_bytes_max: u32,
+) -> Result<Option<(FrameHeader, BytesMut)>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
@@ -37,6 +47,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         filled += n;
     }
     let header = FrameHeader::decode(&header)?;
+    if header.payload_len > payload_bytes_max {
+        return Err(FrameError::Protocol(ProtocolError::FrameTooLarge {
+            len: header.payload_len,
+            max: payload_bytes_max,
+        }));
+    }
     let mut payload = BytesMut::zeroed(header.payload_len as usize);
     reader
         .read_exact(&mut payload)
