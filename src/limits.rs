@@ -20,6 +20,13 @@ pub const HANDOFF_QUEUE_DEPTH: usize = 1024;
 /// (pipelining depth per connection).
 pub const REPLIES_QUEUED_PER_CONNECTION_MAX: usize = 256;
 
+/// Bytes of replies a connection may have queued for its writer: a client that pipelines pulls
+/// and does not read its socket stops being read once this much waits for it.
+pub const REPLY_BYTES_QUEUED_PER_CONNECTION_MAX: u64 = 64 << 20;
+
+/// Long polls one connection may have parked at once; further ones are answered at once.
+pub const PARKED_PULLS_PER_CONNECTION_MAX: usize = 64;
+
 /// How long shutdown waits for connections to write their last replies.
 pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 

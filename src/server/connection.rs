@@ -6,8 +6,10 @@
 //! - the writer sends replies in the order they were queued, first waiting for the fdatasync a
 //!   `flush = sync` ack needs (so the reader keeps taking batches that share that fdatasync).
 //!
-//! The reply queue is bounded (`REPLIES_QUEUED_PER_CONNECTION_MAX`): a client that pipelines more
-//! than that stops being read until replies drain.
+//! The reply queue is bounded in replies (`REPLIES_QUEUED_PER_CONNECTION_MAX`) and in bytes
+//! (`REPLY_BYTES_QUEUED_PER_CONNECTION_MAX`): a client that pipelines more, or does not read its
+//! socket, stops being read until replies drain. At most `PARKED_PULLS_PER_CONNECTION_MAX` long
+//! polls wait at once per connection; more are answered at once.
 //!
 //! Bad input: a frame whose header is invalid (oversize length, unknown kind) gets a BadFrame
 //! error reply and the connection is closed, since the stream can no longer be trusted; a
@@ -15,6 +17,7 @@
 //! error reply and the connection goes on. Either way the reason is logged and nothing else on
 //! the shard is affected.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
 use shardmq_protocol::envelope::{self, decode, decode_meta};
 use shardmq_protocol::messages::{HelloReply, Produce, Pull, QueueOffsets};
 use shardmq_protocol::{FrameHeader, FrameKind};
@@ -33,14 +37,37 @@ use super::error::HandlerError;
 use super::frame_io::{read_frame, write_frame, FrameError, OutFrame};
 use super::handlers::pull::PullOutcome;
 use super::handlers::{offsets, produce, pull, topics, Reply};
-use crate::limits::{REPLIES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST};
+use crate::limits::{
+    PARKED_PULLS_PER_CONNECTION_MAX, REPLIES_QUEUED_PER_CONNECTION_MAX,
+    REPLY_BYTES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST,
+};
 
 struct Outgoing {
     frame: OutFrame,
     wait_synced: Option<Appended>,
+    /// This reply's share of the connection's queued-bytes budget, given back once written.
+    budget: Option<StaticPermit>,
 }
 
-type ReplySender = Rc<LocalSender<Outgoing>>;
+/// The reader side of a connection's reply queue, bounded in replies (the channel), in bytes
+/// (`REPLY_BYTES_QUEUED_PER_CONNECTION_MAX`, so a client that pipelines pulls and never reads
+/// cannot make the shard hold gigabytes) and in parked long polls.
+struct Replies {
+    sender: LocalSender<Outgoing>,
+    bytes: Rc<Semaphore>,
+    parked: Cell<usize>,
+}
+
+impl Replies {
+    /// Queues a reply for the writer, waiting for room in the byte budget first.
+    async fn send(&self, mut out: Outgoing) -> Result<(), ()> {
+        let size = (out.frame.payload_len() as u64).clamp(1, REPLY_BYTES_QUEUED_PER_CONNECTION_MAX);
+        out.budget = Some(self.bytes.acquire_static_permit(size).await.map_err(drop)?);
+        self.sender.send(out).await.map_err(drop)
+    }
+}
+
+type ReplySender = Rc<Replies>;
 
 fn outgoing(kind: FrameKind, correlation_id: u64, result: Result<Reply, HandlerError>) -> Outgoing {
     match result {
@@ -52,6 +79,7 @@ fn outgoing(kind: FrameKind, correlation_id: u64, result: Result<Reply, HandlerE
                 data: reply.data,
             },
             wait_synced: reply.wait_synced,
+            budget: None,
         },
         Err(err) => error_outgoing(correlation_id, &err),
     }
@@ -66,6 +94,7 @@ fn error_outgoing(correlation_id: u64, err: &HandlerError) -> Outgoing {
             data: vec![],
         },
         wait_synced: None,
+        budget: None,
     }
 }
 
@@ -83,7 +112,11 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (sender, receiver) =
         local_channel::new_bounded::<Outgoing>(REPLIES_QUEUED_PER_CONNECTION_MAX);
-    let sender = Rc::new(sender);
+    let sender = Rc::new(Replies {
+        sender,
+        bytes: Rc::new(Semaphore::new(REPLY_BYTES_QUEUED_PER_CONNECTION_MAX)),
+        parked: Cell::new(0),
+    });
     let writer_ctx = ctx.clone();
     let writer_task = glommio::spawn_local(async move {
         let mut writer = writer;
@@ -240,8 +273,17 @@ async fn handle_pull(
     match pull::pull(ctx, &request).await {
         Ok(PullOutcome::Ready(reply)) => Some(outgoing(FrameKind::Pull, id, Ok(reply))),
         Err(err) => Some(outgoing(FrameKind::Pull, id, Err(err))),
+        Ok(PullOutcome::Wait { .. }) if sender.parked.get() >= PARKED_PULLS_PER_CONNECTION_MAX => {
+            // Too many polls parked on this connection already: answer this one now, empty.
+            Some(outgoing(
+                FrameKind::Pull,
+                id,
+                pull::pull_now(ctx, &request).await,
+            ))
+        }
         Ok(PullOutcome::Wait { topic_id, wait_ms }) => {
             let (ctx, sender) = (ctx.clone(), sender.clone());
+            sender.parked.set(sender.parked.get() + 1);
             glommio::spawn_local(async move {
                 let shutdown = ctx.shutdown.listen();
                 if !ctx.is_shutting_down() {
@@ -260,6 +302,7 @@ async fn handle_pull(
                     .await;
                 }
                 let result = pull::pull_now(&ctx, &request).await;
+                sender.parked.set(sender.parked.get() - 1);
                 let _ = sender.send(outgoing(FrameKind::Pull, id, result)).await;
             })
             .detach();
