@@ -9,7 +9,11 @@
 pub mod nats;
 pub mod redis;
 
-use std::process::Command;
+use std::ffi::OsString;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
@@ -47,5 +51,64 @@ pub(crate) fn pin_before_exec(command: &mut Command, cpu: usize) {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
             Ok(())
         });
+    }
+}
+
+/// A peer's server process on loopback with a fresh data directory; killed (and the directory
+/// removed) on drop, so a failed run never leaves it behind.
+pub(crate) struct PeerServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PeerServer {
+    /// Starts `program` with the arguments `args(port, data_dir)` returns, pinned to `cpu`, and
+    /// waits until it accepts connections on `port`.
+    pub(crate) fn start(
+        program: &str,
+        cpu: Option<usize>,
+        args: impl FnOnce(u16, &Path) -> Vec<OsString>,
+    ) -> Result<PeerServer, BenchError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("shardmq-peer-{program}-"))
+            .tempdir()
+            .map_err(|e| BenchError::InvalidArgs(format!("temp dir: {e}")))?;
+        let port = free_port()?;
+        let mut command = Command::new(program);
+        command
+            .args(args(port, dir.path()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(cpu) = cpu {
+            pin_before_exec(&mut command, cpu);
+        }
+        let child = command.spawn().map_err(|e| {
+            BenchError::InvalidArgs(format!(
+                "cannot start {program} (apt-get install {program}): {e}"
+            ))
+        })?;
+        let server = PeerServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(BenchError::InvalidArgs(format!(
+                    "{program} did not accept connections within 10 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
     }
 }

@@ -5,8 +5,8 @@
 //! Runs a current-thread tokio runtime on the calling (pinned) thread, since the client is
 //! tokio's; the server is stopped at the end, also on error.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::ffi::OsString;
+use std::time::Instant;
 
 use async_nats::jetstream;
 
@@ -15,56 +15,17 @@ use crate::error::BenchError;
 use crate::produce::payload_bytes;
 use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
 
-use super::{free_port, pin_before_exec};
+use super::PeerServer;
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(cpu: Option<usize>) -> Result<Server, BenchError> {
-    let dir = tempfile::Builder::new()
-        .prefix("shardmq-peer-nats-")
-        .tempdir()
-        .map_err(|e| BenchError::InvalidArgs(format!("temp dir: {e}")))?;
-    let port = free_port()?;
-    let mut command = Command::new("nats-server");
-    command
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(cpu) = cpu {
-        pin_before_exec(&mut command, cpu);
-    }
-    let child = command.spawn().map_err(|e| {
-        BenchError::InvalidArgs(format!(
-            "cannot start nats-server (apt-get install nats-server): {e}"
-        ))
-    })?;
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(BenchError::InvalidArgs(
-                "nats-server did not accept connections within 10 s".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(server)
+fn start_server(cpu: Option<usize>) -> Result<PeerServer, BenchError> {
+    PeerServer::start("nats-server", cpu, |port, dir| {
+        let mut args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(dir.as_os_str().to_owned());
+        args
+    })
 }
 
 fn nats_error(e: impl std::fmt::Display) -> BenchError {

@@ -7,41 +7,21 @@
 //! Wire: RESP. `XADD <topic> * f <payload>` per entry; a reply is a bulk string (the entry id)
 //! or an error line.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::args::ProduceArgs;
 use crate::error::BenchError;
 use crate::produce::payload_bytes;
 use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
 
-use super::{free_port, pin_before_exec, Peer};
+use super::{Peer, PeerServer};
 
-/// A `redis-server` child on loopback, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(fsync: &str, cpu: Option<usize>) -> Result<Server, BenchError> {
-    let dir = tempfile::Builder::new()
-        .prefix("shardmq-peer-redis-")
-        .tempdir()
-        .map_err(|e| BenchError::InvalidArgs(format!("temp dir: {e}")))?;
-    let port = free_port()?;
-    let mut command = Command::new("redis-server");
-    command
-        .args([
+fn start_server(fsync: &str, cpu: Option<usize>) -> Result<PeerServer, BenchError> {
+    PeerServer::start("redis-server", cpu, |port, dir| {
+        let mut args: Vec<OsString> = [
             "--bind",
             "127.0.0.1",
             "--port",
@@ -52,34 +32,14 @@ fn start_server(fsync: &str, cpu: Option<usize>) -> Result<Server, BenchError> {
             fsync,
             "--save",
             "",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(cpu) = cpu {
-        pin_before_exec(&mut command, cpu);
-    }
-    let child = command.spawn().map_err(|e| {
-        BenchError::InvalidArgs(format!(
-            "cannot start redis-server (apt-get install redis-server): {e}"
-        ))
-    })?;
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(BenchError::InvalidArgs(
-                "redis-server did not accept connections within 10 s".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(server)
+            "--dir",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        args.push(dir.as_os_str().to_owned());
+        args
+    })
 }
 
 /// Appends one RESP array command.
