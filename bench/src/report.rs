@@ -146,7 +146,6 @@ impl Report {
 
     pub fn to_json(&self) -> Value {
         let l = &self.latency;
-        let ms = |us: u64| us as f64 / 1000.0;
         let (rate, prefix, clients) = match self.kind {
             BenchKind::Produce | BenchKind::EndToEnd => {
                 ("publishRate", "publishLatency", "producers")
@@ -172,13 +171,7 @@ impl Report {
         map.insert(clients.into(), json!(self.clients));
         map.insert("inFlight".into(), json!(self.in_flight));
         map.insert(rate.into(), json!(self.msg_per_sec()));
-        map.insert(format!("{prefix}Avg"), json!(l.avg_us / 1000.0));
-        map.insert(format!("{prefix}50pct"), json!(ms(l.p50_us)));
-        map.insert(format!("{prefix}90pct"), json!(ms(l.p90_us)));
-        map.insert(format!("{prefix}99pct"), json!(ms(l.p99_us)));
-        map.insert(format!("{prefix}999pct"), json!(ms(l.p999_us)));
-        map.insert(format!("{prefix}9999pct"), json!(ms(l.p9999_us)));
-        map.insert(format!("{prefix}Max"), json!(ms(l.max_us)));
+        insert_latency(&mut map, prefix, l);
         map.insert(
             "latencyUs".into(),
             json!({
@@ -193,22 +186,10 @@ impl Report {
             }),
         );
         if let Some(d) = &self.publish_delay {
-            map.insert("publishDelayLatencyAvg".into(), json!(d.avg_us / 1000.0));
-            map.insert("publishDelayLatency50pct".into(), json!(ms(d.p50_us)));
-            map.insert("publishDelayLatency90pct".into(), json!(ms(d.p90_us)));
-            map.insert("publishDelayLatency99pct".into(), json!(ms(d.p99_us)));
-            map.insert("publishDelayLatency999pct".into(), json!(ms(d.p999_us)));
-            map.insert("publishDelayLatency9999pct".into(), json!(ms(d.p9999_us)));
-            map.insert("publishDelayLatencyMax".into(), json!(ms(d.max_us)));
+            insert_latency(&mut map, "publishDelayLatency", d);
         }
         if let Some(e) = &self.end_to_end {
-            map.insert("endToEndLatencyAvg".into(), json!(e.avg_us / 1000.0));
-            map.insert("endToEndLatency50pct".into(), json!(ms(e.p50_us)));
-            map.insert("endToEndLatency90pct".into(), json!(ms(e.p90_us)));
-            map.insert("endToEndLatency99pct".into(), json!(ms(e.p99_us)));
-            map.insert("endToEndLatency999pct".into(), json!(ms(e.p999_us)));
-            map.insert("endToEndLatency9999pct".into(), json!(ms(e.p9999_us)));
-            map.insert("endToEndLatencyMax".into(), json!(ms(e.max_us)));
+            insert_latency(&mut map, "endToEndLatency", e);
             map.insert("endToEndSamples".into(), json!(e.count));
         }
         map.insert("targetRate".into(), json!(self.target_rate));
@@ -290,6 +271,22 @@ impl Report {
             self.write_json(path)?;
         }
         Ok(())
+    }
+}
+
+/// Inserts OMB-style `{prefix}Avg`, `{prefix}50pct` … `{prefix}Max` fields, in milliseconds.
+fn insert_latency(map: &mut Map<String, Value>, prefix: &str, l: &LatencySummary) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    map.insert(format!("{prefix}Avg"), json!(l.avg_us / 1000.0));
+    for (suffix, us) in [
+        ("50pct", l.p50_us),
+        ("90pct", l.p90_us),
+        ("99pct", l.p99_us),
+        ("999pct", l.p999_us),
+        ("9999pct", l.p9999_us),
+        ("Max", l.max_us),
+    ] {
+        map.insert(format!("{prefix}{suffix}"), json!(ms(us)));
     }
 }
 

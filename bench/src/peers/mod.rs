@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
+use hdrhistogram::Histogram;
+
+use crate::args::ProduceArgs;
 use crate::error::BenchError;
+use crate::report::{BenchKind, LatencySummary, RateSeries, Report};
 
 /// The systems `--peer` can start and drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,5 +114,37 @@ impl PeerServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(server)
+    }
+}
+
+/// The report of a peer's produce run: one producer, one group in flight, acknowledged = sent
+/// minus failed.
+pub(crate) fn produce_report(
+    system: &'static str,
+    args: &ProduceArgs,
+    sent: u64,
+    errors: u64,
+    elapsed: Duration,
+    histogram: &Histogram<u64>,
+    series: &RateSeries,
+) -> Report {
+    let acked = sent - errors;
+    Report {
+        system,
+        kind: BenchKind::Produce,
+        topic: args.topic.clone(),
+        messages: acked,
+        bytes: acked * args.size as u64,
+        elapsed,
+        errors,
+        message_size: args.size as u64,
+        batch_size: u64::from(args.batch),
+        clients: 1,
+        in_flight: 1,
+        latency: LatencySummary::from_histogram(histogram),
+        publish_delay: None,
+        target_rate: None,
+        end_to_end: None,
+        rate_series: series.take(),
     }
 }

@@ -13,9 +13,9 @@ use async_nats::jetstream;
 use crate::args::ProduceArgs;
 use crate::error::BenchError;
 use crate::produce::payload_bytes;
-use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
+use crate::report::{new_histogram, record_latency, RateSeries, Report};
 
-use super::PeerServer;
+use super::{produce_report, PeerServer};
 
 fn start_server(cpu: Option<usize>) -> Result<PeerServer, BenchError> {
     PeerServer::start("nats-server", cpu, |port, dir| {
@@ -95,23 +95,13 @@ async fn produce(args: &ProduceArgs, port: u16) -> Result<Report, BenchError> {
         series.add(now - start, count);
         sent += count;
     }
-    let acked = sent - errors;
-    Ok(Report {
-        system: "nats-jetstream",
-        kind: BenchKind::Produce,
-        topic: args.topic.clone(),
-        messages: acked,
-        bytes: acked * args.size as u64,
-        elapsed: start.elapsed(),
+    Ok(produce_report(
+        "nats-jetstream",
+        args,
+        sent,
         errors,
-        message_size: args.size as u64,
-        batch_size: u64::from(args.batch),
-        clients: 1,
-        in_flight: 1,
-        latency: LatencySummary::from_histogram(&histogram),
-        publish_delay: None,
-        target_rate: None,
-        end_to_end: None,
-        rate_series: series.take(),
-    })
+        start.elapsed(),
+        &histogram,
+        &series,
+    ))
 }

@@ -15,9 +15,9 @@ use std::time::Instant;
 use crate::args::ProduceArgs;
 use crate::error::BenchError;
 use crate::produce::payload_bytes;
-use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
+use crate::report::{new_histogram, record_latency, RateSeries, Report};
 
-use super::{Peer, PeerServer};
+use super::{produce_report, Peer, PeerServer};
 
 fn start_server(fsync: &str, cpu: Option<usize>) -> Result<PeerServer, BenchError> {
     PeerServer::start("redis-server", cpu, |port, dir| {
@@ -123,29 +123,14 @@ pub fn run_produce(args: &ProduceArgs, peer: Peer) -> Result<Report, BenchError>
     }
     let elapsed = start.elapsed();
     drop(server);
-    let acked = sent - errors;
-    Ok(Report {
-        system: if peer == Peer::RedisAlways {
-            "redis-streams-always"
-        } else {
-            "redis-streams"
-        },
-        kind: BenchKind::Produce,
-        topic: args.topic.clone(),
-        messages: acked,
-        bytes: acked * args.size as u64,
-        elapsed,
-        errors,
-        message_size: args.size as u64,
-        batch_size: u64::from(args.batch),
-        clients: 1,
-        in_flight: 1,
-        latency: LatencySummary::from_histogram(&histogram),
-        publish_delay: None,
-        target_rate: None,
-        end_to_end: None,
-        rate_series: series.take(),
-    })
+    let system = if peer == Peer::RedisAlways {
+        "redis-streams-always"
+    } else {
+        "redis-streams"
+    };
+    Ok(produce_report(
+        system, args, sent, errors, elapsed, &histogram, &series,
+    ))
 }
 
 #[cfg(test)]
