@@ -86,6 +86,21 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The newest segment file that holds data.
+fn last_data_segment(dir: &Path) -> PathBuf {
+    segment_files(dir)
+        .into_iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap()
+}
+
+async fn open_sync(dir: &Path) -> ShardStore {
+    ShardStore::open(small_config(dir, FlushMode::Sync), None)
+        .await
+        .unwrap()
+}
+
 async fn fill(store: &ShardStore, batches: u32) {
     for seq in 0..batches {
         for queue in 0..2 {
@@ -101,9 +116,7 @@ fn appends_roll_segments_and_read_back_from_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         fill(&store, 60).await;
         // 120 batches of ~1.3 KB over 64 KiB segments: the log rolled, and the 32 KiB hot tail
         // no longer holds the start, so these reads come from disk.
@@ -144,9 +157,7 @@ fn reopen_keeps_everything_and_continues_offsets() {
         .unwrap();
         fill(&store, 30).await;
         store.close().await.unwrap();
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         assert_eq!(store.offsets(1, 0), (0, 90));
         assert_eq!(store.recovery_report().torn_tail, None);
         let next = store.append(1, 0, batch(0, 30, 3)).await.unwrap();
@@ -161,24 +172,16 @@ fn torn_tail_is_cut_and_the_rest_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         fill(&store, 10).await;
         store.close().await.unwrap();
         // Cut the last segment in the middle of its last batch, as a crash mid-write would.
-        let last = segment_files(&path)
-            .into_iter()
-            .rev()
-            .find(|p| std::fs::metadata(p).unwrap().len() > 0)
-            .unwrap();
+        let last = last_data_segment(&path);
         let len = std::fs::metadata(&last).unwrap().len();
         let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
         file.set_len(len - 100).unwrap();
         drop(file);
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         assert!(store.recovery_report().torn_tail.is_some());
         // The last batch appended was queue 1's tenth: it is gone, queue 0 is whole.
         assert_eq!(store.offsets(1, 0), (0, 30));
@@ -196,22 +199,14 @@ fn garbage_after_the_last_batch_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         fill(&store, 5).await;
         store.close().await.unwrap();
-        let last = segment_files(&path)
-            .into_iter()
-            .rev()
-            .find(|p| std::fs::metadata(p).unwrap().len() > 0)
-            .unwrap();
+        let last = last_data_segment(&path);
         let mut bytes = std::fs::read(&last).unwrap();
         bytes.extend_from_slice(&[0xAB; 777]);
         std::fs::write(&last, &bytes).unwrap();
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         assert_eq!(
             store.recovery_report().torn_tail.as_ref().map(|t| t.2),
             Some(777)
@@ -226,16 +221,12 @@ fn lost_indexes_are_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         fill(&store, 40).await;
         store.close().await.unwrap();
         // The checkpoint stays: it claims the indexes are complete, they are not.
         std::fs::remove_dir_all(path.join("index")).unwrap();
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         assert_eq!(
             store.recovery_report().scanned_from,
             0,
@@ -253,9 +244,7 @@ fn index_entries_past_the_log_end_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         fill(&store, 8).await;
         store.close().await.unwrap();
         // Remove the newest segment entirely, as if its data never reached the disk, while the
@@ -276,9 +265,7 @@ fn index_entries_past_the_log_end_are_dropped() {
         let keep = 2 * batch(0, 0, 3).len() as u64; // the first two batches: q0 seq0, q1 seq0
         file.set_len(keep).unwrap();
         drop(file);
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         assert_eq!(store.offsets(1, 0), (0, 3));
         assert_eq!(store.offsets(1, 1), (0, 3));
         assert!(store.recovery_report().index_entries_dropped > 0);
@@ -299,9 +286,7 @@ fn long_poll_wakes_on_append_and_times_out_without() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let store = ShardStore::open(small_config(&path, FlushMode::Sync), None)
-            .await
-            .unwrap();
+        let store = open_sync(&path).await;
         assert!(
             !store
                 .wait_for_data(1, 0, 0, Duration::from_millis(20))
