@@ -5,7 +5,7 @@ mod harness;
 
 use std::io::Write;
 
-use harness::{data_dir, run, Broker, RawConnection};
+use harness::{create_topic, data_dir, run, Broker, RawConnection};
 use shardmq_client::Client;
 use shardmq_protocol::batch::{encode_batch, Record};
 use shardmq_protocol::envelope;
@@ -51,15 +51,7 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);
     let addr = broker.addr.clone();
-    let setup = addr.clone();
-    run(move || async move {
-        Client::connect(&setup, "setup")
-            .await
-            .unwrap()
-            .create_topic("t", 1)
-            .await
-            .unwrap();
-    });
+    create_topic(&addr, "t", 1);
     healthy_round_trip(&addr, 0);
     let owner = shard_for_queue("t", 0, 2);
 
@@ -153,15 +145,7 @@ fn requests_for_a_queue_of_another_shard_name_the_owner() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);
     let addr = broker.addr.clone();
-    let setup = addr.clone();
-    run(move || async move {
-        Client::connect(&setup, "setup")
-            .await
-            .unwrap()
-            .create_topic("t", 2)
-            .await
-            .unwrap();
-    });
+    create_topic(&addr, "t", 2);
     let queue = 0;
     let owner = shard_for_queue("t", queue, 2);
     let mut wrong = RawConnection::connect(&addr, Some(1 - owner));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{data_dir, run, Broker};
+use harness::{create_topic, data_dir, run, Broker};
 use shardmq_client::Client;
 use shardmq_protocol::batch::{encode_batch, Record};
 
@@ -65,15 +65,7 @@ fn kill_9_during_sync_produce_loses_no_acknowledged_message() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &["--shards", "2", "--flush", "sync"]);
     let addr = broker.addr.clone();
-    let setup = addr.clone();
-    run(move || async move {
-        Client::connect(&setup, "setup")
-            .await
-            .unwrap()
-            .create_topic("t", QUEUES)
-            .await
-            .unwrap();
-    });
+    create_topic(&addr, "t", QUEUES);
     let acks = Arc::new(AtomicU64::new(0));
     let pid = broker.pid();
     let killer_acks = acks.clone();

@@ -138,6 +138,17 @@ where
         .unwrap()
 }
 
+/// Creates a topic through the client, for tests whose subject is something else.
+pub fn create_topic(addr: &str, name: &'static str, queues: u32) {
+    let addr = addr.to_string();
+    run(move || async move {
+        let client = shardmq_client::Client::connect(&addr, "setup")
+            .await
+            .unwrap();
+        client.create_topic(name, queues).await.unwrap();
+    });
+}
+
 /// A blocking socket speaking raw frames, for feeding the broker bad input.
 pub struct RawConnection {
     pub stream: TcpStream,
