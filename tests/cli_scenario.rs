@@ -62,12 +62,29 @@ fn admin_and_bench_round_trip() {
         "100",
         "--producers",
         "2",
+        "--threads",
+        "2",
         "--json",
         produce_json.to_str().unwrap(),
     ]);
     assert!(produced.status.success(), "{produced:?}");
     let report = json(&produce_json);
     assert_eq!(report["messages"], 20000);
+    assert_eq!(report["threads"], 2, "two producer executors, merged");
+    assert_eq!(
+        (&report["sent"], &report["acked"]),
+        (&20000.into(), &20000.into())
+    );
+    assert_eq!(report["warmupMessages"], 0);
+    assert_eq!(
+        report["publishLatency99pctSeries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        report["publishRateSeries"].as_array().unwrap().len(),
+        "a p99 for every second of the rate series"
+    );
+    assert_eq!(report["loadAverageBefore"].as_array().unwrap().len(), 3);
     assert_eq!(report["bytes"], 20000 * 1024);
     assert_eq!(report["errors"], 0);
     assert_eq!(
@@ -164,6 +181,10 @@ fn admin_and_bench_round_trip() {
         "5000",
         "--in-flight",
         "8",
+        "--producers",
+        "2",
+        "--threads",
+        "2",
         "--json",
         e2e_json.to_str().unwrap(),
     ]);
@@ -171,6 +192,10 @@ fn admin_and_bench_round_trip() {
     let e2e = json(&e2e_json);
     assert_eq!(e2e["kind"], "end-to-end");
     assert_eq!(e2e["messages"], 2000);
+    for count in ["sent", "acked", "received"] {
+        assert_eq!(e2e[count], 2000, "{count} in {e2e}");
+    }
+    assert!(e2e["endToEndLatency99pctSeries"].as_array().is_some());
     assert_eq!(
         e2e["endToEndSamples"], 2000,
         "every acknowledged record was received and measured"
@@ -228,6 +253,44 @@ fn admin_and_bench_round_trip() {
         !short.status.success(),
         "consume of more messages than exist must fail"
     );
+
+    // Duration mode with a warm-up: the schedule's first 0.5 s is sent and acknowledged but
+    // measured nowhere; what follows for 1 s is the result.
+    let timed_json = dir.path().join("timed.json");
+    let timed = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "produce",
+        "--topic",
+        "bench",
+        "--size",
+        "100",
+        "--batch",
+        "10",
+        "--rate",
+        "2000",
+        "--in-flight",
+        "16",
+        "--warmup-s",
+        "0.5",
+        "--duration-s",
+        "1",
+        "--json",
+        timed_json.to_str().unwrap(),
+    ]);
+    assert!(timed.status.success(), "{timed:?}");
+    let timed = json(&timed_json);
+    assert_eq!(timed["durationSeconds"], 1.0);
+    assert_eq!(timed["warmupSeconds"], 0.5);
+    assert_eq!(
+        timed["warmupMessages"], 1000,
+        "the batches due in the first 0.5 s at 2000 msg/s"
+    );
+    let measured = timed["messages"].as_u64().unwrap();
+    assert!(measured > 0, "{timed}");
+    assert_eq!(timed["sent"].as_u64().unwrap(), measured + 1000);
+    assert_eq!(timed["errors"], 0);
 
     let missing = shardmq(&[
         "bench",

@@ -52,6 +52,9 @@ pub struct EndToEndArgs {
     /// Long-poll wait of the consumers' pulls, in ms.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=i64::from(PULL_WAIT_MS_MAX)))]
     pub wait_ms: u32,
+    /// CPU of the consumer executor (default: the first producer executor's CPU).
+    #[arg(long)]
+    pub consumer_cpu: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -63,16 +66,32 @@ pub struct ProduceArgs {
     /// Topic to produce to; it must exist (see `list_topics`).
     #[arg(long)]
     pub topic: String,
-    /// Total messages across all producers.
+    /// Total messages across all producers (count mode; ignored with --duration-s).
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
+    /// Duration mode: send for this many measured seconds (after the warm-up), then wait for
+    /// the acks, instead of sending --messages.
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    /// Run this many seconds before measuring: those requests are sent and counted as warm-up,
+    /// but are in no latency or throughput figure.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_s: f64,
+    /// Producer executors (threads); producer p runs on executor p % threads. Each executor
+    /// keeps its own histograms, merged at the end.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+    /// CPUs of the producer executors, comma-separated, cycled over --threads (default: all on
+    /// --cpu).
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Vec<usize>,
     /// Payload bytes per message.
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
     /// Messages per batch (one produce request).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(BATCH_RECORDS_MAX)))]
     pub batch: u32,
-    /// Producers, each with its own connections; all run on one executor.
+    /// Producers, each with its own connections, spread over --threads executors.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub producers: u32,
     /// Queues each producer cycles over (producer p starts at queue p * this); default: all.
@@ -175,6 +194,18 @@ impl ProduceArgs {
                 "--timeout-ms must be at least 1".into(),
             ));
         }
+        for (name, seconds) in [
+            ("--warmup-s", Some(self.warmup_s)),
+            ("--duration-s", self.duration_s),
+        ] {
+            if let Some(s) = seconds {
+                if !(s >= 0.0 && s.is_finite() && s < 1e7) {
+                    return Err(BenchError::InvalidArgs(format!(
+                        "{name} {s} must be a number of seconds >= 0"
+                    )));
+                }
+            }
+        }
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return Err(BenchError::InvalidArgs(format!(
                 "--rate {} must be a finite number >= 0",
@@ -182,6 +213,55 @@ impl ProduceArgs {
             )));
         }
         Ok(())
+    }
+}
+
+impl ProduceArgs {
+    /// The workload these arguments describe; `consumer_cpu` is `Some` for end-to-end runs.
+    pub(crate) fn workload(
+        &self,
+        end_to_end: Option<Option<usize>>,
+    ) -> Result<crate::engine::Workload, BenchError> {
+        self.validate()?;
+        let allowed = crate::runtime::allowed_cpus();
+        let default_cpu = crate::runtime::choose_cpu(self.cpu, &allowed)?;
+        let listed: Vec<usize> = self
+            .cpus
+            .iter()
+            .map(|&c| crate::runtime::choose_cpu(Some(c), &allowed))
+            .collect::<Result<_, _>>()?;
+        let producer_cpus: Vec<usize> = (0..self.threads as usize)
+            .map(|t| {
+                if listed.is_empty() {
+                    default_cpu
+                } else {
+                    listed[t % listed.len()]
+                }
+            })
+            .collect();
+        let consumer_cpu = match end_to_end {
+            Some(wanted) => Some(crate::runtime::choose_cpu(
+                wanted.or(Some(producer_cpus[0])),
+                &allowed,
+            )?),
+            None => None,
+        };
+        Ok(crate::engine::Workload {
+            messages: self.messages,
+            duration: self.duration_s.map(std::time::Duration::from_secs_f64),
+            warmup: std::time::Duration::from_secs_f64(self.warmup_s),
+            size: self.size,
+            batch: self.batch,
+            producers: self.producers,
+            queues_per_producer: self.queues_per_producer,
+            in_flight: self.in_flight,
+            rate: self.rate,
+            producer_cpus,
+            consumer_cpu,
+            spin_us: self.spin_us,
+            max_errors: self.max_errors,
+            drain_timeout: std::time::Duration::from_secs(5),
+        })
     }
 }
 

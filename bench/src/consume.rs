@@ -13,12 +13,13 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use shardmq_client::{Client, ClientConfig, ClientError, Consumer};
 
 use crate::args::ConsumeArgs;
+use crate::engine::live::load_average;
+use crate::engine::recorder::Track;
 use crate::error::BenchError;
-use crate::report::{new_histogram, record_latency, BenchKind, LatencySummary, RateSeries, Report};
+use crate::report::{BenchKind, LatencySummary, Report};
 use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
 
 /// How often the run checks for completion and idleness.
@@ -42,7 +43,8 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
 }
 
 struct Totals {
-    histogram: RefCell<Histogram<u64>>,
+    /// Pull latency, and messages and p99 per second.
+    track: RefCell<Track>,
     messages: Cell<u64>,
     bytes: Cell<u64>,
     nonempty_pulls: Cell<u64>,
@@ -52,7 +54,6 @@ struct Totals {
     fatal: RefCell<Option<BenchError>>,
     max_errors: u64,
     start: Instant,
-    series: RateSeries,
 }
 
 async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
@@ -73,9 +74,10 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
             .push(Consumer::new(&client, &topic.name, q, start).with_max_bytes(args.batch_bytes));
     }
 
+    let load_before = load_average();
     let start = Instant::now();
     let totals = Rc::new(Totals {
-        histogram: RefCell::new(new_histogram()),
+        track: RefCell::new(Track::default()),
         messages: Cell::new(0),
         bytes: Cell::new(0),
         nonempty_pulls: Cell::new(0),
@@ -84,7 +86,6 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         fatal: RefCell::new(None),
         max_errors: args.max_errors,
         start,
-        series: RateSeries::default(),
     });
     let tasks: Vec<_> = consumers
         .into_iter()
@@ -111,11 +112,8 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
     let messages = totals.messages.get();
     let bytes = totals.bytes.get();
     let pulls = totals.nonempty_pulls.get();
-    let histogram = totals.histogram.borrow();
+    let track = totals.track.borrow();
     let report = Report {
-        system: "shardmq",
-        kind: BenchKind::Consume,
-        topic: topic.name,
         messages,
         bytes,
         elapsed: totals.last_progress.get() - start,
@@ -124,11 +122,13 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         batch_size: messages.checked_div(pulls).unwrap_or(0),
         clients: topic.queues,
         in_flight: 1,
-        latency: LatencySummary::from_histogram(&histogram),
-        publish_delay: None,
-        target_rate: None,
-        end_to_end: None,
-        rate_series: totals.series.take(),
+        latency: LatencySummary::from_histogram(&track.histogram),
+        rate_series: track.rate_series(),
+        p99_series: track.p99_series(),
+        sent: messages,
+        load_before,
+        load_after: load_average(),
+        ..Report::empty("shardmq", BenchKind::Consume, &topic.name)
     };
     if complete {
         Ok(report)
@@ -160,9 +160,12 @@ async fn drain(mut consumer: Consumer, totals: Rc<Totals>, max_messages: u32, wa
         match counted {
             Ok((messages, bytes)) => {
                 if messages > 0 {
-                    record_latency(&mut totals.histogram.borrow_mut(), now - sent);
+                    let second = (now - totals.start).as_secs() as usize;
+                    totals
+                        .track
+                        .borrow_mut()
+                        .record(second, now - sent, messages);
                     totals.messages.set(totals.messages.get() + messages);
-                    totals.series.add(now - totals.start, messages);
                     totals.bytes.set(totals.bytes.get() + bytes);
                     totals.nonempty_pulls.set(totals.nonempty_pulls.get() + 1);
                     totals.last_progress.set(now);
@@ -187,7 +190,7 @@ async fn drain(mut consumer: Consumer, totals: Rc<Totals>, max_messages: u32, wa
                         .borrow_mut()
                         .get_or_insert(BenchError::TooManyErrors {
                             count: errors,
-                            last: e,
+                            last: e.to_string(),
                         });
                     return;
                 }

@@ -28,7 +28,13 @@ pub enum BenchError {
         report: Box<Report>,
     },
     #[error("stopped after {count} errors; last: {last}")]
-    TooManyErrors { count: u64, last: ClientError },
+    TooManyErrors { count: u64, last: String },
+    /// A peer system failed (or answered what its protocol does not allow).
+    #[error("{system}: {message}")]
+    Peer {
+        system: &'static str,
+        message: String,
+    },
     /// A pulled batch failed validation (CRC, header, archive): data is corrupt.
     #[error("corrupt data from the broker: {0}")]
     Corrupt(ClientError),

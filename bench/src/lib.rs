@@ -2,10 +2,12 @@
 //!
 //! Map:
 //! - [`args`]: clap `Args` for every kind, and [`BenchCommand`] to dispatch on.
-//! - [`produce`]: [`run_produce`], closed- or open-loop (`--rate`) producers measuring
-//!   per-batch send-to-ack latency (from the intended send time in open loop), and
-//!   `run_end_to_end`, the same with stamped records and consumers.
-//! - [`end_to_end`]: the consumers of an end-to-end run, send-to-receipt latency per record.
+//! - [`engine`]: the workload engine: producers over several pinned executors, closed or open
+//!   loop, warm-up, duration, end-to-end consumers, per-executor histograms merged; generic over
+//!   a [`engine::Driver`] (the system under test).
+//! - [`native`]: the shardmq native-protocol driver.
+//! - [`produce`]: [`run_produce`] and `run_end_to_end`: arguments → workload → report.
+//! - [`end_to_end`]: the send-time stamp in end-to-end payloads.
 //! - [`consume`]: [`run_consume`], drains a topic's queues, checking every batch's CRCs.
 //! - [`peers`]: drivers that start a peer system and run the same workload against it.
 //! - [`render`]: `bench report`, result JSON files into markdown with SVG charts.
@@ -13,14 +15,16 @@
 //! - [`runtime`]: the pinned glommio executor each run starts (small I/O memory).
 //! - [`error`]: [`BenchError`], why a run failed.
 //!
-//! Every run blocks the calling thread: they start their own glommio executor on another thread,
-//! pinned with `Placement::Fixed` (default: the last CPU), join it, print the summary, write the
-//! JSON file when asked, and return the report.
+//! Every run blocks the calling thread: it starts its own glommio executors on other threads,
+//! pinned with `Placement::Fixed` (default: the last CPU), joins them, prints the summary, writes
+//! the JSON file when asked, and returns the report.
 
 pub mod args;
 pub mod consume;
 pub mod end_to_end;
+pub mod engine;
 pub mod error;
+pub mod native;
 pub mod peers;
 pub mod produce;
 pub mod render;

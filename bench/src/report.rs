@@ -111,6 +111,24 @@ pub struct Report {
     pub end_to_end: Option<LatencySummary>,
     /// Messages acknowledged (produce) or received (consume) in each second of the run.
     pub rate_series: Vec<u64>,
+    /// p99 of `latency` in each second of the run, µs (0: no sample that second).
+    pub p99_series: Vec<u64>,
+    /// End-to-end runs: p99 of send-to-receipt latency in each second, µs.
+    pub end_to_end_p99_series: Vec<u64>,
+    /// Bench executors that produced (consume: that consumed); their histograms were merged.
+    pub threads: u32,
+    /// Messages sent, warm-up included (consume: equal to `messages`).
+    pub sent: u64,
+    /// Messages acknowledged during the warm-up (in no figure above).
+    pub warmup_messages: u64,
+    pub warmup: Duration,
+    /// Duration mode: the planned measured seconds.
+    pub planned_duration: Option<Duration>,
+    /// End-to-end runs: records the consumers received, warm-up included.
+    pub received: Option<u64>,
+    /// `/proc/loadavg` (1, 5, 15 min) before the run started and after it ended.
+    pub load_before: Option<[f64; 3]>,
+    pub load_after: Option<[f64; 3]>,
 }
 
 /// Counts events per whole second since a start instant (single executor: `RefCell`).
@@ -135,6 +153,38 @@ impl RateSeries {
 }
 
 impl Report {
+    /// A report with nothing measured yet, for `Report { field: …, ..Report::empty(…) }`.
+    pub fn empty(system: &'static str, kind: BenchKind, topic: &str) -> Report {
+        Report {
+            system,
+            kind,
+            topic: topic.to_owned(),
+            messages: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            errors: 0,
+            message_size: 0,
+            batch_size: 0,
+            clients: 0,
+            in_flight: 0,
+            latency: LatencySummary::default(),
+            publish_delay: None,
+            target_rate: None,
+            end_to_end: None,
+            rate_series: Vec::new(),
+            p99_series: Vec::new(),
+            end_to_end_p99_series: Vec::new(),
+            threads: 1,
+            sent: 0,
+            warmup_messages: 0,
+            warmup: Duration::ZERO,
+            planned_duration: None,
+            received: None,
+            load_before: None,
+            load_after: None,
+        }
+    }
+
     pub fn msg_per_sec(&self) -> f64 {
         per_sec(self.messages as f64, self.elapsed)
     }
@@ -202,6 +252,30 @@ impl Report {
             }),
         );
         map.insert(format!("{}Series", rate), json!(self.rate_series));
+        let ms_series =
+            |series: &[u64]| -> Vec<f64> { series.iter().map(|&us| us as f64 / 1000.0).collect() };
+        map.insert(
+            format!("{prefix}99pctSeries"),
+            json!(ms_series(&self.p99_series)),
+        );
+        if self.end_to_end.is_some() {
+            map.insert(
+                "endToEndLatency99pctSeries".into(),
+                json!(ms_series(&self.end_to_end_p99_series)),
+            );
+        }
+        map.insert("threads".into(), json!(self.threads));
+        map.insert("sent".into(), json!(self.sent));
+        map.insert("acked".into(), json!(self.messages + self.warmup_messages));
+        map.insert("received".into(), json!(self.received));
+        map.insert("warmupMessages".into(), json!(self.warmup_messages));
+        map.insert("warmupSeconds".into(), json!(self.warmup.as_secs_f64()));
+        map.insert(
+            "durationSeconds".into(),
+            json!(self.planned_duration.map(|d| d.as_secs_f64())),
+        );
+        map.insert("loadAverageBefore".into(), json!(self.load_before));
+        map.insert("loadAverageAfter".into(), json!(self.load_after));
         map.insert(
             "mbDefinition".into(),
             json!("10^6 bytes of message payload"),
@@ -309,9 +383,6 @@ mod tests {
             h.record(us).unwrap();
         }
         Report {
-            system: "shardmq",
-            kind: BenchKind::Produce,
-            topic: "orders".into(),
             messages: 1_000_000,
             bytes: 1_000_000 * 1024,
             elapsed: Duration::from_secs(4),
@@ -321,10 +392,10 @@ mod tests {
             clients: 3,
             in_flight: 4,
             latency: LatencySummary::from_histogram(&h),
-            publish_delay: None,
-            target_rate: None,
-            end_to_end: None,
             rate_series: vec![250_000; 4],
+            p99_series: vec![9_900; 4],
+            sent: 1_000_000,
+            ..Report::empty("shardmq", BenchKind::Produce, "orders")
         }
     }
 
@@ -396,6 +467,12 @@ mod tests {
             "publishLatency9999pct",
             "publishLatencyMax",
             "latencyUs",
+            "publishLatency99pctSeries",
+            "threads",
+            "sent",
+            "acked",
+            "warmupMessages",
+            "loadAverageBefore",
         ] {
             assert!(v.get(key).is_some(), "missing {key}: {v}");
         }
@@ -413,6 +490,7 @@ mod tests {
         );
         assert_eq!(v["latencyUs"]["max"].as_u64().unwrap(), r.latency.max_us);
         assert!(v.get("consumeRate").is_none());
+        assert_eq!(v["publishLatency99pctSeries"][0], 9.9);
     }
 
     #[test]

@@ -130,9 +130,6 @@ pub(crate) fn produce_report(
 ) -> Report {
     let acked = sent - errors;
     Report {
-        system,
-        kind: BenchKind::Produce,
-        topic: args.topic.clone(),
         messages: acked,
         bytes: acked * args.size as u64,
         elapsed,
@@ -142,9 +139,25 @@ pub(crate) fn produce_report(
         clients: 1,
         in_flight: 1,
         latency: LatencySummary::from_histogram(histogram),
-        publish_delay: None,
-        target_rate: None,
-        end_to_end: None,
         rate_series: series.take(),
+        sent,
+        ..Report::empty(system, BenchKind::Produce, &args.topic)
+    }
+}
+
+/// Runs the produce workload (or, with `end_to_end`, the end-to-end one) against `peer`.
+pub fn run_produce(
+    peer: Peer,
+    args: &ProduceArgs,
+    end_to_end: Option<&crate::args::EndToEndArgs>,
+) -> Result<Report, BenchError> {
+    if end_to_end.is_some() {
+        return Err(BenchError::InvalidArgs(format!(
+            "end-to-end runs against --peer {peer:?} are not supported"
+        )));
+    }
+    match peer {
+        Peer::Nats => nats::run_produce(args),
+        redis => redis::run_produce(args, redis),
     }
 }

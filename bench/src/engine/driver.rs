@@ -1,0 +1,54 @@
+//! The seam between the workload engine and a system under test.
+//!
+//! A [`Driver`] is created once per bench executor (so it may hold `Rc`s and executor-local
+//! connections) and knows how to reach one system: shardmq's native protocol, RocketMQ
+//! remoting, Redis Streams, NATS JetStream. It hands out [`Publisher`]s (one per producer) and
+//! [`Subscriber`]s (one per queue, positioned at the queue's current end). Everything here is
+//! executor-local: the futures are `!Send` by design, which is why the traits use `async fn`
+//! without `Send` bounds.
+//!
+//! Contract the engine relies on:
+//! - `publish` resolves once the system acknowledged *all* `count` records of the batch (its
+//!   durability is whatever the system was started with), and returns how many it accepted;
+//!   any failure is an `Err`, counted by the engine, never hidden.
+//! - `publish` may be called again before an earlier call resolved (`--in-flight` > 1).
+//! - `poll` returns within about the driver's long-poll wait even when nothing arrives, calling
+//!   `each` with every record payload received, in queue order.
+#![allow(async_fn_in_trait)] // executor-local futures, never sent across threads
+
+use crate::error::BenchError;
+
+pub trait Driver: 'static {
+    type Publisher: Publisher + 'static;
+    type Subscriber: Subscriber + 'static;
+
+    /// The system's name in reports (`shardmq`, `rocketmq-rust`, …).
+    fn system(&self) -> &'static str;
+
+    /// The topic's queue count (creating the topic where the system needs that).
+    async fn queues(&self) -> Result<u32, BenchError>;
+
+    /// A producer, with its connections open, that will publish to `queues`.
+    async fn publisher(&self, index: u32, queues: &[u32]) -> Result<Self::Publisher, BenchError>;
+
+    /// A consumer of `queue` from the queue's current end.
+    async fn subscriber(&self, queue: u32) -> Result<Self::Subscriber, BenchError>;
+}
+
+pub trait Publisher {
+    /// A request's worth of records, encoded for the wire.
+    type Batch;
+
+    /// Encodes `count` records, each with `payload` (so a stamp at the start of `payload` is in
+    /// every record).
+    fn encode(&self, count: u32, payload: &[u8]) -> Self::Batch;
+
+    /// Sends `batch` to `queue`; resolves with the records the system acknowledged.
+    async fn publish(&self, queue: u32, batch: &Self::Batch) -> Result<u32, BenchError>;
+}
+
+pub trait Subscriber {
+    /// Waits for the next records of the queue; calls `each` with every payload received and
+    /// returns how many there were (0 after a long poll that found nothing).
+    async fn poll(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<u64, BenchError>;
+}

@@ -1,0 +1,215 @@
+//! The workload engine: one produce / end-to-end workload, any system (a [`Driver`]), spread
+//! over several pinned glommio executors whose measurements merge at the end.
+//!
+//! Shape of a run:
+//! - `--threads` producer executors; producer `p` lives on executor `p % threads`. An
+//!   end-to-end run adds one consumer executor with a [`Subscriber`] per queue.
+//! - Every executor opens its connections first, then waits at the start gate
+//!   ([`live::Live::start_gate`]); all begin at one instant, `start`.
+//! - The first `--warmup-s` seconds are run but not measured (see [`recorder`]).
+//! - Count mode: `--messages` split over the producers. Duration mode (`--duration-s`): each
+//!   producer sends until `start + warmup + duration`, then waits for its acks.
+//! - Closed loop: `--in-flight` workers per producer, each send → ack → send. Open loop
+//!   (`--rate`): each producer has a fixed schedule, a batch due at `t` goes out at `t` or when
+//!   an in-flight slot frees, and is measured from `t` (no coordinated omission); how late it went
+//!   out is the publish delay.
+//! - End-to-end: each record's payload starts with the µs since `start` at which its batch was
+//!   encoded; the consumer executor measures receipt minus that (one process, one monotonic
+//!   clock). It stops once every producer finished and it received every acknowledged record,
+//!   or after `drain_timeout` without a record.
+//!
+//! Failure: a request that fails is counted and its text kept; after `max_errors` on any
+//! executor the whole run stops and returns [`BenchError::TooManyErrors`]. Nothing is dropped
+//! silently: `sent`, `acked`, `received` and `errors` are all reported.
+
+pub mod driver;
+pub mod live;
+mod load;
+mod receive;
+pub mod recorder;
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use driver::{Driver, Publisher, Subscriber};
+use live::{Live, Planned};
+use recorder::ThreadResult;
+
+use crate::error::BenchError;
+use crate::runtime::run_pinned;
+
+/// Everything a produce or end-to-end workload is, independent of the system.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Count mode: total messages over all producers. Ignored in duration mode.
+    pub messages: u64,
+    /// Duration mode: measured seconds after the warm-up.
+    pub duration: Option<Duration>,
+    pub warmup: Duration,
+    pub size: usize,
+    pub batch: u32,
+    pub producers: u32,
+    pub queues_per_producer: Option<u32>,
+    pub in_flight: u32,
+    /// Open loop: messages per second over all producers; 0 = closed loop.
+    pub rate: f64,
+    /// The CPU of each producer executor (its length is the executor count).
+    pub producer_cpus: Vec<usize>,
+    /// End-to-end runs: the consumer executor's CPU.
+    pub consumer_cpu: Option<usize>,
+    pub spin_us: u64,
+    pub max_errors: u64,
+    /// End-to-end: how long consumers wait for missing records after the producers finished.
+    pub drain_timeout: Duration,
+}
+
+impl Workload {
+    pub fn end_to_end(&self) -> bool {
+        self.consumer_cpu.is_some()
+    }
+
+    fn planned(&self) -> Planned {
+        match self.duration {
+            Some(d) => Planned::Seconds((self.warmup + d).as_secs_f64()),
+            None => Planned::Messages(self.messages),
+        }
+    }
+}
+
+/// A finished run: the merged measurements and the clock it was measured on.
+#[derive(Debug)]
+pub struct Measured {
+    pub merged: ThreadResult,
+    pub queues: u32,
+    /// When the measured window began (start + warm-up).
+    pub measure_from: Instant,
+    pub load_before: Option<[f64; 3]>,
+    pub load_after: Option<[f64; 3]>,
+}
+
+impl Measured {
+    /// From the end of warm-up to the last measured ack.
+    pub fn elapsed(&self) -> Duration {
+        self.merged.last_ack.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(self.measure_from)
+        })
+    }
+}
+
+/// Runs `workload` against the system `make_driver` reaches (called once per executor), blocking
+/// the calling thread until every executor returned.
+pub fn run<D, F>(workload: &Workload, make_driver: F) -> Result<Measured, BenchError>
+where
+    D: Driver,
+    F: Fn() -> D + Send + Sync + 'static,
+{
+    if workload.producer_cpus.is_empty() {
+        return Err(BenchError::InvalidArgs("no producer executors".into()));
+    }
+    let threads = workload.producer_cpus.len() as u32;
+    let live = Arc::new(Live::new(threads, u32::from(workload.end_to_end())));
+    let make_driver = Arc::new(make_driver);
+    let load_before = live::load_average();
+
+    let mut handles = Vec::new();
+    for (t, &cpu) in workload.producer_cpus.iter().enumerate() {
+        let (w, live, make) = (workload.clone(), live.clone(), make_driver.clone());
+        let name = format!("bench-produce-{t}");
+        handles.push(std::thread::spawn(move || {
+            run_pinned(&name, cpu, w.spin_us, move || {
+                load::producer_executor(make(), w, t as u32, threads, live)
+            })
+        }));
+    }
+    if let Some(cpu) = workload.consumer_cpu {
+        let (w, live, make) = (workload.clone(), live.clone(), make_driver.clone());
+        handles.push(std::thread::spawn(move || {
+            run_pinned("bench-consume", cpu, w.spin_us, move || {
+                receive::consumer_executor(make(), w, live)
+            })
+        }));
+    }
+    let progress = {
+        let (live, planned) = (live.clone(), workload.planned());
+        std::thread::spawn(move || live::progress_line(&live, planned))
+    };
+
+    let mut merged = ThreadResult::default();
+    let mut failure = None;
+    let mut queues = 0;
+    for handle in handles {
+        let outcome = handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match outcome.and_then(|inner| inner) {
+            Ok((result, q)) => {
+                merged.merge(&result);
+                queues = q;
+            }
+            Err(e) => {
+                live.abort();
+                live.stop.store(true, Ordering::SeqCst);
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    live.done.store(true, Ordering::SeqCst);
+    let _ = progress.join();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if merged.errors >= workload.max_errors {
+        return Err(BenchError::TooManyErrors {
+            count: merged.errors,
+            last: merged.last_error.unwrap_or_default(),
+        });
+    }
+    let start = live
+        .started_at()
+        .ok_or_else(|| BenchError::Executor("the run never started".into()))?;
+    Ok(Measured {
+        merged,
+        queues,
+        measure_from: start + workload.warmup,
+        load_before,
+        load_after: live::load_average(),
+    })
+}
+
+/// Checks `--queues-per-producer` against the topic and returns the queues producer `p` uses.
+fn producer_queues(w: &Workload, p: u32, queues: u32) -> Result<Vec<u32>, BenchError> {
+    let per = w.queues_per_producer.unwrap_or(queues);
+    if per > queues || queues == 0 {
+        return Err(BenchError::InvalidArgs(format!(
+            "--queues-per-producer {per} but the topic has {queues} queues"
+        )));
+    }
+    Ok(crate::produce::queues_for(p, per, queues))
+}
+
+/// Records a failure on `recorder` and the shared counter; stops the run at `max_errors`.
+fn count_error(
+    recorder: &recorder::Recorder,
+    live: &Live,
+    max_errors: u64,
+    what: impl std::fmt::Display,
+) {
+    let errors = recorder.error(what.to_string());
+    live.errors.fetch_add(1, Ordering::Relaxed);
+    if errors <= 5 {
+        tracing::warn!("request failed: {what}");
+    }
+    if errors >= max_errors {
+        live.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Keeps `live.p99_us[slot]` current for the progress line, once a second, until dropped.
+async fn publish_p99(recorder: Rc<recorder::Recorder>, live: Arc<Live>, slot: usize) {
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        live.p99_us[slot].store(recorder.publish_p99(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,113 @@
+//! The consumer side of an end-to-end run: one [`Subscriber`] per queue on one executor, each
+//! positioned at its queue's end before the start gate, measuring every record from the stamp
+//! its producer wrote (µs since the common start) to its receipt here.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::live::Live;
+use super::recorder::{Recorder, ThreadResult};
+use super::{count_error, Driver, Subscriber, Workload};
+use crate::end_to_end::STAMP_BYTES;
+use crate::error::BenchError;
+
+/// How often the consumer executor checks whether it is done.
+const CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Pause after a failed poll.
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+
+pub(super) async fn consumer_executor<D: Driver>(
+    driver: D,
+    w: Workload,
+    live: Arc<Live>,
+) -> Result<(ThreadResult, u32), BenchError> {
+    let setup = async {
+        let queues = driver.queues().await?;
+        let mut subscribers = Vec::new();
+        for queue in 0..queues {
+            subscribers.push(driver.subscriber(queue).await?);
+        }
+        Ok::<_, BenchError>((subscribers, queues))
+    }
+    .await;
+    let (subscribers, queues) = match setup {
+        Ok(ok) => ok,
+        Err(e) => {
+            live.abort();
+            return Err(e);
+        }
+    };
+    let start = live.start_gate().await?;
+    let recorder = Rc::new(Recorder::new(start + w.warmup));
+    let tasks: Vec<_> = subscribers
+        .into_iter()
+        .map(|s| {
+            glommio::spawn_local(receive(
+                s,
+                recorder.clone(),
+                live.clone(),
+                start,
+                w.max_errors,
+            ))
+            .detach()
+        })
+        .collect();
+    loop {
+        glommio::timer::sleep(CHECK_INTERVAL).await;
+        if live.stopped() {
+            break;
+        }
+        if live.producers_running.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        let all_in = recorder.received_count() >= live.acked.load(Ordering::SeqCst);
+        let idle_since = recorder.last_receipt().unwrap_or(start);
+        if all_in || idle_since.elapsed() >= w.drain_timeout {
+            break;
+        }
+    }
+    for task in tasks {
+        task.cancel();
+    }
+    Ok((recorder.finish(), queues))
+}
+
+async fn receive<S: Subscriber>(
+    mut subscriber: S,
+    recorder: Rc<Recorder>,
+    live: Arc<Live>,
+    start: Instant,
+    max_errors: u64,
+) {
+    while !live.stopped() {
+        let mut stamps = Vec::new();
+        let polled = subscriber
+            .poll(&mut |payload| {
+                stamps.push(
+                    payload
+                        .get(..STAMP_BYTES)
+                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+                )
+            })
+            .await;
+        match polled {
+            Ok(_) => {
+                let now = Instant::now();
+                for stamp in &stamps {
+                    match stamp {
+                        Some(us) => recorder.received(start + Duration::from_micros(*us), now),
+                        None => recorder.received_unstamped(1),
+                    }
+                }
+                live.received
+                    .fetch_add(stamps.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                count_error(&recorder, &live, max_errors, e);
+                glommio::timer::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
+}

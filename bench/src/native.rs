@@ -1,0 +1,138 @@
+//! The shardmq native-protocol [`Driver`]: each executor has its own [`Client`]; each producer
+//! its own client too (its own connections, as separate producer processes would have); one
+//! consumer client per executor shares its connections across the queues' consumers.
+
+use std::cell::OnceCell;
+use std::time::Duration;
+
+use shardmq_client::{Client, ClientConfig, Consumer};
+use shardmq_protocol::batch::encode_batch;
+use shardmq_protocol::Record;
+
+use crate::engine::{Driver, Publisher, Subscriber};
+use crate::error::BenchError;
+
+/// Records per pull of an end-to-end consumer.
+const PULL_MAX_MESSAGES: u32 = 100_000;
+
+pub struct Native {
+    pub broker: String,
+    pub topic: String,
+    pub config: ClientConfig,
+    /// Long-poll wait of consumers' pulls, ms.
+    pub wait_ms: u32,
+    /// The executor's consumer client, opened by the first subscriber.
+    consumer_client: OnceCell<Client>,
+}
+
+impl Native {
+    pub fn new(broker: &str, topic: &str, timeout: Duration, wait_ms: u32) -> Native {
+        Native {
+            broker: broker.to_owned(),
+            topic: topic.to_owned(),
+            config: ClientConfig {
+                request_timeout: timeout,
+                ..ClientConfig::default()
+            },
+            wait_ms,
+            consumer_client: OnceCell::new(),
+        }
+    }
+
+    async fn connect(&self, name: &str) -> Result<Client, BenchError> {
+        Ok(Client::connect_with(&self.broker, name, self.config.clone()).await?)
+    }
+}
+
+/// The producer timestamp of bench records: wall-clock ms at encoding.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Driver for Native {
+    type Publisher = NativePublisher;
+    type Subscriber = NativeSubscriber;
+
+    fn system(&self) -> &'static str {
+        "shardmq"
+    }
+
+    async fn queues(&self) -> Result<u32, BenchError> {
+        let probe = self.connect("shardmq-bench").await?;
+        let topic = probe
+            .topic(&self.topic)
+            .await?
+            .ok_or_else(|| BenchError::TopicNotFound(self.topic.clone()))?;
+        Ok(topic.queues)
+    }
+
+    async fn publisher(&self, index: u32, queues: &[u32]) -> Result<NativePublisher, BenchError> {
+        let client = self.connect(&format!("shardmq-bench-{index}")).await?;
+        for &q in queues {
+            client.connection_for_queue(&self.topic, q).await?;
+        }
+        Ok(NativePublisher {
+            client,
+            topic: self.topic.clone(),
+        })
+    }
+
+    async fn subscriber(&self, queue: u32) -> Result<NativeSubscriber, BenchError> {
+        if self.consumer_client.get().is_none() {
+            let client = self.connect("shardmq-bench-e2e").await?;
+            let _ = self.consumer_client.set(client);
+        }
+        let client = self.consumer_client.get().expect("set above");
+        let from = client.queue_offsets(&self.topic, queue).await?.max_offset;
+        Ok(NativeSubscriber {
+            consumer: Consumer::new(client, &self.topic, queue, from),
+            wait_ms: self.wait_ms,
+        })
+    }
+}
+
+pub struct NativePublisher {
+    client: Client,
+    topic: String,
+}
+
+impl Publisher for NativePublisher {
+    type Batch = Vec<u8>;
+
+    fn encode(&self, count: u32, payload: &[u8]) -> Vec<u8> {
+        let timestamp_ms = now_ms();
+        let records: Vec<Record> = (0..count)
+            .map(|_| Record {
+                timestamp_ms,
+                key: Vec::new(),
+                properties: Vec::new(),
+                payload: payload.to_vec(),
+            })
+            .collect();
+        encode_batch(&records).to_vec()
+    }
+
+    async fn publish(&self, queue: u32, batch: &Vec<u8>) -> Result<u32, BenchError> {
+        let reply = self.client.produce_batch(&self.topic, queue, batch).await?;
+        Ok(reply.count)
+    }
+}
+
+pub struct NativeSubscriber {
+    consumer: Consumer,
+    wait_ms: u32,
+}
+
+impl Subscriber for NativeSubscriber {
+    async fn poll(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<u64, BenchError> {
+        let pulled = self.consumer.poll(PULL_MAX_MESSAGES, self.wait_ms).await?;
+        let mut count = 0;
+        for record in pulled.records().map_err(BenchError::Corrupt)? {
+            each(record.payload());
+            count += 1;
+        }
+        Ok(count)
+    }
+}
