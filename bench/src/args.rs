@@ -128,6 +128,9 @@ pub struct ProduceArgs {
     /// The CPU to pin the peer's server to (as `--cpus` pins the broker's shards).
     #[arg(long)]
     pub peer_cpu: Option<usize>,
+    /// Queues of the topic a peer run creates (where the peer has queues: RocketMQ).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub peer_queues: u32,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]

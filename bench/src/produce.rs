@@ -20,12 +20,12 @@ use crate::report::{BenchKind, LatencySummary, Report};
 /// Runs the produce benchmark, blocking the calling thread; prints the summary, writes `--json`
 /// if given, and returns the report.
 pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
+    let workload = args.workload(None)?;
     if let Some(peer) = args.peer {
-        let report = crate::peers::run_produce(peer, args, None)?;
+        let report = crate::peers::run_workload(peer, args, &workload, 0)?;
         report.publish(args.json.as_deref())?;
         return Ok(report);
     }
-    let workload = args.workload(None)?;
     let (broker, topic, timeout) = native_target(args);
     let measured = engine::run(&workload, move || Native::new(&broker, &topic, timeout, 0))?;
     let report = workload_report("shardmq", &args.topic, &workload, &measured);
@@ -43,7 +43,7 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
     }
     let workload = args.produce.workload(Some(args.consumer_cpu))?;
     if let Some(peer) = args.produce.peer {
-        let report = crate::peers::run_produce(peer, &args.produce, Some(args))?;
+        let report = crate::peers::run_workload(peer, &args.produce, &workload, args.wait_ms)?;
         report.publish(args.produce.json.as_deref())?;
         return Ok(report);
     }
@@ -208,6 +208,7 @@ mod tests {
             rate: 0.0,
             peer: None,
             peer_cpu: None,
+            peer_queues: 8,
         };
         assert!(matches!(run_produce(&args), Err(BenchError::Client(_))));
     }

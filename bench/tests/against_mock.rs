@@ -57,6 +57,7 @@ fn produce_args(broker: &str, topic: &str) -> ProduceArgs {
         rate: 0.0,
         peer: None,
         peer_cpu: None,
+        peer_queues: 8,
     }
 }
 

@@ -12,8 +12,9 @@
 //! - [`pull`]: [`PullResult`], an owned, aligned pull reply; validated batches and records.
 //! - [`config`]: [`ClientConfig`], the timeouts.
 //! - [`error`]: [`ClientError`], every failure as one typed enum.
-//! - `frame_io` (frames on a socket, [`Reply`]), `socket` (the shared TCP stream), `signal`
-//!   (completion slots, timeouts): internals.
+//! - [`socket`]: [`socket::Socket`], a TCP stream one reader task and serialized writers share.
+//! - `frame_io` (frames on a socket, [`Reply`]), `signal` (completion slots, timeouts):
+//!   internals.
 //!
 //! ```no_run
 //! # use shardmq_client::{Client, Consumer, Producer, ProducerConfig};
@@ -45,7 +46,7 @@ mod frame_io;
 pub mod producer;
 pub mod pull;
 mod signal;
-mod socket;
+pub mod socket;
 
 pub use client::{Client, PendingPull};
 pub use config::ClientConfig;

@@ -6,7 +6,8 @@
 //! an `.await`, so the two directions never conflict. Callers serialize writers themselves (the
 //! connection's write lock); there is exactly one reader (the connection's reader task).
 //!
-//! Runs on the glommio executor thread that created it; `Rc`-shared, never `Send`.
+//! Runs on the glommio executor thread that created it; `Rc`-shared, never `Send`. Public so
+//! that the bench's peer drivers (RocketMQ remoting, Redis, NATS) share one socket discipline.
 
 use std::cell::RefCell;
 use std::io;
@@ -23,7 +24,7 @@ use glommio::net::{Preallocated, TcpStream};
 /// least this large go straight into the caller's buffer.
 const RX_BUFFER_BYTES: usize = 64 * 1024;
 
-pub(crate) struct Socket {
+pub struct Socket {
     stream: RefCell<TcpStream<Preallocated>>,
     /// The stream's descriptor, kept so `shutdown` needs no borrow of the stream.
     fd: RawFd,
@@ -33,7 +34,7 @@ pub(crate) struct Socket {
 impl Socket {
     /// Resolves `addr`, connects to the first address that accepts within `timeout`, and sets
     /// `TCP_NODELAY`.
-    pub(crate) async fn connect(addr: &str, timeout: Duration) -> io::Result<Socket> {
+    pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Socket> {
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
         if addrs.is_empty() {
             return Err(io::Error::new(
@@ -61,12 +62,12 @@ impl Socket {
         Err(last_error.unwrap_or_else(|| io::Error::other("connect failed")))
     }
 
-    pub(crate) fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> SocketAddr {
         self.peer
     }
 
     /// Fills `buf` completely; a clean end of stream before that is `UnexpectedEof`.
-    pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+    pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
         let mut filled = 0;
         while filled < buf.len() {
             let n = poll_fn(|cx| {
@@ -84,7 +85,12 @@ impl Socket {
         Ok(())
     }
 
-    pub(crate) async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+    /// Reads what is available (at least one byte, waiting if none); 0 means end of stream.
+    pub async fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await
+    }
+
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         let mut written = 0;
         while written < buf.len() {
             let n = poll_fn(|cx| {
@@ -104,7 +110,7 @@ impl Socket {
 
     /// Shuts both directions down at once (synchronously, so it works from `Drop`): the reader
     /// task sees end of stream and the broker sees the connection go away.
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         // SAFETY: `fd` is the socket owned by `self.stream`, open for as long as `self` lives;
         // shutdown(2) does not close or invalidate it.
         unsafe {

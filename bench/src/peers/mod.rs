@@ -5,9 +5,12 @@
 //!
 //! - [`redis`]: Redis Streams (`XADD`, AOF), the in-memory broker a user might pick instead.
 //! - [`nats`]: NATS JetStream with file storage.
+//! - [`remoting`]: RocketMQ remoting, against rocketmq-rust (RocketMQ's Rust port); runs on the
+//!   workload engine, so it has every workload kind (produce, end-to-end, threads, warm-up).
 
 pub mod nats;
 pub mod redis;
+pub mod remoting;
 
 use std::ffi::OsString;
 use std::net::TcpStream;
@@ -32,6 +35,10 @@ pub enum Peer {
     RedisAlways,
     /// NATS JetStream, file storage.
     Nats,
+    /// rocketmq-rust (RocketMQ's Rust port) over remoting, ASYNC_FLUSH.
+    RocketmqRust,
+    /// rocketmq-rust with SYNC_FLUSH (durable per write, the `--flush sync` peer).
+    RocketmqRustSync,
 }
 
 pub(crate) fn free_port() -> Result<u16, BenchError> {
@@ -79,6 +86,7 @@ impl PeerServer {
     pub(crate) fn start(
         program: &str,
         cpu: Option<usize>,
+        env: &[(&str, &str)],
         args: impl FnOnce(u16, &Path) -> Vec<OsString>,
     ) -> Result<PeerServer, BenchError> {
         let dir = tempfile::Builder::new()
@@ -89,6 +97,7 @@ impl PeerServer {
         let mut command = Command::new(program);
         command
             .args(args(port, dir.path()))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(cpu) = cpu {
@@ -96,7 +105,7 @@ impl PeerServer {
         }
         let child = command.spawn().map_err(|e| {
             BenchError::InvalidArgs(format!(
-                "cannot start {program} (apt-get install {program}): {e}"
+                "cannot start {program} (see ../shared/peers/README.md to install it): {e}"
             ))
         })?;
         let server = PeerServer {
@@ -145,18 +154,43 @@ pub(crate) fn produce_report(
     }
 }
 
-/// Runs the produce workload (or, with `end_to_end`, the end-to-end one) against `peer`.
-pub fn run_produce(
+/// Runs `workload` against `peer`, which this starts and stops itself.
+pub fn run_workload(
     peer: Peer,
     args: &ProduceArgs,
-    end_to_end: Option<&crate::args::EndToEndArgs>,
+    workload: &crate::engine::Workload,
+    wait_ms: u32,
 ) -> Result<Report, BenchError> {
-    if end_to_end.is_some() {
-        return Err(BenchError::InvalidArgs(format!(
-            "end-to-end runs against --peer {peer:?} are not supported"
-        )));
-    }
     match peer {
+        Peer::RocketmqRust | Peer::RocketmqRustSync => {
+            let sync = peer == Peer::RocketmqRustSync;
+            let servers = remoting::RocketMqServers::start(args.peer_cpu, sync)?;
+            let (addr, topic) = (servers.broker_addr(), args.topic.clone());
+            let (queues, timeout) = (args.peer_queues, Duration::from_millis(args.timeout_ms));
+            let wait = Duration::from_millis(u64::from(wait_ms));
+            let measured = crate::engine::run(workload, move || remoting::RocketMq {
+                addr: addr.clone(),
+                topic: topic.clone(),
+                queues,
+                timeout,
+                wait,
+            })?;
+            drop(servers);
+            let system = if sync {
+                "rocketmq-rust-sync-flush"
+            } else {
+                "rocketmq-rust"
+            };
+            Ok(crate::produce::workload_report(
+                system,
+                &args.topic,
+                workload,
+                &measured,
+            ))
+        }
+        _ if workload.end_to_end() => Err(BenchError::InvalidArgs(format!(
+            "end-to-end runs against --peer {peer:?} are not supported yet"
+        ))),
         Peer::Nats => nats::run_produce(args),
         redis => redis::run_produce(args, redis),
     }

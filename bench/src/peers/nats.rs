@@ -18,7 +18,7 @@ use crate::report::{new_histogram, record_latency, RateSeries, Report};
 use super::{produce_report, PeerServer};
 
 fn start_server(cpu: Option<usize>) -> Result<PeerServer, BenchError> {
-    PeerServer::start("nats-server", cpu, |port, dir| {
+    PeerServer::start("nats-server", cpu, &[], |port, dir| {
         let mut args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
             .iter()
             .map(OsString::from)

@@ -20,7 +20,7 @@ use crate::report::{new_histogram, record_latency, RateSeries, Report};
 use super::{produce_report, Peer, PeerServer};
 
 fn start_server(fsync: &str, cpu: Option<usize>) -> Result<PeerServer, BenchError> {
-    PeerServer::start("redis-server", cpu, |port, dir| {
+    PeerServer::start("redis-server", cpu, &[], |port, dir| {
         let mut args: Vec<OsString> = [
             "--bind",
             "127.0.0.1",

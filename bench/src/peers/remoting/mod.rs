@@ -1,0 +1,321 @@
+//! The RocketMQ remoting driver, and the rocketmq-rust peer it drives.
+//!
+//! `--peer rocketmq-rust` (and `rocketmq-rust-sync`, SYNC_FLUSH) starts
+//! `rocketmq-namesrv-rust` and `rocketmq-broker-rust` (from `PATH`; `cargo install --locked
+//! rocketmq-namesrv rocketmq-broker`) on loopback with a fresh store, creates the topic with
+//! `--peer-queues` queues (UPDATE_AND_CREATE_TOPIC), and runs the engine's workload against the
+//! broker directly (the bench knows the broker's address, so it skips route lookups):
+//! - a batch of 1 is one SEND_MESSAGE_V2 (310) with the payload as body; a larger batch is one
+//!   SEND_BATCH_MESSAGE (320) with the §5.6 batch body; both acknowledged by code 0;
+//! - an end-to-end consumer is a PULL_MESSAGE (11) long-poll loop per queue from the queue's
+//!   max offset (GET_MAX_OFFSET), with the subscription `*` in the request (no heartbeat
+//!   needed), reading the stored-message records of the response body.
+//!
+//! The same driver will measure shardmq's own RocketMQ-compatible port once it exists.
+
+pub mod command;
+pub mod connection;
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use command::{
+    batch_body, for_each_stored_body, Command, GET_MAX_OFFSET, PULL_MESSAGE, SEND_BATCH_MESSAGE,
+    SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
+};
+use connection::RemotingConnection;
+
+use crate::engine::{Driver, Publisher, Subscriber};
+use crate::error::BenchError;
+
+use super::{free_port, PeerServer};
+
+const PRODUCER_GROUP: &str = "shardmq_bench";
+const CONSUMER_GROUP: &str = "shardmq_bench_e2e";
+/// Messages asked for per pull.
+const PULL_BATCH: u32 = 1024;
+/// Java's `WAIT=true` property: the send waits for the store (and the flush under SYNC_FLUSH).
+const SEND_PROPERTIES: &str = "WAIT\u{1}true\u{2}";
+
+fn peer_error(message: impl std::fmt::Display) -> BenchError {
+    BenchError::Peer {
+        system: "rocketmq-rust",
+        message: message.to_string(),
+    }
+}
+
+fn failed(what: &str, c: &Command) -> String {
+    format!(
+        "{what}: response code {} {}",
+        c.code,
+        c.remark.as_deref().unwrap_or("")
+    )
+}
+
+/// The name server and broker of a rocketmq-rust peer; both stopped on drop.
+pub struct RocketMqServers {
+    _namesrv: PeerServer,
+    broker: PeerServer,
+}
+
+impl RocketMqServers {
+    /// Starts both on loopback with fresh directories, `SYNC_FLUSH` when `sync_flush`.
+    pub fn start(cpu: Option<usize>, sync_flush: bool) -> Result<Self, BenchError> {
+        let namesrv = PeerServer::start("rocketmq-namesrv-rust", cpu, &[], |port, dir| {
+            let mut args: Vec<OsString> = vec!["--rocketmqHome".into(), dir.into()];
+            args.extend(
+                [
+                    "--bindAddress",
+                    "127.0.0.1",
+                    "--listenPort",
+                    &port.to_string(),
+                ]
+                .map(OsString::from),
+            );
+            args.push("--kvConfigPath".into());
+            args.push(dir.join("kvConfig.json").into());
+            args
+        })?;
+        let namesrv_addr = format!("127.0.0.1:{}", namesrv.port);
+        let ha_port = free_port()?;
+        let flush = if sync_flush {
+            "SYNC_FLUSH"
+        } else {
+            "ASYNC_FLUSH"
+        };
+        let mut config_error = None;
+        let broker = PeerServer::start(
+            "rocketmq-broker-rust",
+            cpu,
+            &[("ROCKETMQ_SECURITY_PROFILE", "development-insecure-loopback")],
+            |port, dir| {
+                let store = dir.join("store");
+                let config = format!(
+                    "[broker]\nnamesrvAddr = \"{namesrv_addr}\"\nbrokerIp1 = \"127.0.0.1\"\n\
+                     listenPort = {port}\nstorePathRootDir = \"{store}\"\n\
+                     [broker.brokerServerConfig]\nbindAddress = \"127.0.0.1\"\n\
+                     [broker.brokerIdentity]\nbrokerName = \"broker-a\"\n\
+                     brokerClusterName = \"DefaultCluster\"\nbrokerId = 0\n\
+                     [store]\nstoreType = \"LocalFile\"\nbrokerRole = \"ASYNC_MASTER\"\n\
+                     flushDiskType = \"{flush}\"\nstorePathRootDir = \"{store}\"\n\
+                     haListenAddress = \"127.0.0.1\"\nhaListenPort = {ha_port}\n",
+                    store = store.display(),
+                );
+                let path = dir.join("broker.toml");
+                if let Err(e) = std::fs::write(&path, config) {
+                    config_error = Some(e);
+                }
+                vec![
+                    "-c".into(),
+                    path.into(),
+                    "-n".into(),
+                    namesrv_addr.clone().into(),
+                ]
+            },
+        )?;
+        if let Some(e) = config_error {
+            return Err(peer_error(format!("writing broker.toml: {e}")));
+        }
+        Ok(RocketMqServers {
+            _namesrv: namesrv,
+            broker,
+        })
+    }
+
+    pub fn broker_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.broker.port)
+    }
+}
+
+/// Reaches a RocketMQ broker over remoting; one per bench executor.
+pub struct RocketMq {
+    pub addr: String,
+    pub topic: String,
+    pub queues: u32,
+    pub timeout: Duration,
+    pub wait: Duration,
+}
+
+impl RocketMq {
+    async fn connect(&self) -> Result<RemotingConnection, BenchError> {
+        RemotingConnection::connect(&self.addr, self.timeout)
+            .await
+            .map_err(peer_error)
+    }
+}
+
+impl Driver for RocketMq {
+    type Publisher = RemotingPublisher;
+    type Subscriber = RemotingSubscriber;
+
+    fn system(&self) -> &'static str {
+        "rocketmq-rust"
+    }
+
+    /// Creates (or updates) the topic with `queues` read and write queues; idempotent.
+    async fn queues(&self) -> Result<u32, BenchError> {
+        let connection = self.connect().await?;
+        let n = self.queues.to_string();
+        let ext = [
+            ("topic", self.topic.clone()),
+            ("defaultTopic", "TBW102".into()),
+            ("readQueueNums", n.clone()),
+            ("writeQueueNums", n),
+            ("perm", "6".into()),
+            ("topicFilterType", "SINGLE_TAG".into()),
+            ("topicSysFlag", "0".into()),
+            ("order", "false".into()),
+        ];
+        let reply = connection
+            .request(UPDATE_AND_CREATE_TOPIC, &ext, &[], Duration::ZERO)
+            .await
+            .map_err(peer_error)?;
+        if reply.code != SUCCESS {
+            return Err(peer_error(failed("creating the topic", &reply)));
+        }
+        Ok(self.queues)
+    }
+
+    async fn publisher(
+        &self,
+        _index: u32,
+        _queues: &[u32],
+    ) -> Result<RemotingPublisher, BenchError> {
+        Ok(RemotingPublisher {
+            connection: self.connect().await?,
+            topic: self.topic.clone(),
+        })
+    }
+
+    async fn subscriber(&self, queue: u32) -> Result<RemotingSubscriber, BenchError> {
+        let connection = self.connect().await?;
+        let ext = [
+            ("topic", self.topic.clone()),
+            ("queueId", queue.to_string()),
+        ];
+        let reply = connection
+            .request(GET_MAX_OFFSET, &ext, &[], Duration::ZERO)
+            .await
+            .map_err(peer_error)?;
+        let offset = match (reply.code, reply.ext_i64("offset")) {
+            (SUCCESS, Some(offset)) => offset,
+            _ => return Err(peer_error(failed("GET_MAX_OFFSET", &reply))),
+        };
+        Ok(RemotingSubscriber {
+            connection,
+            topic: self.topic.clone(),
+            queue,
+            offset,
+            wait: self.wait,
+        })
+    }
+}
+
+pub struct RemotingPublisher {
+    connection: RemotingConnection,
+    topic: String,
+}
+
+/// One request's records: SEND_MESSAGE_V2 when `count` is 1, else a SEND_BATCH_MESSAGE body.
+pub struct RemotingBatch {
+    count: u32,
+    body: Vec<u8>,
+}
+
+impl Publisher for RemotingPublisher {
+    type Batch = RemotingBatch;
+
+    fn encode(&self, count: u32, payload: &[u8]) -> RemotingBatch {
+        RemotingBatch {
+            count,
+            body: if count == 1 {
+                payload.to_vec()
+            } else {
+                batch_body(count, payload)
+            },
+        }
+    }
+
+    async fn publish(&self, queue: u32, batch: &RemotingBatch) -> Result<u32, BenchError> {
+        let born_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut ext = vec![
+            ("a", PRODUCER_GROUP.to_owned()),
+            ("b", self.topic.clone()),
+            ("c", "TBW102".into()),
+            ("d", "4".into()),
+            ("e", queue.to_string()),
+            ("f", "0".into()),
+            ("g", born_ms.to_string()),
+            ("h", "0".into()),
+            ("i", SEND_PROPERTIES.into()),
+            ("j", "0".into()),
+            ("k", "false".into()),
+        ];
+        let code = if batch.count == 1 {
+            SEND_MESSAGE_V2
+        } else {
+            ext.push(("m", "true".into()));
+            SEND_BATCH_MESSAGE
+        };
+        let reply = self
+            .connection
+            .request(code, &ext, &batch.body, Duration::ZERO)
+            .await
+            .map_err(peer_error)?;
+        if reply.code != SUCCESS {
+            return Err(peer_error(failed("send", &reply)));
+        }
+        Ok(batch.count)
+    }
+}
+
+pub struct RemotingSubscriber {
+    connection: RemotingConnection,
+    topic: String,
+    queue: u32,
+    offset: i64,
+    wait: Duration,
+}
+
+impl Subscriber for RemotingSubscriber {
+    async fn poll(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<u64, BenchError> {
+        let ext = [
+            ("consumerGroup", CONSUMER_GROUP.to_owned()),
+            ("topic", self.topic.clone()),
+            ("queueId", self.queue.to_string()),
+            ("queueOffset", self.offset.to_string()),
+            ("maxMsgNums", PULL_BATCH.to_string()),
+            // SUSPEND (long poll) | SUBSCRIPTION (the expression is in this request).
+            ("sysFlag", "6".into()),
+            ("commitOffset", "0".into()),
+            ("suspendTimeoutMillis", self.wait.as_millis().to_string()),
+            ("subscription", "*".into()),
+            ("subVersion", "0".into()),
+            ("expressionType", "TAG".into()),
+        ];
+        let reply = self
+            .connection
+            .request(PULL_MESSAGE, &ext, &[], self.wait)
+            .await
+            .map_err(peer_error)?;
+        let next = reply.ext_i64("nextBeginOffset");
+        match reply.code {
+            SUCCESS => {
+                let count = for_each_stored_body(&reply.body, each).map_err(peer_error)?;
+                self.offset = next.unwrap_or(self.offset + count as i64);
+                Ok(count)
+            }
+            command::PULL_NOT_FOUND
+            | command::PULL_RETRY_IMMEDIATELY
+            | command::PULL_OFFSET_MOVED => {
+                if let Some(next) = next {
+                    self.offset = next;
+                }
+                Ok(0)
+            }
+            _ => Err(peer_error(failed("pull", &reply))),
+        }
+    }
+}
