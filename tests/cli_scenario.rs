@@ -409,6 +409,44 @@ fn the_same_workload_against_redis_renders_side_by_side_with_shardmq() {
         redis["latencyUs"]["samples"], 30,
         "one sample per pipelined group of 100"
     );
+
+    // End to end against Redis: XADD producers on two executors, XREAD BLOCK consumers.
+    let e2e_path = dir.path().join("redis-e2e.json");
+    let run = shardmq(&[
+        "bench",
+        "end-to-end",
+        "--peer",
+        "redis",
+        "--peer-queues",
+        "2",
+        "--topic",
+        "side",
+        "--messages",
+        "2000",
+        "--size",
+        "64",
+        "--batch",
+        "10",
+        "--producers",
+        "2",
+        "--threads",
+        "2",
+        "--rate",
+        "5000",
+        "--in-flight",
+        "4",
+        "--json",
+        e2e_path.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let e2e = json(&e2e_path);
+    assert_eq!(e2e["system"], "redis-streams");
+    assert_eq!(e2e["kind"], "end-to-end");
+    for count in ["sent", "acked", "received", "endToEndSamples"] {
+        assert_eq!(e2e[count], 2000, "{count} in {e2e}");
+    }
+    assert_eq!(e2e["errors"], 0);
+
     let out = dir.path().join("report");
     let render = shardmq(&[
         "bench",

@@ -67,7 +67,7 @@ pub(crate) fn pin_before_exec(command: &mut Command, cpu: usize) {
 
 /// A peer's server process on loopback with a fresh data directory; killed (and the directory
 /// removed) on drop, so a failed run never leaves it behind.
-pub(crate) struct PeerServer {
+pub struct PeerServer {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
@@ -188,10 +188,35 @@ pub fn run_workload(
                 &measured,
             ))
         }
+        Peer::Redis | Peer::RedisAlways => {
+            let always = peer == Peer::RedisAlways;
+            let server = redis::start(always, args.peer_cpu)?;
+            let (addr, topic) = (format!("127.0.0.1:{}", server.port), args.topic.clone());
+            let (queues, timeout) = (args.peer_queues, Duration::from_millis(args.timeout_ms));
+            let wait = Duration::from_millis(u64::from(wait_ms));
+            let measured = crate::engine::run(workload, move || redis::Redis {
+                addr: addr.clone(),
+                topic: topic.clone(),
+                queues,
+                timeout,
+                wait,
+            })?;
+            drop(server);
+            let system = if always {
+                "redis-streams-always"
+            } else {
+                "redis-streams"
+            };
+            Ok(crate::produce::workload_report(
+                system,
+                &args.topic,
+                workload,
+                &measured,
+            ))
+        }
         _ if workload.end_to_end() => Err(BenchError::InvalidArgs(format!(
             "end-to-end runs against --peer {peer:?} are not supported yet"
         ))),
         Peer::Nats => nats::run_produce(args),
-        redis => redis::run_produce(args, redis),
     }
 }
