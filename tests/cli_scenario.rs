@@ -494,4 +494,38 @@ fn the_bench_drives_nats_jetstream_as_a_peer() {
     assert_eq!(nats["messages"], 500);
     assert_eq!(nats["errors"], 0);
     assert_eq!(nats["latencyUs"]["samples"], 10);
+
+    // End to end: JetStream acks for the producers, push consumers per queue subject.
+    let e2e_path = dir.path().join("nats-e2e.json");
+    let run = shardmq(&[
+        "bench",
+        "end-to-end",
+        "--peer",
+        "nats",
+        "--peer-queues",
+        "2",
+        "--topic",
+        "n",
+        "--messages",
+        "1000",
+        "--size",
+        "64",
+        "--batch",
+        "10",
+        "--producers",
+        "2",
+        "--threads",
+        "2",
+        "--in-flight",
+        "4",
+        "--json",
+        e2e_path.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let e2e = json(&e2e_path);
+    assert_eq!(e2e["system"], "nats-jetstream");
+    for count in ["sent", "acked", "received", "endToEndSamples"] {
+        assert_eq!(e2e[count], 1000, "{count} in {e2e}");
+    }
+    assert_eq!(e2e["errors"], 0);
 }

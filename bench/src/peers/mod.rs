@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
-use hdrhistogram::Histogram;
-
 use crate::args::ProduceArgs;
 use crate::error::BenchError;
-use crate::report::{BenchKind, LatencySummary, RateSeries, Report};
+use crate::report::Report;
 
 /// The systems `--peer` can start and drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,32 +124,15 @@ impl PeerServer {
     }
 }
 
-/// The report of a peer's produce run: one producer, one group in flight, acknowledged = sent
-/// minus failed.
-pub(crate) fn produce_report(
-    system: &'static str,
-    args: &ProduceArgs,
-    sent: u64,
-    errors: u64,
-    elapsed: Duration,
-    histogram: &Histogram<u64>,
-    series: &RateSeries,
-) -> Report {
-    let acked = sent - errors;
-    Report {
-        messages: acked,
-        bytes: acked * args.size as u64,
-        elapsed,
-        errors,
-        message_size: args.size as u64,
-        batch_size: u64::from(args.batch),
-        clients: 1,
-        in_flight: 1,
-        latency: LatencySummary::from_histogram(histogram),
-        rate_series: series.take(),
-        sent,
-        ..Report::empty(system, BenchKind::Produce, &args.topic)
-    }
+/// Where and what a peer driver sends: the server's address, the topic and its queue count,
+/// the request timeout and the consumers' long-poll wait. Every peer driver is built from one.
+#[derive(Debug, Clone)]
+pub struct PeerTarget {
+    pub addr: String,
+    pub topic: String,
+    pub queues: u32,
+    pub timeout: Duration,
+    pub wait: Duration,
 }
 
 /// Runs `workload` against `peer`, which this starts and stops itself.
@@ -161,62 +142,55 @@ pub fn run_workload(
     workload: &crate::engine::Workload,
     wait_ms: u32,
 ) -> Result<Report, BenchError> {
+    let target = |addr: String| PeerTarget {
+        addr,
+        topic: args.topic.clone(),
+        queues: args.peer_queues,
+        timeout: Duration::from_millis(args.timeout_ms),
+        wait: Duration::from_millis(u64::from(wait_ms)),
+    };
+    let loopback = |server: &PeerServer| format!("127.0.0.1:{}", server.port);
     match peer {
         Peer::RocketmqRust | Peer::RocketmqRustSync => {
             let sync = peer == Peer::RocketmqRustSync;
             let servers = remoting::RocketMqServers::start(args.peer_cpu, sync)?;
-            let (addr, topic) = (servers.broker_addr(), args.topic.clone());
-            let (queues, timeout) = (args.peer_queues, Duration::from_millis(args.timeout_ms));
-            let wait = Duration::from_millis(u64::from(wait_ms));
-            let measured = crate::engine::run(workload, move || remoting::RocketMq {
-                addr: addr.clone(),
-                topic: topic.clone(),
-                queues,
-                timeout,
-                wait,
-            })?;
-            drop(servers);
             let system = if sync {
                 "rocketmq-rust-sync-flush"
             } else {
                 "rocketmq-rust"
             };
-            Ok(crate::produce::workload_report(
-                system,
-                &args.topic,
-                workload,
-                &measured,
-            ))
+            let target = target(servers.broker_addr());
+            drive::<remoting::RocketMq>(system, args, workload, target)
         }
         Peer::Redis | Peer::RedisAlways => {
             let always = peer == Peer::RedisAlways;
             let server = redis::start(always, args.peer_cpu)?;
-            let (addr, topic) = (format!("127.0.0.1:{}", server.port), args.topic.clone());
-            let (queues, timeout) = (args.peer_queues, Duration::from_millis(args.timeout_ms));
-            let wait = Duration::from_millis(u64::from(wait_ms));
-            let measured = crate::engine::run(workload, move || redis::Redis {
-                addr: addr.clone(),
-                topic: topic.clone(),
-                queues,
-                timeout,
-                wait,
-            })?;
-            drop(server);
             let system = if always {
                 "redis-streams-always"
             } else {
                 "redis-streams"
             };
-            Ok(crate::produce::workload_report(
-                system,
-                &args.topic,
-                workload,
-                &measured,
-            ))
+            drive::<redis::Redis>(system, args, workload, target(loopback(&server)))
         }
-        _ if workload.end_to_end() => Err(BenchError::InvalidArgs(format!(
-            "end-to-end runs against --peer {peer:?} are not supported yet"
-        ))),
-        Peer::Nats => nats::run_produce(args),
+        Peer::Nats => {
+            let server = nats::start(args.peer_cpu)?;
+            drive::<nats::Nats>("nats-jetstream", args, workload, target(loopback(&server)))
+        }
     }
+}
+
+/// Runs the engine with a driver of type `D` per executor, built from `target`.
+fn drive<D: crate::engine::Driver + From<PeerTarget>>(
+    system: &'static str,
+    args: &ProduceArgs,
+    workload: &crate::engine::Workload,
+    target: PeerTarget,
+) -> Result<Report, BenchError> {
+    let measured = crate::engine::run(workload, move || D::from(target.clone()))?;
+    Ok(crate::produce::workload_report(
+        system,
+        &args.topic,
+        workload,
+        &measured,
+    ))
 }

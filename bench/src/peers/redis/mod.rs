@@ -21,7 +21,7 @@ use resp::{command, Value};
 use crate::engine::{Driver, Publisher, Subscriber};
 use crate::error::BenchError;
 
-use super::PeerServer;
+use super::{PeerServer, PeerTarget};
 
 /// Entries asked for per XREAD.
 const READ_COUNT: &str = "1024";
@@ -68,6 +68,18 @@ pub struct Redis {
     pub queues: u32,
     pub timeout: Duration,
     pub wait: Duration,
+}
+
+impl From<PeerTarget> for Redis {
+    fn from(t: PeerTarget) -> Self {
+        Redis {
+            addr: t.addr,
+            topic: t.topic,
+            queues: t.queues,
+            timeout: t.timeout,
+            wait: t.wait,
+        }
+    }
 }
 
 impl Redis {

@@ -28,7 +28,7 @@ use connection::RemotingConnection;
 use crate::engine::{Driver, Publisher, Subscriber};
 use crate::error::BenchError;
 
-use super::{free_port, PeerServer};
+use super::{free_port, PeerServer, PeerTarget};
 
 const PRODUCER_GROUP: &str = "shardmq_bench";
 const CONSUMER_GROUP: &str = "shardmq_bench_e2e";
@@ -134,6 +134,18 @@ pub struct RocketMq {
     pub queues: u32,
     pub timeout: Duration,
     pub wait: Duration,
+}
+
+impl From<PeerTarget> for RocketMq {
+    fn from(t: PeerTarget) -> Self {
+        RocketMq {
+            addr: t.addr,
+            topic: t.topic,
+            queues: t.queues,
+            timeout: t.timeout,
+            wait: t.wait,
+        }
+    }
 }
 
 impl RocketMq {

@@ -1,0 +1,267 @@
+//! One NATS connection: requests answered on this connection's own inbox (JetStream publish acks
+//! and API calls), and push subscriptions (JetStream consumer deliveries).
+//!
+//! The inbox is `_INBOX.<random>.*` (sid 1); request `n` sends its messages with reply subject
+//! `_INBOX.<random>.<n>` and completes when as many replies arrived as messages were sent. A
+//! subscription (sid ≥ 2) queues payloads in a [`Mailbox`] its reader drains. The reader task
+//! answers the server's `PING`s. Writers (and the reader's `PONG`) share one write lock, so
+//! operations never interleave on the wire.
+//!
+//! Failure: a read error, `-ERR` or malformed operation closes the connection and fails every
+//! waiting request. Executor-local (`Rc`), `!Send`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::sync::Semaphore;
+use shardmq_client::socket::Socket;
+
+use super::proto::{parse, publish, Op};
+
+/// Read buffer size (grows when one operation does not fit).
+const READ_CHUNK: usize = 256 * 1024;
+const INBOX_SID: u64 = 1;
+
+/// Payloads delivered to one subscription, and the event that announces more.
+#[derive(Default)]
+pub struct Mailbox {
+    pub queue: RefCell<VecDeque<Vec<u8>>>,
+    pub arrived: event_listener::Event,
+}
+
+struct Request {
+    remaining: usize,
+    replies: Vec<Result<Vec<u8>, String>>,
+    tx: LocalSender<Result<Vec<Result<Vec<u8>, String>>, String>>,
+}
+
+struct Shared {
+    requests: RefCell<HashMap<u64, Request>>,
+    mailboxes: RefCell<HashMap<u64, Rc<Mailbox>>>,
+    closed: RefCell<Option<String>>,
+    inbox_prefix: String,
+}
+
+pub struct NatsConnection {
+    socket: Rc<Socket>,
+    shared: Rc<Shared>,
+    write_lock: Rc<Semaphore>,
+    next_request: Cell<u64>,
+    next_sid: Cell<u64>,
+    timeout: Duration,
+    reader: Option<glommio::task::JoinHandle<()>>,
+}
+
+impl Drop for NatsConnection {
+    fn drop(&mut self) {
+        self.socket.shutdown();
+        if let Some(reader) = self.reader.take() {
+            reader.cancel();
+        }
+    }
+}
+
+/// A process-unique inbox token.
+fn inbox_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("bench{}x{n}", std::process::id())
+}
+
+async fn write(socket: &Socket, lock: &Semaphore, bytes: &[u8]) -> Result<(), String> {
+    let _turn = lock.acquire_permit(1).await.map_err(|e| e.to_string())?;
+    socket
+        .write_all(bytes)
+        .await
+        .map_err(|e| format!("write: {e}"))
+}
+
+impl NatsConnection {
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, String> {
+        let socket = Rc::new(
+            Socket::connect(addr, timeout)
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?,
+        );
+        let inbox_prefix = format!("_INBOX.{}.", inbox_token());
+        let shared = Rc::new(Shared {
+            requests: RefCell::new(HashMap::new()),
+            mailboxes: RefCell::new(HashMap::new()),
+            closed: RefCell::new(None),
+            inbox_prefix: inbox_prefix.clone(),
+        });
+        let write_lock = Rc::new(Semaphore::new(1));
+        let hello = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"protocol\":1,\"name\":\"shardmq-bench\"}}\r\nSUB {inbox_prefix}* {INBOX_SID}\r\nPING\r\n"
+        );
+        write(&socket, &write_lock, hello.as_bytes()).await?;
+        let reader = glommio::spawn_local(read_loop(
+            socket.clone(),
+            shared.clone(),
+            write_lock.clone(),
+        ))
+        .detach();
+        Ok(NatsConnection {
+            socket,
+            shared,
+            write_lock,
+            next_request: Cell::new(1),
+            next_sid: Cell::new(INBOX_SID + 1),
+            timeout,
+            reader: Some(reader),
+        })
+    }
+
+    /// Publishes `payloads.len()` messages to `subject` with one reply subject and waits for as
+    /// many replies; each reply is its payload, or an error for a status reply (no responders).
+    pub async fn request(
+        &self,
+        subject: &str,
+        count: usize,
+        payload: &[u8],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, String> {
+        if let Some(why) = self.shared.closed.borrow().clone() {
+            return Err(why);
+        }
+        let id = self.next_request.get();
+        self.next_request.set(id + 1);
+        let reply = format!("{}{id}", self.shared.inbox_prefix);
+        let mut out = Vec::with_capacity((payload.len() + 64) * count);
+        for _ in 0..count {
+            publish(&mut out, subject, &reply, payload);
+        }
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.shared.requests.borrow_mut().insert(
+            id,
+            Request {
+                remaining: count,
+                replies: Vec::with_capacity(count),
+                tx,
+            },
+        );
+        if let Err(e) = write(&self.socket, &self.write_lock, &out).await {
+            self.shared.requests.borrow_mut().remove(&id);
+            return Err(e);
+        }
+        let answer = glommio::timer::timeout(self.timeout, async {
+            Ok::<_, glommio::GlommioError<()>>(rx.recv().await)
+        })
+        .await;
+        match answer {
+            Ok(Some(result)) => result,
+            Ok(None) => Err("connection closed".into()),
+            Err(_) => {
+                self.shared.requests.borrow_mut().remove(&id);
+                Err(format!("no reply within {:?}", self.timeout))
+            }
+        }
+    }
+
+    /// Subscribes to `subject`; deliveries queue in the returned mailbox.
+    pub async fn subscribe(&self, subject: &str) -> Result<Rc<Mailbox>, String> {
+        let sid = self.next_sid.get();
+        self.next_sid.set(sid + 1);
+        let mailbox = Rc::new(Mailbox::default());
+        self.shared
+            .mailboxes
+            .borrow_mut()
+            .insert(sid, mailbox.clone());
+        write(
+            &self.socket,
+            &self.write_lock,
+            format!("SUB {subject} {sid}\r\n").as_bytes(),
+        )
+        .await?;
+        Ok(mailbox)
+    }
+
+    pub fn closed(&self) -> Option<String> {
+        self.shared.closed.borrow().clone()
+    }
+}
+
+fn deliver(shared: &Shared, subject: &str, sid: u64, payload: Vec<u8>, status: Option<u16>) {
+    if sid != INBOX_SID {
+        if let Some(mailbox) = shared.mailboxes.borrow().get(&sid) {
+            mailbox.queue.borrow_mut().push_back(payload);
+            mailbox.arrived.notify(usize::MAX);
+        }
+        return;
+    }
+    let Some(id) = subject
+        .strip_prefix(&shared.inbox_prefix)
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let mut requests = shared.requests.borrow_mut();
+    let Some(request) = requests.get_mut(&id) else {
+        return;
+    };
+    request.replies.push(match status {
+        Some(code) if code >= 300 => Err(format!("status {code}")),
+        _ => Ok(payload),
+    });
+    request.remaining -= 1;
+    if request.remaining == 0 {
+        let done = requests.remove(&id).expect("present");
+        let _ = done.tx.try_send(Ok(done.replies));
+    }
+}
+
+async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>, write_lock: Rc<Semaphore>) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let (mut start, mut end) = (0, 0);
+    let why = 'read: loop {
+        if end == buf.len() {
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+            } else {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        match socket.read_some(&mut buf[end..]).await {
+            Ok(0) => break "connection closed by nats-server".to_string(),
+            Ok(n) => end += n,
+            Err(e) => break format!("read: {e}"),
+        }
+        loop {
+            match parse(&buf[start..end]) {
+                Ok(Some((op, used))) => {
+                    start += used;
+                    match op {
+                        Op::Msg {
+                            subject,
+                            sid,
+                            payload,
+                            status,
+                        } => deliver(&shared, &subject, sid, payload, status),
+                        Op::Ping => {
+                            if let Err(e) = write(&socket, &write_lock, b"PONG\r\n").await {
+                                break 'read e;
+                            }
+                        }
+                        Op::Err(text) => break 'read format!("-ERR {text}"),
+                        Op::Info | Op::Ok | Op::Pong => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'read e.to_string(),
+            }
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        }
+    };
+    *shared.closed.borrow_mut() = Some(why.clone());
+    for (_, request) in shared.requests.borrow_mut().drain() {
+        let _ = request.tx.try_send(Err(why.clone()));
+    }
+    for mailbox in shared.mailboxes.borrow().values() {
+        mailbox.arrived.notify(usize::MAX);
+    }
+}
