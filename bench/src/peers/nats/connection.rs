@@ -32,10 +32,13 @@ pub struct Mailbox {
     pub arrived: event_listener::Event,
 }
 
+/// One reply of a request: its payload, or why it is not one (a status reply).
+pub type ReplyPayload = Result<Vec<u8>, String>;
+
 struct Request {
     remaining: usize,
-    replies: Vec<Result<Vec<u8>, String>>,
-    tx: LocalSender<Result<Vec<Result<Vec<u8>, String>>, String>>,
+    replies: Vec<ReplyPayload>,
+    tx: LocalSender<Result<Vec<ReplyPayload>, String>>,
 }
 
 struct Shared {
@@ -122,7 +125,7 @@ impl NatsConnection {
         subject: &str,
         count: usize,
         payload: &[u8],
-    ) -> Result<Vec<Result<Vec<u8>, String>>, String> {
+    ) -> Result<Vec<ReplyPayload>, String> {
         if let Some(why) = self.shared.closed.borrow().clone() {
             return Err(why);
         }
