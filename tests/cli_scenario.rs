@@ -529,3 +529,67 @@ fn the_bench_drives_nats_jetstream_as_a_peer() {
     }
     assert_eq!(e2e["errors"], 0);
 }
+
+/// Against RocketMQ's Rust port over remoting. Not in `.ci/run`: installing the peer takes ~19
+/// minutes on 2 cores. Run it with
+/// `cargo install --locked rocketmq-namesrv rocketmq-broker --root R && PATH=R/bin:$PATH
+/// cargo test --test cli_scenario rocketmq -- --ignored`.
+#[test]
+#[ignore = "needs rocketmq-namesrv-rust and rocketmq-broker-rust on PATH (see the doc comment)"]
+fn the_bench_drives_rocketmq_rust_over_remoting() {
+    let dir = data_dir();
+    for (batch, peer) in [("1", "rocketmq-rust"), ("50", "rocketmq-rust-sync")] {
+        let out = dir.path().join(format!("rocketmq-{batch}.json"));
+        let run = shardmq(&[
+            "bench",
+            "produce",
+            "--peer",
+            peer,
+            "--topic",
+            "rq",
+            "--messages",
+            "500",
+            "--size",
+            "128",
+            "--batch",
+            batch,
+            "--in-flight",
+            "2",
+            "--json",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{run:?}");
+        let report = json(&out);
+        assert_eq!(report["messages"], 500, "{report}");
+        assert_eq!(report["errors"], 0);
+    }
+    let e2e_path = dir.path().join("rocketmq-e2e.json");
+    let run = shardmq(&[
+        "bench",
+        "end-to-end",
+        "--peer",
+        "rocketmq-rust",
+        "--peer-queues",
+        "2",
+        "--topic",
+        "rq",
+        "--messages",
+        "1000",
+        "--size",
+        "64",
+        "--batch",
+        "10",
+        "--producers",
+        "2",
+        "--threads",
+        "2",
+        "--json",
+        e2e_path.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let e2e = json(&e2e_path);
+    assert_eq!(e2e["system"], "rocketmq-rust");
+    for count in ["sent", "acked", "received", "endToEndSamples"] {
+        assert_eq!(e2e[count], 1000, "{count} in {e2e}");
+    }
+}

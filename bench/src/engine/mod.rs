@@ -206,10 +206,10 @@ fn count_error(
     }
 }
 
-/// Keeps `live.p99_us[slot]` current for the progress line, once a second, until dropped.
+/// Keeps `live.p99_us[slot]` current for the progress line, 4 times a second, until dropped.
 async fn publish_p99(recorder: Rc<recorder::Recorder>, live: Arc<Live>, slot: usize) {
     loop {
-        glommio::timer::sleep(Duration::from_secs(1)).await;
+        glommio::timer::sleep(Duration::from_millis(250)).await;
         live.p99_us[slot].store(recorder.publish_p99(), Ordering::Relaxed);
     }
 }
