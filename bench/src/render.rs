@@ -1,7 +1,9 @@
 //! `shardmq bench report`: renders one or several bench result JSON files into a report
-//! directory: `README.md` (machine, commit, commands, a table of every run, ratios against the
-//! first run) and two SVG charts, `latency.svg` (percentile distribution on a log scale) and
-//! `throughput.svg` (messages per second over each run).
+//! directory: `README.md` (machine, commit, commands, a table of every run with its threads,
+//! warm-up and the load average before and after it, end-to-end and publish-delay tables, ratios
+//! against the first run) and three SVG charts: `latency.svg` (percentile distribution on a log
+//! scale), `throughput.svg` (messages per second over each run) and `p99.svg` (p99 per second
+//! over each run: end-to-end latency for end-to-end runs, else publish or pull latency).
 //!
 //! Input is what `shardmq bench … --json` writes; a file may come from another system's driver
 //! as long as it carries the same field names (`system` names it; `shardmq` when absent). Runs on
@@ -38,8 +40,44 @@ struct Run {
     mb_per_sec: f64,
     /// p50, p90, p99, p99.9, p99.99, max in µs.
     percentiles: [f64; 6],
-    series: Vec<u64>,
+    series: Vec<f64>,
+    /// p99 per second, µs (end-to-end for end-to-end runs).
+    p99_series: Vec<f64>,
+    /// End-to-end runs: p50, p90, p99, p99.9, p99.99, max in µs.
+    end_to_end: Option<[f64; 6]>,
+    /// Open-loop runs: target rate, and publish delay p50 … max in µs.
+    open_loop: Option<(f64, [f64; 6])>,
+    threads: u64,
+    warmup_s: f64,
+    load_before: String,
+    load_after: String,
+    commit: String,
     command: String,
+}
+
+/// OMB millisecond fields `{prefix}50pct` … `{prefix}Max` as µs, if the run has them.
+fn omb_percentiles(json: &Value, prefix: &str) -> Option<[f64; 6]> {
+    let mut out = [0f64; 6];
+    for (slot, suffix) in out
+        .iter_mut()
+        .zip(["50pct", "90pct", "99pct", "999pct", "9999pct", "Max"])
+    {
+        *slot = json[format!("{prefix}{suffix}")].as_f64()? * 1000.0;
+    }
+    Some(out)
+}
+
+fn load_text(value: &Value) -> String {
+    value.as_array().map_or_else(
+        || "–".into(),
+        |a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|l| format!("{l:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
 }
 
 const PERCENTILES: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
@@ -70,10 +108,21 @@ fn read_run(path: &Path) -> Result<Run, BenchError> {
             None => return Err(invalid(path, &format!("latencyUs.{key} missing"))),
         };
     }
-    let series_key = if json["kind"] == "consume" {
-        "consumeRateSeries"
-    } else {
-        "publishRateSeries"
+    let (series_key, p99_key) = match json["kind"].as_str() {
+        Some("consume") => ("consumeRateSeries", "pullLatency99pctSeries"),
+        Some("end-to-end") => ("publishRateSeries", "endToEndLatency99pctSeries"),
+        _ => ("publishRateSeries", "publishLatency99pctSeries"),
+    };
+    let floats = |key: &str, scale: f64| -> Vec<f64> {
+        json[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|v| v * scale)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     Ok(Run {
         label: path
@@ -87,10 +136,17 @@ fn read_run(path: &Path) -> Result<Run, BenchError> {
         msg_per_sec: number("msgPerSec")?,
         mb_per_sec: number("mbPerSec")?,
         percentiles,
-        series: json[series_key]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default(),
+        series: floats(series_key, 1.0),
+        p99_series: floats(p99_key, 1000.0),
+        end_to_end: omb_percentiles(&json, "endToEndLatency"),
+        open_loop: json["targetRate"]
+            .as_f64()
+            .zip(omb_percentiles(&json, "publishDelayLatency")),
+        threads: json["threads"].as_u64().unwrap_or(1),
+        warmup_s: json["warmupSeconds"].as_f64().unwrap_or(0.0),
+        load_before: load_text(&json["loadAverageBefore"]),
+        load_after: load_text(&json["loadAverageAfter"]),
+        commit: json["gitCommit"].as_str().unwrap_or("–").to_string(),
         command: json["command"].as_str().unwrap_or("").to_string(),
     })
 }
@@ -104,7 +160,20 @@ pub fn render(args: &ReportArgs) -> Result<PathBuf, BenchError> {
         .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&args.out).map_err(|e| invalid(&args.out, &e.to_string()))?;
     latency_chart(&runs, &args.out.join("latency.svg"))?;
-    throughput_chart(&runs, &args.out.join("throughput.svg"))?;
+    series_chart(
+        &runs,
+        &args.out.join("throughput.svg"),
+        "messages per second over the run",
+        "msg/s",
+        |r| &r.series,
+    )?;
+    series_chart(
+        &runs,
+        &args.out.join("p99.svg"),
+        "p99 latency per second (µs; end-to-end for end-to-end runs)",
+        "µs",
+        |r| &r.p99_series,
+    )?;
     let readme = args.out.join("README.md");
     std::fs::write(&readme, markdown(&args.title, &runs))
         .map_err(|e| invalid(&readme, &e.to_string()))?;
@@ -115,17 +184,6 @@ fn markdown(title: &str, runs: &[Run]) -> String {
     let mut out = format!("# {title}\n\n## Machine\n\n{}\n", machine());
     out.push_str("## Runs\n\n| run | system | kind | messages | msg/s | MB/s | p50 µs | p90 µs | p99 µs | p99.9 µs | p99.99 µs | max µs |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs {
-        let p: Vec<String> = r
-            .percentiles
-            .iter()
-            .map(|v| {
-                if *v > 0.0 {
-                    format!("{v:.0}")
-                } else {
-                    "–".into()
-                }
-            })
-            .collect();
         out.push_str(&format!(
             "| {} | {} | {} | {} | {:.0} | {:.1} | {} |\n",
             r.label,
@@ -134,7 +192,31 @@ fn markdown(title: &str, runs: &[Run]) -> String {
             r.messages,
             r.msg_per_sec,
             r.mb_per_sec,
-            p.join(" | ")
+            cells(&r.percentiles)
+        ));
+    }
+    out.push_str("\nLatency above is per request: send to ack (produce, end-to-end), pull round trip (consume); open-loop runs measure from the intended send time.\n");
+    if runs.iter().any(|r| r.end_to_end.is_some()) {
+        out.push_str("\n## End-to-end latency (send to receipt, per record)\n\n| run | system | p50 µs | p90 µs | p99 µs | p99.9 µs | p99.99 µs | max µs |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+        for r in runs {
+            if let Some(e) = &r.end_to_end {
+                out.push_str(&format!("| {} | {} | {} |\n", r.label, r.system, cells(e)));
+            }
+        }
+    }
+    if runs.iter().any(|r| r.open_loop.is_some()) {
+        out.push_str("\n## Open loop: publish delay (how late each request went out)\n\n| run | target msg/s | p50 µs | p90 µs | p99 µs | p99.9 µs | p99.99 µs | max µs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in runs {
+            if let Some((rate, d)) = &r.open_loop {
+                out.push_str(&format!("| {} | {rate:.0} | {} |\n", r.label, cells(d)));
+            }
+        }
+    }
+    out.push_str("\n## Conditions of each run\n\n| run | bench executors | warm-up s | load avg before | load avg after | commit |\n|---|---:|---:|---|---|---|\n");
+    for r in runs {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.label, r.threads, r.warmup_s, r.load_before, r.load_after, r.commit
         ));
     }
     if let Some((base, rest)) = runs.split_first() {
@@ -160,7 +242,7 @@ fn markdown(title: &str, runs: &[Run]) -> String {
             out.push_str("\nThroughput ratio > 1 means more messages per second than the baseline; latency ratio > 1 means slower.\n");
         }
     }
-    out.push_str("\n## Charts\n\n![latency percentiles](latency.svg)\n\n![throughput over time](throughput.svg)\n\n## Commands\n\n");
+    out.push_str("\n## Charts\n\n![latency percentiles](latency.svg)\n\n![throughput over time](throughput.svg)\n\n![p99 over time](p99.svg)\n\n## Commands\n\n");
     for r in runs {
         let command = if r.command.is_empty() {
             "(not recorded)"
@@ -170,6 +252,21 @@ fn markdown(title: &str, runs: &[Run]) -> String {
         out.push_str(&format!("- `{}`: `{command}`\n", r.label));
     }
     out
+}
+
+/// Percentile cells joined for a table row; 0 (not measured) shows as "–".
+fn cells(values: &[f64; 6]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            if *v > 0.0 {
+                format!("{v:.0}")
+            } else {
+                "–".into()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 fn machine() -> String {
@@ -260,24 +357,29 @@ fn latency_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
     root.present().map_err(|e| chart_error(path, e))
 }
 
-fn throughput_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
+/// A per-second series of every run as lines over the run's seconds.
+fn series_chart(
+    runs: &[Run],
+    path: &Path,
+    caption: &str,
+    unit: &str,
+    series: fn(&Run) -> &Vec<f64>,
+) -> Result<(), BenchError> {
     let seconds = runs
         .iter()
-        .map(|r| r.series.len())
+        .map(|r| series(r).len())
         .max()
         .unwrap_or(1)
         .max(1);
     let top = runs
         .iter()
-        .flat_map(|r| r.series.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
+        .flat_map(|r| series(r).iter().copied())
+        .fold(1.0f64, f64::max)
         * 1.1;
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| chart_error(path, e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("messages per second over the run", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(90)
@@ -286,11 +388,11 @@ fn throughput_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
     chart
         .configure_mesh()
         .x_desc("second")
-        .y_desc("msg/s")
+        .y_desc(unit)
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| chart_error(path, e))?;
-    if runs.iter().all(|r| r.series.is_empty()) {
+    if runs.iter().all(|r| series(r).is_empty()) {
         let style = ("sans-serif", 18).into_font().color(&BLACK);
         root.draw_text(
             "these results carry no per-second series",
@@ -301,12 +403,11 @@ fn throughput_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
     }
     for (i, run) in runs.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        // Each second's count is drawn at the middle of its second.
-        let points: Vec<(f64, f64)> = run
-            .series
+        // Each second's value is drawn at the middle of its second.
+        let points: Vec<(f64, f64)> = series(run)
             .iter()
             .enumerate()
-            .map(|(s, n)| (s as f64 + 0.5, *n as f64))
+            .map(|(s, v)| (s as f64 + 0.5, *v))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))

@@ -274,6 +274,7 @@ impl Report {
             "durationSeconds".into(),
             json!(self.planned_duration.map(|d| d.as_secs_f64())),
         );
+        map.insert("gitCommit".into(), json!(git_commit()));
         map.insert("loadAverageBefore".into(), json!(self.load_before));
         map.insert("loadAverageAfter".into(), json!(self.load_after));
         map.insert(
@@ -362,6 +363,16 @@ fn insert_latency(map: &mut Map<String, Value>, prefix: &str, l: &LatencySummary
     ] {
         map.insert(format!("{prefix}{suffix}"), json!(ms(us)));
     }
+}
+
+/// The short commit of the git checkout the bench runs in, if it runs in one.
+fn git_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn per_sec(amount: f64, elapsed: Duration) -> f64 {

@@ -11,6 +11,7 @@ fn a_report_renders_from_stored_results() {
         inputs: vec![
             fixtures.join("shardmq-produce.json"),
             fixtures.join("redis-produce.json"),
+            fixtures.join("shardmq-e2e.json"),
         ],
         out: out.path().join("report"),
         title: "fixture report".into(),
@@ -35,14 +36,30 @@ fn a_report_renders_from_stored_results() {
         text.contains("redis-benchmark -n 2000000"),
         "commands are listed"
     );
-    for chart in ["latency.svg", "throughput.svg"] {
+    // The end-to-end run (two producer executors, a 1 s warm-up, open loop at 20,000 msg/s)
+    // brings its own tables; the old fixtures, written before those fields, show "–".
+    assert!(text.contains("## End-to-end latency"), "{text}");
+    assert!(
+        text.contains("| shardmq-e2e | shardmq | 217 | 268 | 389 | 885 | 1456 | 1456 |"),
+        "{text}"
+    );
+    assert!(text.contains("| shardmq-e2e | 20000 | 74 |"), "{text}");
+    assert!(
+        text.contains("| shardmq-e2e | 2 | 1 | 1.16 1.44 1.46 |"),
+        "executors, warm-up and load average before: {text}"
+    );
+    assert!(text.contains("| redis-produce | 1 | 0 | – | – | – |"), "{text}");
+    assert!(text.contains("![p99 over time](p99.svg)"));
+    for chart in ["latency.svg", "throughput.svg", "p99.svg"] {
         let svg = std::fs::read_to_string(out.path().join("report").join(chart)).unwrap();
         assert!(
             svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
             "{chart} is a whole SVG"
         );
         assert!(
-            svg.contains("shardmq-produce") && svg.contains("redis-produce"),
+            svg.contains("shardmq-produce")
+                && svg.contains("redis-produce")
+                && svg.contains("shardmq-e2e"),
             "{chart} has a legend entry per run"
         );
     }
