@@ -48,7 +48,10 @@ fn a_report_renders_from_stored_results() {
         text.contains("| shardmq-e2e | 2 | 1 | 1.16 1.44 1.46 |"),
         "executors, warm-up and load average before: {text}"
     );
-    assert!(text.contains("| redis-produce | 1 | 0 | – | – | – |"), "{text}");
+    assert!(
+        text.contains("| redis-produce | 1 | 0 | – | – | – |"),
+        "{text}"
+    );
     assert!(text.contains("![p99 over time](p99.svg)"));
     for chart in ["latency.svg", "throughput.svg", "p99.svg"] {
         let svg = std::fs::read_to_string(out.path().join("report").join(chart)).unwrap();
