@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# shardmq against NATS JetStream, Redis Streams and rocketmq-rust: the same workloads through
+# `shardmq bench` (one engine, one driver per system), in the same run, rendered by
+# `shardmq bench report`. Broker / peer server pinned to CPU 1, bench executors on CPU 0
+# (end-to-end consumers on CPU 1, next to the server). 1 KB messages, 4 queues, duration mode
+# with a warm-up that is measured nowhere.
+# Usage: perf-reports/2026-11-25-peers-all/run.sh
+#   needs redis-server, nats-server (Debian) and rocketmq-namesrv-rust, rocketmq-broker-rust on
+#   PATH (cargo install --locked rocketmq-namesrv rocketmq-broker; see ../shared/peers/README.md).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(git rev-parse --show-toplevel)
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -q
+B=$ROOT/target/release/shardmq
+DATA=$ROOT/target/perf-data
+QUEUES=4
+
+broker() { # flags...
+  rm -rf "$DATA"; mkdir -p "$DATA"
+  "$B" broker --listen 127.0.0.1:0 --data-dir "$DATA" --shards 1 --cpus 1 "$@" > "$DATA.out" 2> "$DATA.err" &
+  BROKER=$!
+  for _ in $(seq 100); do grep -q ready "$DATA.out" 2>/dev/null && break; sleep 0.1; done
+  ADDR=$(sed 's/.*native=//' "$DATA.out")
+  "$B" admin --broker "$ADDR" topic create --name t --queues $QUEUES > /dev/null
+}
+stop() { kill -TERM "$BROKER"; wait "$BROKER"; }
+
+scenario() { # dir kind broker-flags "peers" -- workload...
+  local dir=$1 kind=$2 flags=$3 peers=$4; shift 5
+  mkdir -p "$dir"
+  broker $flags
+  echo "--- $dir shardmq"
+  "$B" bench --broker "$ADDR" "$kind" --topic t --cpu 0 "$@" --json "$dir/shardmq.json" 2>/dev/null | tail -3
+  stop
+  local files=("$dir/shardmq.json")
+  for peer in $peers; do
+    echo "--- $dir $peer"
+    "$B" bench "$kind" --peer "$peer" --peer-cpu 1 --peer-queues $QUEUES --cpu 0 --topic t "$@" \
+      --json "$dir/$peer.json" 2>/dev/null | tail -3
+    files+=("$dir/$peer.json")
+  done
+  "$B" bench report --title "$dir: shardmq vs $peers, same workload, same run" --out "$dir" "${files[@]}"
+}
+
+TIMED="--duration-s 10 --warmup-s 2 --size 1024"
+{
+echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+scenario batch1 produce "" "nats redis rocketmq-rust" -- $TIMED --batch 1 --producers 4 --in-flight 16
+scenario batch100 produce "" "nats redis rocketmq-rust" -- $TIMED --batch 100 --producers 2 --in-flight 4
+scenario roundtrip produce "" "nats redis rocketmq-rust" -- $TIMED --batch 1 --producers 1 --in-flight 1
+scenario e2e-50k end-to-end "" "nats redis rocketmq-rust" -- --duration-s 20 --warmup-s 2 --size 1024 \
+  --rate 50000 --batch 10 --producers 2 --threads 2 --in-flight 64 --consumer-cpu 1
+scenario durable-batch100 produce "--flush sync" "redis-always rocketmq-rust-sync" -- $TIMED --batch 100 --producers 2 --in-flight 4
+echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
+} 2>&1 | tee run.log
