@@ -6,6 +6,12 @@
 //! - the writer sends replies in the order they were queued, first waiting for the fdatasync a
 //!   `flush = sync` ack needs (so the reader keeps taking batches that share that fdatasync).
 //!
+//! Syscalls: both directions are buffered (`SOCKET_BUFFER_BYTES`). The reader's one `recv`
+//! brings in every request the client pipelined so far; the writer appends replies to its buffer
+//! and sends only when no further reply is queued (or the buffer is full, or before waiting for
+//! an fdatasync), so a burst of pipelined acks leaves in one `send`. Large frames bypass the
+//! buffers. A reply is never held back while the writer idles: an empty queue means flush.
+//!
 //! The reply queue is bounded in replies (`REPLIES_QUEUED_PER_CONNECTION_MAX`) and in bytes
 //! (`REPLY_BYTES_QUEUED_PER_CONNECTION_MAX`): a client that pipelines more, or does not read its
 //! socket, stops being read until replies drain. At most `PARKED_PULLS_PER_CONNECTION_MAX` long
@@ -22,7 +28,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::io::{BufReader, BufWriter, ReadHalf, WriteHalf};
 use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
@@ -39,7 +45,7 @@ use super::handlers::pull::PullOutcome;
 use super::handlers::{offsets, produce, pull, topics, Reply};
 use crate::limits::{
     PARKED_PULLS_PER_CONNECTION_MAX, REPLIES_QUEUED_PER_CONNECTION_MAX,
-    REPLY_BYTES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST,
+    REPLY_BYTES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES,
 };
 
 struct Outgoing {
@@ -109,7 +115,8 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (reader, writer) = futures_lite::io::split(stream);
+    let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, reader);
     let (sender, receiver) =
         local_channel::new_bounded::<Outgoing>(REPLIES_QUEUED_PER_CONNECTION_MAX);
     let sender = Rc::new(Replies {
@@ -119,8 +126,20 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
     });
     let writer_ctx = ctx.clone();
     let writer_task = glommio::spawn_local(async move {
-        let mut writer = writer;
-        while let Some(out) = receiver.recv().await {
+        let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, writer);
+        loop {
+            // Take the next reply if one is queued already; otherwise send what is buffered
+            // before waiting for one.
+            let next = match futures_lite::future::poll_once(receiver.recv()).await {
+                Some(next) => next,
+                None => {
+                    if writer.flush().await.is_err() {
+                        break;
+                    }
+                    receiver.recv().await
+                }
+            };
+            let Some(out) = next else { break };
             if write_reply(&writer_ctx, &mut writer, out).await.is_err() {
                 break;
             }
@@ -149,10 +168,12 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
 
 async fn write_reply(
     ctx: &ShardContext,
-    writer: &mut WriteHalf<TcpStream>,
+    writer: &mut BufWriter<WriteHalf<TcpStream>>,
     mut out: Outgoing,
 ) -> std::io::Result<()> {
     if let Some(end) = out.wait_synced {
+        // Replies already buffered must not wait for this one's fdatasync.
+        writer.flush().await?;
         if let Err(err) = ctx.store.wait_synced(end).await {
             out = error_outgoing(out.frame.correlation_id, &HandlerError::Storage(err));
         }
@@ -162,7 +183,7 @@ async fn write_reply(
 
 async fn read_requests(
     ctx: &Rc<ShardContext>,
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut BufReader<ReadHalf<TcpStream>>,
     sender: &ReplySender,
     peer: &str,
 ) {
