@@ -292,6 +292,47 @@ fn admin_and_bench_round_trip() {
     assert_eq!(timed["sent"].as_u64().unwrap(), measured + 1000);
     assert_eq!(timed["errors"], 0);
 
+    // Several topics: producer p sends to topic p mod 2; consumers read every queue of both.
+    for name in ["multi-a", "multi-b"] {
+        let created = shardmq(&[
+            "admin", "--broker", addr, "topic", "create", "--name", name, "--queues", "2",
+        ]);
+        assert!(created.status.success(), "{created:?}");
+    }
+    let multi_json = dir.path().join("multi.json");
+    let multi = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "end-to-end",
+        "--topic",
+        "multi-a,multi-b",
+        "--messages",
+        "1000",
+        "--size",
+        "64",
+        "--batch",
+        "10",
+        "--producers",
+        "2",
+        "--json",
+        multi_json.to_str().unwrap(),
+    ]);
+    assert!(multi.status.success(), "{multi:?}");
+    let multi = json(&multi_json);
+    for count in ["sent", "acked", "received"] {
+        assert_eq!(multi[count], 1000, "{count} in {multi}");
+    }
+    for name in ["multi-a", "multi-b"] {
+        let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", name]);
+        let total: u64 = stdout(&offsets)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 500, "each topic got one producer's share");
+    }
+
     let missing = shardmq(&[
         "bench",
         "--broker",

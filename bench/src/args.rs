@@ -63,7 +63,8 @@ pub struct ProduceArgs {
     /// Set from `BenchArgs::broker`.
     #[arg(skip)]
     pub broker: String,
-    /// Topic to produce to; it must exist (see `list_topics`).
+    /// Topic to produce to, or several separated by commas (producer p sends to the
+    /// (p mod n)-th); on shardmq they must exist, peers create them.
     #[arg(long)]
     pub topic: String,
     /// Total messages across all producers (count mode; ignored with --duration-s).
@@ -249,7 +250,18 @@ impl ProduceArgs {
             )?),
             None => None,
         };
+        let topics: Vec<String> = self
+            .topic
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if topics.is_empty() {
+            return Err(BenchError::InvalidArgs("--topic names no topic".into()));
+        }
         Ok(crate::engine::Workload {
+            topics,
             messages: self.messages,
             duration: self.duration_s.map(std::time::Duration::from_secs_f64),
             warmup: std::time::Duration::from_secs_f64(self.warmup_s),

@@ -26,8 +26,10 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
         report.publish(args.json.as_deref())?;
         return Ok(report);
     }
-    let (broker, topic, timeout) = native_target(args);
-    let measured = engine::run(&workload, move || Native::new(&broker, &topic, timeout, 0))?;
+    let (broker, timeout) = native_target(args);
+    let measured = engine::run(&workload, move |topic| {
+        Native::new(&broker, topic, timeout, 0)
+    })?;
     let report = workload_report("shardmq", &args.topic, &workload, &measured);
     report.publish(args.json.as_deref())?;
     Ok(report)
@@ -47,10 +49,10 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
         report.publish(args.produce.json.as_deref())?;
         return Ok(report);
     }
-    let (broker, topic, timeout) = native_target(&args.produce);
+    let (broker, timeout) = native_target(&args.produce);
     let wait_ms = args.wait_ms;
-    let measured = engine::run(&workload, move || {
-        Native::new(&broker, &topic, timeout, wait_ms)
+    let measured = engine::run(&workload, move |topic| {
+        Native::new(&broker, topic, timeout, wait_ms)
     })?;
     let report = workload_report("shardmq", &args.produce.topic, &workload, &measured);
     if report.received < Some(report.sent - report.errors) {
@@ -64,12 +66,8 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
     Ok(report)
 }
 
-fn native_target(args: &ProduceArgs) -> (String, String, Duration) {
-    (
-        args.broker.clone(),
-        args.topic.clone(),
-        Duration::from_millis(args.timeout_ms),
-    )
+fn native_target(args: &ProduceArgs) -> (String, Duration) {
+    (args.broker.clone(), Duration::from_millis(args.timeout_ms))
 }
 
 /// The report of a produce or end-to-end workload run by the engine against `system`.

@@ -109,17 +109,17 @@ impl<P: Publisher> Producer<P> {
     }
 }
 
-/// Opens this executor's producers, waits at the gate, runs them, returns the measurements
-/// and the topic's queue count.
+/// Opens this executor's producers (`drivers`: one per topic), waits at the gate, runs them,
+/// returns the measurements.
 pub(super) async fn producer_executor<D: Driver>(
-    driver: D,
+    drivers: Vec<D>,
     w: Workload,
     thread: u32,
     threads: u32,
     live: Arc<Live>,
-) -> Result<(ThreadResult, u32), BenchError> {
-    let setup = open_producers(&driver, &w, thread, threads).await;
-    let (producers, queues) = match setup {
+) -> Result<ThreadResult, BenchError> {
+    let setup = open_producers(&drivers, &w, thread, threads).await;
+    let producers = match setup {
         Ok(ok) => ok,
         Err(e) => {
             live.abort();
@@ -164,16 +164,19 @@ pub(super) async fn producer_executor<D: Driver>(
     }
     drop(progress);
     live.producers_running.fetch_sub(1, Ordering::SeqCst);
-    Ok((recorder.finish(), queues))
+    Ok(recorder.finish())
 }
 
 async fn open_producers<D: Driver>(
-    driver: &D,
+    drivers: &[D],
     w: &Workload,
     thread: u32,
     threads: u32,
-) -> Result<(Vec<Producer<D::Publisher>>, u32), BenchError> {
-    let queues = driver.queues().await?;
+) -> Result<Vec<Producer<D::Publisher>>, BenchError> {
+    let mut queue_counts = Vec::with_capacity(drivers.len());
+    for driver in drivers {
+        queue_counts.push(driver.queues().await?);
+    }
     let payload = payload_bytes(w.size, 0x5eed);
     let mut producers = Vec::new();
     for p in (thread..w.producers).step_by(threads as usize) {
@@ -187,8 +190,9 @@ async fn open_producers<D: Driver>(
         if messages == 0 {
             continue;
         }
-        let mine = producer_queues(w, p, queues)?;
-        let publisher = driver.publisher(p, &mine).await?;
+        let topic = p as usize % drivers.len();
+        let mine = producer_queues(w, p, queue_counts[topic])?;
+        let publisher = drivers[topic].publisher(p, &mine).await?;
         let rest = (messages % u64::from(w.batch)) as u32;
         let tail =
             (w.duration.is_none() && rest > 0).then(|| (publisher.encode(rest, &payload), rest));
@@ -202,7 +206,7 @@ async fn open_producers<D: Driver>(
             next: Cell::new(0),
         });
     }
-    Ok((producers, queues))
+    Ok(producers)
 }
 
 /// One closed loop: take the producer's next batch, send it, wait for the ack, repeat.

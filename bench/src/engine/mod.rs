@@ -2,8 +2,9 @@
 //! over several pinned glommio executors whose measurements merge at the end.
 //!
 //! Shape of a run:
-//! - `--threads` producer executors; producer `p` lives on executor `p % threads`. An
-//!   end-to-end run adds one consumer executor with a [`Subscriber`] per queue.
+//! - `--threads` producer executors; producer `p` lives on executor `p % threads` and sends to
+//!   topic `p % topics`. An end-to-end run adds one consumer executor with a [`Subscriber`] per
+//!   queue of every topic. Each executor has a [`Driver`] per topic.
 //! - Every executor opens its connections first, then waits at the start gate
 //!   ([`live::Live::start_gate`]); all begin at one instant, `start`.
 //! - The first `--warmup-s` seconds are run but not measured (see [`recorder`]).
@@ -43,6 +44,8 @@ use crate::runtime::run_pinned;
 /// Everything a produce or end-to-end workload is, independent of the system.
 #[derive(Debug, Clone)]
 pub struct Workload {
+    /// The topics producers spread over (producer `p` sends to `topics[p % len]`).
+    pub topics: Vec<String>,
     /// Count mode: total messages over all producers. Ignored in duration mode.
     pub messages: u64,
     /// Duration mode: measured seconds after the warm-up.
@@ -82,7 +85,6 @@ impl Workload {
 #[derive(Debug)]
 pub struct Measured {
     pub merged: ThreadResult,
-    pub queues: u32,
     /// When the measured window began (start + warm-up).
     pub measure_from: Instant,
     pub load_before: Option<[f64; 3]>,
@@ -98,15 +100,17 @@ impl Measured {
     }
 }
 
-/// Runs `workload` against the system `make_driver` reaches (called once per executor), blocking
-/// the calling thread until every executor returned.
+/// Runs `workload` against the system `make_driver(topic)` reaches (called on every executor for
+/// every topic), blocking the calling thread until every executor returned.
 pub fn run<D, F>(workload: &Workload, make_driver: F) -> Result<Measured, BenchError>
 where
     D: Driver,
-    F: Fn() -> D + Send + Sync + 'static,
+    F: Fn(&str) -> D + Send + Sync + 'static,
 {
-    if workload.producer_cpus.is_empty() {
-        return Err(BenchError::InvalidArgs("no producer executors".into()));
+    if workload.producer_cpus.is_empty() || workload.topics.is_empty() {
+        return Err(BenchError::InvalidArgs(
+            "a run needs at least one executor and one topic".into(),
+        ));
     }
     let threads = workload.producer_cpus.len() as u32;
     let live = Arc::new(Live::new(threads, u32::from(workload.end_to_end())));
@@ -119,7 +123,8 @@ where
         let name = format!("bench-produce-{t}");
         handles.push(std::thread::spawn(move || {
             run_pinned(&name, cpu, w.spin_us, move || {
-                load::producer_executor(make(), w, t as u32, threads, live)
+                let drivers = w.topics.iter().map(|topic| make(topic)).collect();
+                load::producer_executor(drivers, w, t as u32, threads, live)
             })
         }));
     }
@@ -127,7 +132,8 @@ where
         let (w, live, make) = (workload.clone(), live.clone(), make_driver.clone());
         handles.push(std::thread::spawn(move || {
             run_pinned("bench-consume", cpu, w.spin_us, move || {
-                receive::consumer_executor(make(), w, live)
+                let drivers = w.topics.iter().map(|topic| make(topic)).collect();
+                receive::consumer_executor(drivers, w, live)
             })
         }));
     }
@@ -138,16 +144,12 @@ where
 
     let mut merged = ThreadResult::default();
     let mut failure = None;
-    let mut queues = 0;
     for handle in handles {
         let outcome = handle
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match outcome.and_then(|inner| inner) {
-            Ok((result, q)) => {
-                merged.merge(&result);
-                queues = q;
-            }
+            Ok(result) => merged.merge(&result),
             Err(e) => {
                 live.abort();
                 live.stop.store(true, Ordering::SeqCst);
@@ -171,7 +173,6 @@ where
         .ok_or_else(|| BenchError::Executor("the run never started".into()))?;
     Ok(Measured {
         merged,
-        queues,
         measure_from: start + workload.warmup,
         load_before,
         load_after: live::load_average(),

@@ -18,21 +18,24 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// Pause after a failed poll.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// Subscribes to every queue of every topic (`drivers`: one per topic), waits at the gate, and
+/// receives until every acknowledged record arrived (or the drain timeout).
 pub(super) async fn consumer_executor<D: Driver>(
-    driver: D,
+    drivers: Vec<D>,
     w: Workload,
     live: Arc<Live>,
-) -> Result<(ThreadResult, u32), BenchError> {
+) -> Result<ThreadResult, BenchError> {
     let setup = async {
-        let queues = driver.queues().await?;
         let mut subscribers = Vec::new();
-        for queue in 0..queues {
-            subscribers.push(driver.subscriber(queue).await?);
+        for driver in &drivers {
+            for queue in 0..driver.queues().await? {
+                subscribers.push(driver.subscriber(queue).await?);
+            }
         }
-        Ok::<_, BenchError>((subscribers, queues))
+        Ok::<_, BenchError>(subscribers)
     }
     .await;
-    let (subscribers, queues) = match setup {
+    let subscribers = match setup {
         Ok(ok) => ok,
         Err(e) => {
             live.abort();
@@ -71,7 +74,7 @@ pub(super) async fn consumer_executor<D: Driver>(
     for task in tasks {
         task.cancel();
     }
-    Ok((recorder.finish(), queues))
+    Ok(recorder.finish())
 }
 
 async fn receive<S: Subscriber>(

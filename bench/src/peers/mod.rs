@@ -186,7 +186,12 @@ fn drive<D: crate::engine::Driver + From<PeerTarget>>(
     workload: &crate::engine::Workload,
     target: PeerTarget,
 ) -> Result<Report, BenchError> {
-    let measured = crate::engine::run(workload, move || D::from(target.clone()))?;
+    let measured = crate::engine::run(workload, move |topic| {
+        D::from(PeerTarget {
+            topic: topic.to_owned(),
+            ..target.clone()
+        })
+    })?;
     Ok(crate::produce::workload_report(
         system,
         &args.topic,
