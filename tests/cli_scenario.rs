@@ -315,6 +315,8 @@ fn admin_and_bench_round_trip() {
         "10",
         "--producers",
         "2",
+        "--consumers",
+        "3",
         "--json",
         multi_json.to_str().unwrap(),
     ]);

@@ -52,7 +52,10 @@ pub struct EndToEndArgs {
     /// Long-poll wait of the consumers' pulls, in ms.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=i64::from(PULL_WAIT_MS_MAX)))]
     pub wait_ms: u32,
-    /// CPU of the consumer executor (default: the first producer executor's CPU).
+    /// Consumer executors; the queues of every topic are dealt round-robin over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub consumers: u32,
+    /// CPU of the consumer executors (default: the first producer executor's CPU).
     #[arg(long)]
     pub consumer_cpu: Option<usize>,
 }
@@ -221,10 +224,11 @@ impl ProduceArgs {
 }
 
 impl ProduceArgs {
-    /// The workload these arguments describe; `consumer_cpu` is `Some` for end-to-end runs.
+    /// The workload these arguments describe; `end_to_end` is `Some((consumer executors, their
+    /// CPU))` for end-to-end runs.
     pub(crate) fn workload(
         &self,
-        end_to_end: Option<Option<usize>>,
+        end_to_end: Option<(u32, Option<usize>)>,
     ) -> Result<crate::engine::Workload, BenchError> {
         self.validate()?;
         let allowed = crate::runtime::allowed_cpus();
@@ -243,12 +247,12 @@ impl ProduceArgs {
                 }
             })
             .collect();
-        let consumer_cpu = match end_to_end {
-            Some(wanted) => Some(crate::runtime::choose_cpu(
-                wanted.or(Some(producer_cpus[0])),
-                &allowed,
-            )?),
-            None => None,
+        let consumer_cpus = match end_to_end {
+            Some((count, wanted)) => {
+                let cpu = crate::runtime::choose_cpu(wanted.or(Some(producer_cpus[0])), &allowed)?;
+                vec![cpu; count as usize]
+            }
+            None => Vec::new(),
         };
         let topics: Vec<String> = self
             .topic
@@ -272,7 +276,7 @@ impl ProduceArgs {
             in_flight: self.in_flight,
             rate: self.rate,
             producer_cpus,
-            consumer_cpu,
+            consumer_cpus,
             spin_us: self.spin_us,
             max_errors: self.max_errors,
             drain_timeout: std::time::Duration::from_secs(5),

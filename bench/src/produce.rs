@@ -43,7 +43,9 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
             "--size must be at least {STAMP_BYTES} for end-to-end stamps"
         )));
     }
-    let workload = args.produce.workload(Some(args.consumer_cpu))?;
+    let workload = args
+        .produce
+        .workload(Some((args.consumers, args.consumer_cpu)))?;
     if let Some(peer) = args.produce.peer {
         let report = crate::peers::run_workload(peer, &args.produce, &workload, args.wait_ms)?;
         report.publish(args.produce.json.as_deref())?;

@@ -3,8 +3,9 @@
 //!
 //! Shape of a run:
 //! - `--threads` producer executors; producer `p` lives on executor `p % threads` and sends to
-//!   topic `p % topics`. An end-to-end run adds one consumer executor with a [`Subscriber`] per
-//!   queue of every topic. Each executor has a [`Driver`] per topic.
+//!   topic `p % topics`. An end-to-end run adds `--consumers` executors; the queues of every
+//!   topic are dealt round-robin over them, a [`Subscriber`] per queue. Each executor has a
+//!   [`Driver`] per topic.
 //! - Every executor opens its connections first, then waits at the start gate
 //!   ([`live::Live::start_gate`]); all begin at one instant, `start`.
 //! - The first `--warmup-s` seconds are run but not measured (see [`recorder`]).
@@ -60,8 +61,9 @@ pub struct Workload {
     pub rate: f64,
     /// The CPU of each producer executor (its length is the executor count).
     pub producer_cpus: Vec<usize>,
-    /// End-to-end runs: the consumer executor's CPU.
-    pub consumer_cpu: Option<usize>,
+    /// End-to-end runs: the CPU of each consumer executor (empty: not an end-to-end run). The
+    /// (topic, queue) pairs are dealt round-robin over them, one subscriber each.
+    pub consumer_cpus: Vec<usize>,
     pub spin_us: u64,
     pub max_errors: u64,
     /// End-to-end: how long consumers wait for missing records after the producers finished.
@@ -70,7 +72,7 @@ pub struct Workload {
 
 impl Workload {
     pub fn end_to_end(&self) -> bool {
-        self.consumer_cpu.is_some()
+        !self.consumer_cpus.is_empty()
     }
 
     fn planned(&self) -> Planned {
@@ -113,7 +115,8 @@ where
         ));
     }
     let threads = workload.producer_cpus.len() as u32;
-    let live = Arc::new(Live::new(threads, u32::from(workload.end_to_end())));
+    let consumers = workload.consumer_cpus.len() as u32;
+    let live = Arc::new(Live::new(threads, consumers));
     let make_driver = Arc::new(make_driver);
     let load_before = live::load_average();
 
@@ -128,12 +131,13 @@ where
             })
         }));
     }
-    if let Some(cpu) = workload.consumer_cpu {
+    for (c, &cpu) in workload.consumer_cpus.iter().enumerate() {
         let (w, live, make) = (workload.clone(), live.clone(), make_driver.clone());
+        let name = format!("bench-consume-{c}");
         handles.push(std::thread::spawn(move || {
-            run_pinned("bench-consume", cpu, w.spin_us, move || {
+            run_pinned(&name, cpu, w.spin_us, move || {
                 let drivers = w.topics.iter().map(|topic| make(topic)).collect();
-                receive::consumer_executor(drivers, w, live)
+                receive::consumer_executor(drivers, w, c as u32, consumers, live)
             })
         }));
     }

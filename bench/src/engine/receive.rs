@@ -18,18 +18,26 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// Pause after a failed poll.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
 
-/// Subscribes to every queue of every topic (`drivers`: one per topic), waits at the gate, and
-/// receives until every acknowledged record arrived (or the drain timeout).
+/// Subscribes to this executor's share of the queues of every topic (`drivers`: one per topic;
+/// pair `i` of all (topic, queue) pairs belongs to executor `i % executors`), waits at the gate,
+/// and receives until the consumers together have every acknowledged record (or the drain
+/// timeout passed without a record here).
 pub(super) async fn consumer_executor<D: Driver>(
     drivers: Vec<D>,
     w: Workload,
+    index: u32,
+    executors: u32,
     live: Arc<Live>,
 ) -> Result<ThreadResult, BenchError> {
     let setup = async {
         let mut subscribers = Vec::new();
+        let mut pair = 0u32;
         for driver in &drivers {
             for queue in 0..driver.queues().await? {
-                subscribers.push(driver.subscriber(queue).await?);
+                if pair % executors == index {
+                    subscribers.push(driver.subscriber(queue).await?);
+                }
+                pair += 1;
             }
         }
         Ok::<_, BenchError>(subscribers)
@@ -57,17 +65,22 @@ pub(super) async fn consumer_executor<D: Driver>(
             .detach()
         })
         .collect();
+    // Idle means no record arrived at *any* consumer executor for the drain timeout.
+    let (mut seen, mut last_change) = (0, Instant::now());
     loop {
         glommio::timer::sleep(CHECK_INTERVAL).await;
         if live.stopped() {
             break;
         }
+        let received = live.received.load(Ordering::SeqCst);
+        if received != seen {
+            (seen, last_change) = (received, Instant::now());
+        }
         if live.producers_running.load(Ordering::SeqCst) > 0 {
             continue;
         }
-        let all_in = recorder.received_count() >= live.acked.load(Ordering::SeqCst);
-        let idle_since = recorder.last_receipt().unwrap_or(start);
-        if all_in || idle_since.elapsed() >= w.drain_timeout {
+        if received >= live.acked.load(Ordering::SeqCst) || last_change.elapsed() >= w.drain_timeout
+        {
             break;
         }
     }

@@ -239,14 +239,6 @@ impl Recorder {
         self.result.borrow().errors
     }
 
-    pub fn received_count(&self) -> u64 {
-        self.result.borrow().received
-    }
-
-    pub fn last_receipt(&self) -> Option<Instant> {
-        self.result.borrow().last_receipt
-    }
-
     /// p99 of publish latency so far, µs (for the progress line).
     pub fn publish_p99(&self) -> u64 {
         let r = self.result.borrow();

@@ -5,7 +5,7 @@
 //! per queue keeps per-queue order, as a partitioned topic would). A batch of N records is N
 //! `XADD <stream> * f <payload>` written back to back and acknowledged when all N entry ids have
 //! come back — the same unit as a shardmq batch. An end-to-end consumer is an `XREAD COUNT 1024
-//! BLOCK <wait> STREAMS <stream> <last id>` loop from `$` (the stream's end when it starts).
+//! BLOCK <wait> STREAMS <stream> <last id>` loop from the stream's last entry when it subscribed.
 //!
 //! Each producer has its own connection, pipelined (`--in-flight` requests outstanding).
 
@@ -113,11 +113,37 @@ impl Driver for Redis {
         })
     }
 
+    /// Starts after the stream's current last entry (`XREVRANGE … COUNT 1`; `0-0` for a stream
+    /// that does not exist yet). Not `$`: that would mean "after whatever is last when the first
+    /// XREAD arrives", and entries added between the start gate and that XREAD would be missed.
     async fn subscriber(&self, queue: u32) -> Result<RedisSubscriber, BenchError> {
+        let connection = self.connect().await?;
+        let stream = self.stream(queue);
+        let mut out = Vec::new();
+        command(
+            &mut out,
+            &[b"XREVRANGE", &stream, b"+", b"-", b"COUNT", b"1"],
+        );
+        let reply = connection
+            .call(&out, 1, Duration::ZERO)
+            .await
+            .map_err(peer_error)?
+            .pop();
+        let last_id = match reply {
+            Some(Value::Array(entries)) => match entries.into_iter().next() {
+                None => b"0-0".to_vec(),
+                Some(Value::Array(mut entry)) if !entry.is_empty() => match entry.swap_remove(0) {
+                    Value::Bulk(id) => id,
+                    other => return Err(peer_error(format!("XREVRANGE entry id: {other:?}"))),
+                },
+                Some(other) => return Err(peer_error(format!("XREVRANGE entry: {other:?}"))),
+            },
+            other => return Err(peer_error(format!("XREVRANGE: {other:?}"))),
+        };
         Ok(RedisSubscriber {
-            connection: self.connect().await?,
-            stream: self.stream(queue),
-            last_id: b"$".to_vec(),
+            connection,
+            stream,
+            last_id,
             wait: self.wait,
         })
     }
