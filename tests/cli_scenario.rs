@@ -254,6 +254,37 @@ fn admin_and_bench_round_trip() {
         "consume of more messages than exist must fail"
     );
 
+    // Client batching: 2000 single messages through the client's Producer, each measured.
+    let linger_json = dir.path().join("linger.json");
+    let linger = shardmq(&[
+        "bench",
+        "--broker",
+        addr,
+        "produce",
+        "--topic",
+        "bench",
+        "--messages",
+        "2000",
+        "--size",
+        "100",
+        "--batch",
+        "1",
+        "--in-flight",
+        "32",
+        "--linger-us",
+        "200",
+        "--json",
+        linger_json.to_str().unwrap(),
+    ]);
+    assert!(linger.status.success(), "{linger:?}");
+    let linger = json(&linger_json);
+    assert_eq!(linger["clientLingerUs"], 200);
+    assert_eq!(linger["messages"], 2000);
+    assert_eq!(
+        linger["latencyUs"]["samples"], 2000,
+        "one sample per message"
+    );
+
     // Duration mode with a warm-up: the schedule's first 0.5 s is sent and acknowledged but
     // measured nowhere; what follows for 1 s is the result.
     let timed_json = dir.path().join("timed.json");

@@ -132,6 +132,11 @@ pub struct ProduceArgs {
     /// The CPU to pin the peer's server to (as `--cpus` pins the broker's shards).
     #[arg(long)]
     pub peer_cpu: Option<usize>,
+    /// shardmq only, with --batch 1: publish message by message through the client's batching
+    /// Producer with this linger (µs), which coalesces what the concurrent senders
+    /// (--in-flight per producer) hand it; latency is per message, send to its offset.
+    #[arg(long)]
+    pub linger_us: Option<u64>,
     /// Queues of the topic a peer run creates (where the peer has queues: RocketMQ).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub peer_queues: u32,
@@ -199,6 +204,12 @@ impl ProduceArgs {
         if self.timeout_ms == 0 {
             return Err(BenchError::InvalidArgs(
                 "--timeout-ms must be at least 1".into(),
+            ));
+        }
+        if self.linger_us.is_some() && (self.batch != 1 || self.peer.is_some()) {
+            return Err(BenchError::InvalidArgs(
+                "--linger-us is client batching of single messages: it needs --batch 1 and no --peer"
+                    .into(),
             ));
         }
         for (name, seconds) in [

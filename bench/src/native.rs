@@ -1,11 +1,17 @@
 //! The shardmq native-protocol [`Driver`]: each executor has its own [`Client`]; each producer
 //! its own client too (its own connections, as separate producer processes would have); one
 //! consumer client per executor shares its connections across the queues' consumers.
+//!
+//! Two ways to publish: by default every bench batch is one produce request (the batch encoded
+//! by the bench). With `linger` set (`--linger-us`), the application-level workload is "one
+//! message at a time": each message goes through the client's [`Producer`], which coalesces the
+//! messages its concurrent senders hand it per queue (sealing a batch after `linger`, at 1000
+//! records or 1 MiB), and each message is measured from its `send` to its own offset.
 
 use std::cell::OnceCell;
 use std::time::Duration;
 
-use shardmq_client::{Client, ClientConfig, Consumer};
+use shardmq_client::{Client, ClientConfig, Consumer, Producer, ProducerConfig};
 use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::Record;
 
@@ -21,6 +27,8 @@ pub struct Native {
     pub config: ClientConfig,
     /// Long-poll wait of consumers' pulls, ms.
     pub wait_ms: u32,
+    /// Client batching: publish message by message through a [`Producer`] with this linger.
+    pub linger: Option<Duration>,
     /// The executor's consumer client, opened by the first subscriber.
     consumer_client: OnceCell<Client>,
 }
@@ -35,8 +43,15 @@ impl Native {
                 ..ClientConfig::default()
             },
             wait_ms,
+            linger: None,
             consumer_client: OnceCell::new(),
         }
+    }
+
+    /// Publish through the client's batching [`Producer`] with `linger`, message by message.
+    pub fn with_linger(mut self, linger: Option<Duration>) -> Native {
+        self.linger = linger;
+        self
     }
 
     async fn connect(&self, name: &str) -> Result<Client, BenchError> {
@@ -73,8 +88,21 @@ impl Driver for Native {
         for &q in queues {
             client.connection_for_queue(&self.topic, q).await?;
         }
+        let producer = match self.linger {
+            Some(linger) => Some(Producer::new(
+                &client,
+                ProducerConfig {
+                    linger,
+                    // Bounded by the bench's own in-flight limit of messages, not here.
+                    max_in_flight_batches: 64,
+                    ..ProducerConfig::default()
+                },
+            )?),
+            None => None,
+        };
         Ok(NativePublisher {
             client,
+            producer,
             topic: self.topic.clone(),
         })
     }
@@ -95,13 +123,22 @@ impl Driver for Native {
 
 pub struct NativePublisher {
     client: Client,
+    /// Client batching (`linger`): messages go through this producer one by one.
+    producer: Option<Producer>,
     topic: String,
 }
 
-impl Publisher for NativePublisher {
-    type Batch = Vec<u8>;
+/// A request's records: a batch encoded by the bench, or (client batching) the one message to
+/// hand to the producer.
+pub enum NativeBatch {
+    Encoded(Vec<u8>),
+    Message(Record),
+}
 
-    fn encode(&self, count: u32, payload: &[u8]) -> Vec<u8> {
+impl Publisher for NativePublisher {
+    type Batch = NativeBatch;
+
+    fn encode(&self, count: u32, payload: &[u8]) -> NativeBatch {
         let timestamp_ms = now_ms();
         let records: Vec<Record> = (0..count)
             .map(|_| Record {
@@ -111,12 +148,29 @@ impl Publisher for NativePublisher {
                 payload: payload.to_vec(),
             })
             .collect();
-        encode_batch(&records).to_vec()
+        match (&self.producer, records.len()) {
+            (Some(_), 1) => NativeBatch::Message(records.into_iter().next().expect("one record")),
+            _ => NativeBatch::Encoded(encode_batch(&records).to_vec()),
+        }
     }
 
-    async fn publish(&self, queue: u32, batch: &Vec<u8>) -> Result<u32, BenchError> {
-        let reply = self.client.produce_batch(&self.topic, queue, batch).await?;
-        Ok(reply.count)
+    async fn publish(&self, queue: u32, batch: &NativeBatch) -> Result<u32, BenchError> {
+        match (batch, &self.producer) {
+            (NativeBatch::Message(record), Some(producer)) => {
+                producer
+                    .send(&self.topic, queue, record.clone())
+                    .await?
+                    .await?;
+                Ok(1)
+            }
+            (NativeBatch::Encoded(bytes), _) => {
+                let reply = self.client.produce_batch(&self.topic, queue, bytes).await?;
+                Ok(reply.count)
+            }
+            (NativeBatch::Message(_), None) => {
+                unreachable!("messages are made only with a producer")
+            }
+        }
     }
 }
 

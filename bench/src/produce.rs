@@ -27,10 +27,14 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
         return Ok(report);
     }
     let (broker, timeout) = native_target(args);
+    let linger = args.linger_us.map(Duration::from_micros);
     let measured = engine::run(&workload, move |topic| {
-        Native::new(&broker, topic, timeout, 0)
+        Native::new(&broker, topic, timeout, 0).with_linger(linger)
     })?;
-    let report = workload_report("shardmq", &args.topic, &workload, &measured);
+    let report = Report {
+        client_linger_us: args.linger_us,
+        ..workload_report("shardmq", &args.topic, &workload, &measured)
+    };
     report.publish(args.json.as_deref())?;
     Ok(report)
 }
@@ -52,11 +56,17 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
         return Ok(report);
     }
     let (broker, timeout) = native_target(&args.produce);
-    let wait_ms = args.wait_ms;
+    let (wait_ms, linger) = (
+        args.wait_ms,
+        args.produce.linger_us.map(Duration::from_micros),
+    );
     let measured = engine::run(&workload, move |topic| {
-        Native::new(&broker, topic, timeout, wait_ms)
+        Native::new(&broker, topic, timeout, wait_ms).with_linger(linger)
     })?;
-    let report = workload_report("shardmq", &args.produce.topic, &workload, &measured);
+    let report = Report {
+        client_linger_us: args.produce.linger_us,
+        ..workload_report("shardmq", &args.produce.topic, &workload, &measured)
+    };
     if report.received < Some(report.sent - report.errors) {
         tracing::warn!(
             received = report.received,
@@ -209,6 +219,7 @@ mod tests {
             peer: None,
             peer_cpu: None,
             peer_queues: 8,
+            linger_us: None,
         };
         assert!(matches!(run_produce(&args), Err(BenchError::Client(_))));
     }

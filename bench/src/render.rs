@@ -49,6 +49,8 @@ struct Run {
     open_loop: Option<(f64, [f64; 6])>,
     threads: u64,
     warmup_s: f64,
+    /// shardmq client batching: the Producer's linger, µs.
+    linger_us: Option<u64>,
     load_before: String,
     load_after: String,
     commit: String,
@@ -144,6 +146,7 @@ fn read_run(path: &Path) -> Result<Run, BenchError> {
             .zip(omb_percentiles(&json, "publishDelayLatency")),
         threads: json["threads"].as_u64().unwrap_or(1),
         warmup_s: json["warmupSeconds"].as_f64().unwrap_or(0.0),
+        linger_us: json["clientLingerUs"].as_u64(),
         load_before: load_text(&json["loadAverageBefore"]),
         load_after: load_text(&json["loadAverageAfter"]),
         commit: json["gitCommit"].as_str().unwrap_or("–").to_string(),
@@ -212,10 +215,13 @@ fn markdown(title: &str, runs: &[Run]) -> String {
             }
         }
     }
-    out.push_str("\n## Conditions of each run\n\n| run | bench executors | warm-up s | load avg before | load avg after | commit |\n|---|---:|---:|---|---|---|\n");
+    out.push_str("\n## Conditions of each run\n\n| run | bench executors | warm-up s | client batching | load avg before | load avg after | commit |\n|---|---:|---:|---|---|---|---|\n");
     for r in runs {
+        let batching = r
+            .linger_us
+            .map_or_else(|| "–".into(), |us| format!("Producer, linger {us} µs"));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {batching} | {} | {} | {} |\n",
             r.label, r.threads, r.warmup_s, r.load_before, r.load_after, r.commit
         ));
     }

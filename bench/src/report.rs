@@ -126,6 +126,9 @@ pub struct Report {
     pub planned_duration: Option<Duration>,
     /// End-to-end runs: records the consumers received, warm-up included.
     pub received: Option<u64>,
+    /// shardmq client batching (`--linger-us`): messages were handed to the client's Producer
+    /// one at a time, with this linger.
+    pub client_linger_us: Option<u64>,
     /// `/proc/loadavg` (1, 5, 15 min) before the run started and after it ended.
     pub load_before: Option<[f64; 3]>,
     pub load_after: Option<[f64; 3]>,
@@ -180,6 +183,7 @@ impl Report {
             warmup: Duration::ZERO,
             planned_duration: None,
             received: None,
+            client_linger_us: None,
             load_before: None,
             load_after: None,
         }
@@ -274,6 +278,7 @@ impl Report {
             "durationSeconds".into(),
             json!(self.planned_duration.map(|d| d.as_secs_f64())),
         );
+        map.insert("clientLingerUs".into(), json!(self.client_linger_us));
         map.insert("gitCommit".into(), json!(git_commit()));
         map.insert("loadAverageBefore".into(), json!(self.load_before));
         map.insert("loadAverageAfter".into(), json!(self.load_after));
@@ -292,7 +297,7 @@ impl Report {
             BenchKind::Consume => ("consumers", "per pull, round trip"),
         };
         format!(
-            "{kind} topic={topic} messages={messages} size={size} B batch={batch} {clients}={n} in-flight={inflight}\n\
+            "{kind} topic={topic} messages={messages} size={size} B batch={batch}{linger} {clients}={n} in-flight={inflight}\n\
              elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}\n\
              latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}{e2e}",
             kind = self.kind.as_str(),
@@ -302,6 +307,10 @@ impl Report {
             batch = self.batch_size,
             n = self.clients,
             inflight = self.in_flight,
+            linger = match self.client_linger_us {
+                Some(us) => format!(" (one at a time through the client Producer, linger {us} µs)"),
+                None => String::new(),
+            },
             elapsed = self.elapsed.as_secs_f64(),
             rate = self.msg_per_sec(),
             mb = self.mb_per_sec(),

@@ -58,6 +58,7 @@ fn produce_args(broker: &str, topic: &str) -> ProduceArgs {
         peer: None,
         peer_cpu: None,
         peer_queues: 8,
+        linger_us: None,
     }
 }
 

@@ -45,7 +45,7 @@ fn a_report_renders_from_stored_results() {
     );
     assert!(text.contains("| shardmq-e2e | 20000 | 74 |"), "{text}");
     assert!(
-        text.contains("| shardmq-e2e | 2 | 1 | 1.16 1.44 1.46 |"),
+        text.contains("| shardmq-e2e | 2 | 1 | – | 1.16 1.44 1.46 |"),
         "executors, warm-up and load average before: {text}"
     );
     assert!(

@@ -329,10 +329,13 @@ impl Inner {
                 self.seal(topic, queue_id, full);
             }
         }
+        // The linger timer starts only after the map is released: glommio runs a spawned task
+        // right away up to its first pending point, and a zero linger seals at once.
+        let mut new_generation = None;
         let open = entry.get_or_insert_with(|| {
             let generation = self.next_generation.get();
             self.next_generation.set(generation + 1);
-            self.start_linger_timer(topic, queue_id, generation);
+            new_generation = Some(generation);
             Open {
                 builder: BatchBuilder::new(),
                 slot: Rc::new(Slot::new()),
@@ -351,6 +354,10 @@ impl Inner {
         {
             let full = entry.take().expect("just filled");
             self.seal(topic, queue_id, full);
+        }
+        drop(open_map);
+        if let Some(generation) = new_generation {
+            self.start_linger_timer(topic, queue_id, generation);
         }
         handle
     }

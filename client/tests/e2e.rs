@@ -188,6 +188,32 @@ fn producer_batches_in_order_and_reports_offsets() {
     });
 }
 
+/// Regression: glommio runs a spawned task at once, so a zero linger sealed the batch from
+/// inside `send` while it still held the open-batch map ("RefCell already borrowed").
+#[test]
+fn zero_linger_sends_each_record_at_once() {
+    support::run(|| async {
+        let (addr, _state) = support::start();
+        let client = Client::connect(&addr, "t").await.unwrap();
+        client.create_topic("z", 2).await.unwrap();
+        let producer = Producer::new(
+            &client,
+            ProducerConfig {
+                linger: Duration::ZERO,
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        let mut handles = Vec::new();
+        for i in 0..100u64 {
+            handles.push(producer.send("z", (i % 2) as u32, record(i)).await.unwrap());
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap(), i as u64 / 2);
+        }
+    });
+}
+
 #[test]
 fn dropped_producer_still_sends_what_it_held() {
     support::run(|| async {
