@@ -25,12 +25,12 @@ broker() { # flags...
 }
 stop() { kill -TERM "$BROKER"; wait "$BROKER"; }
 
-scenario() { # dir kind broker-flags "peers" -- workload...
-  local dir=$1 kind=$2 flags=$3 peers=$4; shift 5
+scenario() { # dir kind broker-flags shardmq-only-flags "peers" -- workload...
+  local dir=$1 kind=$2 flags=$3 ours=$4 peers=$5; shift 6
   mkdir -p "$dir"
   broker $flags
-  echo "--- $dir shardmq"
-  "$B" bench --broker "$ADDR" "$kind" --topic t --cpu 0 "$@" --json "$dir/shardmq.json" 2>/dev/null | tail -3
+  echo "--- $dir shardmq $ours"
+  "$B" bench --broker "$ADDR" "$kind" --topic t --cpu 0 "$@" $ours --json "$dir/shardmq.json" 2>/dev/null | tail -3
   stop
   local files=("$dir/shardmq.json")
   for peer in $peers; do
@@ -45,11 +45,16 @@ scenario() { # dir kind broker-flags "peers" -- workload...
 TIMED="--duration-s 10 --warmup-s 2 --size 1024"
 {
 echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-scenario batch1 produce "" "nats redis rocketmq-rust" -- $TIMED --batch 1 --producers 4 --in-flight 16
-scenario batch100 produce "" "nats redis rocketmq-rust" -- $TIMED --batch 100 --producers 2 --in-flight 4
-scenario roundtrip produce "" "nats redis rocketmq-rust" -- $TIMED --batch 1 --producers 1 --in-flight 1
-scenario e2e-50k end-to-end "" "nats redis rocketmq-rust" -- --duration-s 20 --warmup-s 2 --size 1024 \
+ALL="nats redis rocketmq-rust"
+# One request per message, 64 outstanding.
+scenario batch1 produce "" "" "$ALL" -- $TIMED --batch 1 --producers 4 --in-flight 16
+# The application hands over one message at a time, 1024 outstanding; shardmq's client Producer
+# coalesces them per queue (linger 100 µs), the peers send each as it comes.
+scenario one-at-a-time produce "" "--linger-us 100" "$ALL" -- $TIMED --batch 1 --producers 4 --in-flight 256
+scenario batch100 produce "" "" "$ALL" -- $TIMED --batch 100 --producers 2 --in-flight 4
+scenario roundtrip produce "" "" "$ALL" -- $TIMED --batch 1 --producers 1 --in-flight 1
+scenario e2e-50k end-to-end "" "" "$ALL" -- --duration-s 20 --warmup-s 2 --size 1024 \
   --rate 50000 --batch 10 --producers 2 --threads 2 --in-flight 64 --consumer-cpu 1
-scenario durable-batch100 produce "--flush sync" "redis-always rocketmq-rust-sync" -- $TIMED --batch 100 --producers 2 --in-flight 4
+scenario durable-batch100 produce "--flush sync" "" "redis-always rocketmq-rust-sync" -- $TIMED --batch 100 --producers 2 --in-flight 4
 echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee run.log
