@@ -227,17 +227,30 @@ fn markdown(title: &str, runs: &[Run]) -> String {
     }
     if let Some((base, rest)) = runs.split_first() {
         if !rest.is_empty() {
-            out.push_str(&format!("\n## Ratios against `{}`\n\n| run | throughput | p50 | p99 | p99.99 |\n|---|---:|---:|---:|---:|\n", base.label));
+            let e2e = base.end_to_end.is_some();
+            out.push_str(&format!(
+                "\n## Ratios against `{}`\n\n| run | throughput | p50 | p99 | p99.99 |{}\n|---|---:|---:|---:|---:|{}\n",
+                base.label,
+                if e2e { " end-to-end p99 | end-to-end p99.99 |" } else { "" },
+                if e2e { "---:|---:|" } else { "" },
+            ));
             let ratio = |a: f64, b: f64| {
-                if b > 0.0 {
+                if b > 0.0 && a > 0.0 {
                     format!("{:.2}×", a / b)
                 } else {
                     "–".into()
                 }
             };
             for r in rest {
+                let e2e_cells = match (&base.end_to_end, &r.end_to_end) {
+                    (Some(b), Some(e)) => {
+                        format!(" {} | {} |", ratio(e[2], b[2]), ratio(e[4], b[4]))
+                    }
+                    (Some(_), None) => " – | – |".into(),
+                    _ => String::new(),
+                };
                 out.push_str(&format!(
-                    "| {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} |{e2e_cells}\n",
                     r.label,
                     ratio(r.msg_per_sec, base.msg_per_sec),
                     ratio(r.percentiles[0], base.percentiles[0]),

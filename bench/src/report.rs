@@ -256,6 +256,12 @@ impl Report {
             }),
         );
         map.insert(format!("{}Series", rate), json!(self.rate_series));
+        let mb_series: Vec<f64> = self
+            .rate_series
+            .iter()
+            .map(|&n| n as f64 * self.message_size as f64 / 1e6)
+            .collect();
+        map.insert("mbPerSecSeries".into(), json!(mb_series));
         let ms_series =
             |series: &[u64]| -> Vec<f64> { series.iter().map(|&us| us as f64 / 1000.0).collect() };
         map.insert(
@@ -488,6 +494,7 @@ mod tests {
             "publishLatencyMax",
             "latencyUs",
             "publishLatency99pctSeries",
+            "mbPerSecSeries",
             "threads",
             "sent",
             "acked",

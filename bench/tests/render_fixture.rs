@@ -53,6 +53,25 @@ fn a_report_renders_from_stored_results() {
         "{text}"
     );
     assert!(text.contains("![p99 over time](p99.svg)"));
+    let e2e_first = ReportArgs {
+        inputs: vec![
+            fixtures.join("shardmq-e2e.json"),
+            fixtures.join("shardmq-produce.json"),
+        ],
+        out: out.path().join("e2e-first"),
+        title: "e2e first".into(),
+    };
+    let text = std::fs::read_to_string(render(&e2e_first).unwrap()).unwrap();
+    assert!(
+        text.contains(
+            "| run | throughput | p50 | p99 | p99.99 | end-to-end p99 | end-to-end p99.99 |"
+        ),
+        "an end-to-end baseline brings end-to-end ratios: {text}"
+    );
+    assert!(
+        text.contains("| shardmq-produce |") && text.contains(" – | – |"),
+        "{text}"
+    );
     for chart in ["latency.svg", "throughput.svg", "p99.svg"] {
         let svg = std::fs::read_to_string(out.path().join("report").join(chart)).unwrap();
         assert!(
