@@ -521,6 +521,33 @@ fn the_same_workload_against_redis_renders_side_by_side_with_shardmq() {
     }
     assert_eq!(e2e["errors"], 0);
 
+    // Drain a backlog: the bench fills a fresh Redis, then reads every stream from its start.
+    let drain_path = dir.path().join("redis-consume.json");
+    let run = shardmq(&[
+        "bench",
+        "consume",
+        "--peer",
+        "redis",
+        "--peer-queues",
+        "3",
+        "--topic",
+        "backlog",
+        "--messages",
+        "3000",
+        "--size",
+        "256",
+        "--fill-batch",
+        "50",
+        "--json",
+        drain_path.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let drained = json(&drain_path);
+    assert_eq!(drained["kind"], "consume");
+    assert_eq!(drained["messages"], 3000, "{drained}");
+    assert_eq!(drained["bytes"], 3000 * 256);
+    assert_eq!(drained["errors"], 0);
+
     let out = dir.path().join("report");
     let render = shardmq(&[
         "bench",
@@ -602,6 +629,28 @@ fn the_bench_drives_nats_jetstream_as_a_peer() {
         assert_eq!(e2e[count], 1000, "{count} in {e2e}");
     }
     assert_eq!(e2e["errors"], 0);
+
+    let drain_path = dir.path().join("nats-consume.json");
+    let run = shardmq(&[
+        "bench",
+        "consume",
+        "--peer",
+        "nats",
+        "--peer-queues",
+        "2",
+        "--topic",
+        "backlog",
+        "--messages",
+        "1500",
+        "--size",
+        "128",
+        "--json",
+        drain_path.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let drained = json(&drain_path);
+    assert_eq!(drained["messages"], 1500, "{drained}");
+    assert_eq!(drained["errors"], 0);
 }
 
 /// Against RocketMQ's Rust port over remoting. Not in `.ci/run`: installing the peer takes ~19
@@ -666,4 +715,22 @@ fn the_bench_drives_rocketmq_rust_over_remoting() {
     for count in ["sent", "acked", "received", "endToEndSamples"] {
         assert_eq!(e2e[count], 1000, "{count} in {e2e}");
     }
+
+    let drain_path = dir.path().join("rocketmq-consume.json");
+    let run = shardmq(&[
+        "bench",
+        "consume",
+        "--peer",
+        "rocketmq-rust",
+        "--peer-queues",
+        "2",
+        "--topic",
+        "backlog",
+        "--messages",
+        "1500",
+        "--json",
+        drain_path.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(json(&drain_path)["messages"], 1500);
 }

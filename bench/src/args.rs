@@ -182,6 +182,22 @@ pub struct ConsumeArgs {
     /// for round-trip latency runs, together with the broker's --spin-before-park-us.
     #[arg(long, default_value_t = 0)]
     pub spin_us: u64,
+    /// Run against a peer this command starts and stops itself: it fills the topic with
+    /// --messages records first (untimed), then drains it (timed).
+    #[arg(long, value_enum)]
+    pub peer: Option<crate::peers::Peer>,
+    /// The CPU to pin the peer's server to.
+    #[arg(long)]
+    pub peer_cpu: Option<usize>,
+    /// Queues of the topic a peer run creates.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub peer_queues: u32,
+    /// Peer runs: payload bytes of the records the fill writes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Peer runs: records per request of the fill.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i64::from(BATCH_RECORDS_MAX)))]
+    pub fill_batch: u32,
 }
 
 /// Estimated encoded bytes of one record beyond its payload (rkyv record + key + vec headers).

@@ -31,15 +31,57 @@ const RETRY_DELAY: Duration = Duration::from_millis(50);
 /// writes `--json` if given (also for an incomplete run), and returns the report.
 pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
     args.validate()?;
-    let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
-    let owned = args.clone();
-    let result = run_pinned("bench-consume", cpu, args.spin_us, move || consume(owned))?;
+    let result = match args.peer {
+        Some(peer) => crate::peers::run_consume(peer, args),
+        None => {
+            let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
+            let owned = args.clone();
+            run_pinned("bench-consume", cpu, args.spin_us, move || consume(owned))?
+        }
+    };
     match &result {
         Ok(report) => report.publish(args.json.as_deref())?,
         Err(BenchError::Incomplete { report, .. }) => report.publish(args.json.as_deref())?,
         Err(_) => {}
     }
     result
+}
+
+/// The report of a drain run by the engine (a peer's consume run): records received, pull
+/// latency per non-empty poll, `Incomplete` when fewer than `--messages` arrived.
+pub(crate) fn drain_report(
+    system: &'static str,
+    args: &ConsumeArgs,
+    m: &crate::engine::Measured,
+) -> Result<Report, BenchError> {
+    let r = &m.merged;
+    let polls = r.publish.histogram.len();
+    let report = Report {
+        messages: r.acked,
+        bytes: r.acked * args.size as u64,
+        elapsed: m.elapsed(),
+        errors: r.errors,
+        message_size: args.size as u64,
+        batch_size: r.acked.checked_div(polls).unwrap_or(0),
+        clients: args.peer_queues,
+        in_flight: 1,
+        latency: LatencySummary::from_histogram(&r.publish.histogram),
+        rate_series: r.publish.rate_series(),
+        p99_series: r.publish.p99_series(),
+        sent: args.messages,
+        load_before: m.load_before,
+        load_after: m.load_after,
+        ..Report::empty(system, BenchKind::Consume, &args.topic)
+    };
+    if r.acked < args.messages {
+        return Err(BenchError::Incomplete {
+            expected: args.messages,
+            received: r.acked,
+            idle_ms: args.idle_timeout_ms,
+            report: Box::new(report),
+        });
+    }
+    Ok(report)
 }
 
 struct Totals {

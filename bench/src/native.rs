@@ -15,7 +15,7 @@ use shardmq_client::{Client, ClientConfig, Consumer, Producer, ProducerConfig};
 use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::Record;
 
-use crate::engine::{Driver, Publisher, Subscriber};
+use crate::engine::{Driver, Position, Publisher, Subscriber};
 use crate::error::BenchError;
 
 /// Records per pull of an end-to-end consumer.
@@ -107,13 +107,17 @@ impl Driver for Native {
         })
     }
 
-    async fn subscriber(&self, queue: u32) -> Result<NativeSubscriber, BenchError> {
+    async fn subscriber(&self, queue: u32, from: Position) -> Result<NativeSubscriber, BenchError> {
         if self.consumer_client.get().is_none() {
             let client = self.connect("shardmq-bench-e2e").await?;
             let _ = self.consumer_client.set(client);
         }
         let client = self.consumer_client.get().expect("set above");
-        let from = client.queue_offsets(&self.topic, queue).await?.max_offset;
+        let offsets = client.queue_offsets(&self.topic, queue).await?;
+        let from = match from {
+            Position::Start => offsets.min_offset,
+            Position::End => offsets.max_offset,
+        };
         Ok(NativeSubscriber {
             consumer: Consumer::new(client, &self.topic, queue, from),
             wait_ms: self.wait_ms,

@@ -76,6 +76,11 @@ fn consume_args(broker: &str, topic: &str, messages: u64) -> ConsumeArgs {
         timeout_ms: 5_000,
         max_errors: 10,
         spin_us: 0,
+        peer: None,
+        peer_cpu: None,
+        peer_queues: 8,
+        size: 1024,
+        fill_batch: 100,
     }
 }
 

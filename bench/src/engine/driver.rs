@@ -31,8 +31,17 @@ pub trait Driver: 'static {
     /// A producer, with its connections open, that will publish to `queues`.
     async fn publisher(&self, index: u32, queues: &[u32]) -> Result<Self::Publisher, BenchError>;
 
-    /// A consumer of `queue` from the queue's current end.
-    async fn subscriber(&self, queue: u32) -> Result<Self::Subscriber, BenchError>;
+    /// A consumer of `queue` from `from`: the queue's first record, or its current end.
+    async fn subscriber(&self, queue: u32, from: Position) -> Result<Self::Subscriber, BenchError>;
+}
+
+/// Where a [`Subscriber`] starts reading its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The oldest record still stored (draining a backlog).
+    Start,
+    /// After the newest record stored when it subscribed (end-to-end runs).
+    End,
 }
 
 pub trait Publisher {

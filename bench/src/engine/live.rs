@@ -113,13 +113,17 @@ pub fn progress_line(live: &Live, planned: Planned) {
         let Some(start) = live.started_at() else {
             continue;
         };
-        let acked = live.acked.load(Ordering::Relaxed);
+        let acked = match planned {
+            Planned::Drain(_) => live.received.load(Ordering::Relaxed),
+            _ => live.acked.load(Ordering::Relaxed),
+        };
         let elapsed = Instant::now()
             .saturating_duration_since(start)
             .as_secs_f64();
         let of = match planned {
             Planned::Seconds(total) => format!("[{elapsed:>4.0}s/{total:.0}s] acked {acked}"),
             Planned::Messages(total) => format!("[{elapsed:>4.0}s] acked {acked}/{total}"),
+            Planned::Drain(total) => format!("[{elapsed:>4.0}s] drained {acked}/{total}"),
         };
         eprintln!(
             "{of}  {} msg/s  p99 so far {} µs  received {}  errors {}",
@@ -138,6 +142,8 @@ pub enum Planned {
     /// Warm-up plus duration, seconds.
     Seconds(f64),
     Messages(u64),
+    /// Records to drain (consume runs).
+    Drain(u64),
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 minute load averages, when readable.

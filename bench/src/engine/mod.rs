@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use driver::{Driver, Publisher, Subscriber};
+pub use driver::{Driver, Position, Publisher, Subscriber};
 use live::{Live, Planned};
 use recorder::ThreadResult;
 
@@ -146,6 +146,89 @@ where
         std::thread::spawn(move || live::progress_line(&live, planned))
     };
 
+    let outcome = join_all(handles, &live);
+    let _ = progress.join();
+    let merged = outcome?;
+    if merged.errors >= workload.max_errors {
+        return Err(BenchError::TooManyErrors {
+            count: merged.errors,
+            last: merged.last_error.unwrap_or_default(),
+        });
+    }
+    let start = live
+        .started_at()
+        .ok_or_else(|| BenchError::Executor("the run never started".into()))?;
+    Ok(Measured {
+        merged,
+        measure_from: start + workload.warmup,
+        load_before,
+        load_after: live::load_average(),
+    })
+}
+
+/// A drain: consumers read every queue of `topics` from its start until `expected` records
+/// arrived, or none arrived for `idle_timeout`.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub topics: Vec<String>,
+    pub expected: u64,
+    pub consumer_cpus: Vec<usize>,
+    pub spin_us: u64,
+    pub max_errors: u64,
+    pub idle_timeout: Duration,
+}
+
+/// Runs `drain` against the system `make_driver(topic)` reaches, blocking the calling thread.
+/// Per non-empty poll, the poll's round trip goes into the `publish` track (as pull latency) and
+/// its records into the per-second counts; `merged.acked` is the records received.
+pub fn drain<D, F>(drain: &Drain, make_driver: F) -> Result<Measured, BenchError>
+where
+    D: Driver,
+    F: Fn(&str) -> D + Send + Sync + 'static,
+{
+    if drain.consumer_cpus.is_empty() || drain.topics.is_empty() {
+        return Err(BenchError::InvalidArgs(
+            "a drain needs at least one executor and one topic".into(),
+        ));
+    }
+    let executors = drain.consumer_cpus.len() as u32;
+    let live = Arc::new(Live::new(0, executors));
+    let make_driver = Arc::new(make_driver);
+    let load_before = live::load_average();
+    let mut handles = Vec::new();
+    for (c, &cpu) in drain.consumer_cpus.iter().enumerate() {
+        let (d, live, make) = (drain.clone(), live.clone(), make_driver.clone());
+        let name = format!("bench-drain-{c}");
+        handles.push(std::thread::spawn(move || {
+            run_pinned(&name, cpu, d.spin_us, move || {
+                let drivers = d.topics.iter().map(|topic| make(topic)).collect();
+                receive::drain_executor(drivers, d, c as u32, executors, live)
+            })
+        }));
+    }
+    let progress = {
+        let (live, expected) = (live.clone(), drain.expected);
+        std::thread::spawn(move || live::progress_line(&live, Planned::Drain(expected)))
+    };
+    let outcome = join_all(handles, &live);
+    let _ = progress.join();
+    let merged = outcome?;
+    let start = live
+        .started_at()
+        .ok_or_else(|| BenchError::Executor("the drain never started".into()))?;
+    Ok(Measured {
+        merged,
+        measure_from: start,
+        load_before,
+        load_after: live::load_average(),
+    })
+}
+
+type Handle = std::thread::JoinHandle<Result<Result<ThreadResult, BenchError>, BenchError>>;
+
+/// Joins every executor thread and merges their results; the first failure aborts the others
+/// and is returned. Ends the progress line.
+fn join_all(handles: Vec<Handle>, live: &Live) -> Result<ThreadResult, BenchError> {
     let mut merged = ThreadResult::default();
     let mut failure = None;
     for handle in handles {
@@ -162,25 +245,10 @@ where
         }
     }
     live.done.store(true, Ordering::SeqCst);
-    let _ = progress.join();
-    if let Some(e) = failure {
-        return Err(e);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(merged),
     }
-    if merged.errors >= workload.max_errors {
-        return Err(BenchError::TooManyErrors {
-            count: merged.errors,
-            last: merged.last_error.unwrap_or_default(),
-        });
-    }
-    let start = live
-        .started_at()
-        .ok_or_else(|| BenchError::Executor("the run never started".into()))?;
-    Ok(Measured {
-        merged,
-        measure_from: start + workload.warmup,
-        load_before,
-        load_after: live::load_average(),
-    })
 }
 
 /// Checks `--queues-per-producer` against the topic and returns the queues producer `p` uses.

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::driver::Position;
 use super::live::Live;
 use super::recorder::{Recorder, ThreadResult};
 use super::{count_error, Driver, Subscriber, Workload};
@@ -35,7 +36,7 @@ pub(super) async fn consumer_executor<D: Driver>(
         for driver in &drivers {
             for queue in 0..driver.queues().await? {
                 if pair % executors == index {
-                    subscribers.push(driver.subscriber(queue).await?);
+                    subscribers.push(driver.subscriber(queue, Position::End).await?);
                 }
                 pair += 1;
             }
@@ -119,6 +120,93 @@ async fn receive<S: Subscriber>(
                 }
                 live.received
                     .fetch_add(stamps.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                count_error(&recorder, &live, max_errors, e);
+                glommio::timer::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
+/// Drains this executor's share of the queues of every topic from their start until the
+/// consumers together received `drain.expected` records, or none arrived anywhere for the idle
+/// timeout.
+pub(super) async fn drain_executor<D: Driver>(
+    drivers: Vec<D>,
+    drain: super::Drain,
+    index: u32,
+    executors: u32,
+    live: Arc<Live>,
+) -> Result<ThreadResult, BenchError> {
+    let setup = async {
+        let mut subscribers = Vec::new();
+        let mut pair = 0u32;
+        for driver in &drivers {
+            for queue in 0..driver.queues().await? {
+                if pair % executors == index {
+                    subscribers.push(driver.subscriber(queue, Position::Start).await?);
+                }
+                pair += 1;
+            }
+        }
+        Ok::<_, BenchError>(subscribers)
+    }
+    .await;
+    let subscribers = match setup {
+        Ok(ok) => ok,
+        Err(e) => {
+            live.abort();
+            return Err(e);
+        }
+    };
+    let start = live.start_gate().await?;
+    let recorder = Rc::new(Recorder::new(start));
+    let tasks: Vec<_> = subscribers
+        .into_iter()
+        .map(|s| {
+            glommio::spawn_local(drain_queue(
+                s,
+                recorder.clone(),
+                live.clone(),
+                drain.max_errors,
+            ))
+            .detach()
+        })
+        .collect();
+    let (mut seen, mut last_change) = (0, Instant::now());
+    loop {
+        glommio::timer::sleep(CHECK_INTERVAL).await;
+        let received = live.received.load(Ordering::SeqCst);
+        if received != seen {
+            (seen, last_change) = (received, Instant::now());
+        }
+        if live.stopped()
+            || received >= drain.expected
+            || last_change.elapsed() >= drain.idle_timeout
+        {
+            break;
+        }
+    }
+    for task in tasks {
+        task.cancel();
+    }
+    Ok(recorder.finish())
+}
+
+async fn drain_queue<S: Subscriber>(
+    mut subscriber: S,
+    recorder: Rc<Recorder>,
+    live: Arc<Live>,
+    max_errors: u64,
+) {
+    while !live.stopped() {
+        let asked = Instant::now();
+        match subscriber.poll(&mut |_| {}).await {
+            Ok(0) => {}
+            Ok(count) => {
+                recorder.acked(asked, count);
+                live.received.fetch_add(count, Ordering::Relaxed);
             }
             Err(e) => {
                 count_error(&recorder, &live, max_errors, e);

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
-use crate::args::ProduceArgs;
+use crate::args::{ConsumeArgs, ProduceArgs};
+use crate::engine::{Drain, Driver, Workload};
 use crate::error::BenchError;
 use crate::report::Report;
 
@@ -135,67 +136,148 @@ pub struct PeerTarget {
     pub wait: Duration,
 }
 
-/// Runs `workload` against `peer`, which this starts and stops itself.
-pub fn run_workload(
-    peer: Peer,
-    args: &ProduceArgs,
-    workload: &crate::engine::Workload,
-    wait_ms: u32,
-) -> Result<Report, BenchError> {
-    let target = |addr: String| PeerTarget {
-        addr,
-        topic: args.topic.clone(),
-        queues: args.peer_queues,
-        timeout: Duration::from_millis(args.timeout_ms),
-        wait: Duration::from_millis(u64::from(wait_ms)),
-    };
+/// A run against a started peer, generic over the peer's driver type.
+trait PeerJob {
+    /// Where the peer listens comes in `addr`; the rest of the target is the job's.
+    fn run<D: Driver + From<PeerTarget>>(
+        self,
+        system: &'static str,
+        addr: String,
+    ) -> Result<Report, BenchError>;
+}
+
+/// Starts `peer` (pinned to `cpu`), runs `job` against it, stops it (also on error).
+fn with_peer<J: PeerJob>(peer: Peer, cpu: Option<usize>, job: J) -> Result<Report, BenchError> {
     let loopback = |server: &PeerServer| format!("127.0.0.1:{}", server.port);
     match peer {
         Peer::RocketmqRust | Peer::RocketmqRustSync => {
             let sync = peer == Peer::RocketmqRustSync;
-            let servers = remoting::RocketMqServers::start(args.peer_cpu, sync)?;
+            let servers = remoting::RocketMqServers::start(cpu, sync)?;
             let system = if sync {
                 "rocketmq-rust-sync-flush"
             } else {
                 "rocketmq-rust"
             };
-            let target = target(servers.broker_addr());
-            drive::<remoting::RocketMq>(system, args, workload, target)
+            job.run::<remoting::RocketMq>(system, servers.broker_addr())
         }
         Peer::Redis | Peer::RedisAlways => {
             let always = peer == Peer::RedisAlways;
-            let server = redis::start(always, args.peer_cpu)?;
+            let server = redis::start(always, cpu)?;
             let system = if always {
                 "redis-streams-always"
             } else {
                 "redis-streams"
             };
-            drive::<redis::Redis>(system, args, workload, target(loopback(&server)))
+            job.run::<redis::Redis>(system, loopback(&server))
         }
         Peer::Nats => {
-            let server = nats::start(args.peer_cpu)?;
-            drive::<nats::Nats>("nats-jetstream", args, workload, target(loopback(&server)))
+            let server = nats::start(cpu)?;
+            job.run::<nats::Nats>("nats-jetstream", loopback(&server))
         }
     }
 }
 
-/// Runs the engine with a driver of type `D` per executor, built from `target`.
-fn drive<D: crate::engine::Driver + From<PeerTarget>>(
-    system: &'static str,
-    args: &ProduceArgs,
-    workload: &crate::engine::Workload,
-    target: PeerTarget,
-) -> Result<Report, BenchError> {
-    let measured = crate::engine::run(workload, move |topic| {
+/// Builds a driver per topic from `target`, the topic replaced.
+fn per_topic<D: From<PeerTarget>>(target: PeerTarget) -> impl Fn(&str) -> D + Send + Sync {
+    move |topic| {
         D::from(PeerTarget {
             topic: topic.to_owned(),
             ..target.clone()
         })
-    })?;
-    Ok(crate::produce::workload_report(
-        system,
-        &args.topic,
+    }
+}
+
+/// Runs `workload` against `peer`, which this starts and stops itself.
+pub fn run_workload(
+    peer: Peer,
+    args: &ProduceArgs,
+    workload: &Workload,
+    wait_ms: u32,
+) -> Result<Report, BenchError> {
+    struct Produce<'a> {
+        args: &'a ProduceArgs,
+        workload: &'a Workload,
+        wait_ms: u32,
+    }
+    impl PeerJob for Produce<'_> {
+        fn run<D: Driver + From<PeerTarget>>(
+            self,
+            system: &'static str,
+            addr: String,
+        ) -> Result<Report, BenchError> {
+            let target = PeerTarget {
+                addr,
+                topic: self.args.topic.clone(),
+                queues: self.args.peer_queues,
+                timeout: Duration::from_millis(self.args.timeout_ms),
+                wait: Duration::from_millis(u64::from(self.wait_ms)),
+            };
+            let measured = crate::engine::run(self.workload, per_topic::<D>(target))?;
+            Ok(crate::produce::workload_report(
+                system,
+                &self.args.topic,
+                self.workload,
+                &measured,
+            ))
+        }
+    }
+    let job = Produce {
+        args,
         workload,
-        &measured,
-    ))
+        wait_ms,
+    };
+    with_peer(peer, args.peer_cpu, job)
+}
+
+/// The consume workload against `peer`: fills the topic with `--messages` records (untimed,
+/// batches of `--fill-batch`), then drains every queue from its start (timed).
+pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError> {
+    struct Consume<'a>(&'a ConsumeArgs);
+    impl PeerJob for Consume<'_> {
+        fn run<D: Driver + From<PeerTarget>>(
+            self,
+            system: &'static str,
+            addr: String,
+        ) -> Result<Report, BenchError> {
+            let args = self.0;
+            let cpu = crate::runtime::choose_cpu(args.cpu, &crate::runtime::allowed_cpus())?;
+            let target = PeerTarget {
+                addr,
+                topic: args.topic.clone(),
+                queues: args.peer_queues,
+                timeout: Duration::from_millis(args.timeout_ms),
+                wait: Duration::from_millis(u64::from(args.wait_ms)),
+            };
+            let fill = Workload {
+                topics: vec![args.topic.clone()],
+                messages: args.messages,
+                duration: None,
+                warmup: Duration::ZERO,
+                size: args.size,
+                batch: args.fill_batch,
+                producers: 1,
+                queues_per_producer: None,
+                in_flight: 4,
+                rate: 0.0,
+                producer_cpus: vec![cpu],
+                consumer_cpus: Vec::new(),
+                spin_us: 0,
+                max_errors: args.max_errors,
+                drain_timeout: Duration::from_secs(5),
+            };
+            eprintln!("filling {} with {} messages", args.topic, args.messages);
+            crate::engine::run(&fill, per_topic::<D>(target.clone()))?;
+            let drain = Drain {
+                topics: vec![args.topic.clone()],
+                expected: args.messages,
+                consumer_cpus: vec![cpu],
+                spin_us: args.spin_us,
+                max_errors: args.max_errors,
+                idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            };
+            let measured = crate::engine::drain(&drain, per_topic::<D>(target))?;
+            crate::consume::drain_report(system, args, &measured)
+        }
+    }
+    with_peer(peer, args.peer_cpu, Consume(args))
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use connection::{Mailbox, NatsConnection};
 
-use crate::engine::{Driver, Publisher, Subscriber};
+use crate::engine::{Driver, Position, Publisher, Subscriber};
 use crate::error::BenchError;
 
 use super::{PeerServer, PeerTarget};
@@ -150,7 +150,7 @@ impl Driver for Nats {
         })
     }
 
-    async fn subscriber(&self, queue: u32) -> Result<NatsSubscriber, BenchError> {
+    async fn subscriber(&self, queue: u32, from: Position) -> Result<NatsSubscriber, BenchError> {
         let connection = self.connect().await?;
         let deliver = format!("_DELIVER.{}.{queue}", self.stream());
         let mailbox = connection.subscribe(&deliver).await.map_err(peer_error)?;
@@ -159,7 +159,10 @@ impl Driver for Nats {
             "stream_name": stream,
             "config": {
                 "deliver_subject": deliver,
-                "deliver_policy": "new",
+                "deliver_policy": match from {
+                    Position::Start => "all",
+                    Position::End => "new",
+                },
                 "ack_policy": "none",
                 "replay_policy": "instant",
                 "filter_subject": format!("{}.{queue}", self.topic),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use connection::RespConnection;
 use resp::{command, Value};
 
-use crate::engine::{Driver, Publisher, Subscriber};
+use crate::engine::{Driver, Position, Publisher, Subscriber};
 use crate::error::BenchError;
 
 use super::{PeerServer, PeerTarget};
@@ -113,12 +113,20 @@ impl Driver for Redis {
         })
     }
 
-    /// Starts after the stream's current last entry (`XREVRANGE … COUNT 1`; `0-0` for a stream
+    /// From the start: after `0-0`. From the end: after the stream's current last entry (`XREVRANGE … COUNT 1`; `0-0` for a stream
     /// that does not exist yet). Not `$`: that would mean "after whatever is last when the first
     /// XREAD arrives", and entries added between the start gate and that XREAD would be missed.
-    async fn subscriber(&self, queue: u32) -> Result<RedisSubscriber, BenchError> {
+    async fn subscriber(&self, queue: u32, from: Position) -> Result<RedisSubscriber, BenchError> {
         let connection = self.connect().await?;
         let stream = self.stream(queue);
+        if from == Position::Start {
+            return Ok(RedisSubscriber {
+                connection,
+                stream,
+                last_id: b"0-0".to_vec(),
+                wait: self.wait,
+            });
+        }
         let mut out = Vec::new();
         command(
             &mut out,

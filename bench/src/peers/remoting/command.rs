@@ -22,6 +22,7 @@ pub const SEND_BATCH_MESSAGE: i32 = 320;
 pub const PULL_MESSAGE: i32 = 11;
 pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
 pub const GET_MAX_OFFSET: i32 = 30;
+pub const GET_MIN_OFFSET: i32 = 31;
 pub const SUCCESS: i32 = 0;
 pub const PULL_NOT_FOUND: i32 = 19;
 pub const PULL_RETRY_IMMEDIATELY: i32 = 20;

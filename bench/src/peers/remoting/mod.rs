@@ -7,8 +7,8 @@
 //! broker directly (the bench knows the broker's address, so it skips route lookups):
 //! - a batch of 1 is one SEND_MESSAGE_V2 (310) with the payload as body; a larger batch is one
 //!   SEND_BATCH_MESSAGE (320) with the §5.6 batch body; both acknowledged by code 0;
-//! - an end-to-end consumer is a PULL_MESSAGE (11) long-poll loop per queue from the queue's
-//!   max offset (GET_MAX_OFFSET), with the subscription `*` in the request (no heartbeat
+//! - a consumer is a PULL_MESSAGE (11) long-poll loop per queue from the queue's max offset
+//!   (GET_MAX_OFFSET; end-to-end) or min offset (GET_MIN_OFFSET; draining a backlog), with the subscription `*` in the request (no heartbeat
 //!   needed), reading the stored-message records of the response body.
 //!
 //! Peer configuration, for fairness: `commitLogMicroBatchMaxWaitMicros = 0`. By default the
@@ -26,12 +26,12 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use command::{
-    batch_body, for_each_stored_body, Command, GET_MAX_OFFSET, PULL_MESSAGE, SEND_BATCH_MESSAGE,
-    SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
+    batch_body, for_each_stored_body, Command, GET_MAX_OFFSET, GET_MIN_OFFSET, PULL_MESSAGE,
+    SEND_BATCH_MESSAGE, SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
 };
 use connection::RemotingConnection;
 
-use crate::engine::{Driver, Publisher, Subscriber};
+use crate::engine::{Driver, Position, Publisher, Subscriber};
 use crate::error::BenchError;
 
 use super::{free_port, PeerServer, PeerTarget};
@@ -206,19 +206,27 @@ impl Driver for RocketMq {
         })
     }
 
-    async fn subscriber(&self, queue: u32) -> Result<RemotingSubscriber, BenchError> {
+    async fn subscriber(
+        &self,
+        queue: u32,
+        from: Position,
+    ) -> Result<RemotingSubscriber, BenchError> {
         let connection = self.connect().await?;
         let ext = [
             ("topic", self.topic.clone()),
             ("queueId", queue.to_string()),
         ];
+        let (code, name) = match from {
+            Position::Start => (GET_MIN_OFFSET, "GET_MIN_OFFSET"),
+            Position::End => (GET_MAX_OFFSET, "GET_MAX_OFFSET"),
+        };
         let reply = connection
-            .request(GET_MAX_OFFSET, &ext, &[], Duration::ZERO)
+            .request(code, &ext, &[], Duration::ZERO)
             .await
             .map_err(peer_error)?;
         let offset = match (reply.code, reply.ext_i64("offset")) {
             (SUCCESS, Some(offset)) => offset,
-            _ => return Err(peer_error(failed("GET_MAX_OFFSET", &reply))),
+            _ => return Err(peer_error(failed(name, &reply))),
         };
         Ok(RemotingSubscriber {
             connection,
