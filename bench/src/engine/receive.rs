@@ -19,6 +19,36 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// Pause after a failed poll.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// Subscribes, from `from`, to this executor's share of the queues of every topic: pair `i` of
+/// all (topic, queue) pairs belongs to executor `i % executors`. On failure the other executors
+/// are told not to wait at the gate.
+async fn subscribe_share<D: Driver>(
+    drivers: &[D],
+    index: u32,
+    executors: u32,
+    from: Position,
+    live: &Live,
+) -> Result<Vec<D::Subscriber>, BenchError> {
+    let setup = async {
+        let mut subscribers = Vec::new();
+        let mut pair = 0u32;
+        for driver in drivers {
+            for queue in 0..driver.queues().await? {
+                if pair % executors == index {
+                    subscribers.push(driver.subscriber(queue, from).await?);
+                }
+                pair += 1;
+            }
+        }
+        Ok(subscribers)
+    }
+    .await;
+    if setup.is_err() {
+        live.abort();
+    }
+    setup
+}
+
 /// Subscribes to this executor's share of the queues of every topic (`drivers`: one per topic;
 /// pair `i` of all (topic, queue) pairs belongs to executor `i % executors`), waits at the gate,
 /// and receives until the consumers together have every acknowledged record (or the drain
@@ -30,27 +60,7 @@ pub(super) async fn consumer_executor<D: Driver>(
     executors: u32,
     live: Arc<Live>,
 ) -> Result<ThreadResult, BenchError> {
-    let setup = async {
-        let mut subscribers = Vec::new();
-        let mut pair = 0u32;
-        for driver in &drivers {
-            for queue in 0..driver.queues().await? {
-                if pair % executors == index {
-                    subscribers.push(driver.subscriber(queue, Position::End).await?);
-                }
-                pair += 1;
-            }
-        }
-        Ok::<_, BenchError>(subscribers)
-    }
-    .await;
-    let subscribers = match setup {
-        Ok(ok) => ok,
-        Err(e) => {
-            live.abort();
-            return Err(e);
-        }
-    };
+    let subscribers = subscribe_share(&drivers, index, executors, Position::End, &live).await?;
     let start = live.start_gate().await?;
     let recorder = Rc::new(Recorder::new(start + w.warmup));
     let tasks: Vec<_> = subscribers
@@ -139,27 +149,7 @@ pub(super) async fn drain_executor<D: Driver>(
     executors: u32,
     live: Arc<Live>,
 ) -> Result<ThreadResult, BenchError> {
-    let setup = async {
-        let mut subscribers = Vec::new();
-        let mut pair = 0u32;
-        for driver in &drivers {
-            for queue in 0..driver.queues().await? {
-                if pair % executors == index {
-                    subscribers.push(driver.subscriber(queue, Position::Start).await?);
-                }
-                pair += 1;
-            }
-        }
-        Ok::<_, BenchError>(subscribers)
-    }
-    .await;
-    let subscribers = match setup {
-        Ok(ok) => ok,
-        Err(e) => {
-            live.abort();
-            return Err(e);
-        }
-    };
+    let subscribers = subscribe_share(&drivers, index, executors, Position::Start, &live).await?;
     let start = live.start_gate().await?;
     let recorder = Rc::new(Recorder::new(start));
     let tasks: Vec<_> = subscribers

@@ -11,6 +11,7 @@
 pub mod nats;
 pub mod redis;
 pub mod remoting;
+pub mod wire;
 
 use std::ffi::OsString;
 use std::net::TcpStream;

@@ -20,9 +20,10 @@ use glommio::sync::Semaphore;
 use shardmq_client::socket::Socket;
 
 use super::proto::{parse, publish, Op};
+use crate::peers::wire::{await_reply, ReadBuffer, Wire};
 
-/// Read buffer size (grows when one operation does not fit).
-const READ_CHUNK: usize = 256 * 1024;
+/// Initial read buffer size (grows when one operation does not fit).
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 const INBOX_SID: u64 = 1;
 
 /// Payloads delivered to one subscription, and the event that announces more.
@@ -49,22 +50,12 @@ struct Shared {
 }
 
 pub struct NatsConnection {
-    socket: Rc<Socket>,
+    wire: Wire,
     shared: Rc<Shared>,
     write_lock: Rc<Semaphore>,
     next_request: Cell<u64>,
     next_sid: Cell<u64>,
     timeout: Duration,
-    reader: Option<glommio::task::JoinHandle<()>>,
-}
-
-impl Drop for NatsConnection {
-    fn drop(&mut self) {
-        self.socket.shutdown();
-        if let Some(reader) = self.reader.take() {
-            reader.cancel();
-        }
-    }
 }
 
 /// A process-unique inbox token.
@@ -84,11 +75,6 @@ async fn write(socket: &Socket, lock: &Semaphore, bytes: &[u8]) -> Result<(), St
 
 impl NatsConnection {
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, String> {
-        let socket = Rc::new(
-            Socket::connect(addr, timeout)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?,
-        );
         let inbox_prefix = format!("_INBOX.{}.", inbox_token());
         let shared = Rc::new(Shared {
             requests: RefCell::new(HashMap::new()),
@@ -97,24 +83,22 @@ impl NatsConnection {
             inbox_prefix: inbox_prefix.clone(),
         });
         let write_lock = Rc::new(Semaphore::new(1));
+        let (reader_shared, reader_lock) = (shared.clone(), write_lock.clone());
+        let wire = Wire::connect(addr, timeout, |socket| {
+            read_loop(socket, reader_shared, reader_lock)
+        })
+        .await?;
         let hello = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"protocol\":1,\"name\":\"shardmq-bench\"}}\r\nSUB {inbox_prefix}* {INBOX_SID}\r\nPING\r\n"
         );
-        write(&socket, &write_lock, hello.as_bytes()).await?;
-        let reader = glommio::spawn_local(read_loop(
-            socket.clone(),
-            shared.clone(),
-            write_lock.clone(),
-        ))
-        .detach();
+        write(&wire.socket, &write_lock, hello.as_bytes()).await?;
         Ok(NatsConnection {
-            socket,
+            wire,
             shared,
             write_lock,
             next_request: Cell::new(1),
             next_sid: Cell::new(INBOX_SID + 1),
             timeout,
-            reader: Some(reader),
         })
     }
 
@@ -145,22 +129,14 @@ impl NatsConnection {
                 tx,
             },
         );
-        if let Err(e) = write(&self.socket, &self.write_lock, &out).await {
+        let answer = match write(&self.wire.socket, &self.write_lock, &out).await {
+            Ok(()) => await_reply(rx, self.timeout).await,
+            Err(e) => Err(e),
+        };
+        if answer.is_err() {
             self.shared.requests.borrow_mut().remove(&id);
-            return Err(e);
         }
-        let answer = glommio::timer::timeout(self.timeout, async {
-            Ok::<_, glommio::GlommioError<()>>(rx.recv().await)
-        })
-        .await;
-        match answer {
-            Ok(Some(result)) => result,
-            Ok(None) => Err("connection closed".into()),
-            Err(_) => {
-                self.shared.requests.borrow_mut().remove(&id);
-                Err(format!("no reply within {:?}", self.timeout))
-            }
-        }
+        answer
     }
 
     /// Subscribes to `subject`; deliveries queue in the returned mailbox.
@@ -173,7 +149,7 @@ impl NatsConnection {
             .borrow_mut()
             .insert(sid, mailbox.clone());
         write(
-            &self.socket,
+            &self.wire.socket,
             &self.write_lock,
             format!("SUB {subject} {sid}\r\n").as_bytes(),
         )
@@ -216,26 +192,15 @@ fn deliver(shared: &Shared, subject: &str, sid: u64, payload: Vec<u8>, status: O
 }
 
 async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>, write_lock: Rc<Semaphore>) {
-    let mut buf = vec![0u8; READ_CHUNK];
-    let (mut start, mut end) = (0, 0);
+    let mut buf = ReadBuffer::new(READ_BUFFER_BYTES);
     let why = 'read: loop {
-        if end == buf.len() {
-            if start > 0 {
-                buf.copy_within(start..end, 0);
-                (start, end) = (0, end - start);
-            } else {
-                buf.resize(buf.len() * 2, 0);
-            }
-        }
-        match socket.read_some(&mut buf[end..]).await {
-            Ok(0) => break "connection closed by nats-server".to_string(),
-            Ok(n) => end += n,
-            Err(e) => break format!("read: {e}"),
+        if let Err(e) = buf.fill(&socket, "nats-server").await {
+            break e;
         }
         loop {
-            match parse(&buf[start..end]) {
+            match parse(buf.unparsed()) {
                 Ok(Some((op, used))) => {
-                    start += used;
+                    buf.consume(used);
                     match op {
                         Op::Msg {
                             subject,
@@ -255,9 +220,6 @@ async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>, write_lock: Rc<Semaph
                 Ok(None) => break,
                 Err(e) => break 'read e.to_string(),
             }
-        }
-        if start == end {
-            (start, end) = (0, 0);
         }
     };
     *shared.closed.borrow_mut() = Some(why.clone());

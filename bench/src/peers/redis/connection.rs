@@ -3,7 +3,8 @@
 //! queueing their waiter until their bytes are written, so waiters are queued in wire order; one
 //! reader task parses replies and hands each waiter its N.
 //!
-//! Failure: a read error or malformed reply closes the connection and fails every waiter.
+//! Failure: a read error or malformed reply closes the connection and fails every waiter; a
+//! write error or a timeout shuts the socket down too, since replies can no longer be matched.
 //! Executor-local (`Rc`), `!Send`.
 
 use std::cell::RefCell;
@@ -15,9 +16,10 @@ use glommio::channels::local_channel::{self, LocalSender};
 use shardmq_client::socket::Socket;
 
 use super::resp::{parse, Value};
+use crate::peers::wire::{await_reply, ReadBuffer, Wire};
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 256 * 1024;
+/// Initial read buffer size (grows when one reply does not fit).
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 struct Waiter {
     replies: usize,
@@ -31,40 +33,25 @@ struct Shared {
 }
 
 pub struct RespConnection {
-    socket: Rc<Socket>,
+    wire: Wire,
     shared: Rc<Shared>,
     write_lock: glommio::sync::Semaphore,
     timeout: Duration,
-    reader: Option<glommio::task::JoinHandle<()>>,
-}
-
-impl Drop for RespConnection {
-    fn drop(&mut self) {
-        self.socket.shutdown();
-        if let Some(reader) = self.reader.take() {
-            reader.cancel();
-        }
-    }
 }
 
 impl RespConnection {
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, String> {
-        let socket = Rc::new(
-            Socket::connect(addr, timeout)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?,
-        );
         let shared = Rc::new(Shared {
             waiters: RefCell::new(VecDeque::new()),
             closed: RefCell::new(None),
         });
-        let reader = glommio::spawn_local(read_loop(socket.clone(), shared.clone())).detach();
+        let reader_shared = shared.clone();
+        let wire = Wire::connect(addr, timeout, |socket| read_loop(socket, reader_shared)).await?;
         Ok(RespConnection {
-            socket,
+            wire,
             shared,
             write_lock: glommio::sync::Semaphore::new(1),
             timeout,
-            reader: Some(reader),
         })
     }
 
@@ -91,52 +78,31 @@ impl RespConnection {
                 got: Vec::with_capacity(replies),
                 tx,
             });
-            if let Err(e) = self.socket.write_all(commands).await {
+            if let Err(e) = self.wire.socket.write_all(commands).await {
                 // The waiter stays queued: the stream is now out of step, so close it.
-                self.socket.shutdown();
+                self.wire.socket.shutdown();
                 return Err(format!("write: {e}"));
             }
         }
-        let limit = self.timeout + extra;
-        let reply = glommio::timer::timeout(limit, async {
-            Ok::<_, glommio::GlommioError<()>>(rx.recv().await)
-        })
-        .await;
-        match reply {
-            Ok(Some(result)) => result,
-            Ok(None) => Err("connection closed".into()),
-            Err(_) => {
-                // Replies to this request may still come; the stream can no longer be matched.
-                self.socket.shutdown();
-                Err(format!("no reply within {limit:?}"))
-            }
+        let reply = await_reply(rx, self.timeout + extra).await;
+        if reply.is_err() {
+            // Replies to this request may still come; the stream can no longer be matched.
+            self.wire.socket.shutdown();
         }
+        reply
     }
 }
 
 async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>) {
-    // Unparsed bytes are buf[start..end]; reads append at `end`, compacting or growing first
-    // when the tail is full (never zero-filling per read).
-    let mut buf = vec![0u8; READ_CHUNK];
-    let (mut start, mut end) = (0, 0);
+    let mut buf = ReadBuffer::new(READ_BUFFER_BYTES);
     let why = 'read: loop {
-        if end == buf.len() {
-            if start > 0 {
-                buf.copy_within(start..end, 0);
-                (start, end) = (0, end - start);
-            } else {
-                buf.resize(buf.len() * 2, 0);
-            }
-        }
-        match socket.read_some(&mut buf[end..]).await {
-            Ok(0) => break "connection closed by redis".to_string(),
-            Ok(n) => end += n,
-            Err(e) => break format!("read: {e}"),
+        if let Err(e) = buf.fill(&socket, "redis").await {
+            break e;
         }
         loop {
-            match parse(&buf[start..end]) {
+            match parse(buf.unparsed()) {
                 Ok(Some((value, used))) => {
-                    start += used;
+                    buf.consume(used);
                     let mut waiters = shared.waiters.borrow_mut();
                     let Some(front) = waiters.front_mut() else {
                         break 'read "a reply nobody asked for".to_string();
@@ -150,9 +116,6 @@ async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>) {
                 Ok(None) => break,
                 Err(e) => break 'read e.to_string(),
             }
-        }
-        if start == end {
-            (start, end) = (0, 0);
         }
     };
     *shared.closed.borrow_mut() = Some(why.clone());

@@ -15,6 +15,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use shardmq_client::socket::Socket;
 
 use super::command::{decode, encode_request, frame_length, Command};
+use crate::peers::wire::{await_reply, Wire};
 
 struct Shared {
     waiting: RefCell<HashMap<i32, LocalSender<Result<Command, String>>>>,
@@ -22,42 +23,27 @@ struct Shared {
 }
 
 pub struct RemotingConnection {
-    socket: Rc<Socket>,
+    wire: Wire,
     shared: Rc<Shared>,
     next_opaque: Cell<i32>,
     write_lock: glommio::sync::Semaphore,
     timeout: Duration,
-    reader: RefCell<Option<glommio::task::JoinHandle<()>>>,
-}
-
-impl Drop for RemotingConnection {
-    fn drop(&mut self) {
-        self.socket.shutdown();
-        if let Some(reader) = self.reader.borrow_mut().take() {
-            reader.cancel();
-        }
-    }
 }
 
 impl RemotingConnection {
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, String> {
-        let socket = Rc::new(
-            Socket::connect(addr, timeout)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?,
-        );
         let shared = Rc::new(Shared {
             waiting: RefCell::new(HashMap::new()),
             closed: RefCell::new(None),
         });
-        let reader = glommio::spawn_local(read_loop(socket.clone(), shared.clone())).detach();
+        let reader_shared = shared.clone();
+        let wire = Wire::connect(addr, timeout, |socket| read_loop(socket, reader_shared)).await?;
         Ok(RemotingConnection {
-            socket,
+            wire,
             shared,
             next_opaque: Cell::new(1),
             write_lock: glommio::sync::Semaphore::new(1),
             timeout,
-            reader: RefCell::new(Some(reader)),
         })
     }
 
@@ -78,30 +64,27 @@ impl RemotingConnection {
         let (tx, rx) = local_channel::new_bounded(1);
         self.shared.waiting.borrow_mut().insert(opaque, tx);
         let frame = encode_request(code, opaque, ext, body);
-        {
+        let written = async {
             let _turn = self
                 .write_lock
                 .acquire_permit(1)
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Err(e) = self.socket.write_all(&frame).await {
-                self.shared.waiting.borrow_mut().remove(&opaque);
-                return Err(format!("write: {e}"));
-            }
+            self.wire
+                .socket
+                .write_all(&frame)
+                .await
+                .map_err(|e| format!("write: {e}"))
         }
-        let limit = self.timeout + extra;
-        let reply = glommio::timer::timeout(limit, async {
-            Ok::<_, glommio::GlommioError<()>>(rx.recv().await)
-        })
         .await;
-        match reply {
-            Ok(Some(result)) => result,
-            Ok(None) => Err("connection closed".into()),
-            Err(_) => {
-                self.shared.waiting.borrow_mut().remove(&opaque);
-                Err(format!("no response within {limit:?}"))
-            }
+        let reply = match written {
+            Ok(()) => await_reply(rx, self.timeout + extra).await,
+            Err(e) => Err(e),
+        };
+        if reply.is_err() {
+            self.shared.waiting.borrow_mut().remove(&opaque);
         }
+        reply
     }
 }
 
