@@ -130,8 +130,9 @@ fn spawn_signal_thread(set: libc::sigset_t, shutdown: Arc<AtomicBool>) {
 /// Keeps large buffers (frames, DMA read buffers of a few MiB) on the heap instead of fresh
 /// `mmap`s: a fresh mapping costs a page fault and a page clear per 4 KiB on first touch, which
 /// profiling showed as a third of a shard's time on catch-up reads. Freed memory is kept for
-/// reuse (RSS stays at its peak; that peak is bounded by the hot tail and frame limits).
-fn keep_large_allocations_on_the_heap() {
+/// reuse (RSS stays at its peak; that peak is bounded by the hot tail and frame limits). The
+/// bench sets it too: its clients build and receive batches of up to a few MiB per request.
+pub fn keep_large_allocations_on_the_heap() {
     // SAFETY: mallopt only adjusts glibc's allocator thresholds.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);

@@ -23,9 +23,12 @@ fn main() {
         Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
         Command::Admin(args) => shardmq::admin::run(args).map(print),
         Command::Tune(args) => shardmq::tune::run(args).map(print),
-        Command::Bench(args) => shardmq_bench::run(&args.into_command())
-            .map(drop)
-            .map_err(|e| e.to_string()),
+        Command::Bench(args) => {
+            shardmq::boot::keep_large_allocations_on_the_heap();
+            shardmq_bench::run(&args.into_command())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
     };
     if let Err(message) = result {
         eprintln!("error: {message}");
