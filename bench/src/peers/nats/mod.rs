@@ -55,6 +55,22 @@ fn api_error(reply: &[u8]) -> Option<(u64, String)> {
     ))
 }
 
+/// One JetStream API call; its JSON reply (which may carry an API error, see `api_error`).
+async fn api(
+    connection: &NatsConnection,
+    subject: &str,
+    body: &serde_json::Value,
+) -> Result<Vec<u8>, BenchError> {
+    let mut replies = connection
+        .request(subject, 1, body.to_string().as_bytes())
+        .await
+        .map_err(peer_error)?;
+    replies
+        .pop()
+        .ok_or_else(|| peer_error("no reply"))?
+        .map_err(|e| peer_error(format!("{subject}: {e} (is JetStream on?)")))
+}
+
 /// Reaches one nats-server; one per bench executor.
 pub struct Nats {
     pub addr: String,
@@ -90,24 +106,6 @@ impl Nats {
             .await
             .map_err(peer_error)
     }
-
-    /// One JetStream API call; its JSON reply, or the API error.
-    async fn api(
-        &self,
-        connection: &NatsConnection,
-        subject: &str,
-        body: &serde_json::Value,
-    ) -> Result<Vec<u8>, BenchError> {
-        let mut replies = connection
-            .request(subject, 1, body.to_string().as_bytes())
-            .await
-            .map_err(peer_error)?;
-        let reply = replies
-            .pop()
-            .ok_or_else(|| peer_error("no reply"))?
-            .map_err(|e| peer_error(format!("{subject}: {e} (is JetStream on?)")))?;
-        Ok(reply)
-    }
 }
 
 impl Driver for Nats {
@@ -127,13 +125,12 @@ impl Driver for Nats {
             "subjects": [format!("{}.*", self.topic)],
             "storage": "file",
         });
-        let reply = self
-            .api(
-                &connection,
-                &format!("$JS.API.STREAM.CREATE.{stream}"),
-                &config,
-            )
-            .await?;
+        let reply = api(
+            &connection,
+            &format!("$JS.API.STREAM.CREATE.{stream}"),
+            &config,
+        )
+        .await?;
         match api_error(&reply) {
             None => Ok(self.queues),
             Some((STREAM_EXISTS, _)) => Ok(self.queues),
@@ -168,21 +165,20 @@ impl Driver for Nats {
                 "filter_subject": format!("{}.{queue}", self.topic),
             },
         });
-        let reply = self
-            .api(
-                &connection,
-                &format!("$JS.API.CONSUMER.CREATE.{stream}"),
-                &request,
-            )
-            .await?;
-        if let Some((_, e)) = api_error(&reply) {
-            return Err(peer_error(format!("creating a consumer: {e}")));
-        }
-        Ok(NatsSubscriber {
+        let create = (format!("$JS.API.CONSUMER.CREATE.{stream}"), request);
+        let mut subscriber = NatsSubscriber {
             connection,
             mailbox,
             wait: self.wait,
-        })
+            create: Some(create),
+        };
+        // A push consumer starts delivering the moment it exists. From the end: create it now,
+        // so "the end" is this instant. From the start: create it at the first poll, after the
+        // start gate, or the backlog would stream in while the clock is not yet running.
+        if from == Position::End {
+            subscriber.create_consumer().await?;
+        }
+        Ok(subscriber)
     }
 }
 
@@ -234,10 +230,26 @@ pub struct NatsSubscriber {
     connection: NatsConnection,
     mailbox: Rc<Mailbox>,
     wait: Duration,
+    /// The CONSUMER.CREATE call (subject, request) not made yet.
+    create: Option<(String, serde_json::Value)>,
+}
+
+impl NatsSubscriber {
+    async fn create_consumer(&mut self) -> Result<(), BenchError> {
+        let Some((subject, request)) = self.create.take() else {
+            return Ok(());
+        };
+        let reply = api(&self.connection, &subject, &request).await?;
+        match api_error(&reply) {
+            Some((_, e)) => Err(peer_error(format!("creating a consumer: {e}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Subscriber for NatsSubscriber {
     async fn poll(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<u64, BenchError> {
+        self.create_consumer().await?;
         if self.mailbox.queue.borrow().is_empty() {
             let arrived = self.mailbox.arrived.listen();
             if self.mailbox.queue.borrow().is_empty() {
@@ -262,6 +274,43 @@ impl Subscriber for NatsSubscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Draining from the start must not begin before the first poll (the start gate): a push
+    /// consumer created at subscribe time streamed the backlog in while no clock ran.
+    #[test]
+    fn a_backlog_is_delivered_only_once_polled() {
+        let server = start(None).expect("nats-server (apt-get install nats-server)");
+        let addr = format!("127.0.0.1:{}", server.port);
+        let cpu = crate::runtime::choose_cpu(None, &crate::runtime::allowed_cpus()).unwrap();
+        crate::runtime::run_pinned("nats-test", cpu, 0, move || async move {
+            let nats = Nats {
+                addr,
+                topic: "lazy".into(),
+                queues: 1,
+                timeout: Duration::from_secs(5),
+                wait: Duration::from_millis(200),
+            };
+            assert_eq!(nats.queues().await.unwrap(), 1);
+            let publisher = nats.publisher(0, &[0]).await.unwrap();
+            let batch = publisher.encode(10, b"backlog");
+            assert_eq!(publisher.publish(0, &batch).await.unwrap(), 10);
+            let mut subscriber = nats.subscriber(0, Position::Start).await.unwrap();
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert!(
+                subscriber.mailbox.queue.borrow().is_empty(),
+                "nothing is delivered before the first poll"
+            );
+            let mut seen = 0;
+            while seen < 10 {
+                seen += subscriber
+                    .poll(&mut |p| assert_eq!(p, b"backlog"))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(seen, 10);
+        })
+        .unwrap();
+    }
 
     #[test]
     fn api_errors_are_recognized() {
