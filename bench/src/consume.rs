@@ -48,10 +48,11 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
 }
 
 /// The report of a drain run by the engine (a peer's consume run): records received, pull
-/// latency per non-empty poll, `Incomplete` when fewer than `--messages` arrived.
+/// latency per non-empty poll, `Incomplete` when fewer than the `stored` records arrived.
 pub(crate) fn drain_report(
     system: &'static str,
     args: &ConsumeArgs,
+    stored: u64,
     m: &crate::engine::Measured,
 ) -> Result<Report, BenchError> {
     let r = &m.merged;
@@ -68,14 +69,14 @@ pub(crate) fn drain_report(
         latency: LatencySummary::from_histogram(&r.publish.histogram),
         rate_series: r.publish.rate_series(),
         p99_series: r.publish.p99_series(),
-        sent: args.messages,
+        sent: stored,
         load_before: m.load_before,
         load_after: m.load_after,
         ..Report::empty(system, BenchKind::Consume, &args.topic)
     };
-    if r.acked < args.messages {
+    if r.acked < stored {
         return Err(BenchError::Incomplete {
-            expected: args.messages,
+            expected: stored,
             received: r.acked,
             idle_ms: args.idle_timeout_ms,
             report: Box::new(report),

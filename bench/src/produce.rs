@@ -67,7 +67,7 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
         client_linger_us: args.produce.linger_us,
         ..workload_report("shardmq", &args.produce.topic, &workload, &measured)
     };
-    if report.received < Some(report.sent - report.errors) {
+    if report.received < Some(report.sent.saturating_sub(report.errors)) {
         tracing::warn!(
             received = report.received,
             sent = report.sent,

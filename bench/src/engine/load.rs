@@ -15,6 +15,8 @@ use crate::produce::{payload_bytes, share};
 
 /// One producer: its publisher, queues, and the batches it will send.
 struct Producer<P: Publisher> {
+    /// The producer's number in the run (0..producers).
+    index: u32,
     publisher: P,
     queues: Vec<u32>,
     payload: Vec<u8>,
@@ -145,10 +147,12 @@ pub(super) async fn producer_executor<D: Driver>(
         if shared.w.rate > 0.0 {
             let interval =
                 Duration::from_secs_f64(f64::from(shared.w.batch) * producer_count / shared.w.rate);
+            let offset = interval.mul_f64(f64::from(producer.index) / producer_count);
             tasks.push(glommio::spawn_local(open_loop(
                 producer,
                 shared.clone(),
                 interval,
+                offset,
             )));
         } else {
             for _ in 0..shared.w.in_flight {
@@ -197,6 +201,7 @@ async fn open_producers<D: Driver>(
         let tail =
             (w.duration.is_none() && rest > 0).then(|| (publisher.encode(rest, &payload), rest));
         producers.push(Producer {
+            index: p,
             full: publisher.encode(w.batch, &payload),
             tail,
             publisher,
@@ -221,17 +226,23 @@ async fn closed_loop<P: Publisher>(producer: Rc<Producer<P>>, shared: Rc<Shared>
     }
 }
 
-/// Open loop: batch `i` is due at `start + i * interval`; it goes out then, or as soon as an
-/// in-flight slot frees up, and is measured from when it was due.
+/// Open loop: batch `i` is due at `start + offset + i * interval`; it goes out then, or as soon
+/// as an in-flight slot frees up, and is measured from when it was due. In duration mode the
+/// last batch is the last one *due* before the end (a late one still goes out). `offset`
+/// spreads the producers over one interval, so they do not all fire at the same instants.
 async fn open_loop<P: Publisher + 'static>(
     producer: Rc<Producer<P>>,
     shared: Rc<Shared>,
     interval: Duration,
+    offset: Duration,
 ) {
     let slots = Rc::new(glommio::sync::Semaphore::new(u64::from(shared.w.in_flight)));
     let mut index = 0;
-    while index < producer.batches && shared.keep_sending() {
-        let intended = shared.start + interval.mul_f64(index as f64);
+    while index < producer.batches && !shared.live.stopped() {
+        let intended = shared.start + offset + interval.mul_f64(index as f64);
+        if shared.send_until.is_some_and(|end| intended >= end) {
+            break;
+        }
         let now = Instant::now();
         if intended > now {
             glommio::timer::sleep(intended - now).await;
@@ -239,6 +250,9 @@ async fn open_loop<P: Publisher + 'static>(
         let Ok(slot) = slots.acquire_static_permit(1).await else {
             break;
         };
+        if shared.live.stopped() {
+            break;
+        }
         shared.recorder.delayed(intended);
         let (producer, shared) = (producer.clone(), shared.clone());
         glommio::spawn_local(async move {

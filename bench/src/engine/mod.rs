@@ -122,23 +122,19 @@ where
 
     let mut handles = Vec::new();
     for (t, &cpu) in workload.producer_cpus.iter().enumerate() {
-        let (w, live, make) = (workload.clone(), live.clone(), make_driver.clone());
+        let (w, make) = (workload.clone(), make_driver.clone());
         let name = format!("bench-produce-{t}");
-        handles.push(std::thread::spawn(move || {
-            run_pinned(&name, cpu, w.spin_us, move || {
-                let drivers = w.topics.iter().map(|topic| make(topic)).collect();
-                load::producer_executor(drivers, w, t as u32, threads, live)
-            })
+        handles.push(spawn_executor(name, cpu, w.spin_us, &live, move |live| {
+            let drivers = w.topics.iter().map(|topic| make(topic)).collect();
+            load::producer_executor(drivers, w, t as u32, threads, live)
         }));
     }
     for (c, &cpu) in workload.consumer_cpus.iter().enumerate() {
-        let (w, live, make) = (workload.clone(), live.clone(), make_driver.clone());
+        let (w, make) = (workload.clone(), make_driver.clone());
         let name = format!("bench-consume-{c}");
-        handles.push(std::thread::spawn(move || {
-            run_pinned(&name, cpu, w.spin_us, move || {
-                let drivers = w.topics.iter().map(|topic| make(topic)).collect();
-                receive::consumer_executor(drivers, w, c as u32, consumers, live)
-            })
+        handles.push(spawn_executor(name, cpu, w.spin_us, &live, move |live| {
+            let drivers = w.topics.iter().map(|topic| make(topic)).collect();
+            receive::consumer_executor(drivers, w, c as u32, consumers, live)
         }));
     }
     let progress = {
@@ -149,7 +145,7 @@ where
     let outcome = join_all(handles, &live);
     let _ = progress.join();
     let merged = outcome?;
-    if merged.errors >= workload.max_errors {
+    if merged.errors > 0 && merged.errors >= workload.max_errors {
         return Err(BenchError::TooManyErrors {
             count: merged.errors,
             last: merged.last_error.unwrap_or_default(),
@@ -197,13 +193,11 @@ where
     let load_before = live::load_average();
     let mut handles = Vec::new();
     for (c, &cpu) in drain.consumer_cpus.iter().enumerate() {
-        let (d, live, make) = (drain.clone(), live.clone(), make_driver.clone());
+        let (d, make) = (drain.clone(), make_driver.clone());
         let name = format!("bench-drain-{c}");
-        handles.push(std::thread::spawn(move || {
-            run_pinned(&name, cpu, d.spin_us, move || {
-                let drivers = d.topics.iter().map(|topic| make(topic)).collect();
-                receive::drain_executor(drivers, d, c as u32, executors, live)
-            })
+        handles.push(spawn_executor(name, cpu, d.spin_us, &live, move |live| {
+            let drivers = d.topics.iter().map(|topic| make(topic)).collect();
+            receive::drain_executor(drivers, d, c as u32, executors, live)
         }));
     }
     let progress = {
@@ -225,6 +219,46 @@ where
 }
 
 type Handle = std::thread::JoinHandle<Result<Result<ThreadResult, BenchError>, BenchError>>;
+
+/// Stops the run when an executor thread ends without a result (its executor did not start,
+/// or it panicked): the others must not wait at the start gate for it forever.
+struct AbortUnlessDone {
+    live: Arc<Live>,
+    done: bool,
+}
+
+impl Drop for AbortUnlessDone {
+    fn drop(&mut self) {
+        if !self.done {
+            self.live.abort();
+            self.live.stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Runs `work(live)` on a new pinned executor on its own thread.
+fn spawn_executor<F, Fut>(
+    name: String,
+    cpu: usize,
+    spin_us: u64,
+    live: &Arc<Live>,
+    work: F,
+) -> Handle
+where
+    F: FnOnce(Arc<Live>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<ThreadResult, BenchError>> + 'static,
+{
+    let live = live.clone();
+    std::thread::spawn(move || {
+        let mut guard = AbortUnlessDone {
+            live: live.clone(),
+            done: false,
+        };
+        let outcome = run_pinned(&name, cpu, spin_us, move || work(live));
+        guard.done = matches!(outcome, Ok(Ok(_)));
+        outcome
+    })
+}
 
 /// Joins every executor thread and merges their results; the first failure aborts the others
 /// and is returned. Ends the progress line.
@@ -262,19 +296,20 @@ fn producer_queues(w: &Workload, p: u32, queues: u32) -> Result<Vec<u32>, BenchE
     Ok(crate::produce::queues_for(p, per, queues))
 }
 
-/// Records a failure on `recorder` and the shared counter; stops the run at `max_errors`.
+/// Records a failure on `recorder` and the shared counter; stops the run once `max_errors`
+/// failed across all executors.
 fn count_error(
     recorder: &recorder::Recorder,
     live: &Live,
     max_errors: u64,
     what: impl std::fmt::Display,
 ) {
-    let errors = recorder.error(what.to_string());
-    live.errors.fetch_add(1, Ordering::Relaxed);
-    if errors <= 5 {
+    let here = recorder.error(what.to_string());
+    let everywhere = live.errors.fetch_add(1, Ordering::SeqCst) + 1;
+    if here <= 5 {
         tracing::warn!("request failed: {what}");
     }
-    if errors >= max_errors {
+    if everywhere >= max_errors {
         live.stop.store(true, Ordering::SeqCst);
     }
 }
@@ -284,5 +319,102 @@ async fn publish_p99(recorder: Rc<recorder::Recorder>, live: Arc<Live>, slot: us
     loop {
         glommio::timer::sleep(Duration::from_millis(250)).await;
         live.p99_us[slot].store(recorder.publish_p99(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A system that acknowledges everything at once and delivers nothing.
+    struct Instant;
+    struct Sink;
+
+    impl Driver for Instant {
+        type Publisher = Sink;
+        type Subscriber = Sink;
+        fn system(&self) -> &'static str {
+            "instant"
+        }
+        async fn queues(&self) -> Result<u32, BenchError> {
+            Ok(2)
+        }
+        async fn publisher(&self, _: u32, _: &[u32]) -> Result<Sink, BenchError> {
+            Ok(Sink)
+        }
+        async fn subscriber(&self, _: u32, _: Position) -> Result<Sink, BenchError> {
+            Ok(Sink)
+        }
+    }
+
+    impl Publisher for Sink {
+        type Batch = u32;
+        fn encode(&self, count: u32, _: &[u8]) -> u32 {
+            count
+        }
+        async fn publish(&self, _: u32, batch: &u32) -> Result<u32, BenchError> {
+            Ok(*batch)
+        }
+    }
+
+    impl Subscriber for Sink {
+        async fn poll(&mut self, _: &mut dyn FnMut(&[u8])) -> Result<u64, BenchError> {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+            Ok(0)
+        }
+    }
+
+    fn workload(threads: usize) -> Workload {
+        let cpu = crate::runtime::choose_cpu(None, &crate::runtime::allowed_cpus()).unwrap();
+        Workload {
+            topics: vec!["t".into()],
+            messages: 1003,
+            duration: None,
+            warmup: Duration::ZERO,
+            size: 16,
+            batch: 10,
+            producers: 3,
+            queues_per_producer: None,
+            in_flight: 2,
+            rate: 0.0,
+            producer_cpus: vec![cpu; threads],
+            consumer_cpus: Vec::new(),
+            spin_us: 0,
+            max_errors: 10,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn producers_over_executors_add_up() {
+        let measured = run(&workload(2), |_| Instant).unwrap();
+        let r = &measured.merged;
+        assert_eq!((r.sent, r.acked, r.errors), (1003, 1003, 0));
+        // 1003 over 3 producers (335, 334, 334) in batches of 10: 34 + 34 + 34 requests.
+        assert_eq!(r.publish.histogram.len(), 102);
+    }
+
+    /// Regression: an executor that died before the start gate (here: the second one's driver
+    /// panics, so the run joins the first, waiting one, first) left the others waiting at the
+    /// gate forever.
+    #[test]
+    fn an_executor_dying_before_the_gate_ends_the_run() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(|| {
+                run(&workload(2), move |_| {
+                    let name = std::thread::current().name().unwrap_or("").to_owned();
+                    if name.starts_with("bench-produce-1") {
+                        panic!("this executor cannot reach its system");
+                    }
+                    Instant
+                })
+            });
+            let _ = tx.send(outcome.is_err() || outcome.is_ok_and(|r| r.is_err()));
+        });
+        let failed = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run ended instead of waiting at the start gate");
+        assert!(failed, "a run with a dead executor is not a success");
     }
 }

@@ -267,17 +267,21 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 drain_timeout: Duration::from_secs(5),
             };
             eprintln!("filling {} with {} messages", args.topic, args.messages);
-            crate::engine::run(&fill, per_topic::<D>(target.clone()))?;
+            // What the fill stored is what the drain must find (a few failed fill requests
+            // below --max-errors are not the drain's to miss).
+            let stored = crate::engine::run(&fill, per_topic::<D>(target.clone()))?
+                .merged
+                .acked;
             let drain = Drain {
                 topics: vec![args.topic.clone()],
-                expected: args.messages,
+                expected: stored,
                 consumer_cpus: vec![cpu],
                 spin_us: args.spin_us,
                 max_errors: args.max_errors,
                 idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             };
             let measured = crate::engine::drain(&drain, per_topic::<D>(target))?;
-            crate::consume::drain_report(system, args, &measured)
+            crate::consume::drain_report(system, args, stored, &measured)
         }
     }
     with_peer(peer, args.peer_cpu, Consume(args))

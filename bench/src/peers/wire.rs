@@ -85,6 +85,22 @@ pub async fn await_reply<T>(
     }
 }
 
+/// Writes all of `bytes` within `limit`. A failed or stalled write leaves a torn request on the
+/// stream, so it also shuts the socket down (the reader then fails every waiter).
+pub async fn write_within(socket: &Socket, bytes: &[u8], limit: Duration) -> Result<(), String> {
+    let written = glommio::timer::timeout(limit, async {
+        Ok::<_, glommio::GlommioError<()>>(socket.write_all(bytes).await)
+    })
+    .await;
+    let result = match written {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => format!("write: {e}"),
+        Err(_) => format!("write stalled for {limit:?} (the peer is not reading)"),
+    };
+    socket.shutdown();
+    Err(result)
+}
+
 /// A connected socket and the task reading it; dropping it shuts the socket down (the reader
 /// sees the end of stream) and cancels the reader.
 pub struct Wire {

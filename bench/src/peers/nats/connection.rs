@@ -20,7 +20,7 @@ use glommio::sync::Semaphore;
 use shardmq_client::socket::Socket;
 
 use super::proto::{parse, publish, Op};
-use crate::peers::wire::{await_reply, ReadBuffer, Wire};
+use crate::peers::wire::{await_reply, write_within, ReadBuffer, Wire};
 
 /// Initial read buffer size (grows when one operation does not fit).
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -65,12 +65,15 @@ fn inbox_token() -> String {
     format!("bench{}x{n}", std::process::id())
 }
 
-async fn write(socket: &Socket, lock: &Semaphore, bytes: &[u8]) -> Result<(), String> {
+/// Writes `bytes` as one operation (writers take turns on `lock`) within `limit`.
+async fn write(
+    socket: &Socket,
+    lock: &Semaphore,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<(), String> {
     let _turn = lock.acquire_permit(1).await.map_err(|e| e.to_string())?;
-    socket
-        .write_all(bytes)
-        .await
-        .map_err(|e| format!("write: {e}"))
+    write_within(socket, bytes, limit).await
 }
 
 impl NatsConnection {
@@ -85,13 +88,13 @@ impl NatsConnection {
         let write_lock = Rc::new(Semaphore::new(1));
         let (reader_shared, reader_lock) = (shared.clone(), write_lock.clone());
         let wire = Wire::connect(addr, timeout, |socket| {
-            read_loop(socket, reader_shared, reader_lock)
+            read_loop(socket, reader_shared, reader_lock, timeout)
         })
         .await?;
         let hello = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"protocol\":1,\"name\":\"shardmq-bench\"}}\r\nSUB {inbox_prefix}* {INBOX_SID}\r\nPING\r\n"
         );
-        write(&wire.socket, &write_lock, hello.as_bytes()).await?;
+        write(&wire.socket, &write_lock, hello.as_bytes(), timeout).await?;
         Ok(NatsConnection {
             wire,
             shared,
@@ -129,7 +132,7 @@ impl NatsConnection {
                 tx,
             },
         );
-        let answer = match write(&self.wire.socket, &self.write_lock, &out).await {
+        let answer = match write(&self.wire.socket, &self.write_lock, &out, self.timeout).await {
             Ok(()) => await_reply(rx, self.timeout).await,
             Err(e) => Err(e),
         };
@@ -152,6 +155,7 @@ impl NatsConnection {
             &self.wire.socket,
             &self.write_lock,
             format!("SUB {subject} {sid}\r\n").as_bytes(),
+            self.timeout,
         )
         .await?;
         Ok(mailbox)
@@ -191,7 +195,12 @@ fn deliver(shared: &Shared, subject: &str, sid: u64, payload: Vec<u8>, status: O
     }
 }
 
-async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>, write_lock: Rc<Semaphore>) {
+async fn read_loop(
+    socket: Rc<Socket>,
+    shared: Rc<Shared>,
+    write_lock: Rc<Semaphore>,
+    timeout: Duration,
+) {
     let mut buf = ReadBuffer::new(READ_BUFFER_BYTES);
     let why = 'read: loop {
         if let Err(e) = buf.fill(&socket, "nats-server").await {
@@ -209,7 +218,8 @@ async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>, write_lock: Rc<Semaph
                             status,
                         } => deliver(&shared, &subject, sid, payload, status),
                         Op::Ping => {
-                            if let Err(e) = write(&socket, &write_lock, b"PONG\r\n").await {
+                            if let Err(e) = write(&socket, &write_lock, b"PONG\r\n", timeout).await
+                            {
                                 break 'read e;
                             }
                         }

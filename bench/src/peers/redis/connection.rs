@@ -16,7 +16,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use shardmq_client::socket::Socket;
 
 use super::resp::{parse, Value};
-use crate::peers::wire::{await_reply, ReadBuffer, Wire};
+use crate::peers::wire::{await_reply, write_within, ReadBuffer, Wire};
 
 /// Initial read buffer size (grows when one reply does not fit).
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -78,11 +78,8 @@ impl RespConnection {
                 got: Vec::with_capacity(replies),
                 tx,
             });
-            if let Err(e) = self.wire.socket.write_all(commands).await {
-                // The waiter stays queued: the stream is now out of step, so close it.
-                self.wire.socket.shutdown();
-                return Err(format!("write: {e}"));
-            }
+            // On failure the waiter stays queued: the stream is out of step and shut down.
+            write_within(&self.wire.socket, commands, self.timeout).await?;
         }
         let reply = await_reply(rx, self.timeout + extra).await;
         if reply.is_err() {

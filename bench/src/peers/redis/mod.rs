@@ -12,7 +12,9 @@
 mod connection;
 pub mod resp;
 
+use std::cell::RefCell;
 use std::ffi::OsString;
+use std::rc::Rc;
 use std::time::Duration;
 
 use connection::RespConnection;
@@ -162,38 +164,43 @@ pub struct RedisPublisher {
     streams: Vec<Vec<u8>>,
 }
 
-/// N XADDs, encoded per stream (the queue picks which).
+/// N XADDs of one payload. The commands name the stream, so they are encoded per stream, on
+/// first use: a batch reused for every send (closed and open loop) is encoded once per stream;
+/// a stamped end-to-end batch, sent once, only for its own stream.
 pub struct RedisBatch {
     count: u32,
-    per_stream: Vec<Vec<u8>>,
+    payload: Vec<u8>,
+    per_stream: RefCell<Vec<Option<Rc<[u8]>>>>,
 }
 
 impl Publisher for RedisPublisher {
     type Batch = RedisBatch;
 
     fn encode(&self, count: u32, payload: &[u8]) -> RedisBatch {
-        let per_stream = self
-            .streams
-            .iter()
-            .map(|stream| {
-                let mut out = Vec::with_capacity((payload.len() + 64) * count as usize);
-                for _ in 0..count {
-                    command(&mut out, &[b"XADD", stream, b"*", b"f", payload]);
-                }
-                out
-            })
-            .collect();
-        RedisBatch { count, per_stream }
+        RedisBatch {
+            count,
+            payload: payload.to_vec(),
+            per_stream: RefCell::new(vec![None; self.streams.len()]),
+        }
     }
 
     async fn publish(&self, queue: u32, batch: &RedisBatch) -> Result<u32, BenchError> {
-        let commands = batch
-            .per_stream
+        let stream = self
+            .streams
             .get(queue as usize)
             .ok_or_else(|| peer_error(format!("no stream for queue {queue}")))?;
+        let commands = batch.per_stream.borrow_mut()[queue as usize]
+            .get_or_insert_with(|| {
+                let mut out = Vec::with_capacity((batch.payload.len() + 64) * batch.count as usize);
+                for _ in 0..batch.count {
+                    command(&mut out, &[b"XADD", stream, b"*", b"f", &batch.payload]);
+                }
+                out.into()
+            })
+            .clone();
         let replies = self
             .connection
-            .call(commands, batch.count as usize, Duration::ZERO)
+            .call(&commands, batch.count as usize, Duration::ZERO)
             .await
             .map_err(peer_error)?;
         let mut acked = 0;

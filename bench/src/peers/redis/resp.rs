@@ -34,9 +34,14 @@ pub fn command(out: &mut Vec<u8>, parts: &[&[u8]]) {
 }
 
 /// Parses one value from the start of `buf`: `Ok(None)` if `buf` holds only part of it, else the
-/// value and the bytes it took.
+/// value and the bytes it took. A first pass only checks that the value is complete (no
+/// allocation), so a large reply arriving in many reads is not rebuilt after every read.
 pub fn parse(buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
-    parse_at(buf, 0)
+    let Some((_, len)) = walk(buf, 0, false)? else {
+        return Ok(None);
+    };
+    let (value, used) = walk(&buf[..len], 0, true)?.expect("the value was found complete");
+    Ok(Some((value.expect("values are built when asked"), used)))
 }
 
 fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
@@ -51,7 +56,12 @@ fn number(text: &[u8]) -> Result<i64, RespError> {
         .ok_or(RespError("not a number"))
 }
 
-fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, RespError> {
+/// Walks one value: `None` while incomplete; else its length, and the value when `build`.
+fn walk(
+    buf: &[u8],
+    depth: usize,
+    build: bool,
+) -> Result<Option<(Option<Value>, usize)>, RespError> {
     if depth > DEPTH_MAX {
         return Err(RespError("nested too deep"));
     }
@@ -63,14 +73,15 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, RespErro
     };
     let head = 1 + used;
     let string = || String::from_utf8_lossy(text).into_owned();
+    let value = |v: Value| build.then_some(v);
     match kind {
-        b'+' => Ok(Some((Value::Simple(string()), head))),
-        b'-' => Ok(Some((Value::Error(string()), head))),
-        b':' => Ok(Some((Value::Integer(number(text)?), head))),
+        b'+' => Ok(Some((value(Value::Simple(string())), head))),
+        b'-' => Ok(Some((value(Value::Error(string())), head))),
+        b':' => Ok(Some((value(Value::Integer(number(text)?)), head))),
         b'$' => {
             let len = number(text)?;
             if len < 0 {
-                return Ok(Some((Value::Nil, head)));
+                return Ok(Some((value(Value::Nil), head)));
             }
             if len > BULK_BYTES_MAX {
                 return Err(RespError("bulk string too long"));
@@ -82,25 +93,26 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Value, usize)>, RespErro
             if &buf[end..end + 2] != b"\r\n" {
                 return Err(RespError("bulk string not followed by CRLF"));
             }
-            Ok(Some((Value::Bulk(buf[head..end].to_vec()), end + 2)))
+            let bulk = build.then(|| Value::Bulk(buf[head..end].to_vec()));
+            Ok(Some((bulk, end + 2)))
         }
         b'*' => {
             let count = number(text)?;
             if count < 0 {
-                return Ok(Some((Value::Nil, head)));
+                return Ok(Some((value(Value::Nil), head)));
             }
             let mut items = Vec::new();
             let mut at = head;
             for _ in 0..count {
-                match parse_at(&buf[at..], depth + 1)? {
-                    Some((value, used)) => {
-                        items.push(value);
+                match walk(&buf[at..], depth + 1, build)? {
+                    Some((item, used)) => {
+                        items.extend(item);
                         at += used;
                     }
                     None => return Ok(None),
                 }
             }
-            Ok(Some((Value::Array(items), at)))
+            Ok(Some((build.then_some(Value::Array(items)), at)))
         }
         _ => Err(RespError("unknown type byte")),
     }

@@ -15,7 +15,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use shardmq_client::socket::Socket;
 
 use super::command::{decode, encode_request, frame_length, Command};
-use crate::peers::wire::{await_reply, Wire};
+use crate::peers::wire::{await_reply, write_within, Wire};
 
 struct Shared {
     waiting: RefCell<HashMap<i32, LocalSender<Result<Command, String>>>>,
@@ -70,11 +70,7 @@ impl RemotingConnection {
                 .acquire_permit(1)
                 .await
                 .map_err(|e| e.to_string())?;
-            self.wire
-                .socket
-                .write_all(&frame)
-                .await
-                .map_err(|e| format!("write: {e}"))
+            write_within(&self.wire.socket, &frame, self.timeout).await
         }
         .await;
         let reply = match written {
