@@ -16,8 +16,9 @@
 //!   an in-flight slot frees, and is measured from `t` (no coordinated omission); how late it went
 //!   out is the publish delay.
 //! - End-to-end: each record's payload starts with the µs since `start` at which its batch was
-//!   encoded; the consumer executor measures receipt minus that (one process, one monotonic
-//!   clock). It stops once every producer finished and it received every acknowledged record,
+//!   encoded, i.e. actually sent (as OMB's publish timestamp; in open loop the publish delay
+//!   reports how late that was against the schedule); the consumer executor measures receipt
+//!   minus that (one process, one monotonic clock). It stops once every producer finished and it received every acknowledged record,
 //!   or after `drain_timeout` without a record.
 //!
 //! Failure: a request that fails is counted and its text kept; after `max_errors` on any
