@@ -234,6 +234,7 @@ fn admin_and_bench_round_trip() {
     assert!(consumed.status.success(), "{consumed:?}");
     let report = json(&consume_json);
     assert_eq!(report["messages"], 25000);
+    assert_eq!(report["received"], 25000);
     assert_eq!(report["errors"], 0);
 
     // Asking for more than exists fails, non-zero, once the topic stays idle.
@@ -545,6 +546,11 @@ fn the_same_workload_against_redis_renders_side_by_side_with_shardmq() {
     let drained = json(&drain_path);
     assert_eq!(drained["kind"], "consume");
     assert_eq!(drained["messages"], 3000, "{drained}");
+    assert_eq!(
+        (&drained["sent"], &drained["received"]),
+        (&3000.into(), &3000.into()),
+        "filled = drained"
+    );
     assert_eq!(drained["bytes"], 3000 * 256);
     assert_eq!(drained["errors"], 0);
 

@@ -70,6 +70,7 @@ pub(crate) fn drain_report(
         rate_series: r.publish.rate_series(),
         p99_series: r.publish.p99_series(),
         sent: stored,
+        received: Some(r.acked),
         load_before: m.load_before,
         load_after: m.load_after,
         ..Report::empty(system, BenchKind::Consume, &args.topic)
@@ -169,6 +170,7 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         rate_series: track.rate_series(),
         p99_series: track.p99_series(),
         sent: messages,
+        received: Some(messages),
         load_before,
         load_after: load_average(),
         ..Report::empty("shardmq", BenchKind::Consume, &topic.name)

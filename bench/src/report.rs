@@ -124,7 +124,7 @@ pub struct Report {
     pub warmup: Duration,
     /// Duration mode: the planned measured seconds.
     pub planned_duration: Option<Duration>,
-    /// End-to-end runs: records the consumers received, warm-up included.
+    /// Records the consumers received (end-to-end: warm-up included; consume: = `messages`).
     pub received: Option<u64>,
     /// shardmq client batching (`--linger-us`): messages were handed to the client's Producer
     /// one at a time, with this linger.
