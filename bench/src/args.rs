@@ -20,6 +20,19 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// Parses the arguments of `shardmq bench` (without the program name and `bench`), as the
+    /// binary does: `["--broker", "h:1", "produce", "--topic", "t"]`.
+    pub fn parse_command(args: &[&str]) -> Result<BenchCommand, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map(|c| c.bench.into_command())
+    }
+
     /// The command with the broker address filled in.
     pub fn into_command(self) -> BenchCommand {
         let mut command = self.command;
@@ -104,42 +117,20 @@ pub struct ProduceArgs {
     /// Batches each producer keeps awaiting acks (1 measures plain round trips).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub in_flight: u32,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// CPU to pin the bench executor to (default: the last CPU this process may use).
-    #[arg(long)]
-    pub cpu: Option<usize>,
-    /// Per-request timeout.
-    #[arg(long, default_value_t = 30_000)]
-    pub timeout_ms: u64,
-    /// Stop the run after this many failed requests.
-    #[arg(long, default_value_t = 100)]
-    pub max_errors: u64,
-    /// Microseconds the bench executor spins before parking its CPU (0 = park at once). Use it
-    /// for round-trip latency runs, together with the broker's --spin-before-park-us.
-    #[arg(long, default_value_t = 0)]
-    pub spin_us: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Open loop: send at this many messages per second in all (split over the producers),
     /// each batch on a fixed schedule, latency measured from its intended send time. 0 = closed
     /// loop (as fast as acks return).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Run the workload against a peer this command starts and stops itself, on loopback with a
-    /// fresh data directory, instead of the shardmq broker at --broker.
-    #[arg(long, value_enum)]
-    pub peer: Option<crate::peers::Peer>,
-    /// The CPU to pin the peer's server to (as `--cpus` pins the broker's shards).
-    #[arg(long)]
-    pub peer_cpu: Option<usize>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
     /// shardmq only, with --batch 1: publish message by message through the client's batching
     /// Producer with this linger (µs), which coalesces what the concurrent senders
     /// (--in-flight per producer) hand it; latency is per message, send to its offset.
     #[arg(long)]
     pub linger_us: Option<u64>,
-    /// Queues of the topic a peer run creates (where the peer has queues: RocketMQ).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub peer_queues: u32,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -166,38 +157,55 @@ pub struct ConsumeArgs {
     /// Give up after this long without a new message.
     #[arg(long, default_value_t = 5_000)]
     pub idle_timeout_ms: u64,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// CPU to pin the bench executor to (default: the last CPU this process may use).
-    #[arg(long)]
-    pub cpu: Option<usize>,
-    /// Per-request timeout (added to --wait-ms for pulls).
-    #[arg(long, default_value_t = 30_000)]
-    pub timeout_ms: u64,
-    /// Stop the run after this many failed pulls.
-    #[arg(long, default_value_t = 100)]
-    pub max_errors: u64,
-    /// Microseconds the bench executor spins before parking its CPU (0 = park at once). Use it
-    /// for round-trip latency runs, together with the broker's --spin-before-park-us.
-    #[arg(long, default_value_t = 0)]
-    pub spin_us: u64,
-    /// Run against a peer this command starts and stops itself: it fills the topic with
-    /// --messages records first (untimed), then drains it (timed).
-    #[arg(long, value_enum)]
-    pub peer: Option<crate::peers::Peer>,
-    /// The CPU to pin the peer's server to.
-    #[arg(long)]
-    pub peer_cpu: Option<usize>,
-    /// Queues of the topic a peer run creates.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub peer_queues: u32,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// With --peer: the bench fills a fresh peer with --messages records first (untimed), then
+    /// drains it (timed).
+    #[command(flatten)]
+    pub peers: PeerArgs,
     /// Peer runs: payload bytes of the records the fill writes.
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
     /// Peer runs: records per request of the fill.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i64::from(BATCH_RECORDS_MAX)))]
     pub fill_batch: u32,
+}
+
+/// What every kind of run shares: where the result goes, where the bench runs, how failures
+/// end it.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct RunArgs {
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// CPU to pin the bench executor to (default: the last CPU this process may use).
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Per-request timeout (pulls: added to their long-poll wait).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// Stop the run after this many failed requests.
+    #[arg(long, default_value_t = 100)]
+    pub max_errors: u64,
+    /// Microseconds the bench executor spins before parking its CPU (0 = park at once). Use it
+    /// for round-trip latency runs, together with the broker's --spin-before-park-us.
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
+}
+
+/// Running against a peer system instead of the shardmq broker at --broker.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct PeerArgs {
+    /// Run against a peer this command starts and stops itself, on loopback with a fresh data
+    /// directory, instead of the shardmq broker at --broker.
+    #[arg(long, value_enum)]
+    pub peer: Option<crate::peers::Peer>,
+    /// The CPU to pin the peer's server to (as `--cpus` pins the broker's shards).
+    #[arg(long)]
+    pub peer_cpu: Option<usize>,
+    /// Queues of the topic a peer run creates (RocketMQ queues, Redis streams, NATS subjects).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub peer_queues: u32,
 }
 
 /// Estimated encoded bytes of one record beyond its payload (rkyv record + key + vec headers).
@@ -217,12 +225,12 @@ impl ProduceArgs {
                 "--messages must be at least 1".into(),
             ));
         }
-        if self.timeout_ms == 0 {
+        if self.run.timeout_ms == 0 {
             return Err(BenchError::InvalidArgs(
                 "--timeout-ms must be at least 1".into(),
             ));
         }
-        if self.linger_us.is_some() && (self.batch != 1 || self.peer.is_some()) {
+        if self.linger_us.is_some() && (self.batch != 1 || self.peers.peer.is_some()) {
             return Err(BenchError::InvalidArgs(
                 "--linger-us is client batching of single messages: it needs --batch 1 and no --peer"
                     .into(),
@@ -259,7 +267,7 @@ impl ProduceArgs {
     ) -> Result<crate::engine::Workload, BenchError> {
         self.validate()?;
         let allowed = crate::runtime::allowed_cpus();
-        let default_cpu = crate::runtime::choose_cpu(self.cpu, &allowed)?;
+        let default_cpu = crate::runtime::choose_cpu(self.run.cpu, &allowed)?;
         let listed: Vec<usize> = self
             .cpus
             .iter()
@@ -304,8 +312,8 @@ impl ProduceArgs {
             rate: self.rate,
             producer_cpus,
             consumer_cpus,
-            spin_us: self.spin_us,
-            max_errors: self.max_errors,
+            spin_us: self.run.spin_us,
+            max_errors: self.run.max_errors,
             drain_timeout: std::time::Duration::from_secs(5),
         })
     }
@@ -313,7 +321,7 @@ impl ProduceArgs {
 
 impl ConsumeArgs {
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
-        if self.timeout_ms == 0 {
+        if self.run.timeout_ms == 0 {
             return Err(BenchError::InvalidArgs(
                 "--timeout-ms must be at least 1".into(),
             ));
@@ -327,21 +335,16 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
-
     /// Parses test arguments written as `<kind> --broker B …`: `--broker` is moved in front of the
     /// subcommand, where the real command line takes it.
     fn parse(args: &[&str]) -> Result<BenchCommand, clap::Error> {
         let mut rest: Vec<&str> = args.to_vec();
-        let mut front = vec!["bench"];
+        let mut front = Vec::new();
         if let Some(at) = rest.iter().position(|a| *a == "--broker") {
             front.extend(rest.drain(at..(at + 2).min(rest.len())));
         }
-        Cli::try_parse_from(front.into_iter().chain(rest)).map(|c| c.bench.into_command())
+        front.extend(rest);
+        BenchArgs::parse_command(&front)
     }
 
     #[test]
@@ -356,7 +359,7 @@ mod tests {
             (100_000, 1024, 1, 1, 1)
         );
         assert_eq!(
-            (p.queues_per_producer, p.cpu, p.json.as_ref()),
+            (p.queues_per_producer, p.run.cpu, p.run.json.as_ref()),
             (None, None, None)
         );
         p.validate().unwrap();
@@ -391,8 +394,8 @@ mod tests {
         assert_eq!(p.producers, 4);
         assert_eq!(p.queues_per_producer, Some(2));
         assert_eq!(p.in_flight, 8);
-        assert_eq!(p.json, Some(PathBuf::from("out.json")));
-        assert_eq!(p.cpu, Some(1));
+        assert_eq!(p.run.json, Some(PathBuf::from("out.json")));
+        assert_eq!(p.run.cpu, Some(1));
     }
 
     #[test]

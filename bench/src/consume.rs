@@ -31,17 +31,19 @@ const RETRY_DELAY: Duration = Duration::from_millis(50);
 /// writes `--json` if given (also for an incomplete run), and returns the report.
 pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
     args.validate()?;
-    let result = match args.peer {
+    let result = match args.peers.peer {
         Some(peer) => crate::peers::run_consume(peer, args),
         None => {
-            let cpu = choose_cpu(args.cpu, &allowed_cpus())?;
+            let cpu = choose_cpu(args.run.cpu, &allowed_cpus())?;
             let owned = args.clone();
-            run_pinned("bench-consume", cpu, args.spin_us, move || consume(owned))?
+            run_pinned("bench-consume", cpu, args.run.spin_us, move || {
+                consume(owned)
+            })?
         }
     };
     match &result {
-        Ok(report) => report.publish(args.json.as_deref())?,
-        Err(BenchError::Incomplete { report, .. }) => report.publish(args.json.as_deref())?,
+        Ok(report) => report.publish(args.run.json.as_deref())?,
+        Err(BenchError::Incomplete { report, .. }) => report.publish(args.run.json.as_deref())?,
         Err(_) => {}
     }
     result
@@ -64,7 +66,7 @@ pub(crate) fn drain_report(
         errors: r.errors,
         message_size: args.size as u64,
         batch_size: r.acked.checked_div(polls).unwrap_or(0),
-        clients: args.peer_queues,
+        clients: args.peers.peer_queues,
         in_flight: 1,
         latency: LatencySummary::from_histogram(&r.publish.histogram),
         rate_series: r.publish.rate_series(),
@@ -102,7 +104,7 @@ struct Totals {
 
 async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
     let config = ClientConfig {
-        request_timeout: Duration::from_millis(args.timeout_ms),
+        request_timeout: Duration::from_millis(args.run.timeout_ms),
         ..ClientConfig::default()
     };
     let client = Client::connect_with(&args.broker, "shardmq-bench-consume", config).await?;
@@ -128,7 +130,7 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         errors: Cell::new(0),
         last_progress: Cell::new(start),
         fatal: RefCell::new(None),
-        max_errors: args.max_errors,
+        max_errors: args.run.max_errors,
         start,
     });
     let tasks: Vec<_> = consumers

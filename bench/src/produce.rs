@@ -21,9 +21,9 @@ use crate::report::{BenchKind, LatencySummary, Report};
 /// if given, and returns the report.
 pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     let workload = args.workload(None)?;
-    if let Some(peer) = args.peer {
+    if let Some(peer) = args.peers.peer {
         let report = crate::peers::run_workload(peer, args, &workload, 0)?;
-        report.publish(args.json.as_deref())?;
+        report.publish(args.run.json.as_deref())?;
         return Ok(report);
     }
     let (broker, timeout) = native_target(args);
@@ -35,7 +35,7 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
         client_linger_us: args.linger_us,
         ..workload_report("shardmq", &args.topic, &workload, &measured)
     };
-    report.publish(args.json.as_deref())?;
+    report.publish(args.run.json.as_deref())?;
     Ok(report)
 }
 
@@ -50,9 +50,9 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
     let workload = args
         .produce
         .workload(Some((args.consumers, args.consumer_cpu)))?;
-    if let Some(peer) = args.produce.peer {
+    if let Some(peer) = args.produce.peers.peer {
         let report = crate::peers::run_workload(peer, &args.produce, &workload, args.wait_ms)?;
-        report.publish(args.produce.json.as_deref())?;
+        report.publish(args.produce.run.json.as_deref())?;
         return Ok(report);
     }
     let (broker, timeout) = native_target(&args.produce);
@@ -74,12 +74,15 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
             "consumers received fewer records than were acknowledged"
         );
     }
-    report.publish(args.produce.json.as_deref())?;
+    report.publish(args.produce.run.json.as_deref())?;
     Ok(report)
 }
 
 fn native_target(args: &ProduceArgs) -> (String, Duration) {
-    (args.broker.clone(), Duration::from_millis(args.timeout_ms))
+    (
+        args.broker.clone(),
+        Duration::from_millis(args.run.timeout_ms),
+    )
 }
 
 /// The report of a produce or end-to-end workload run by the engine against `system`.
@@ -197,29 +200,20 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let args = ProduceArgs {
-            broker: addr,
-            topic: "t".into(),
-            messages: 10,
-            size: 10,
-            batch: 1,
-            producers: 1,
-            queues_per_producer: None,
-            in_flight: 1,
-            duration_s: None,
-            warmup_s: 0.0,
-            threads: 1,
-            cpus: Vec::new(),
-            json: None,
-            cpu: None,
-            timeout_ms: 1000,
-            max_errors: 10,
-            spin_us: 0,
-            rate: 0.0,
-            peer: None,
-            peer_cpu: None,
-            peer_queues: 8,
-            linger_us: None,
+        let command = crate::BenchArgs::parse_command(&[
+            "--broker",
+            &addr,
+            "produce",
+            "--topic",
+            "t",
+            "--messages",
+            "10",
+            "--timeout-ms",
+            "1000",
+        ])
+        .unwrap();
+        let crate::BenchCommand::Produce(args) = command else {
+            panic!("not produce");
         };
         assert!(matches!(run_produce(&args), Err(BenchError::Client(_))));
     }

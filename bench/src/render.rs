@@ -346,34 +346,16 @@ fn latency_chart(runs: &[Run], path: &Path) -> Result<(), BenchError> {
         .draw()
         .map_err(|e| chart_error(path, e))?;
     for (i, run) in runs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = run
+        let points = run
             .percentiles
             .iter()
             .enumerate()
             .filter(|(_, y)| **y > 0.0)
             .map(|(x, y)| (x as f64, y.max(1.0)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| chart_error(path, e))?
-            .label(run.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(|e| chart_error(path, e))?;
+        draw_run(&mut chart, i, &run.label, points, path)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| chart_error(path, e))?;
-    root.present().map_err(|e| chart_error(path, e))
+    finish(chart, &root, path)
 }
 
 /// A per-second series of every run as lines over the run's seconds.
@@ -421,27 +403,58 @@ fn series_chart(
         .map_err(|e| chart_error(path, e))?;
     }
     for (i, run) in runs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
         // Each second's value is drawn at the middle of its second.
-        let points: Vec<(f64, f64)> = series(run)
+        let points = series(run)
             .iter()
             .enumerate()
             .map(|(s, v)| (s as f64 + 0.5, *v))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| chart_error(path, e))?
-            .label(run.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        // Points too: a run shorter than two seconds has a single value and no line.
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(|e| chart_error(path, e))?;
+        draw_run(&mut chart, i, &run.label, points, path)?;
     }
+    finish(chart, &root, path)
+}
+
+type Chart<'a, X, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>;
+
+/// Draws run `index` as a line with a legend entry, and its points (a run with a single value
+/// has no line).
+fn draw_run<X, Y>(
+    chart: &mut Chart<'_, X, Y>,
+    index: usize,
+    label: &str,
+    points: Vec<(f64, f64)>,
+    path: &Path,
+) -> Result<(), BenchError>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    let color = Palette99::pick(index).to_rgba();
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+        .map_err(|e| chart_error(path, e))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    chart
+        .draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, color.filled())),
+        )
+        .map_err(|e| chart_error(path, e))?;
+    Ok(())
+}
+
+/// Draws the legend and writes the SVG file.
+fn finish<X, Y>(
+    mut chart: Chart<'_, X, Y>,
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    path: &Path,
+) -> Result<(), BenchError>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE)

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use shardmq_bench::{run_consume, run_produce, BenchError, BenchKind, ConsumeArgs, ProduceArgs};
+use shardmq_bench::{
+    run_consume, run_produce, BenchArgs, BenchCommand, BenchError, BenchKind, ConsumeArgs,
+    ProduceArgs,
+};
 use shardmq_client::Client;
 
 /// Starts the mock with `topics` created, returns its address and a stop flag.
@@ -35,52 +38,65 @@ fn start_mock(
     (rx.recv().unwrap(), stop, thread)
 }
 
-fn produce_args(broker: &str, topic: &str) -> ProduceArgs {
-    ProduceArgs {
-        broker: broker.into(),
-        topic: topic.into(),
-        messages: 1003,
-        size: 100,
-        batch: 10,
-        producers: 2,
-        queues_per_producer: None,
-        in_flight: 3,
-        duration_s: None,
-        warmup_s: 0.0,
-        threads: 2,
-        cpus: Vec::new(),
-        json: None,
-        cpu: None,
-        timeout_ms: 5_000,
-        max_errors: 10,
-        spin_us: 0,
-        rate: 0.0,
-        peer: None,
-        peer_cpu: None,
-        peer_queues: 8,
-        linger_us: None,
+/// `shardmq bench --broker <broker> <args…>`, parsed as the binary parses it.
+fn command(broker: &str, args: &[&str]) -> BenchCommand {
+    let full: Vec<&str> = ["--broker", broker].iter().chain(args).copied().collect();
+    BenchArgs::parse_command(&full).unwrap()
+}
+
+/// 1003 records of 100 bytes in batches of 10, from 2 producers on 2 executors, 3 in flight.
+fn produce_args(broker: &str, topic: &str, extra: &[&str]) -> ProduceArgs {
+    let base = [
+        "produce",
+        "--topic",
+        topic,
+        "--messages",
+        "1003",
+        "--size",
+        "100",
+        "--batch",
+        "10",
+        "--producers",
+        "2",
+        "--threads",
+        "2",
+        "--in-flight",
+        "3",
+        "--timeout-ms",
+        "5000",
+        "--max-errors",
+        "10",
+    ];
+    match command(broker, &[&base[..], extra].concat()) {
+        BenchCommand::Produce(args) => args,
+        other => panic!("{other:?}"),
     }
 }
 
 fn consume_args(broker: &str, topic: &str, messages: u64) -> ConsumeArgs {
-    ConsumeArgs {
-        broker: broker.into(),
-        topic: topic.into(),
-        messages,
-        batch_bytes: 64 << 10,
-        max_messages: 100,
-        wait_ms: 100,
-        idle_timeout_ms: 500,
-        json: None,
-        cpu: None,
-        timeout_ms: 5_000,
-        max_errors: 10,
-        spin_us: 0,
-        peer: None,
-        peer_cpu: None,
-        peer_queues: 8,
-        size: 1024,
-        fill_batch: 100,
+    let messages = messages.to_string();
+    let args = [
+        "consume",
+        "--topic",
+        topic,
+        "--messages",
+        &messages,
+        "--batch-bytes",
+        "65536",
+        "--max-messages",
+        "100",
+        "--wait-ms",
+        "100",
+        "--idle-timeout-ms",
+        "500",
+        "--timeout-ms",
+        "5000",
+        "--max-errors",
+        "10",
+    ];
+    match command(broker, &args) {
+        BenchCommand::Consume(args) => args,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -91,10 +107,11 @@ fn produce_then_consume_everything() {
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("produce.json");
 
-    let report = run_produce(&ProduceArgs {
-        json: Some(json.clone()),
-        ..produce_args(&addr, "bench")
-    })
+    let report = run_produce(&produce_args(
+        &addr,
+        "bench",
+        &["--json", json.to_str().unwrap()],
+    ))
     .unwrap();
     assert_eq!(report.kind, BenchKind::Produce);
     assert_eq!(report.messages, 1003);
@@ -128,7 +145,7 @@ fn produce_then_consume_everything() {
     }
 
     // A missing topic is a clear error, not a created topic.
-    let err = run_produce(&produce_args(&addr, "nosuch")).unwrap_err();
+    let err = run_produce(&produce_args(&addr, "nosuch", &[])).unwrap_err();
     assert!(matches!(err, BenchError::TopicNotFound(_)), "{err}");
     assert!(err.to_string().contains("does not exist"));
 

@@ -209,8 +209,8 @@ pub fn run_workload(
             let target = PeerTarget {
                 addr,
                 topic: self.args.topic.clone(),
-                queues: self.args.peer_queues,
-                timeout: Duration::from_millis(self.args.timeout_ms),
+                queues: self.args.peers.peer_queues,
+                timeout: Duration::from_millis(self.args.run.timeout_ms),
                 wait: Duration::from_millis(u64::from(self.wait_ms)),
             };
             let measured = crate::engine::run(self.workload, per_topic::<D>(target))?;
@@ -227,7 +227,7 @@ pub fn run_workload(
         workload,
         wait_ms,
     };
-    with_peer(peer, args.peer_cpu, job)
+    with_peer(peer, args.peers.peer_cpu, job)
 }
 
 /// The consume workload against `peer`: fills the topic with `--messages` records (untimed,
@@ -241,12 +241,12 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
             addr: String,
         ) -> Result<Report, BenchError> {
             let args = self.0;
-            let cpu = crate::runtime::choose_cpu(args.cpu, &crate::runtime::allowed_cpus())?;
+            let cpu = crate::runtime::choose_cpu(args.run.cpu, &crate::runtime::allowed_cpus())?;
             let target = PeerTarget {
                 addr,
                 topic: args.topic.clone(),
-                queues: args.peer_queues,
-                timeout: Duration::from_millis(args.timeout_ms),
+                queues: args.peers.peer_queues,
+                timeout: Duration::from_millis(args.run.timeout_ms),
                 wait: Duration::from_millis(u64::from(args.wait_ms)),
             };
             let fill = Workload {
@@ -263,7 +263,7 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 producer_cpus: vec![cpu],
                 consumer_cpus: Vec::new(),
                 spin_us: 0,
-                max_errors: args.max_errors,
+                max_errors: args.run.max_errors,
                 drain_timeout: Duration::from_secs(5),
             };
             eprintln!("filling {} with {} messages", args.topic, args.messages);
@@ -276,13 +276,13 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 topics: vec![args.topic.clone()],
                 expected: stored,
                 consumer_cpus: vec![cpu],
-                spin_us: args.spin_us,
-                max_errors: args.max_errors,
+                spin_us: args.run.spin_us,
+                max_errors: args.run.max_errors,
                 idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             };
             let measured = crate::engine::drain(&drain, per_topic::<D>(target))?;
             crate::consume::drain_report(system, args, stored, &measured)
         }
     }
-    with_peer(peer, args.peer_cpu, Consume(args))
+    with_peer(peer, args.peers.peer_cpu, Consume(args))
 }
