@@ -333,7 +333,6 @@ impl ConsumeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     /// Parses test arguments written as `<kind> --broker B …`: `--broker` is moved in front of the
     /// subcommand, where the real command line takes it.
