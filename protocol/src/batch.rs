@@ -452,6 +452,21 @@ mod tests {
         encode_batch(&records)
     }
 
+    /// A batch of `n` records stamped for topic 1, queue 0, from `base_offset`.
+    fn stamped_batch_of(n: u8, base_offset: u64) -> AlignedVec<16> {
+        let mut batch = batch_of(n);
+        stamp(
+            &mut batch,
+            Stamp {
+                topic_id: 1,
+                queue_id: 0,
+                base_offset,
+                append_timestamp_ms: 1,
+            },
+        );
+        batch
+    }
+
     #[test]
     fn encode_validate_stamp_read_round_trip() {
         let mut batch = batch_of(10);
@@ -490,16 +505,7 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_caught() {
-        let mut batch = batch_of(3);
-        stamp(
-            &mut batch,
-            Stamp {
-                topic_id: 1,
-                queue_id: 0,
-                base_offset: 0,
-                append_timestamp_ms: 1,
-            },
-        );
+        let batch = stamped_batch_of(3, 0);
         for at in 0..batch.len() {
             let mut copy = batch.clone();
             copy[at] ^= 0x40;
@@ -525,16 +531,7 @@ mod tests {
 
     #[test]
     fn truncation_at_every_byte_fails() {
-        let mut batch = batch_of(2);
-        stamp(
-            &mut batch,
-            Stamp {
-                topic_id: 1,
-                queue_id: 0,
-                base_offset: 0,
-                append_timestamp_ms: 1,
-            },
-        );
+        let batch = stamped_batch_of(2, 0);
         for cut in 0..batch.len() {
             let mut short = AlignedVec::<16>::new();
             short.extend_from_slice(&batch[..cut]);
@@ -563,16 +560,7 @@ mod tests {
     fn the_unhashed_split_agrees_with_the_checked_one_and_still_bounds_lengths() {
         let mut data = AlignedVec::<16>::new();
         for base in [0u64, 3] {
-            let mut b = batch_of(3);
-            stamp(
-                &mut b,
-                Stamp {
-                    topic_id: 1,
-                    queue_id: 0,
-                    base_offset: base,
-                    append_timestamp_ms: 1,
-                },
-            );
+            let b = stamped_batch_of(3, base);
             data.extend_from_slice(&b);
         }
         let checked: Vec<_> = split_batches(&data)
@@ -596,16 +584,7 @@ mod tests {
     fn split_concatenated_batches() {
         let mut data = AlignedVec::<16>::new();
         for base in [0u64, 2, 4] {
-            let mut b = batch_of(2);
-            stamp(
-                &mut b,
-                Stamp {
-                    topic_id: 1,
-                    queue_id: 0,
-                    base_offset: base,
-                    append_timestamp_ms: 1,
-                },
-            );
+            let b = stamped_batch_of(2, base);
             data.extend_from_slice(&b);
         }
         let views = split_batches(&data).unwrap();

@@ -60,17 +60,22 @@ fn random_bytes_never_panic_a_decoder() {
     }
 }
 
-#[test]
-fn corrupted_valid_input_never_panics_a_decoder() {
-    let mut rng = Rng(0x5EED_0002);
-    let records: Vec<Record> = (0..5u8)
+/// Five small records with distinct keys and payloads.
+fn five_records() -> Vec<Record> {
+    (0..5u8)
         .map(|i| Record {
             timestamp_ms: 1,
             key: vec![i],
             properties: vec![],
             payload: vec![i; 50],
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn corrupted_valid_input_never_panics_a_decoder() {
+    let mut rng = Rng(0x5EED_0002);
+    let records = five_records();
     let mut batch = encode_batch(&records);
     stamp(
         &mut batch,
@@ -115,14 +120,7 @@ fn corrupted_valid_input_never_panics_a_decoder() {
 #[test]
 fn corrupted_archives_with_matching_crc_are_rejected_without_panic() {
     let mut rng = Rng(0x5EED_0003);
-    let records: Vec<Record> = (0..5u8)
-        .map(|i| Record {
-            timestamp_ms: 1,
-            key: vec![i],
-            properties: vec![],
-            payload: vec![i; 50],
-        })
-        .collect();
+    let records = five_records();
     let batch = encode_batch(&records);
     let body_len = u32::from_le_bytes([batch[12], batch[13], batch[14], batch[15]]) as usize;
     let body = 64..64 + body_len;
