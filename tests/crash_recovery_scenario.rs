@@ -5,13 +5,12 @@ mod harness;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{create_topic, data_dir, run, Broker};
+use harness::{batch_of, create_topic, data_dir, run, Broker};
 use shardmq_client::Client;
-use shardmq_protocol::batch::{encode_batch, Record};
 
 const QUEUES: u32 = 4;
 const RECORDS_PER_BATCH: u64 = 10;
@@ -23,15 +22,9 @@ fn payload(queue: u32, seq: u64) -> Vec<u8> {
 }
 
 fn batch(queue: u32, first_seq: u64) -> Vec<u8> {
-    let records: Vec<Record> = (first_seq..first_seq + RECORDS_PER_BATCH)
-        .map(|seq| Record {
-            timestamp_ms: seq,
-            key: vec![],
-            properties: vec![],
-            payload: payload(queue, seq),
-        })
-        .collect();
-    encode_batch(&records).to_vec()
+    batch_of(first_seq..first_seq + RECORDS_PER_BATCH, |seq| {
+        payload(queue, seq)
+    })
 }
 
 /// Reads every record of every queue: `records[queue][offset] = payload`.
@@ -67,22 +60,28 @@ fn kill_9_during_sync_produce_loses_no_acknowledged_message() {
     let addr = broker.addr.clone();
     create_topic(&addr, "t", QUEUES);
     let acks = Arc::new(AtomicU64::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
     let pid = broker.pid();
-    let killer_acks = acks.clone();
+    let (killer_acks, killer_killed) = (acks.clone(), killed.clone());
     let killer = std::thread::spawn(move || {
-        while killer_acks.load(Ordering::SeqCst) < 400 {
+        // Kill once 400 batches are acknowledged; give up (and let the test fail on the count)
+        // if producing stalls before that.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while killer_acks.load(Ordering::SeqCst) < 400 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        killer_killed.store(true, Ordering::SeqCst);
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
-    let producer_acks = acks.clone();
+    let (producer_acks, producer_killed) = (acks.clone(), killed.clone());
     let acked: Vec<(u32, u64)> = run(move || async move {
-        let client = Rc::new(Client::connect(&addr, "producer").await.unwrap());
+        let client = Client::connect(&addr, "producer").await.unwrap();
         let acked = Rc::new(RefCell::new(Vec::new()));
         let mut tasks = Vec::new();
         for queue in 0..QUEUES {
             let (client, acked, counter) = (client.clone(), acked.clone(), producer_acks.clone());
+            let killed = producer_killed.clone();
             tasks.push(glommio::spawn_local(async move {
                 let mut seq = 0u64;
                 loop {
@@ -93,7 +92,13 @@ fn kill_9_during_sync_produce_loses_no_acknowledged_message() {
                             counter.fetch_add(1, Ordering::SeqCst);
                             seq += RECORDS_PER_BATCH;
                         }
-                        Err(_) => return, // the broker died
+                        Err(e) => {
+                            assert!(
+                                killed.load(Ordering::SeqCst),
+                                "produce failed before the broker was killed: {e}"
+                            );
+                            return;
+                        }
                     }
                 }
             }));
@@ -106,7 +111,11 @@ fn kill_9_during_sync_produce_loses_no_acknowledged_message() {
     });
     killer.join().unwrap();
     broker.kill();
-    assert!(acked.len() >= 400);
+    assert!(
+        acked.len() >= 400,
+        "only {} batches acknowledged before the kill",
+        acked.len()
+    );
 
     let broker = Broker::start(dir.path(), &["--shards", "2", "--flush", "sync"]);
     let stored = read_all(&broker.addr);

@@ -3,9 +3,8 @@
 
 mod harness;
 
-use harness::{data_dir, run, Broker};
+use harness::{batch_of, data_dir, run, Broker};
 use shardmq_client::Client;
-use shardmq_protocol::batch::{encode_batch, Record};
 use shardmq_protocol::routing::shard_for_queue;
 
 const QUEUES: u32 = 8;
@@ -39,18 +38,8 @@ fn hundred_thousand_messages_over_eight_queues_and_two_shards() {
         let per_queue = MESSAGES / u64::from(QUEUES);
         for start in (0..per_queue).step_by(BATCH as usize) {
             for queue in 0..QUEUES {
-                let records: Vec<Record> = (start..start + BATCH)
-                    .map(|seq| Record {
-                        timestamp_ms: seq,
-                        key: vec![],
-                        properties: vec![],
-                        payload: payload(queue, seq),
-                    })
-                    .collect();
-                let ack = client
-                    .produce_batch("orders", queue, &encode_batch(&records))
-                    .await
-                    .unwrap();
+                let batch = batch_of(start..start + BATCH, |seq| payload(queue, seq));
+                let ack = client.produce_batch("orders", queue, &batch).await.unwrap();
                 assert_eq!((ack.base_offset, ack.count), (start, BATCH as u32));
             }
         }

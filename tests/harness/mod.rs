@@ -21,6 +21,20 @@ pub struct Broker {
     stderr_log: PathBuf,
 }
 
+/// An encoded batch of the records `seqs`, each stamped with its seq as timestamp and carrying
+/// `payload(seq)`.
+pub fn batch_of(seqs: std::ops::Range<u64>, payload: impl Fn(u64) -> Vec<u8>) -> Vec<u8> {
+    let records: Vec<shardmq_protocol::batch::Record> = seqs
+        .map(|seq| shardmq_protocol::batch::Record {
+            timestamp_ms: seq,
+            key: vec![],
+            properties: vec![],
+            payload: payload(seq),
+        })
+        .collect();
+    shardmq_protocol::batch::encode_batch(&records).to_vec()
+}
+
 /// A data directory on the real disk (O_DIRECT needs a real filesystem), removed at drop.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
