@@ -60,7 +60,6 @@ fn two_thousand_idle_connections_do_not_block_a_working_client() {
             );
         }
     });
-    assert_eq!(idle.len(), CONNECTIONS);
     assert_eq!(
         broker.stop(),
         Some(0),

@@ -93,7 +93,6 @@ struct Totals {
     track: RefCell<Track>,
     messages: Cell<u64>,
     bytes: Cell<u64>,
-    nonempty_pulls: Cell<u64>,
     errors: Cell<u64>,
     last_progress: Cell<Instant>,
     /// A fatal error (corruption, too many errors) that ends the run.
@@ -126,7 +125,6 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         track: RefCell::new(Track::default()),
         messages: Cell::new(0),
         bytes: Cell::new(0),
-        nonempty_pulls: Cell::new(0),
         errors: Cell::new(0),
         last_progress: Cell::new(start),
         fatal: RefCell::new(None),
@@ -157,8 +155,9 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
     }
     let messages = totals.messages.get();
     let bytes = totals.bytes.get();
-    let pulls = totals.nonempty_pulls.get();
     let track = totals.track.borrow();
+    // One latency sample per non-empty pull.
+    let pulls = track.histogram.len();
     let report = Report {
         messages,
         bytes,
@@ -214,7 +213,6 @@ async fn drain(mut consumer: Consumer, totals: Rc<Totals>, max_messages: u32, wa
                         .record(second, now - sent, messages);
                     totals.messages.set(totals.messages.get() + messages);
                     totals.bytes.set(totals.bytes.get() + bytes);
-                    totals.nonempty_pulls.set(totals.nonempty_pulls.get() + 1);
                     totals.last_progress.set(now);
                 }
             }

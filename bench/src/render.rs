@@ -300,13 +300,7 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let commit = crate::report::git_commit().unwrap_or_else(|| "unknown".into());
     format!(
         "- CPU: {cpu} × {cores}\n- kernel: {}\n- load average when rendered: {}\n- git commit when rendered: {commit}\n",
         kernel.trim(),

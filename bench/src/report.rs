@@ -134,27 +134,6 @@ pub struct Report {
     pub load_after: Option<[f64; 3]>,
 }
 
-/// Counts events per whole second since a start instant (single executor: `RefCell`).
-#[derive(Debug, Default)]
-pub struct RateSeries {
-    seconds: std::cell::RefCell<Vec<u64>>,
-}
-
-impl RateSeries {
-    pub fn add(&self, elapsed: Duration, count: u64) {
-        let second = elapsed.as_secs() as usize;
-        let mut seconds = self.seconds.borrow_mut();
-        if seconds.len() <= second {
-            seconds.resize(second + 1, 0);
-        }
-        seconds[second] += count;
-    }
-
-    pub fn take(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.seconds.borrow_mut())
-    }
-}
-
 impl Report {
     /// A report with nothing measured yet, for `Report { field: …, ..Report::empty(…) }`.
     pub fn empty(system: &'static str, kind: BenchKind, topic: &str) -> Report {
@@ -381,7 +360,7 @@ fn insert_latency(map: &mut Map<String, Value>, prefix: &str, l: &LatencySummary
 }
 
 /// The short commit of the git checkout the bench runs in, if it runs in one.
-fn git_commit() -> Option<String> {
+pub(crate) fn git_commit() -> Option<String> {
     let output = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
