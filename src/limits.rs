@@ -46,9 +46,6 @@ pub const SLOW_REQUEST: Duration = Duration::from_millis(100);
 /// Topics in one broker.
 pub const TOPICS_MAX: usize = 10_000;
 
-/// Small replies are assembled into one buffer and sent with one write below this size.
-pub const COALESCE_REPLY_BYTES_MAX: usize = 64 * 1024;
-
 /// Read and write buffer of each connection: pipelined requests come in, and queued replies go
 /// out, this many bytes per syscall at most (larger frames bypass the buffers).
 pub const SOCKET_BUFFER_BYTES: usize = 64 * 1024;

@@ -53,7 +53,7 @@ pub fn attach(socket: OwnedFd) -> TcpStream {
     unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
 }
 
-async fn reject(mut stream: TcpStream, correlation_id: u64, err: HandlerError) {
+async fn reject(stream: TcpStream, correlation_id: u64, err: HandlerError) {
     tracing::warn!(reason = %err, "handshake rejected");
     let frame = OutFrame {
         kind: FrameKind::Error,
@@ -61,7 +61,11 @@ async fn reject(mut stream: TcpStream, correlation_id: u64, err: HandlerError) {
         prefix: envelope::encode(&err.to_reply()),
         data: vec![],
     };
-    let _ = write_frame(&mut stream, &frame).await;
+    // One send: the socket has TCP_NODELAY, and the client reads the whole frame before close.
+    let mut stream = futures_lite::io::BufWriter::new(stream);
+    if write_frame(&mut stream, &frame).await.is_ok() {
+        let _ = futures_lite::AsyncWriteExt::flush(&mut stream).await;
+    }
 }
 
 /// Accepts connections on shard 0 until shutdown.

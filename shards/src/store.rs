@@ -30,7 +30,7 @@ use shardmq_protocol::BatchHeader;
 
 use crate::checkpoint;
 use crate::config::{FlushMode, StoreConfig};
-use crate::durability::{Appended, Synced, Written};
+use crate::durability::Appended;
 use crate::error::{Result, StorageError};
 use crate::hot_tail::HotTail;
 use crate::index::{persist, QueueIndex};
@@ -69,7 +69,6 @@ struct Inner {
     config: StoreConfig,
     log: Rc<LogState>,
     segments: RefCell<Segments>,
-    open_segment_base: Cell<u64>,
     hot_tail: RefCell<HotTail>,
     prefetch: Prefetcher,
     queues: RefCell<HashMap<QueueKey, Rc<RefCell<QueueIndex>>>>,
@@ -128,7 +127,6 @@ impl ShardStore {
                 config,
                 log,
                 segments: RefCell::new(segments),
-                open_segment_base: Cell::new(end),
                 queues: RefCell::new(queues),
                 appended_event: Event::new(),
                 sync_requested_upto: Cell::new(end),
@@ -184,11 +182,6 @@ impl ShardStore {
         &self.inner.recovery
     }
 
-    pub fn positions(&self) -> (Appended, Written, Synced) {
-        let d = &self.inner.log.durability;
-        (d.appended(), d.written(), d.synced())
-    }
-
     fn check_writable(&self) -> Result<()> {
         if self.inner.closing.get() {
             return Err(StorageError::Closed(self.shard_id()));
@@ -233,13 +226,17 @@ impl ShardStore {
         let len = batch.len() as u64;
         let position = inner.log.durability.appended().0;
         assert_eq!(position % 16, 0, "batches start 16-byte aligned in the log");
-        let segment_base = inner.open_segment_base.get();
+        // The last segment is the open one (one is pushed at open and at every roll).
+        let segment_base = inner
+            .segments
+            .borrow()
+            .last_base()
+            .expect("the open segment is always listed");
         if position > segment_base && position - segment_base + len > inner.config.segment_bytes {
             inner
                 .segments
                 .borrow_mut()
                 .push(Segment::new(&inner.config.dir.join("log"), position));
-            inner.open_segment_base.set(position);
             inner.log.submit(WriteCommand::Roll { base: position });
         }
         let key = (topic_id, queue_id);

@@ -187,13 +187,15 @@ async fn read_requests(
     sender: &ReplySender,
     peer: &str,
 ) {
+    // One listener for the connection's life: it stays registered until shutdown notifies it,
+    // and the loop returns then.
+    let mut shutdown = ctx.shutdown.listen();
+    if ctx.is_shutting_down() {
+        return;
+    }
     loop {
-        let shutdown = ctx.shutdown.listen();
-        if ctx.is_shutting_down() {
-            return;
-        }
         let next = futures_lite::future::or(async { Some(read_frame(reader).await) }, async {
-            shutdown.await;
+            (&mut shutdown).await;
             None
         })
         .await;
@@ -291,17 +293,11 @@ async fn handle_pull(
     id: u64,
     sender: &ReplySender,
 ) -> Option<Outgoing> {
-    match pull::pull(ctx, &request).await {
+    // With too many polls parked on this connection already, this one is answered now.
+    let may_park = sender.parked.get() < PARKED_PULLS_PER_CONNECTION_MAX;
+    match pull::pull(ctx, &request, may_park).await {
         Ok(PullOutcome::Ready(reply)) => Some(outgoing(FrameKind::Pull, id, Ok(reply))),
         Err(err) => Some(outgoing(FrameKind::Pull, id, Err(err))),
-        Ok(PullOutcome::Wait { .. }) if sender.parked.get() >= PARKED_PULLS_PER_CONNECTION_MAX => {
-            // Too many polls parked on this connection already: answer this one now, empty.
-            Some(outgoing(
-                FrameKind::Pull,
-                id,
-                pull::pull_now(ctx, &request).await,
-            ))
-        }
         Ok(PullOutcome::Wait { topic_id, wait_ms }) => {
             let (ctx, sender) = (ctx.clone(), sender.clone());
             sender.parked.set(sender.parked.get() + 1);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use event_listener::Event;
 use shardmq_protocol::messages::TopicInfo;
 use shardmq_protocol::routing::shard_for_queue;
-use shardmq_shards::{FlushMode, ShardStore};
+use shardmq_shards::ShardStore;
 
 use crate::server::error::HandlerError;
 use crate::topics::TopicRegistry;
@@ -16,7 +16,6 @@ pub struct ShardContext {
     pub shard_id: u32,
     pub shard_count: u32,
     pub store: ShardStore,
-    pub flush: FlushMode,
     topics: Arc<TopicRegistry>,
     /// Read cache of the registry; topics never change once created.
     topic_cache: RefCell<HashMap<String, TopicInfo>>,
@@ -38,7 +37,6 @@ impl ShardContext {
         ShardContext {
             shard_id,
             shard_count,
-            flush: store.flush_mode(),
             store,
             topics,
             topic_cache: RefCell::new(HashMap::new()),

@@ -8,8 +8,6 @@ use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
 use shardmq_protocol::{FrameHeader, FrameKind, ProtocolError};
 use thiserror::Error;
 
-use crate::limits::COALESCE_REPLY_BYTES_MAX;
-
 #[derive(Debug, Error)]
 pub enum FrameError {
     #[error("connection I/O: {0}")]
@@ -78,27 +76,16 @@ impl OutFrame {
     }
 }
 
-/// Writes a frame: small frames as one buffer (one syscall), large ones chunk by chunk without
-/// copying the data. Does not flush; the caller flushes when its queue is empty.
+/// Writes a frame: header, envelope prefix, then the data chunks, each straight from where it
+/// is (no assembly copy). `writer` is expected to buffer (the connection's `BufWriter` gathers
+/// small frames into one send and passes large chunks through); nothing is flushed here.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &OutFrame,
 ) -> std::io::Result<()> {
-    let payload_len = frame.payload_len();
-    let header = FrameHeader::new(frame.kind, frame.correlation_id, payload_len).encode();
-    if payload_len + FRAME_HEADER_BYTES <= COALESCE_REPLY_BYTES_MAX {
-        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + payload_len);
-        buf.extend_from_slice(&header);
-        buf.extend_from_slice(&frame.prefix);
-        for chunk in &frame.data {
-            buf.extend_from_slice(chunk);
-        }
-        return writer.write_all(&buf).await;
-    }
-    let mut head = Vec::with_capacity(FRAME_HEADER_BYTES + frame.prefix.len());
-    head.extend_from_slice(&header);
-    head.extend_from_slice(&frame.prefix);
-    writer.write_all(&head).await?;
+    let header = FrameHeader::new(frame.kind, frame.correlation_id, frame.payload_len()).encode();
+    writer.write_all(&header).await?;
+    writer.write_all(&frame.prefix).await?;
     for chunk in &frame.data {
         writer.write_all(chunk).await?;
     }

@@ -26,7 +26,7 @@ pub async fn produce(
         base_offset: outcome.base_offset,
         count: outcome.count,
     });
-    if ctx.flush == FlushMode::Sync {
+    if ctx.store.flush_mode() == FlushMode::Sync {
         reply.wait_synced = Some(outcome.end);
     }
     Ok(reply)

@@ -20,10 +20,15 @@ pub enum PullOutcome {
     },
 }
 
-/// Pulls, parking the request when nothing is at the offset and the client asked to wait.
-pub async fn pull(ctx: &ShardContext, request: &Pull) -> Result<PullOutcome, HandlerError> {
+/// Pulls, asking to park the request when nothing is at the offset, the client asked to wait
+/// and the connection `may_park` another poll (otherwise the reply is what is there: nothing).
+pub async fn pull(
+    ctx: &ShardContext,
+    request: &Pull,
+    may_park: bool,
+) -> Result<PullOutcome, HandlerError> {
     let (topic_id, outcome) = read(ctx, request).await?;
-    if outcome.batches.is_empty() && request.wait_ms > 0 {
+    if outcome.batches.is_empty() && request.wait_ms > 0 && may_park {
         return Ok(PullOutcome::Wait {
             topic_id,
             wait_ms: request.wait_ms,
