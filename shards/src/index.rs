@@ -211,14 +211,35 @@ impl QueueIndex {
         }
     }
 
-    /// Pushes the entries of one batch of `count` records.
+    /// Pushes the entries of one batch of `count` records: one chunk lookup per chunk the batch
+    /// spans, not one per record. Same entries and eviction points as `count` calls of [`push`].
+    ///
+    /// [`push`]: QueueIndex::push
     pub fn push_batch(&mut self, position: u64, batch_len: u32, count: u32) {
-        for delta in 0..count {
-            self.push(IndexEntry {
-                position,
-                batch_len,
-                delta,
-            });
+        assert!(batch_len > 0, "index entry for an empty batch");
+        let mut delta = 0u32;
+        while delta < count {
+            let chunk_no = self.len / INDEX_CHUNK_ENTRIES;
+            let first = (self.len % INDEX_CHUNK_ENTRIES) as usize;
+            let room = INDEX_CHUNK_ENTRIES as usize - first;
+            let n = ((count - delta) as usize).min(room);
+            let chunk = self.chunks.entry(chunk_no).or_insert_with(Chunk::empty);
+            let slots =
+                &mut chunk.bytes[first * INDEX_ENTRY_BYTES..(first + n) * INDEX_ENTRY_BYTES];
+            for (i, slot) in slots.chunks_exact_mut(INDEX_ENTRY_BYTES).enumerate() {
+                let entry = IndexEntry {
+                    position,
+                    batch_len,
+                    delta: delta + i as u32,
+                };
+                entry.encode(slot);
+            }
+            self.len += n as u64;
+            delta += n as u32;
+            if first == 0 {
+                // Residency only grows when a chunk starts.
+                self.evict();
+            }
         }
     }
 
@@ -566,6 +587,42 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn a_batch_push_writes_what_single_pushes_write_across_chunk_boundaries() {
+        let mut batched = QueueIndex::new(PathBuf::from("/nonexistent"), 8);
+        let mut single = QueueIndex::new(PathBuf::from("/nonexistent"), 8);
+        // Batches of awkward sizes, the largest spanning a whole chunk and a half.
+        let counts = [
+            3u32,
+            1,
+            INDEX_CHUNK_ENTRIES as u32 + INDEX_CHUNK_ENTRIES as u32 / 2,
+            7,
+            1000,
+        ];
+        let mut position = 0u64;
+        for (b, &count) in counts.iter().enumerate() {
+            let batch_len = 64 + b as u32 * 16;
+            batched.push_batch(position, batch_len, count);
+            for delta in 0..count {
+                single.push(IndexEntry {
+                    position,
+                    batch_len,
+                    delta,
+                });
+            }
+            position += u64::from(batch_len);
+        }
+        assert_eq!(batched.len(), single.len());
+        assert_eq!(batched.resident_chunks(), single.resident_chunks());
+        for offset in 0..single.len() {
+            assert_eq!(
+                hit(&batched, offset),
+                hit(&single, offset),
+                "offset {offset}"
+            );
+        }
     }
 
     #[test]
