@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use shardmq_protocol::batch::{BATCH_HEADER_BYTES, RECORD_OVERHEAD_BYTES};
 use shardmq_protocol::limits::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, PULL_WAIT_MS_MAX};
 
 use crate::error::BenchError;
@@ -208,13 +209,10 @@ pub struct PeerArgs {
     pub peer_queues: u32,
 }
 
-/// Estimated encoded bytes of one record beyond its payload (rkyv record + key + vec headers).
-pub(crate) const RECORD_OVERHEAD_BYTES: usize = 64;
-
 impl ProduceArgs {
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
         let batch_bytes = (self.size + RECORD_OVERHEAD_BYTES) as u128 * u128::from(self.batch);
-        if batch_bytes + 64 > u128::from(BATCH_BYTES_MAX) {
+        if batch_bytes + BATCH_HEADER_BYTES as u128 > u128::from(BATCH_BYTES_MAX) {
             return Err(BenchError::InvalidArgs(format!(
                 "--batch {} of --size {} does not fit one batch ({BATCH_BYTES_MAX} bytes)",
                 self.batch, self.size

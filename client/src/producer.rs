@@ -234,15 +234,9 @@ impl Producer {
     /// returned handle resolves to the record's queue offset once its batch is acknowledged.
     pub async fn send(&self, topic: &str, queue_id: u32, record: Record) -> Result<SendHandle> {
         let inner = &*self.inner;
-        let record_bytes = record.payload.len()
-            + record.key.len()
-            + record
-                .properties
-                .iter()
-                .map(|p| p.name.len() + p.value.len() + 16)
-                .sum::<usize>();
-        // Header, record overhead and slack, as BatchBuilder::estimated_bytes counts them.
-        if record_bytes + BATCH_HEADER_BYTES + 64 > BATCH_BYTES_MAX as usize {
+        let record_bytes = record.encoded_bytes_estimate();
+        // Counted as BatchBuilder::estimated_bytes counts it.
+        if record_bytes + BATCH_HEADER_BYTES > BATCH_BYTES_MAX as usize {
             return Err(ClientError::InvalidArgument(format!(
                 "record of {record_bytes} bytes cannot fit in a batch"
             )));
@@ -311,7 +305,7 @@ impl Inner {
     /// Adds the record to its open batch (sealing first if it would overflow the byte budget,
     /// and after if the batch is full).
     fn append(self: &Rc<Self>, topic: &str, queue_id: u32, record: Record) -> SendHandle {
-        let added_bytes = record.payload.len() + record.key.len() + 48;
+        let added_bytes = record.encoded_bytes_estimate();
         let mut open_map = self.open.borrow_mut();
         if !open_map.contains_key(topic) {
             open_map.insert(topic.to_owned(), Vec::new());

@@ -54,6 +54,26 @@ pub struct Record {
 
 pub type ArchivedRecords = ArchivedVec<ArchivedRecord>;
 
+/// Bytes an encoded record takes beyond its key, payload and property strings, at most: the
+/// archived record and its vector headers, alignment, and per property its two string headers.
+pub const RECORD_OVERHEAD_BYTES: usize = 64;
+const PROPERTY_OVERHEAD_BYTES: usize = 16;
+
+impl Record {
+    /// A close upper estimate of the bytes this record adds to an encoded batch: what the
+    /// producer, the batch builder and the encoder all size batches by.
+    pub fn encoded_bytes_estimate(&self) -> usize {
+        self.payload.len()
+            + self.key.len()
+            + self
+                .properties
+                .iter()
+                .map(|p| p.name.len() + p.value.len() + PROPERTY_OVERHEAD_BYTES)
+                .sum::<usize>()
+            + RECORD_OVERHEAD_BYTES
+    }
+}
+
 /// The decoded fixed header of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchHeader {
@@ -338,7 +358,8 @@ fn split_with<'a>(
 #[derive(Default)]
 pub struct BatchBuilder {
     records: Vec<Record>,
-    payload_bytes: usize,
+    /// Sum of the records' [`Record::encoded_bytes_estimate`].
+    record_bytes: usize,
 }
 
 impl BatchBuilder {
@@ -347,7 +368,7 @@ impl BatchBuilder {
     }
 
     pub fn push(&mut self, record: Record) {
-        self.payload_bytes += record.payload.len() + record.key.len();
+        self.record_bytes += record.encoded_bytes_estimate();
         self.records.push(record);
     }
 
@@ -361,7 +382,7 @@ impl BatchBuilder {
 
     /// A close upper estimate of the encoded size, to decide when a batch is full.
     pub fn estimated_bytes(&self) -> usize {
-        BATCH_HEADER_BYTES + self.payload_bytes + self.records.len() * 48 + 16
+        BATCH_HEADER_BYTES + self.record_bytes
     }
 
     /// Encodes the batch and leaves the builder empty. The result is 16-byte aligned.
@@ -371,7 +392,7 @@ impl BatchBuilder {
             "a batch holds at least one record"
         );
         let records = std::mem::take(&mut self.records);
-        self.payload_bytes = 0;
+        self.record_bytes = 0;
         encode_batch(&records)
     }
 }
@@ -410,7 +431,7 @@ pub fn encode_batch(records: &[Record]) -> AlignedVec<16> {
         BATCH_HEADER_BYTES
             + records
                 .iter()
-                .map(|r| r.payload.len() + r.key.len() + 64)
+                .map(Record::encoded_bytes_estimate)
                 .sum::<usize>(),
     );
     out.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
@@ -465,6 +486,39 @@ mod tests {
             },
         );
         batch
+    }
+
+    #[test]
+    fn the_size_estimate_bounds_the_encoded_batch() {
+        for n in [1usize, 2, 7, 100] {
+            for (key, props, payload) in
+                [(0, 0, 0), (1, 0, 5), (9, 1, 100), (3, 4, 1024), (0, 9, 1)]
+            {
+                let records: Vec<Record> = (0..n)
+                    .map(|i| Record {
+                        timestamp_ms: i as u64,
+                        key: vec![1; key],
+                        properties: (0..props)
+                            .map(|p| Property {
+                                name: "n".repeat(p + 1),
+                                value: "v".repeat(p * 3),
+                            })
+                            .collect(),
+                        payload: vec![2; payload + i % 3],
+                    })
+                    .collect();
+                let mut builder = BatchBuilder::new();
+                for r in &records {
+                    builder.push(r.clone());
+                }
+                let estimate = builder.estimated_bytes();
+                let encoded = encode_batch(&records).len();
+                assert!(
+                    estimate >= encoded,
+                    "{n} records of key {key}, {props} properties, payload {payload}: estimate {estimate} < {encoded}"
+                );
+            }
+        }
     }
 
     #[test]
