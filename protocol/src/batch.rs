@@ -207,18 +207,7 @@ pub fn validate_incoming(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
             format!("{} but the frame carries {}", header.batch_len, batch.len()),
         ));
     }
-    let body_end = BATCH_HEADER_BYTES + header.body_len as usize;
-    let body = &batch[BATCH_HEADER_BYTES..body_end];
-    if batch[body_end..].iter().any(|&b| b != 0) {
-        return Err(bad("padding", "padding after the body must be zero"));
-    }
-    let computed = crc32fast::hash(body);
-    if computed != header.body_crc {
-        return Err(ProtocolError::BodyCrcMismatch {
-            stored: header.body_crc,
-            computed,
-        });
-    }
+    let body = check_body(batch, &header)?;
     let records = access_checked(body)?;
     if records.len() != header.record_count as usize {
         return Err(ProtocolError::RecordCountMismatch {
@@ -247,6 +236,13 @@ pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
             computed,
         });
     }
+    check_body(batch, &header)?;
+    Ok(header)
+}
+
+/// Checks the zero padding after the body and the body CRC of a batch at least
+/// `header.batch_len` long; returns the body.
+fn check_body<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<&'a [u8], ProtocolError> {
     let body_end = BATCH_HEADER_BYTES + header.body_len as usize;
     if batch[body_end..header.batch_len as usize]
         .iter()
@@ -254,14 +250,15 @@ pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
     {
         return Err(bad("padding", "padding after the body must be zero"));
     }
-    let computed = crc32fast::hash(&batch[BATCH_HEADER_BYTES..body_end]);
+    let body = &batch[BATCH_HEADER_BYTES..body_end];
+    let computed = crc32fast::hash(body);
     if computed != header.body_crc {
         return Err(ProtocolError::BodyCrcMismatch {
             stored: header.body_crc,
             computed,
         });
     }
-    Ok(header)
+    Ok(body)
 }
 
 /// Writes the broker's fields into an accepted batch and seals them with the header CRC.
@@ -280,7 +277,10 @@ pub fn stamp(batch: &mut [u8], stamp: Stamp) {
 
 fn access_checked(body: &[u8]) -> Result<&ArchivedRecords, ProtocolError> {
     if !(body.as_ptr() as usize).is_multiple_of(16) {
-        return Err(bad("body", "batch body is not 16-byte aligned in memory"));
+        return Err(bad(
+            "body",
+            "batch body is not 16-byte aligned; copy it with to_aligned first",
+        ));
     }
     rkyv::access::<ArchivedRecords, rancor::Error>(body)
         .map_err(|e| ProtocolError::BadArchive(e.to_string()))
@@ -309,15 +309,9 @@ impl<'a> BatchView<'a> {
     /// The records, with the archive checked. A consumer that verified the CRCs could skip the
     /// check; we keep it, since its cost is small next to the network.
     pub fn records(&self) -> Result<&'a ArchivedRecords, ProtocolError> {
-        let body =
-            &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize];
-        if (body.as_ptr() as usize).is_multiple_of(16) {
-            return access_checked(body);
-        }
-        Err(bad(
-            "body",
-            "batch body is not 16-byte aligned; copy it with to_aligned first",
-        ))
+        access_checked(
+            &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize],
+        )
     }
 }
 
