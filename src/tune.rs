@@ -410,14 +410,22 @@ fn irq_affinity(cpus: &[usize]) -> Finding {
 const SOMAXCONN_MIN: u64 = 4096;
 const SOCKET_BUFFER_MAX_MIN: u64 = 16 << 20;
 
+/// `/proc/sys/…` for a dotted sysctl name.
+fn sysctl_path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
+}
+
 fn sysctl(name: &str) -> Option<String> {
-    read_trimmed(format!("/proc/sys/{}", name.replace('.', "/")))
+    read_trimmed(sysctl_path(name))
+}
+
+/// A numeric sysctl; 0 when unreadable.
+fn sysctl_u64(name: &str) -> u64 {
+    sysctl(name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn somaxconn() -> Finding {
-    let value = sysctl("net.core.somaxconn")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let value = sysctl_u64("net.core.somaxconn");
     let found = format!("net.core.somaxconn = {value}");
     if value >= SOMAXCONN_MIN {
         finding("somaxconn", Status::Ok, found, "-")
@@ -427,12 +435,8 @@ fn somaxconn() -> Finding {
 }
 
 fn socket_buffers() -> Finding {
-    let rmem = sysctl("net.core.rmem_max")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let wmem = sysctl("net.core.wmem_max")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let rmem = sysctl_u64("net.core.rmem_max");
+    let wmem = sysctl_u64("net.core.wmem_max");
     let tcp_w = sysctl("net.ipv4.tcp_wmem")
         .map(|v| numbers(&v))
         .unwrap_or_default();
@@ -478,7 +482,7 @@ fn apply_sysctls() -> Vec<Finding> {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(" ");
-        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        let path = sysctl_path(name);
         let (status, found) = match std::fs::write(&path, &value) {
             Ok(()) => (Status::Ok, format!("{name}: {current} -> {value}")),
             Err(e) => (Status::Error, format!("{name}: cannot write {value}: {e}")),

@@ -5,23 +5,14 @@ mod harness;
 
 use std::io::Write;
 
-use harness::{create_topic, data_dir, run, Broker, RawConnection};
+use harness::{create_topic, data_dir, record, run, Broker, RawConnection};
 use shardmq_client::Client;
-use shardmq_protocol::batch::{encode_batch, Record};
+use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::envelope;
 use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
 use shardmq_protocol::messages::Produce;
 use shardmq_protocol::routing::shard_for_queue;
 use shardmq_protocol::{ErrorCode, FrameKind};
-
-fn record(i: u64) -> Record {
-    Record {
-        timestamp_ms: i,
-        key: vec![],
-        properties: vec![],
-        payload: format!("message {i}").into_bytes(),
-    }
-}
 
 /// A second client produces and reads back; proves the broker still serves others.
 fn healthy_round_trip(addr: &str, round: u64) {

@@ -17,6 +17,26 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Messages stored in every queue of `topic`, from `admin offsets` (its last column).
+fn offsets_total(addr: &str, topic: &str) -> u64 {
+    let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", topic]);
+    stdout(&offsets)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The sum of a per-second series of a result file.
+fn series_sum(series: &serde_json::Value) -> u64 {
+    series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -106,12 +126,7 @@ fn admin_and_bench_round_trip() {
         );
     }
 
-    let series: u64 = report["publishRateSeries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let series = series_sum(&report["publishRateSeries"]);
     assert_eq!(
         series, 20000,
         "the per-second series adds up to the messages acked"
@@ -154,12 +169,7 @@ fn admin_and_bench_round_trip() {
     ] {
         assert!(open[field].as_f64().is_some(), "{field} missing in {open}");
     }
-    let open_series: u64 = open["publishRateSeries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let open_series = series_sum(&open["publishRateSeries"]);
     assert_eq!(open_series, 3000);
 
     // End to end: producers and consumers at once, every record measured from send to receipt.
@@ -210,13 +220,7 @@ fn admin_and_bench_round_trip() {
         assert!(e2e[field].as_f64().is_some(), "{field} missing in {e2e}");
     }
 
-    let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", "bench"]);
-    let total: u64 = stdout(&offsets)
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
-        .sum();
-    assert_eq!(total, 25000);
+    assert_eq!(offsets_total(addr, "bench"), 25000);
 
     let consume_json = dir.path().join("consume.json");
     let consumed = shardmq(&[
@@ -358,13 +362,11 @@ fn admin_and_bench_round_trip() {
         assert_eq!(multi[count], 1000, "{count} in {multi}");
     }
     for name in ["multi-a", "multi-b"] {
-        let offsets = shardmq(&["admin", "--broker", addr, "offsets", "--topic", name]);
-        let total: u64 = stdout(&offsets)
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
-            .sum();
-        assert_eq!(total, 500, "each topic got one producer's share");
+        assert_eq!(
+            offsets_total(addr, name),
+            500,
+            "each topic got one producer's share"
+        );
     }
 
     let missing = shardmq(&[

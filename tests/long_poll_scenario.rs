@@ -5,18 +5,8 @@ mod harness;
 use std::rc::Rc;
 use std::time::Duration;
 
-use harness::{data_dir, run, Broker};
+use harness::{data_dir, record, run, Broker};
 use shardmq_client::{Client, Consumer, Producer, ProducerConfig};
-use shardmq_protocol::batch::Record;
-
-fn record(i: u64) -> Record {
-    Record {
-        timestamp_ms: i,
-        key: i.to_le_bytes().to_vec(),
-        properties: vec![],
-        payload: format!("record {i}").into_bytes(),
-    }
-}
 
 #[test]
 fn a_parked_pull_returns_the_record_that_arrives_while_it_waits() {

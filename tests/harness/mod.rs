@@ -21,6 +21,16 @@ pub struct Broker {
     stderr_log: PathBuf,
 }
 
+/// Record `i` of a test: timestamp `i`, key `i`, payload "record {i}".
+pub fn record(i: u64) -> shardmq_protocol::batch::Record {
+    shardmq_protocol::batch::Record {
+        timestamp_ms: i,
+        key: i.to_le_bytes().to_vec(),
+        properties: vec![],
+        payload: format!("record {i}").into_bytes(),
+    }
+}
+
 /// An encoded batch of the records `seqs`, each stamped with its seq as timestamp and carrying
 /// `payload(seq)`.
 pub fn batch_of(seqs: std::ops::Range<u64>, payload: impl Fn(u64) -> Vec<u8>) -> Vec<u8> {
