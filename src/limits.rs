@@ -46,6 +46,13 @@ pub const SLOW_REQUEST: Duration = Duration::from_millis(100);
 /// Topics in one broker.
 pub const TOPICS_MAX: usize = 10_000;
 
+/// A list of every topic (name plus the archived record around it, at most 64 bytes) fits in
+/// one frame's metadata.
+const _: () = assert!(
+    TOPICS_MAX * (shardmq_protocol::limits::TOPIC_NAME_BYTES_MAX + 64)
+        <= shardmq_protocol::limits::META_BYTES_MAX as usize
+);
+
 /// Read and write buffer of each connection: pipelined requests come in, and queued replies go
 /// out, this many bytes per syscall at most (larger frames bypass the buffers).
 pub const SOCKET_BUFFER_BYTES: usize = 64 * 1024;

@@ -58,7 +58,7 @@ async fn reject(stream: TcpStream, correlation_id: u64, err: HandlerError) {
     let frame = OutFrame {
         kind: FrameKind::Error,
         correlation_id,
-        prefix: envelope::encode(&err.to_reply()),
+        prefix: err.encode_reply(),
         data: vec![],
     };
     // One send: the socket has TCP_NODELAY, and the client reads the whole frame before close.

@@ -22,7 +22,7 @@ use crate::limits::TOPICS_MAX;
 
 #[derive(Debug, Error)]
 pub enum TopicError {
-    #[error("topic {0:?} already exists")]
+    #[error("topic {} already exists", shardmq_protocol::text::Shown(.0))]
     Exists(String),
     #[error("invalid topic: {0}")]
     Invalid(String),

@@ -66,7 +66,8 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
             queue_id: 0,
         },
         batch.len(),
-    );
+    )
+    .unwrap();
     payload.extend_from_slice(&batch);
     wrong_crc.send_frame(FrameKind::Produce, 7, &payload);
     let err = wrong_crc.read_error();
@@ -79,7 +80,7 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
     wrong_crc.send_frame(
         FrameKind::ListTopics,
         8,
-        &envelope::encode(&shardmq_protocol::messages::ListTopics {}),
+        &envelope::encode(&shardmq_protocol::messages::ListTopics {}).unwrap(),
     );
     let (header, _) = wrong_crc
         .read_frame()
@@ -92,7 +93,9 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
 
     // 3. A length prefix over the limit: refused before anything is allocated, then closed.
     let mut oversize = RawConnection::connect(&addr, None);
-    let mut header = shardmq_protocol::FrameHeader::new(FrameKind::Produce, 9, 0).encode();
+    let mut header = shardmq_protocol::FrameHeader::new(FrameKind::Produce, 9, 0)
+        .unwrap()
+        .encode();
     header[0..4].copy_from_slice(&(FRAME_PAYLOAD_BYTES_MAX + 1).to_le_bytes());
     oversize.stream.write_all(&header).unwrap();
     let err = oversize.read_error();
@@ -120,7 +123,11 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     big_hello
-        .write_all(&shardmq_protocol::FrameHeader::new(FrameKind::Hello, 1, 1 << 20).encode())
+        .write_all(
+            &shardmq_protocol::FrameHeader::new(FrameKind::Hello, 1, 1 << 20)
+                .unwrap()
+                .encode(),
+        )
         .unwrap();
     let mut raw = RawConnection { stream: big_hello };
     let err = raw.read_error();
@@ -147,7 +154,8 @@ fn requests_for_a_queue_of_another_shard_name_the_owner() {
             queue_id: queue,
         },
         batch.len(),
-    );
+    )
+    .unwrap();
     payload.extend_from_slice(&batch);
     wrong.send_frame(FrameKind::Produce, 3, &payload);
     let err = wrong.read_error();
@@ -169,7 +177,7 @@ fn reply_kinds_and_a_second_hello_sent_as_requests_are_refused() {
     raw.send_frame(
         FrameKind::ProduceReply,
         5,
-        &envelope::encode(&shardmq_protocol::messages::ListTopics {}),
+        &envelope::encode(&shardmq_protocol::messages::ListTopics {}).unwrap(),
     );
     let err = raw.read_error();
     assert_eq!(err.code, ErrorCode::Unsupported as u16, "{}", err.message);
@@ -177,13 +185,13 @@ fn reply_kinds_and_a_second_hello_sent_as_requests_are_refused() {
         client_name: "again".into(),
         wanted_shard: None,
     };
-    raw.send_frame(FrameKind::Hello, 6, &envelope::encode(&hello));
+    raw.send_frame(FrameKind::Hello, 6, &envelope::encode(&hello).unwrap());
     let err = raw.read_error();
     assert_eq!(err.code, ErrorCode::Unsupported as u16, "{}", err.message);
     raw.send_frame(
         FrameKind::ListTopics,
         7,
-        &envelope::encode(&shardmq_protocol::messages::ListTopics {}),
+        &envelope::encode(&shardmq_protocol::messages::ListTopics {}).unwrap(),
     );
     let (header, _) = raw.read_frame().expect("the connection is still served");
     assert_eq!(
@@ -191,4 +199,82 @@ fn reply_kinds_and_a_second_hello_sent_as_requests_are_refused() {
         (FrameKind::ListTopicsReply, 7)
     );
     assert_eq!(broker.stop(), Some(0));
+}
+
+/// Regression: a request naming a topic of a few hundred KB (control characters or plain text)
+/// used to reach an `assert!` in the envelope encoder through its error reply and stop the
+/// broker. Every request kind that names a topic now gets a short InvalidArgument, the
+/// connection goes on, and so does every other client.
+#[test]
+fn huge_and_control_character_names_in_every_request_kind_get_a_short_error() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let addr = broker.addr.clone();
+    create_topic(&addr, "t", 1);
+    healthy_round_trip(&addr, 0);
+    let names = [
+        "\u{1}\u{2}\u{7f}".repeat(100_000),
+        "n".repeat(900_000),
+        "topic with spaces".to_string(),
+    ];
+    let mut raw = RawConnection::connect(&addr, None);
+    let mut id = 100;
+    for name in &names {
+        let batch = encode_batch(&[record(1)]).to_vec();
+        let mut produce = envelope::encode_prefix(
+            &Produce {
+                topic: name.clone(),
+                queue_id: 0,
+            },
+            batch.len(),
+        )
+        .unwrap();
+        produce.extend_from_slice(&batch);
+        let pull = envelope::encode(&shardmq_protocol::messages::Pull {
+            topic: name.clone(),
+            queue_id: 0,
+            offset: 0,
+            max_messages: 1,
+            max_bytes: 1024,
+            wait_ms: 0,
+        })
+        .unwrap();
+        let offsets = envelope::encode(&shardmq_protocol::messages::QueueOffsets {
+            topic: name.clone(),
+            queue_id: 0,
+        })
+        .unwrap();
+        let create = envelope::encode(&shardmq_protocol::messages::CreateTopic {
+            name: name.clone(),
+            queues: 1,
+        })
+        .unwrap();
+        for (kind, payload) in [
+            (FrameKind::Produce, produce),
+            (FrameKind::Pull, pull),
+            (FrameKind::QueueOffsets, offsets),
+            (FrameKind::CreateTopic, create),
+        ] {
+            id += 1;
+            raw.send_frame(kind, id, &payload);
+            let err = raw.read_error();
+            assert_eq!(
+                err.code,
+                ErrorCode::InvalidArgument as u16,
+                "{kind:?}: {}",
+                err.message
+            );
+            assert!(
+                err.message.len() < 200,
+                "{kind:?}: the error repeats the name ({} bytes)",
+                err.message.len()
+            );
+        }
+    }
+    healthy_round_trip(&addr, 1);
+    assert_eq!(
+        broker.stop(),
+        Some(0),
+        "the broker is still up and stops cleanly"
+    );
 }

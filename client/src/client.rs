@@ -290,7 +290,7 @@ impl Client {
         };
         let conn = self.connection_for_queue(topic, queue_id).await?;
         let timeout = conn.request_timeout() + Duration::from_millis(u64::from(wait_ms));
-        let prefix = envelope::encode(&request);
+        let prefix = envelope::encode(&request)?;
         let pending =
             with_timeout(timeout, conn.send_request(FrameKind::Pull, &prefix, &[])).await?;
         Ok(PendingPull {
@@ -341,5 +341,5 @@ pub(crate) fn produce_prefix(topic: &str, queue_id: u32, batch: &[u8]) -> Result
         topic: topic.to_owned(),
         queue_id,
     };
-    Ok(envelope::encode_prefix(&meta, batch.len()))
+    Ok(envelope::encode_prefix(&meta, batch.len())?)
 }

@@ -200,7 +200,7 @@ impl Connection {
     where
         T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
     {
-        let prefix = envelope::encode_prefix(meta, data.len());
+        let prefix = envelope::encode_prefix(meta, data.len())?;
         self.request_raw(kind, &prefix, data, timeout).await
     }
 
@@ -327,7 +327,7 @@ impl Drop for PendingReply {
 }
 
 async fn handshake(socket: &Socket, hello: &Hello) -> Result<HelloReply> {
-    let prefix = envelope::encode(hello);
+    let prefix = envelope::encode(hello)?;
     let mut scratch = Vec::new();
     frame_io::write_frame(
         socket,

@@ -101,7 +101,7 @@ pub(crate) async fn write_frame(
     data: &[u8],
 ) -> Result<()> {
     let payload_len = check_frame_len(prefix, data)?;
-    let header = FrameHeader::new(kind, correlation_id, payload_len).encode();
+    let header = FrameHeader::new(kind, correlation_id, payload_len)?.encode();
     scratch.clear();
     scratch.extend_from_slice(&header);
     scratch.extend_from_slice(prefix);
@@ -154,7 +154,8 @@ mod tests {
             code: ErrorCode::TopicNotFound as u16,
             message: "no such topic".into(),
             owner_shard: None,
-        });
+        })
+        .unwrap();
         let reply = reply_for_test(FrameKind::Error, &payload);
         let err = reply.expect_reply_to(FrameKind::ListTopics).unwrap_err();
         assert!(err.is_code(ErrorCode::TopicNotFound), "{err}");
@@ -162,7 +163,7 @@ mod tests {
 
     #[test]
     fn wrong_reply_kind_is_unexpected() {
-        let payload = envelope::encode(&TopicList { topics: vec![] });
+        let payload = envelope::encode(&TopicList { topics: vec![] }).unwrap();
         let reply = reply_for_test(FrameKind::ListTopicsReply, &payload);
         let err = reply.expect_reply_to(FrameKind::Pull).unwrap_err();
         assert!(matches!(err, ClientError::UnexpectedReply(_)), "{err}");

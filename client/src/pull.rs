@@ -313,7 +313,7 @@ mod tests {
             max_offset: max,
         };
         let mut payload = AlignedVec::<16>::new();
-        payload.extend_from_slice(&envelope::encode_prefix(&meta, data.len()));
+        payload.extend_from_slice(&envelope::encode_prefix(&meta, data.len()).unwrap());
         payload.extend_from_slice(&data);
         payload
     }
@@ -373,7 +373,7 @@ mod tests {
         let mut bad: PullReply = envelope::decode_meta(&meta).unwrap();
         bad.batch_count = 2;
         payload.clear();
-        payload.extend_from_slice(&envelope::encode_prefix(&bad, data.len()));
+        payload.extend_from_slice(&envelope::encode_prefix(&bad, data.len()).unwrap());
         payload.extend_from_slice(&data);
         let pull = PullResult::new(payload, 0, 0).unwrap();
         assert!(matches!(

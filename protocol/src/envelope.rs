@@ -24,27 +24,38 @@ pub const ENVELOPE_PREFIX_BYTES: usize = 16;
 
 /// Serializes `meta` and returns the payload prefix: everything before the data. The caller sends
 /// the prefix and then `data_len` bytes of data.
-pub fn encode_prefix<T>(meta: &T, data_len: usize) -> Vec<u8>
+///
+/// Fails, instead of producing a frame the peer must refuse, when the metadata archive exceeds
+/// `META_BYTES_MAX` or the data part cannot be described by a `u32` length. Metadata may hold
+/// strings a peer sent (names, error texts), so an oversize archive is an input error, not a
+/// bug: callers answer with a small error instead.
+pub fn encode_prefix<T>(meta: &T, data_len: usize) -> Result<Vec<u8>, ProtocolError>
 where
     T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
-    // Serializing our own plain structs into memory cannot fail.
-    let archive = rkyv::to_bytes::<rancor::Error>(meta).unwrap_or_default();
-    assert!(
-        archive.len() <= META_BYTES_MAX as usize,
-        "metadata over the limit"
-    );
+    let archive = rkyv::to_bytes::<rancor::Error>(meta)
+        .map_err(|e| ProtocolError::BadArchive(e.to_string()))?;
+    if archive.len() > META_BYTES_MAX as usize {
+        return Err(ProtocolError::MetaTooLarge {
+            len: u32::try_from(archive.len()).unwrap_or(u32::MAX),
+            max: META_BYTES_MAX,
+        });
+    }
+    let data_len = u32::try_from(data_len).map_err(|_| ProtocolError::FrameTooLarge {
+        len: u32::MAX,
+        max: crate::limits::FRAME_PAYLOAD_BYTES_MAX,
+    })?;
     let mut prefix = Vec::with_capacity(ENVELOPE_PREFIX_BYTES + align_up(archive.len()));
     prefix.extend_from_slice(&(archive.len() as u32).to_le_bytes());
-    prefix.extend_from_slice(&(data_len as u32).to_le_bytes());
+    prefix.extend_from_slice(&data_len.to_le_bytes());
     prefix.extend_from_slice(&[0u8; 8]);
     prefix.extend_from_slice(&archive);
     prefix.resize(ENVELOPE_PREFIX_BYTES + align_up(archive.len()), 0);
-    prefix
+    Ok(prefix)
 }
 
 /// Serializes a whole payload with no data part.
-pub fn encode<T>(meta: &T) -> Vec<u8>
+pub fn encode<T>(meta: &T) -> Result<Vec<u8>, ProtocolError>
 where
     T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
@@ -135,7 +146,7 @@ mod tests {
             max_bytes: 1 << 20,
             wait_ms: 5,
         };
-        let mut payload = encode_prefix(&pull, 5);
+        let mut payload = encode_prefix(&pull, 5).unwrap();
         payload.extend_from_slice(b"hello");
         let payload = aligned(&payload);
         let (meta, data) = split(&payload).unwrap();
@@ -152,7 +163,7 @@ mod tests {
                 queues: 8,
             }],
         };
-        let payload = aligned(&encode(&list));
+        let payload = aligned(&encode(&list).unwrap());
         assert_eq!(decode::<TopicList>(&payload).unwrap(), list);
         for cut in 0..payload.len() {
             let short = aligned(&payload[..cut]);
@@ -163,13 +174,13 @@ mod tests {
     #[test]
     fn trailing_and_oversize_are_rejected() {
         let list = TopicList { topics: vec![] };
-        let mut payload = encode(&list);
+        let mut payload = encode(&list).unwrap();
         payload.push(0);
         assert!(matches!(
             split(&payload),
             Err(ProtocolError::TrailingBytes(1))
         ));
-        let mut oversize = encode(&list);
+        let mut oversize = encode(&list).unwrap();
         oversize[0..4].copy_from_slice(&(META_BYTES_MAX + 1).to_le_bytes());
         assert!(matches!(
             split(&oversize),
@@ -178,8 +189,21 @@ mod tests {
     }
 
     #[test]
+    fn oversize_metadata_is_an_encode_error_not_a_panic() {
+        let huge = TopicInfo {
+            name: "x".repeat(META_BYTES_MAX as usize + 1),
+            topic_id: 1,
+            queues: 1,
+        };
+        assert!(matches!(
+            encode(&huge),
+            Err(ProtocolError::MetaTooLarge { .. })
+        ));
+    }
+
+    #[test]
     fn garbage_metadata_is_an_error_not_a_panic() {
-        let mut payload = encode(&TopicList { topics: vec![] });
+        let mut payload = encode(&TopicList { topics: vec![] }).unwrap();
         for byte in payload.iter_mut().skip(ENVELOPE_PREFIX_BYTES) {
             *byte = 0xAB;
         }

@@ -86,16 +86,24 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
-    pub fn new(kind: FrameKind, correlation_id: u64, payload_len: usize) -> Self {
-        assert!(
-            payload_len <= FRAME_PAYLOAD_BYTES_MAX as usize,
-            "frame payload over the limit"
-        );
-        FrameHeader {
-            payload_len: payload_len as u32,
-            kind,
-            flags: 0,
-            correlation_id,
+    /// A header for a payload of `payload_len` bytes; refused above `FRAME_PAYLOAD_BYTES_MAX`,
+    /// which the peer would refuse too.
+    pub fn new(
+        kind: FrameKind,
+        correlation_id: u64,
+        payload_len: usize,
+    ) -> Result<Self, ProtocolError> {
+        match u32::try_from(payload_len) {
+            Ok(len) if len <= FRAME_PAYLOAD_BYTES_MAX => Ok(FrameHeader {
+                payload_len: len,
+                kind,
+                flags: 0,
+                correlation_id,
+            }),
+            _ => Err(ProtocolError::FrameTooLarge {
+                len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+                max: FRAME_PAYLOAD_BYTES_MAX,
+            }),
         }
     }
 
@@ -135,7 +143,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_golden_layout() {
-        let header = FrameHeader::new(FrameKind::Produce, 0x0102_0304_0506_0708, 0x20);
+        let header = FrameHeader::new(FrameKind::Produce, 0x0102_0304_0506_0708, 0x20).unwrap();
         let bytes = header.encode();
         assert_eq!(bytes, [0x20, 0, 0, 0, 20, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(FrameHeader::decode(&bytes), Ok(header));
@@ -143,7 +151,7 @@ mod tests {
 
     #[test]
     fn oversize_length_is_rejected() {
-        let mut bytes = FrameHeader::new(FrameKind::Pull, 1, 0).encode();
+        let mut bytes = FrameHeader::new(FrameKind::Pull, 1, 0).unwrap().encode();
         bytes[0..4].copy_from_slice(&(FRAME_PAYLOAD_BYTES_MAX + 1).to_le_bytes());
         assert!(matches!(
             FrameHeader::decode(&bytes),
@@ -152,8 +160,15 @@ mod tests {
     }
 
     #[test]
+    fn oversize_payloads_get_no_header() {
+        let over = FRAME_PAYLOAD_BYTES_MAX as usize + 1;
+        assert!(FrameHeader::new(FrameKind::PullReply, 1, over).is_err());
+        assert!(FrameHeader::new(FrameKind::PullReply, 1, usize::MAX).is_err());
+    }
+
+    #[test]
     fn unknown_kind_is_rejected() {
-        let mut bytes = FrameHeader::new(FrameKind::Pull, 1, 0).encode();
+        let mut bytes = FrameHeader::new(FrameKind::Pull, 1, 0).unwrap().encode();
         bytes[4..6].copy_from_slice(&999u16.to_le_bytes());
         assert_eq!(
             FrameHeader::decode(&bytes),

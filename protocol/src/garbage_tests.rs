@@ -8,7 +8,10 @@ use crate::batch::{
 };
 use crate::envelope;
 use crate::frame::FRAME_HEADER_BYTES;
-use crate::messages::{ErrorReply, Hello, Produce, Pull, TopicList};
+use crate::messages::{
+    CreateTopic, ErrorReply, Hello, HelloReply, ListTopics, Produce, ProduceReply, Pull, PullReply,
+    QueueOffsets, QueueOffsetsReply, ShardMap, ShardMapRequest, TopicInfo, TopicList,
+};
 use crate::FrameHeader;
 
 /// xorshift64*: deterministic, no dependency.
@@ -42,13 +45,32 @@ fn decode_everything(bytes: &[u8]) {
         let _ = FrameHeader::decode(header);
     }
     let _ = envelope::split(bytes);
-    let _ = envelope::decode::<Hello>(bytes);
-    let _ = envelope::decode::<Pull>(bytes);
-    let _ = envelope::decode::<TopicList>(bytes);
-    let _ = envelope::decode::<ErrorReply>(bytes);
+    if let Ok((meta, _)) = envelope::split(bytes) {
+        decode_every_kind(meta);
+    }
+    decode_every_kind(bytes);
     let _ = validate_incoming(bytes);
     let _ = validate_stored(bytes);
     let _ = split_batches(bytes);
+}
+
+/// The metadata of every request and reply kind, decoded from the same bytes.
+fn decode_every_kind(meta: &[u8]) {
+    let _ = envelope::decode_meta::<Hello>(meta);
+    let _ = envelope::decode_meta::<HelloReply>(meta);
+    let _ = envelope::decode_meta::<CreateTopic>(meta);
+    let _ = envelope::decode_meta::<TopicInfo>(meta);
+    let _ = envelope::decode_meta::<ListTopics>(meta);
+    let _ = envelope::decode_meta::<TopicList>(meta);
+    let _ = envelope::decode_meta::<Produce>(meta);
+    let _ = envelope::decode_meta::<ProduceReply>(meta);
+    let _ = envelope::decode_meta::<Pull>(meta);
+    let _ = envelope::decode_meta::<PullReply>(meta);
+    let _ = envelope::decode_meta::<QueueOffsets>(meta);
+    let _ = envelope::decode_meta::<QueueOffsetsReply>(meta);
+    let _ = envelope::decode_meta::<ShardMapRequest>(meta);
+    let _ = envelope::decode_meta::<ShardMap>(meta);
+    let _ = envelope::decode_meta::<ErrorReply>(meta);
 }
 
 #[test]
@@ -92,7 +114,8 @@ fn corrupted_valid_input_never_panics_a_decoder() {
             queue_id: 0,
         },
         batch.len(),
-    );
+    )
+    .unwrap();
     produce.extend_from_slice(&batch);
     let inputs: Vec<Vec<u8>> = vec![
         batch.to_vec(),
@@ -100,7 +123,41 @@ fn corrupted_valid_input_never_panics_a_decoder() {
         envelope::encode(&Hello {
             client_name: "c".into(),
             wanted_shard: Some(1),
-        }),
+        })
+        .unwrap(),
+        envelope::encode(&Pull {
+            topic: "orders".into(),
+            queue_id: 3,
+            offset: 7,
+            max_messages: 10,
+            max_bytes: 1 << 20,
+            wait_ms: 5,
+        })
+        .unwrap(),
+        envelope::encode(&CreateTopic {
+            name: "orders".into(),
+            queues: 8,
+        })
+        .unwrap(),
+        envelope::encode(&QueueOffsets {
+            topic: "orders".into(),
+            queue_id: 1,
+        })
+        .unwrap(),
+        envelope::encode(&TopicList {
+            topics: vec![TopicInfo {
+                name: "orders".into(),
+                topic_id: 1,
+                queues: 8,
+            }],
+        })
+        .unwrap(),
+        envelope::encode(&ErrorReply {
+            code: 10,
+            message: "no".into(),
+            owner_shard: Some(1),
+        })
+        .unwrap(),
     ];
     for _ in 0..20_000 {
         let input = &inputs[rng.below(inputs.len())];

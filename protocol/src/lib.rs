@@ -8,6 +8,7 @@
 //! - [`messages`]: the rkyv request / reply types of the native protocol.
 //! - [`batch`]: the record batch, the unit that travels producer → log → consumer unchanged.
 //! - [`routing`]: the one pure function that maps a queue to its owning shard.
+//! - [`text`]: peer-supplied text shown in replies and logs, escaped and bounded.
 //! - [`error`]: [`ProtocolError`] (decoding failures) and [`ErrorCode`] (codes on the wire).
 
 pub mod batch;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod limits;
 pub mod messages;
 pub mod routing;
+pub mod text;
 
 pub use batch::{BatchBuilder, BatchHeader, BatchView, Record};
 pub use error::{ErrorCode, ProtocolError};

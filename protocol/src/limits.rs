@@ -11,8 +11,9 @@ pub const BATCH_BYTES_MAX: u32 = FRAME_PAYLOAD_BYTES_MAX - 64 * 1024;
 /// Largest number of records in one batch.
 pub const BATCH_RECORDS_MAX: u32 = 1 << 20;
 
-/// Largest rkyv metadata part of a frame (topic names, lists of topics, errors).
-pub const META_BYTES_MAX: u32 = 1 << 20;
+/// Largest rkyv metadata part of a frame (topic names, lists of topics, errors). A list of every
+/// topic of a full broker must fit (asserted in the broker's limits).
+pub const META_BYTES_MAX: u32 = 4 << 20;
 
 /// Topic names: 1..=TOPIC_NAME_BYTES_MAX bytes of `[A-Za-z0-9_.%|-]`, like RocketMQ's.
 pub const TOPIC_NAME_BYTES_MAX: usize = 127;
@@ -27,6 +28,7 @@ pub const PULL_WAIT_MS_MAX: u32 = 60_000;
 pub const ARCHIVE_ALIGNMENT_BYTES: usize = 16;
 
 const _: () = assert!(BATCH_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(META_BYTES_MAX < FRAME_PAYLOAD_BYTES_MAX);
 const _: () = assert!((FRAME_PAYLOAD_BYTES_MAX as usize).is_multiple_of(ARCHIVE_ALIGNMENT_BYTES));
 
 /// Checks a topic name; the reason names the rule that failed.

@@ -33,8 +33,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
-use shardmq_protocol::envelope::{self, decode, decode_meta};
-use shardmq_protocol::messages::{HelloReply, Produce, Pull, QueueOffsets};
+use shardmq_protocol::messages::{HelloReply, Pull};
 use shardmq_protocol::{FrameHeader, FrameKind};
 use shardmq_shards::durability::Appended;
 
@@ -43,6 +42,7 @@ use super::error::HandlerError;
 use super::frame_io::{read_frame, write_frame, FrameError, OutFrame};
 use super::handlers::pull::PullOutcome;
 use super::handlers::{offsets, produce, pull, topics, Reply};
+use super::request::Request;
 use crate::limits::{
     PARKED_PULLS_PER_CONNECTION_MAX, REPLIES_QUEUED_PER_CONNECTION_MAX,
     REPLY_BYTES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES,
@@ -96,7 +96,7 @@ fn error_outgoing(correlation_id: u64, err: &HandlerError) -> Outgoing {
         frame: OutFrame {
             kind: FrameKind::Error,
             correlation_id,
-            prefix: envelope::encode(&err.to_reply()),
+            prefix: err.encode_reply(),
             data: vec![],
         },
         wait_synced: None,
@@ -156,7 +156,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
             .send(outgoing(
                 FrameKind::Hello,
                 correlation_id,
-                Ok(Reply::meta(&reply)),
+                Reply::meta(&reply),
             ))
             .await;
     }
@@ -237,30 +237,28 @@ async fn handle(
     peer: &str,
 ) -> Option<Outgoing> {
     let (kind, id) = (header.kind, header.correlation_id);
-    let result = match kind {
-        FrameKind::Produce => handle_produce(ctx, payload).await,
-        FrameKind::Pull => match decode::<Pull>(&payload) {
-            Ok(request) => return handle_pull(ctx, request, id, sender).await,
-            Err(err) => Err(HandlerError::BadFrame(err)),
-        },
-        FrameKind::QueueOffsets => decode::<QueueOffsets>(&payload)
-            .map_err(HandlerError::BadFrame)
-            .and_then(|r| offsets::queue_offsets(ctx, &r)),
-        FrameKind::CreateTopic => match decode(&payload) {
-            Ok(request) => topics::create_topic(ctx, request).await,
-            Err(err) => Err(HandlerError::BadFrame(err)),
-        },
-        FrameKind::ListTopics => Ok(topics::list_topics(ctx)),
-        FrameKind::ShardMap => Ok(topics::shard_map(ctx)),
-        FrameKind::Hello => Err(HandlerError::Unsupported(
-            "a second Hello on a connection".into(),
-        )),
-        other => Err(HandlerError::Unsupported(format!(
-            "frame kind {other:?} from a client"
-        ))),
+    let result = match Request::decode(kind, payload) {
+        Ok(Request::Produce { request, batch }) => {
+            if ctx.is_shutting_down() {
+                Err(HandlerError::ShuttingDown)
+            } else {
+                produce::produce(ctx, request, batch).await
+            }
+        }
+        Ok(Request::Pull(request)) => return handle_pull(ctx, request, id, sender).await,
+        Ok(Request::QueueOffsets(request)) => offsets::queue_offsets(ctx, &request),
+        Ok(Request::CreateTopic(request)) => topics::create_topic(ctx, request).await,
+        Ok(Request::ListTopics) => topics::list_topics(ctx),
+        Ok(Request::ShardMap) => topics::shard_map(ctx),
+        Err(err) => Err(err),
     };
     if let Err(err) = &result {
-        let level_is_warn = matches!(err, HandlerError::BadFrame(_) | HandlerError::BadBatch(_));
+        let level_is_warn = matches!(
+            err,
+            HandlerError::BadFrame(_)
+                | HandlerError::BadBatch(_)
+                | HandlerError::InvalidArgument(_)
+        );
         if level_is_warn {
             tracing::warn!(shard = ctx.shard_id, peer, ?kind, reason = %err, "request rejected");
         } else {
@@ -270,21 +268,6 @@ async fn handle(
     // Frames that are not requests only ever get an error (the match above), so `kind.reply()`
     // is only taken for request kinds.
     Some(outgoing(kind, id, result))
-}
-
-async fn handle_produce(ctx: &ShardContext, mut payload: BytesMut) -> Result<Reply, HandlerError> {
-    let (meta, data_len) = {
-        let (meta, data) = envelope::split(&payload).map_err(HandlerError::BadFrame)?;
-        (
-            decode_meta::<Produce>(meta).map_err(HandlerError::BadFrame)?,
-            data.len(),
-        )
-    };
-    if ctx.is_shutting_down() {
-        return Err(HandlerError::ShuttingDown);
-    }
-    let batch = payload.split_off(payload.len() - data_len);
-    produce::produce(ctx, meta, batch).await
 }
 
 async fn handle_pull(

@@ -1,6 +1,8 @@
 //! What a request handler can fail with, and how each failure maps to a wire error code.
 
+use shardmq_protocol::envelope;
 use shardmq_protocol::messages::ErrorReply;
+use shardmq_protocol::text::{bounded, Shown};
 use shardmq_protocol::{ErrorCode, ProtocolError};
 use shardmq_shards::StorageError;
 use thiserror::Error;
@@ -15,15 +17,15 @@ pub enum HandlerError {
     BadBatch(ProtocolError),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("topic {0:?} does not exist")]
+    #[error("topic {} does not exist", Shown(.0))]
     TopicNotFound(String),
-    #[error("topic {topic:?} has {queues} queues; queue {queue_id} does not exist")]
+    #[error("topic {} has {queues} queues; queue {queue_id} does not exist", Shown(.topic))]
     QueueNotFound {
         topic: String,
         queue_id: u32,
         queues: u32,
     },
-    #[error("shard {this} does not own topic {topic:?} queue {queue_id}; shard {owner} does")]
+    #[error("shard {this} does not own topic {} queue {queue_id}; shard {owner} does", Shown(.topic))]
     WrongShard {
         topic: String,
         queue_id: u32,
@@ -38,6 +40,8 @@ pub enum HandlerError {
     ShuttingDown,
     #[error("{0} is not a request this endpoint serves")]
     Unsupported(String),
+    #[error("the reply cannot be encoded: {0}")]
+    ReplyTooLarge(ProtocolError),
 }
 
 impl HandlerError {
@@ -62,6 +66,7 @@ impl HandlerError {
             }
             HandlerError::Storage(_) => ErrorCode::Storage,
             HandlerError::Unsupported(_) => ErrorCode::Unsupported,
+            HandlerError::ReplyTooLarge(_) => ErrorCode::InvalidArgument,
         }
     }
 
@@ -72,8 +77,18 @@ impl HandlerError {
         };
         ErrorReply {
             code: self.code() as u16,
-            message: self.to_string(),
+            message: bounded(self.to_string()),
             owner_shard,
         }
+    }
+
+    /// The error reply's payload. Never fails: the message is bounded, and should encoding fail
+    /// anyway the reply goes without its message.
+    pub fn encode_reply(&self) -> Vec<u8> {
+        let mut reply = self.to_reply();
+        envelope::encode(&reply).unwrap_or_else(|_| {
+            reply.message.clear();
+            envelope::encode(&reply).unwrap_or_default()
+        })
     }
 }

@@ -83,7 +83,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &OutFrame,
 ) -> std::io::Result<()> {
-    let header = FrameHeader::new(frame.kind, frame.correlation_id, frame.payload_len()).encode();
+    let header = FrameHeader::new(frame.kind, frame.correlation_id, frame.payload_len())
+        .map_err(std::io::Error::other)?
+        .encode();
     writer.write_all(&header).await?;
     writer.write_all(&frame.prefix).await?;
     for chunk in &frame.data {

@@ -5,3 +5,4 @@ pub mod context;
 pub mod error;
 pub mod frame_io;
 pub mod handlers;
+pub mod request;

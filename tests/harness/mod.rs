@@ -190,7 +190,8 @@ impl RawConnection {
         let hello = envelope::encode(&Hello {
             client_name: "raw-test".into(),
             wanted_shard,
-        });
+        })
+        .unwrap();
         raw.send_frame(FrameKind::Hello, 1, &hello);
         let (header, _) = raw.read_frame().expect("HelloReply");
         assert_eq!(header.kind, FrameKind::HelloReply);
@@ -198,7 +199,9 @@ impl RawConnection {
     }
 
     pub fn send_frame(&mut self, kind: FrameKind, correlation_id: u64, payload: &[u8]) {
-        let header = FrameHeader::new(kind, correlation_id, payload.len()).encode();
+        let header = FrameHeader::new(kind, correlation_id, payload.len())
+            .unwrap()
+            .encode();
         self.stream.write_all(&header).unwrap();
         self.stream.write_all(payload).unwrap();
     }

@@ -82,6 +82,7 @@ async fn read_frame(
 
 async fn send(out: &Out, kind: FrameKind, id: u64, prefix: &[u8], data: &[u8]) {
     let mut frame = FrameHeader::new(kind, id, prefix.len() + data.len())
+        .unwrap()
         .encode()
         .to_vec();
     frame.extend_from_slice(prefix);
@@ -104,6 +105,7 @@ fn error(code: ErrorCode, message: &str, owner_shard: Option<u32>) -> Vec<u8> {
         message: message.into(),
         owner_shard,
     })
+    .unwrap()
 }
 
 async fn serve(stream: TcpStream, state: Rc<State>) {
@@ -120,7 +122,8 @@ async fn serve(stream: TcpStream, state: Rc<State>) {
         shard_id: shard,
         shard_count: SHARDS,
         broker_version: "mock".into(),
-    });
+    })
+    .unwrap();
     send(
         &out,
         FrameKind::HelloReply,
@@ -173,7 +176,7 @@ async fn handle(
                         info: info.clone(),
                         queues: (0..req.queues).map(|_| QueueLog::default()).collect(),
                     });
-                    Ok((envelope::encode(&info), vec![]))
+                    Ok((envelope::encode(&info).unwrap(), vec![]))
                 }
             }
         }
@@ -184,14 +187,15 @@ async fn handle(
                 .values()
                 .map(|t| t.info.clone())
                 .collect();
-            Ok((envelope::encode(&TopicList { topics }), vec![]))
+            Ok((envelope::encode(&TopicList { topics }).unwrap(), vec![]))
         }
         FrameKind::ShardMap => Ok((
             envelope::encode(&ShardMap {
                 shard_count: SHARDS,
                 routing: ROUTING_NAME.into(),
                 serving_shard: shard,
-            }),
+            })
+            .unwrap(),
             vec![],
         )),
         FrameKind::Produce => {
@@ -224,7 +228,8 @@ async fn handle(
                     envelope::encode(&QueueOffsetsReply {
                         min_offset: 0,
                         max_offset: q.end,
-                    }),
+                    })
+                    .unwrap(),
                     vec![],
                 )),
                 None => Err(error(ErrorCode::QueueNotFound, "no such queue", None)),
@@ -289,7 +294,8 @@ fn produce(
         envelope::encode(&ProduceReply {
             base_offset: base,
             count: header.record_count,
-        }),
+        })
+        .unwrap(),
         vec![],
     ))
 }
@@ -331,7 +337,7 @@ async fn pull(state: &State, shard: u32, req: &Pull) -> Result<(Vec<u8>, Vec<u8>
                     next_offset: next,
                     max_offset: q.end,
                 };
-                return Ok((envelope::encode_prefix(&meta, data.len()), data));
+                return Ok((envelope::encode_prefix(&meta, data.len()).unwrap(), data));
             }
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -15,6 +15,8 @@ use rkyv::util::AlignedVec;
 use shardmq_protocol::envelope;
 use shardmq_shards::durability::Appended;
 
+use crate::server::error::HandlerError;
+
 /// A successful reply: metadata, optional data, and whether it may only be sent once the log is
 /// synced past a position (`flush = sync` produce acks).
 pub struct Reply {
@@ -24,26 +26,23 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn meta<T>(meta: &T) -> Reply
+    /// A reply of metadata only. Fails when the metadata cannot be encoded within the limits.
+    pub fn meta<T>(meta: &T) -> Result<Reply, HandlerError>
     where
         T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
     {
-        Reply {
-            prefix: envelope::encode(meta),
-            data: Vec::new(),
-            wait_synced: None,
-        }
+        Self::with_data(meta, Vec::new())
     }
 
-    pub fn with_data<T>(meta: &T, data: Vec<Bytes>) -> Reply
+    pub fn with_data<T>(meta: &T, data: Vec<Bytes>) -> Result<Reply, HandlerError>
     where
         T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
     {
         let len = data.iter().map(Bytes::len).sum();
-        Reply {
-            prefix: envelope::encode_prefix(meta, len),
+        Ok(Reply {
+            prefix: envelope::encode_prefix(meta, len).map_err(HandlerError::ReplyTooLarge)?,
             data,
             wait_synced: None,
-        }
+        })
     }
 }

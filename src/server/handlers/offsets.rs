@@ -9,8 +9,8 @@ use crate::server::error::HandlerError;
 pub fn queue_offsets(ctx: &ShardContext, request: &QueueOffsets) -> Result<Reply, HandlerError> {
     let topic = ctx.owned_queue(&request.topic, request.queue_id)?;
     let (min_offset, max_offset) = ctx.store.offsets(topic.topic_id, request.queue_id);
-    Ok(Reply::meta(&QueueOffsetsReply {
+    Reply::meta(&QueueOffsetsReply {
         min_offset,
         max_offset,
-    }))
+    })
 }

@@ -25,7 +25,7 @@ pub async fn produce(
     let mut reply = Reply::meta(&ProduceReply {
         base_offset: outcome.base_offset,
         count: outcome.count,
-    });
+    })?;
     if ctx.store.flush_mode() == FlushMode::Sync {
         reply.wait_synced = Some(outcome.end);
     }

@@ -2,7 +2,6 @@
 //! With `wait_ms > 0` and nothing at the offset yet, the connection parks the request (long
 //! poll) and calls [`pull_now`] when data arrives, the wait ends or shutdown begins.
 
-use shardmq_protocol::limits::PULL_WAIT_MS_MAX;
 use shardmq_protocol::messages::{Pull, PullReply};
 use shardmq_shards::ReadOutcome;
 
@@ -34,23 +33,17 @@ pub async fn pull(
             wait_ms: request.wait_ms,
         });
     }
-    Ok(PullOutcome::Ready(reply(outcome)))
+    Ok(PullOutcome::Ready(reply(outcome)?))
 }
 
 /// Pulls and replies with whatever is there, even nothing: the second half of a long poll.
 pub async fn pull_now(ctx: &ShardContext, request: &Pull) -> Result<Reply, HandlerError> {
     let (_, outcome) = read(ctx, request).await?;
-    Ok(reply(outcome))
+    reply(outcome)
 }
 
 async fn read(ctx: &ShardContext, request: &Pull) -> Result<(u32, ReadOutcome), HandlerError> {
     let topic = ctx.owned_queue(&request.topic, request.queue_id)?;
-    if request.wait_ms > PULL_WAIT_MS_MAX {
-        return Err(HandlerError::InvalidArgument(format!(
-            "wait_ms {} exceeds {PULL_WAIT_MS_MAX}",
-            request.wait_ms
-        )));
-    }
     let max_messages = request.max_messages.max(1);
     let max_bytes = request.max_bytes.clamp(1, PULL_BYTES_MAX);
     let outcome = ctx
@@ -66,7 +59,7 @@ async fn read(ctx: &ShardContext, request: &Pull) -> Result<(u32, ReadOutcome), 
     Ok((topic.topic_id, outcome))
 }
 
-fn reply(outcome: ReadOutcome) -> Reply {
+fn reply(outcome: ReadOutcome) -> Result<Reply, HandlerError> {
     let meta = PullReply {
         batch_count: outcome.batches.len() as u32,
         next_offset: outcome.next_offset,

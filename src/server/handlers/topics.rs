@@ -15,16 +15,16 @@ pub async fn create_topic(ctx: &ShardContext, request: CreateTopic) -> Result<Re
         .spawn_blocking(move || registry.create(&request.name, request.queues))
         .await?;
     tracing::info!(shard = ctx.shard_id, topic = %topic.name, queues = topic.queues, id = topic.topic_id, "topic created");
-    Ok(Reply::meta(&topic))
+    Reply::meta(&topic)
 }
 
-pub fn list_topics(ctx: &ShardContext) -> Reply {
+pub fn list_topics(ctx: &ShardContext) -> Result<Reply, HandlerError> {
     Reply::meta(&TopicList {
         topics: ctx.registry().list(),
     })
 }
 
-pub fn shard_map(ctx: &ShardContext) -> Reply {
+pub fn shard_map(ctx: &ShardContext) -> Result<Reply, HandlerError> {
     Reply::meta(&ShardMap {
         shard_count: ctx.shard_count,
         routing: ROUTING_NAME.to_string(),
