@@ -1,6 +1,7 @@
 //! Boot and shutdown of the broker process.
 //!
-//! Start order: raise rlimits → lock the data dir → load the topic registry → block SIGTERM and
+//! Start order: raise rlimits → lock the data dir → settle its layout (the recorded shard count;
+//! see `layout`) → load the topic registry → block SIGTERM and
 //! SIGINT (every thread inherits the mask; one signal thread waits for them) → one pinned glommio
 //! executor per shard, each recovering its store → shard 0 binds the listener once every shard
 //! is ready → the main thread prints `shardmq ready native=HOST:PORT`.
@@ -23,6 +24,7 @@ use shardmq_shards::{ShardStore, StoreConfig};
 use thiserror::Error;
 
 use crate::config::BrokerArgs;
+use crate::layout::{self, LayoutError};
 use crate::limits::{
     HANDOFF_QUEUE_DEPTH, REQUEST_LATENCY, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL,
 };
@@ -37,6 +39,8 @@ pub enum BootError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Topics(#[from] TopicError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("shard {shard_id}: cannot start its executor on CPU {cpu}: {message}")]
@@ -146,10 +150,17 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     raise_limit(libc::RLIMIT_NOFILE);
     raise_limit(libc::RLIMIT_MEMLOCK);
     let lock = DataDirLock::acquire(&args.data_dir)?;
+    let allowed = crate::config::allowed_cpus();
+    let layout = layout::settle(
+        &args.data_dir,
+        args.shards.map(|n| n as u32),
+        args.default_shard_count() as u32,
+    )?;
+    let shard_count = layout.shard_count as usize;
     let topics = Arc::new(TopicRegistry::load(&args.data_dir)?);
-    let shard_count = args.shard_count();
-    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpus = args.shard_cpus(online).map_err(BootError::Config)?;
+    let cpus = args
+        .shard_cpus(shard_count, &allowed)
+        .map_err(BootError::Config)?;
     for shard_id in 0..shard_count {
         args.store_config(shard_id as u32)
             .validate()

@@ -23,11 +23,14 @@ pub struct BrokerArgs {
     /// Data directory (logs, indexes, topic registry, lock).
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Number of shards (one pinned executor each). Default: one per CPU.
+    /// Number of shards (one pinned executor each). A data directory keeps the count it was
+    /// created with (`<data-dir>/layout.json`); a different one is refused. Default: the
+    /// recorded count, else one per CPU this process may run on.
     #[arg(long)]
     pub shards: Option<usize>,
-    /// CPUs to pin shards to, comma-separated (shard k gets the k-th). Default: one per CPU,
-    /// skipping CPU 0 when there are more CPUs than shards.
+    /// CPUs to pin shards to, by id, comma-separated (shard k gets the k-th); each must be in
+    /// the process's CPU set (taskset / cpuset). Default: the CPU set in order, skipping its
+    /// first CPU when there are more CPUs than shards.
     #[arg(long, value_delimiter = ',')]
     pub cpus: Option<Vec<usize>>,
     /// When a produce is acknowledged.
@@ -89,15 +92,20 @@ impl BrokerArgs {
         }
     }
 
-    pub fn shard_count(&self) -> usize {
-        self.shards
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
+    /// The shard count a fresh data directory gets: `--shards`, or one per CPU this process may
+    /// run on. A data directory that recorded its count keeps it (see `layout`).
+    pub fn default_shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| allowed_cpus().len()).max(1)
     }
 
-    /// The CPU each shard is pinned to.
-    pub fn shard_cpus(&self, online_cpus: usize) -> Result<Vec<usize>, String> {
-        let shards = self.shard_count();
+    /// The CPU each of `shards` shards is pinned to, by the CPUs' real ids. `allowed` is the
+    /// process's affinity mask (`taskset`, a cpuset): `--cpus` must name CPUs in it, and the
+    /// default placement uses only those, skipping the first when there are more CPUs than
+    /// shards (CPU 0 usually takes the interrupts).
+    pub fn shard_cpus(&self, shards: usize, allowed: &[usize]) -> Result<Vec<usize>, String> {
+        if allowed.is_empty() {
+            return Err("this process may run on no CPU (empty affinity mask)".into());
+        }
         if let Some(cpus) = &self.cpus {
             if cpus.len() < shards {
                 return Err(format!(
@@ -105,16 +113,17 @@ impl BrokerArgs {
                     cpus.len()
                 ));
             }
-            if let Some(bad) = cpus.iter().find(|c| **c >= online_cpus) {
+            if let Some(bad) = cpus.iter().find(|c| !allowed.contains(c)) {
                 return Err(format!(
-                    "CPU {bad} is not online (this host has {online_cpus})"
+                    "CPU {bad} is not in this process's CPU set {} (taskset / cpuset)",
+                    show_cpus(allowed)
                 ));
             }
             return Ok(cpus[..shards].to_vec());
         }
-        let skip = usize::from(online_cpus > shards);
+        let skip = usize::from(allowed.len() > shards);
         Ok((0..shards)
-            .map(|k| (k + skip) % online_cpus.max(1))
+            .map(|k| allowed[(k + skip) % allowed.len()])
             .collect())
     }
 
@@ -130,6 +139,49 @@ impl BrokerArgs {
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms.max(10));
         config
     }
+}
+
+/// The CPUs this process may run on, by id, ascending: its affinity mask (`sched_getaffinity`),
+/// which `taskset` and cpusets narrow. Falls back to `0..available_parallelism` if the mask
+/// cannot be read.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a cpu_set_t we own; CPU_ISSET reads it.
+    let from_mask = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    if from_mask.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return (0..n).collect();
+    }
+    from_mask
+}
+
+/// `[0, 2-5]`-style rendering of a CPU list, for messages.
+pub fn show_cpus(cpus: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        let mut end = start;
+        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
+            i += 1;
+            end = cpus[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    format!("[{}]", parts.join(", "))
 }
 
 #[cfg(test)]
@@ -154,14 +206,28 @@ mod tests {
     }
 
     #[test]
-    fn cpu_placement_skips_cpu0_only_with_spare_cores() {
-        let one = Wrapper::parse_from(["x", "--shards", "1"]).args;
-        assert_eq!(one.shard_cpus(2), Ok(vec![1]));
-        let two = Wrapper::parse_from(["x", "--shards", "2"]).args;
-        assert_eq!(two.shard_cpus(2), Ok(vec![0, 1]));
-        let pinned = Wrapper::parse_from(["x", "--shards", "2", "--cpus", "1,0"]).args;
-        assert_eq!(pinned.shard_cpus(2), Ok(vec![1, 0]));
-        let bad = Wrapper::parse_from(["x", "--shards", "2", "--cpus", "5,6"]).args;
-        assert!(bad.shard_cpus(2).is_err());
+    fn cpu_placement_skips_the_first_cpu_only_with_spare_cores() {
+        let args = Wrapper::parse_from(["x"]).args;
+        assert_eq!(args.shard_cpus(1, &[0, 1]), Ok(vec![1]));
+        assert_eq!(args.shard_cpus(2, &[0, 1]), Ok(vec![0, 1]));
+        let pinned = Wrapper::parse_from(["x", "--cpus", "1,0"]).args;
+        assert_eq!(pinned.shard_cpus(2, &[0, 1]), Ok(vec![1, 0]));
+        let bad = Wrapper::parse_from(["x", "--cpus", "5,6"]).args;
+        assert!(bad.shard_cpus(2, &[0, 1]).is_err());
+    }
+
+    /// Regression: `taskset -c 1 shardmq broker --cpus 1` failed with "CPU 1 is not online (this
+    /// host has 1)": CPUs were counted, not named by id.
+    #[test]
+    fn cpus_are_named_by_their_ids_in_the_affinity_mask() {
+        let pinned = Wrapper::parse_from(["x", "--cpus", "1"]).args;
+        assert_eq!(pinned.shard_cpus(1, &[1]), Ok(vec![1]));
+        let outside = Wrapper::parse_from(["x", "--cpus", "0"]).args;
+        let err = outside.shard_cpus(1, &[1]).unwrap_err();
+        assert!(err.contains("[1]"), "{err}");
+        let default = Wrapper::parse_from(["x"]).args;
+        assert_eq!(default.shard_cpus(2, &[2, 3]), Ok(vec![2, 3]));
+        assert_eq!(default.shard_cpus(2, &[2, 3, 7]), Ok(vec![3, 7]));
+        assert_eq!(show_cpus(&[0, 2, 3, 4, 9]), "[0, 2-4, 9]");
     }
 }

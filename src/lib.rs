@@ -8,6 +8,7 @@
 //! - [`topics`]: the shared topic registry and its file.
 //! - [`config`]: broker flags and how they map onto store configs.
 //! - [`lock`]: the data directory lock.
+//! - [`layout`]: the shard count and routing a data directory was written with.
 //! - [`limits`]: every bound the broker enforces.
 //! - [`tune`]: `shardmq tune`, host checks for a thread-per-core io_uring broker.
 //! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod layout;
 pub mod limits;
 pub mod lock;
 pub mod router;

@@ -98,9 +98,10 @@ pub fn run(args: TuneArgs) -> Result<String, String> {
 
 /// Every check, in the order of `tuning/README.md`.
 pub fn check_host(broker: &BrokerArgs) -> Result<Vec<Finding>, String> {
-    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpus = broker.shard_cpus(online)?;
+    let allowed = crate::config::allowed_cpus();
+    let cpus = broker.shard_cpus(broker.default_shard_count(), &allowed)?;
     Ok(vec![
+        cpu_set(&allowed, &cpus),
         memlock(cpus.len()),
         open_files(),
         io_uring(),
@@ -114,6 +115,22 @@ pub fn check_host(broker: &BrokerArgs) -> Result<Vec<Finding>, String> {
         socket_buffers(),
         busy_poll(),
     ])
+}
+
+/// The CPUs the process may run on (its affinity mask) and where shards would be pinned.
+fn cpu_set(allowed: &[usize], cpus: &[usize]) -> Finding {
+    use crate::config::show_cpus;
+    let online = read_trimmed("/sys/devices/system/cpu/online").unwrap_or_default();
+    finding(
+        "cpu set",
+        Status::Info,
+        format!(
+            "may run on {} (online {online}); shards on {}",
+            show_cpus(allowed),
+            show_cpus(cpus)
+        ),
+        "narrow with taskset or a cpuset; --cpus names CPUs by id",
+    )
 }
 
 fn rlimit(resource: libc::__rlimit_resource_t) -> (u64, u64) {

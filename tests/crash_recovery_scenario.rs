@@ -205,3 +205,46 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
     assert!(err.contains("is in use by another broker"), "{err}");
     assert_eq!(first.stop(), Some(0));
 }
+
+/// Regression: the shard count was not recorded, so restarting the same data with another
+/// `--shards` (the default follows the CPU count) served wrong or empty queues. Now a different
+/// count is refused with a message naming the recorded one, and leaving `--shards` out uses it.
+#[test]
+fn a_data_directory_keeps_its_shard_count() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "3"]);
+    create_topic(&broker.addr, "t", QUEUES);
+    let addr = broker.addr.clone();
+    run(move || async move {
+        let client = Client::connect(&addr, "writer").await.unwrap();
+        for queue in 0..QUEUES {
+            client
+                .produce_batch("t", queue, &batch(queue, 0))
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(broker.stop(), Some(0));
+
+    let refused = Broker::try_start(dir.path(), &["--shards", "1"])
+        .err()
+        .expect("a different shard count is refused");
+    assert!(
+        refused.contains("holds 3 shards") && refused.contains("--shards 3"),
+        "{refused}"
+    );
+
+    let broker = Broker::start(dir.path(), &[]);
+    let addr = broker.addr.clone();
+    let shards =
+        run(move || async move { Client::connect(&addr, "probe").await.unwrap().shard_count() });
+    // 3 is not this machine's CPU count (the test hosts have 2 or more than 3 CPUs), so the
+    // recorded count, not the default, must be what serves.
+    assert_eq!(shards, 3, "without --shards the recorded count is used");
+    let all = read_all(&broker.addr);
+    for (queue, records) in all.iter().enumerate() {
+        assert_eq!(records.len() as u64, RECORDS_PER_BATCH, "queue {queue}");
+        assert_eq!(records[3], payload(queue as u32, 3));
+    }
+    assert_eq!(broker.stop(), Some(0));
+}
