@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
-use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use shardmq_shards::{ShardStore, StoreConfig};
 use thiserror::Error;
@@ -332,7 +331,7 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         boot.topics.clone(),
     ));
     if let Some(listen) = &boot.listen {
-        let listener = match TcpListener::bind(listen.as_str()) {
+        let listener = match crate::server::listener::bind_exclusive(listen) {
             Ok(listener) => listener,
             Err(err) => return fail(format!("cannot listen on {listen}: {err}")),
         };

@@ -67,3 +67,23 @@ fn two_thousand_idle_connections_do_not_block_a_working_client() {
     );
     drop(idle);
 }
+
+/// Regression: the listener set SO_REUSEPORT, so a second broker on the same address (another
+/// data dir) started too and the kernel split clients between the two. It must be refused.
+#[test]
+fn a_second_broker_on_a_taken_address_is_refused_at_start() {
+    let first_dir = data_dir();
+    let first = Broker::start(first_dir.path(), &["--shards", "1"]);
+    let second_dir = data_dir();
+    let err = Broker::try_start(
+        second_dir.path(),
+        &["--shards", "1", "--listen", &first.addr],
+    )
+    .err()
+    .expect("the second broker must not start");
+    assert!(
+        err.contains("cannot listen on") && err.contains(&first.addr),
+        "{err}"
+    );
+    assert_eq!(first.stop(), Some(0), "the first broker is unaffected");
+}

@@ -5,4 +5,5 @@ pub mod context;
 pub mod error;
 pub mod frame_io;
 pub mod handlers;
+pub mod listener;
 pub mod request;

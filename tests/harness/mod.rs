@@ -54,7 +54,8 @@ pub fn data_dir() -> tempfile::TempDir {
 }
 
 impl Broker {
-    /// Starts a broker with `extra` flags and waits for its ready line.
+    /// Starts a broker with `extra` flags (which may name its own `--listen`) and waits for its
+    /// ready line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Broker {
         Self::try_start(data_dir, extra).unwrap_or_else(|e| panic!("broker did not start: {e}"))
     }
@@ -62,8 +63,15 @@ impl Broker {
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Broker, String> {
         let stderr_log = data_dir.with_extension(format!("stderr-{}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_log).unwrap();
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("broker")
+            .args(listen)
+            .arg("--data-dir")
             .arg(data_dir)
             .args([
                 "--segment-size",
