@@ -40,7 +40,9 @@ mod tests {
             .spawn(|| async {
                 let first = bind_exclusive("127.0.0.1:0").unwrap();
                 let addr = first.local_addr().unwrap().to_string();
-                let err = bind_exclusive(&addr).err().expect("the address is taken");
+                let Err(err) = bind_exclusive(&addr) else {
+                    panic!("the address is taken")
+                };
                 assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
                 // Even a SO_REUSEPORT listener (what glommio's bind makes) cannot share it.
                 assert!(glommio::net::TcpListener::bind(addr.as_str()).is_err());
