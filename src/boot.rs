@@ -67,6 +67,7 @@ struct ShardBoot {
     shard_count: u32,
     store: StoreConfig,
     listen: Option<String>,
+    stall_timeout: Duration,
     topics: Arc<TopicRegistry>,
     shutdown: Arc<AtomicBool>,
     reports: mpsc::Sender<ShardReport>,
@@ -187,6 +188,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             shard_count: shard_count as u32,
             store: args.store_config(k as u32),
             listen: (k == 0).then(|| args.listen.clone()),
+            stall_timeout: Duration::from_millis(args.stall_timeout_ms),
             topics: topics.clone(),
             shutdown: shutdown.clone(),
             reports: reports.clone(),
@@ -329,7 +331,11 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         boot.shard_count,
         store.clone(),
         boot.topics.clone(),
+        boot.stall_timeout,
     ));
+    // Owned: dropped (cancelled) when this function returns.
+    let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
+        .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
     if let Some(listen) = &boot.listen {
         let listener = match crate::server::listener::bind_exclusive(listen) {
             Ok(listener) => listener,

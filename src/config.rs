@@ -53,6 +53,11 @@ pub struct BrokerArgs {
     /// How often queue indexes are persisted and the recovery checkpoint advanced, in ms.
     #[arg(long, default_value_t = 2000)]
     pub checkpoint_interval_ms: u64,
+    /// A connection is closed when a frame's body has not fully arrived this long after its
+    /// header, or a write of its replies has not completed for this long (a client that
+    /// announces data and sends none, or does not read its replies, holds memory), in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub stall_timeout_ms: u64,
     /// Microseconds an idle shard spins before parking its core. Waking a parked vCPU costs
     /// ~50 µs here; spinning trades CPU for latency.
     #[arg(long, default_value_t = 0)]

@@ -21,8 +21,17 @@ pub const HANDOFF_QUEUE_DEPTH: usize = 1024;
 pub const REPLIES_QUEUED_PER_CONNECTION_MAX: usize = 256;
 
 /// Bytes of replies a connection may have queued for its writer: a client that pipelines pulls
-/// and does not read its socket stops being read once this much waits for it.
-pub const REPLY_BYTES_QUEUED_PER_CONNECTION_MAX: u64 = 64 << 20;
+/// and does not read its socket stops being read once this much waits for it. Two maximal pull
+/// replies.
+pub const REPLY_BYTES_QUEUED_PER_CONNECTION_MAX: u64 = 2 * PULL_BYTES_MAX as u64;
+
+/// Bytes of replies all connections of one shard may have queued together. A connection that
+/// never reads holds its share until the watchdog closes it (`--stall-timeout-ms`).
+pub const REPLY_BYTES_QUEUED_PER_SHARD_MAX: u64 = 512 << 20;
+
+/// Bytes of request frames all connections of one shard may hold together while reading or
+/// handling them; a body takes its share as it arrives (`server::body`).
+pub const REQUEST_BYTES_BUFFERED_PER_SHARD_MAX: u64 = 256 << 20;
 
 /// Long polls one connection may have parked at once; further ones are answered at once.
 pub const PARKED_PULLS_PER_CONNECTION_MAX: usize = 64;
@@ -59,3 +68,11 @@ pub const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
 
 const _: () =
     assert!((PULL_BYTES_MAX as u64) < shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX as u64);
+// One maximal frame fits each shard budget (a budget clamps larger asks to its whole size, so
+// this is about not serializing every large frame behind one another).
+const _: () = assert!(
+    REQUEST_BYTES_BUFFERED_PER_SHARD_MAX
+        >= 2 * shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX as u64
+);
+const _: () =
+    assert!(REPLY_BYTES_QUEUED_PER_SHARD_MAX >= 8 * REPLY_BYTES_QUEUED_PER_CONNECTION_MAX);

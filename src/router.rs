@@ -26,7 +26,7 @@ use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT, HELLO_BYTES_MA
 use crate::server::connection;
 use crate::server::context::ShardContext;
 use crate::server::error::HandlerError;
-use crate::server::frame_io::{read_frame_within, write_frame, OutFrame};
+use crate::server::frame_io::{native_reply, read_frame, FrameError};
 
 /// A socket on its way to another shard. Owns the duplicated descriptor, so a handoff dropped
 /// in flight closes it instead of leaking it.
@@ -54,17 +54,16 @@ pub fn attach(socket: OwnedFd) -> TcpStream {
 }
 
 async fn reject(stream: TcpStream, correlation_id: u64, err: HandlerError) {
+    use futures_lite::AsyncWriteExt;
     tracing::warn!(reason = %err, "handshake rejected");
-    let frame = OutFrame {
-        kind: FrameKind::Error,
-        correlation_id,
-        prefix: err.encode_reply(),
-        data: vec![],
+    let Ok(reply) = native_reply(FrameKind::Error, correlation_id, err.encode_reply(), vec![])
+    else {
+        return;
     };
     // One send: the socket has TCP_NODELAY, and the client reads the whole frame before close.
-    let mut stream = futures_lite::io::BufWriter::new(stream);
-    if write_frame(&mut stream, &frame).await.is_ok() {
-        let _ = futures_lite::AsyncWriteExt::flush(&mut stream).await;
+    let mut stream = stream;
+    if stream.write_all(&reply.head).await.is_ok() {
+        let _ = stream.flush().await;
     }
 }
 
@@ -104,15 +103,15 @@ async fn handshake(
 ) {
     let _ = stream.set_nodelay(true);
     let first = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
-        Ok(read_frame_within(&mut stream, HELLO_BYTES_MAX).await)
+        Ok(read_frame(&mut stream, HELLO_BYTES_MAX, &ctx.request_budget, None).await)
     })
     .await;
     let (header, payload) = match first {
-        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(Some(frame))) => (frame.header, frame.payload),
         Ok(Ok(None)) => return,
         Ok(Err(err)) => {
             let reason = err.to_string();
-            if let crate::server::frame_io::FrameError::Protocol(p) = err {
+            if let FrameError::Protocol(p) = err {
                 reject(stream, 0, HandlerError::BadFrame(p)).await;
             }
             tracing::warn!(%reason, "handshake failed");

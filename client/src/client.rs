@@ -25,7 +25,7 @@ use shardmq_protocol::limits::{
 use shardmq_protocol::messages::Produce;
 use shardmq_protocol::messages::{
     CreateTopic, ListTopics, ProduceReply, Pull, QueueOffsets, QueueOffsetsReply, ShardMap,
-    ShardMapRequest, TopicInfo, TopicList,
+    ShardMapRequest, ShardStats, ShardStatsRequest, TopicInfo, TopicList,
 };
 use shardmq_protocol::routing::{shard_for_queue, ROUTING_NAME};
 use shardmq_protocol::{envelope, FrameKind};
@@ -214,6 +214,14 @@ impl Client {
     pub async fn shard_map(&self) -> Result<ShardMap> {
         let conn = self.any_connection().await?;
         conn.request(FrameKind::ShardMap, &ShardMapRequest {}, &[])
+            .await?
+            .decode()
+    }
+
+    /// What `shard` holds right now: connections and buffered bytes.
+    pub async fn shard_stats(&self, shard: u32) -> Result<ShardStats> {
+        let conn = self.connection(shard).await?;
+        conn.request(FrameKind::ShardStats, &ShardStatsRequest {}, &[])
             .await?
             .decode()
     }

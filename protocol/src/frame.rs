@@ -24,6 +24,8 @@ pub enum FrameKind {
     Pull = 21,
     QueueOffsets = 22,
     ShardMap = 30,
+    /// What one shard holds right now: connections, buffered bytes (for operators and tests).
+    ShardStats = 31,
     HelloReply = 1 | REPLY_BIT,
     CreateTopicReply = 10 | REPLY_BIT,
     ListTopicsReply = 11 | REPLY_BIT,
@@ -31,6 +33,7 @@ pub enum FrameKind {
     PullReply = 21 | REPLY_BIT,
     QueueOffsetsReply = 22 | REPLY_BIT,
     ShardMapReply = 30 | REPLY_BIT,
+    ShardStatsReply = 31 | REPLY_BIT,
     /// A reply that carries an [`crate::messages::ErrorReply`] instead of the expected type.
     Error = 0xFFFF,
 }
@@ -45,6 +48,7 @@ impl FrameKind {
         const PULL_REPLY: u16 = 21 | REPLY_BIT;
         const QUEUE_OFFSETS_REPLY: u16 = 22 | REPLY_BIT;
         const SHARD_MAP_REPLY: u16 = 30 | REPLY_BIT;
+        const SHARD_STATS_REPLY: u16 = 31 | REPLY_BIT;
         Ok(match value {
             1 => Hello,
             10 => CreateTopic,
@@ -53,6 +57,7 @@ impl FrameKind {
             21 => Pull,
             22 => QueueOffsets,
             30 => ShardMap,
+            31 => ShardStats,
             HELLO_REPLY => HelloReply,
             CREATE_TOPIC_REPLY => CreateTopicReply,
             LIST_TOPICS_REPLY => ListTopicsReply,
@@ -60,6 +65,7 @@ impl FrameKind {
             PULL_REPLY => PullReply,
             QUEUE_OFFSETS_REPLY => QueueOffsetsReply,
             SHARD_MAP_REPLY => ShardMapReply,
+            SHARD_STATS_REPLY => ShardStatsReply,
             0xFFFF => Error,
             other => return Err(ProtocolError::UnknownKind(other)),
         })

@@ -10,7 +10,8 @@ use crate::envelope;
 use crate::frame::FRAME_HEADER_BYTES;
 use crate::messages::{
     CreateTopic, ErrorReply, Hello, HelloReply, ListTopics, Produce, ProduceReply, Pull, PullReply,
-    QueueOffsets, QueueOffsetsReply, ShardMap, ShardMapRequest, TopicInfo, TopicList,
+    QueueOffsets, QueueOffsetsReply, ShardMap, ShardMapRequest, ShardStats, ShardStatsRequest,
+    TopicInfo, TopicList,
 };
 use crate::FrameHeader;
 
@@ -70,6 +71,8 @@ fn decode_every_kind(meta: &[u8]) {
     let _ = envelope::decode_meta::<QueueOffsetsReply>(meta);
     let _ = envelope::decode_meta::<ShardMapRequest>(meta);
     let _ = envelope::decode_meta::<ShardMap>(meta);
+    let _ = envelope::decode_meta::<ShardStatsRequest>(meta);
+    let _ = envelope::decode_meta::<ShardStats>(meta);
     let _ = envelope::decode_meta::<ErrorReply>(meta);
 }
 

@@ -10,6 +10,7 @@
 //! | `Pull`         | –                | `PullReply`        | whole batches      |
 //! | `QueueOffsets` | –                | `QueueOffsetsReply`| –                  |
 //! | `ShardMapRequest` | –             | `ShardMap`         | –                  |
+//! | `ShardStatsRequest` | –           | `ShardStats`       | –                  |
 //! | any            |                  | `ErrorReply`       | –                  |
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -108,6 +109,23 @@ pub struct ShardMap {
     pub routing: String,
     /// The shard that served this request.
     pub serving_shard: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatsRequest {}
+
+/// What the serving shard holds at the moment of the request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShardStats {
+    pub shard_id: u32,
+    /// Client connections this shard serves (the asking one included).
+    pub connections: u64,
+    /// Bytes of request frames being read or handled, and the bound on them.
+    pub request_bytes_buffered: u64,
+    pub request_bytes_max: u64,
+    /// Bytes of replies queued for connections' writers, and the bound on them.
+    pub reply_bytes_queued: u64,
+    pub reply_bytes_max: u64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

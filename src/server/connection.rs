@@ -1,21 +1,23 @@
-//! Serving one client connection on the shard that owns it.
+//! Serving one native-protocol connection on the shard that owns it.
 //!
-//! Two tasks per connection, both on this shard's core:
-//! - the reader decodes requests in arrival order and runs their handlers, so produce offsets
-//!   follow the order the client sent; a parked long poll runs as its own task;
-//! - the writer sends replies in the order they were queued, first waiting for the fdatasync a
-//!   `flush = sync` ack needs (so the reader keeps taking batches that share that fdatasync).
+//! Tasks, all on this shard's core:
+//! - the reader (this function's future) decodes requests in arrival order and runs their
+//!   handlers, so produce offsets follow the order the client sent; a long poll that has to
+//!   wait is parked as its own task;
+//! - the writer (`outbox::run_writer`) sends replies in the order they were queued, first
+//!   waiting for the fdatasync a `flush = sync` ack needs (so the reader keeps taking batches
+//!   that share that fdatasync).
 //!
-//! Syscalls: both directions are buffered (`SOCKET_BUFFER_BYTES`). The reader's one `recv`
-//! brings in every request the client pipelined so far; the writer appends replies to its buffer
-//! and sends only when no further reply is queued (or the buffer is full, or before waiting for
-//! an fdatasync), so a burst of pipelined acks leaves in one `send`. Large frames bypass the
-//! buffers. A reply is never held back while the writer idles: an empty queue means flush.
+//! Bounds: request bodies take the shard's request budget as they arrive (`body`); replies take
+//! the connection's and the shard's reply budgets until written (`outbox`); at most
+//! `PARKED_PULLS_PER_CONNECTION_MAX` long polls wait at once (more are answered at once); the
+//! watchdog closes a connection whose frame body or socket write stalls past the stall timeout.
 //!
-//! The reply queue is bounded in replies (`REPLIES_QUEUED_PER_CONNECTION_MAX`) and in bytes
-//! (`REPLY_BYTES_QUEUED_PER_CONNECTION_MAX`): a client that pipelines more, or does not read its
-//! socket, stops being read until replies drain. At most `PARKED_PULLS_PER_CONNECTION_MAX` long
-//! polls wait at once per connection; more are answered at once.
+//! Ending, and what is released: the connection's [`Closer`] ends it. The client closing its
+//! side lets the writer finish what is queued, then closes; a write error, a stall or a bad
+//! frame header closes it at once. Every task races its waits against the closer, so the socket,
+//! queued replies, budgets, parked polls and the connection slot are all released however the
+//! connection ends.
 //!
 //! Bad input: a frame whose header is invalid (oversize length, unknown kind) gets a BadFrame
 //! error reply and the connection is closed, since the stream can no longer be trusted; a
@@ -27,87 +29,89 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures_lite::io::{BufReader, BufWriter, ReadHalf, WriteHalf};
-use futures_lite::AsyncWriteExt;
-use glommio::channels::local_channel::{self, LocalSender};
+use event_listener::Event;
+use futures_lite::io::{BufReader, BufWriter, ReadHalf};
 use glommio::net::TcpStream;
-use glommio::sync::{Semaphore, StaticPermit};
+use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
 use shardmq_protocol::messages::{HelloReply, Pull};
-use shardmq_protocol::{FrameHeader, FrameKind};
-use shardmq_shards::durability::Appended;
+use shardmq_protocol::{FrameKind, ProtocolError};
+use shardmq_shards::StorageError;
 
+use super::closer::Closer;
 use super::context::ShardContext;
 use super::error::HandlerError;
-use super::frame_io::{read_frame, write_frame, FrameError, OutFrame};
+use super::frame_io::{native_reply, read_frame, FrameError, InFrame};
 use super::handlers::pull::PullOutcome;
-use super::handlers::{offsets, produce, pull, topics, Reply};
+use super::handlers::{offsets, produce, pull, stats, topics, Reply};
+use super::outbox::{self, Outbox, SyncGate};
 use super::request::Request;
-use crate::limits::{
-    PARKED_PULLS_PER_CONNECTION_MAX, REPLIES_QUEUED_PER_CONNECTION_MAX,
-    REPLY_BYTES_QUEUED_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES,
-};
+use super::watchdog::Progress;
+use crate::limits::{PARKED_PULLS_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES};
 
-struct Outgoing {
-    frame: OutFrame,
-    wait_synced: Option<Appended>,
-    /// This reply's share of the connection's queued-bytes budget, given back once written.
-    budget: Option<StaticPermit>,
-}
-
-/// The reader side of a connection's reply queue, bounded in replies (the channel), in bytes
-/// (`REPLY_BYTES_QUEUED_PER_CONNECTION_MAX`, so a client that pipelines pulls and never reads
-/// cannot make the shard hold gigabytes) and in parked long polls.
-struct Replies {
-    sender: LocalSender<Outgoing>,
-    bytes: Rc<Semaphore>,
+/// What one connection's tasks share.
+struct Connection {
+    ctx: Rc<ShardContext>,
+    outbox: Outbox,
+    closer: Rc<Closer>,
+    progress: Rc<Progress>,
+    peer: String,
+    /// Long polls parked now, and a notification each time one ends.
     parked: Cell<usize>,
+    parked_ended: Event,
 }
 
-impl Replies {
-    /// Queues a reply for the writer, waiting for room in the byte budget first.
-    async fn send(&self, mut out: Outgoing) -> Result<(), ()> {
-        let size = (out.frame.payload_len() as u64).clamp(1, REPLY_BYTES_QUEUED_PER_CONNECTION_MAX);
-        out.budget = Some(self.bytes.acquire_static_permit(size).await.map_err(drop)?);
-        self.sender.send(out).await.map_err(drop)
-    }
+/// Why the reader stopped.
+enum ReadEnd {
+    /// The client closed its side, or the socket failed.
+    Eof,
+    Shutdown,
+    /// The stream can no longer be trusted; the error is answered first.
+    BadFrame(ProtocolError),
 }
 
-type ReplySender = Rc<Replies>;
-
-fn outgoing(kind: FrameKind, correlation_id: u64, result: Result<Reply, HandlerError>) -> Outgoing {
-    match result {
-        Ok(reply) => Outgoing {
-            frame: OutFrame {
-                kind: kind.reply(),
-                correlation_id,
-                prefix: reply.prefix,
-                data: reply.data,
-            },
-            wait_synced: reply.wait_synced,
-            budget: None,
-        },
-        Err(err) => error_outgoing(correlation_id, &err),
-    }
-}
-
-fn error_outgoing(correlation_id: u64, err: &HandlerError) -> Outgoing {
-    Outgoing {
-        frame: OutFrame {
-            kind: FrameKind::Error,
+/// The wire form of a handler's result.
+fn encode(
+    kind: FrameKind,
+    correlation_id: u64,
+    result: Result<Reply, HandlerError>,
+) -> outbox::Reply {
+    let reply = result.and_then(|reply| {
+        let wait = reply.wait_synced;
+        let mut out = native_reply(kind.reply(), correlation_id, reply.prefix, reply.data)
+            .map_err(HandlerError::ReplyTooLarge)?;
+        out.gate = wait.map(|end| SyncGate {
+            end,
             correlation_id,
-            prefix: err.encode_reply(),
-            data: vec![],
-        },
-        wait_synced: None,
-        budget: None,
-    }
+            on_failure: encode_sync_failure,
+        });
+        Ok(out)
+    });
+    reply.unwrap_or_else(|err| encode_error(correlation_id, &err))
 }
 
-/// Serves a connection until the client closes it, a fatal frame error, or shutdown.
+fn encode_error(correlation_id: u64, err: &HandlerError) -> outbox::Reply {
+    // An error reply is small by construction (bounded message), so its header always fits.
+    native_reply(
+        FrameKind::Error,
+        correlation_id,
+        err.encode_reply(),
+        Vec::new(),
+    )
+    .unwrap_or(outbox::Reply {
+        head: Vec::new(),
+        data: Vec::new(),
+        gate: None,
+    })
+}
+
+fn encode_sync_failure(correlation_id: u64, err: StorageError) -> Vec<u8> {
+    encode_error(correlation_id, &HandlerError::Storage(err)).head
+}
+
+/// Serves a connection until the client closes it, a fatal frame error, a stall, or shutdown.
 /// `hello` is the correlation id of the Hello the router already read, to be answered here.
 pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>) {
-    ctx.connection_opened();
+    let _slot = ctx.connection_slot();
     if let Err(err) = stream.set_nodelay(true) {
         tracing::warn!(error = %err, "could not set TCP_NODELAY");
     }
@@ -115,127 +119,160 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let closer = Rc::new(Closer::default());
+    let watched = ctx.watchdog.watch(closer.clone(), &peer);
     let (reader, writer) = futures_lite::io::split(stream);
-    let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, reader);
-    let (sender, receiver) =
-        local_channel::new_bounded::<Outgoing>(REPLIES_QUEUED_PER_CONNECTION_MAX);
-    let sender = Rc::new(Replies {
-        sender,
-        bytes: Rc::new(Semaphore::new(REPLY_BYTES_QUEUED_PER_CONNECTION_MAX)),
+    let (outbox, queue) = outbox::new(ctx.reply_budget.clone(), closer.clone());
+    let writer_task = glommio::spawn_local(outbox::run_writer(
+        BufWriter::with_capacity(SOCKET_BUFFER_BYTES, writer),
+        queue,
+        ctx.store.clone(),
+        watched.progress.clone(),
+        closer.clone(),
+    ));
+    let conn = Rc::new(Connection {
+        ctx,
+        outbox,
+        closer,
+        progress: watched.progress.clone(),
+        peer,
         parked: Cell::new(0),
-    });
-    let writer_ctx = ctx.clone();
-    let writer_task = glommio::spawn_local(async move {
-        let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, writer);
-        loop {
-            // Take the next reply if one is queued already; otherwise send what is buffered
-            // before waiting for one.
-            let next = match futures_lite::future::poll_once(receiver.recv()).await {
-                Some(next) => next,
-                None => {
-                    if writer.flush().await.is_err() {
-                        break;
-                    }
-                    receiver.recv().await
-                }
-            };
-            let Some(out) = next else { break };
-            if write_reply(&writer_ctx, &mut writer, out).await.is_err() {
-                break;
-            }
-        }
-        let _ = writer.close().await;
+        parked_ended: Event::new(),
     });
     if let Some(correlation_id) = hello {
         let reply = HelloReply {
-            shard_id: ctx.shard_id,
-            shard_count: ctx.shard_count,
+            shard_id: conn.ctx.shard_id,
+            shard_count: conn.ctx.shard_count,
             broker_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let _ = sender
-            .send(outgoing(
+        let _ = conn
+            .outbox
+            .send(encode(
                 FrameKind::Hello,
                 correlation_id,
                 Reply::meta(&reply),
             ))
             .await;
     }
-    read_requests(&ctx, &mut reader, &sender, &peer).await;
-    drop(sender);
-    writer_task.await;
-    ctx.connection_done();
+    let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, reader);
+    let ended = futures_lite::future::or(
+        async { Some(read_requests(&conn, &mut reader).await) },
+        async {
+            conn.closer.wait().await;
+            None
+        },
+    )
+    .await;
+    finish(&conn, ended).await;
+    futures_lite::future::or(
+        async {
+            writer_task.await;
+        },
+        conn.closer.wait(),
+    )
+    .await;
+    conn.closer.close("the connection ended");
+    if let Some(reason) = conn.closer.reason() {
+        tracing::debug!(shard = conn.ctx.shard_id, peer = %conn.peer, %reason, "connection closed");
+    }
 }
 
-async fn write_reply(
-    ctx: &ShardContext,
-    writer: &mut BufWriter<WriteHalf<TcpStream>>,
-    mut out: Outgoing,
-) -> std::io::Result<()> {
-    if let Some(end) = out.wait_synced {
-        // Replies already buffered must not wait for this one's fdatasync.
-        writer.flush().await?;
-        if let Err(err) = ctx.store.wait_synced(end).await {
-            out = error_outgoing(out.frame.correlation_id, &HandlerError::Storage(err));
+/// After the reader stopped: answer what must be answered, then let the writer end the
+/// connection once everything queued is written.
+async fn finish(conn: &Connection, ended: Option<ReadEnd>) {
+    match ended {
+        None => return, // closed already: nothing more is written
+        Some(ReadEnd::BadFrame(err)) => {
+            let _ = conn
+                .outbox
+                .send(encode_error(0, &HandlerError::BadFrame(err)))
+                .await;
         }
+        Some(ReadEnd::Shutdown) => {
+            // Parked polls answer at once on shutdown; let their replies go out first.
+            futures_lite::future::or(wait_parked_ended(conn), conn.closer.wait()).await;
+        }
+        Some(ReadEnd::Eof) => {}
     }
-    write_frame(writer, &out.frame).await
+    conn.outbox.finish().await;
+}
+
+async fn wait_parked_ended(conn: &Connection) {
+    while conn.parked.get() > 0 {
+        let listener = conn.parked_ended.listen();
+        if conn.parked.get() == 0 {
+            return;
+        }
+        listener.await;
+    }
 }
 
 async fn read_requests(
-    ctx: &Rc<ShardContext>,
+    conn: &Rc<Connection>,
     reader: &mut BufReader<ReadHalf<TcpStream>>,
-    sender: &ReplySender,
-    peer: &str,
-) {
-    // One listener for the connection's life: it stays registered until shutdown notifies it,
-    // and the loop returns then.
+) -> ReadEnd {
+    let ctx = &conn.ctx;
+    // One listener for the connection's life: it stays registered until shutdown notifies it.
     let mut shutdown = ctx.shutdown.listen();
     if ctx.is_shutting_down() {
-        return;
+        return ReadEnd::Shutdown;
     }
     loop {
-        let next = futures_lite::future::or(async { Some(read_frame(reader).await) }, async {
-            (&mut shutdown).await;
-            None
-        })
+        let next = futures_lite::future::or(
+            async {
+                Some(
+                    read_frame(
+                        reader,
+                        FRAME_PAYLOAD_BYTES_MAX,
+                        &ctx.request_budget,
+                        Some(&conn.progress),
+                    )
+                    .await,
+                )
+            },
+            async {
+                (&mut shutdown).await;
+                None
+            },
+        )
         .await;
-        let (header, payload) = match next {
-            None | Some(Ok(None)) => return,
+        let frame = match next {
+            None => return ReadEnd::Shutdown,
+            Some(Ok(None)) => return ReadEnd::Eof,
             Some(Ok(Some(frame))) => frame,
             Some(Err(FrameError::Protocol(err))) => {
-                tracing::warn!(shard = ctx.shard_id, peer, reason = %err, "closing connection: bad frame header");
-                let _ = sender
-                    .send(error_outgoing(0, &HandlerError::BadFrame(err)))
-                    .await;
-                return;
+                tracing::warn!(shard = ctx.shard_id, peer = %conn.peer, reason = %err, "closing connection: bad frame header");
+                return ReadEnd::BadFrame(err);
             }
             Some(Err(err)) => {
-                tracing::debug!(shard = ctx.shard_id, peer, reason = %err, "connection ended");
-                return;
+                tracing::debug!(shard = ctx.shard_id, peer = %conn.peer, reason = %err, "connection ended");
+                return ReadEnd::Eof;
             }
         };
+        let kind = frame.header.kind;
         let started = std::time::Instant::now();
-        let out = handle(ctx, header, payload, sender, peer).await;
+        let reply = handle(conn, frame).await;
         let took = started.elapsed();
         if took >= SLOW_REQUEST {
-            tracing::warn!(shard = ctx.shard_id, peer, kind = ?header.kind, took_us = took.as_micros() as u64, "slow request");
+            tracing::warn!(shard = ctx.shard_id, peer = %conn.peer, ?kind, took_us = took.as_micros() as u64, "slow request");
         }
-        if let Some(out) = out {
-            if sender.send(out).await.is_err() {
-                return;
+        if let Some(reply) = reply {
+            if conn.outbox.send(reply).await.is_err() {
+                return ReadEnd::Eof;
             }
         }
     }
 }
 
-/// Runs one request. `None` when the reply will come later (a parked long poll).
-async fn handle(
-    ctx: &Rc<ShardContext>,
-    header: FrameHeader,
-    payload: BytesMut,
-    sender: &ReplySender,
-    peer: &str,
-) -> Option<Outgoing> {
+/// Runs one request. `None` when the reply will come later (a parked long poll). The frame's
+/// request budget is held until the handler is done with its bytes.
+async fn handle(conn: &Rc<Connection>, frame: InFrame) -> Option<outbox::Reply> {
+    let ctx = &conn.ctx;
+    let InFrame {
+        header,
+        payload,
+        held: _held,
+    } = frame;
     let (kind, id) = (header.kind, header.correlation_id);
     let result = match Request::decode(kind, payload) {
         Ok(Request::Produce { request, batch }) => {
@@ -245,11 +282,12 @@ async fn handle(
                 produce::produce(ctx, request, batch).await
             }
         }
-        Ok(Request::Pull(request)) => return handle_pull(ctx, request, id, sender).await,
+        Ok(Request::Pull(request)) => return handle_pull(conn, request, id).await,
         Ok(Request::QueueOffsets(request)) => offsets::queue_offsets(ctx, &request),
         Ok(Request::CreateTopic(request)) => topics::create_topic(ctx, request).await,
         Ok(Request::ListTopics) => topics::list_topics(ctx),
         Ok(Request::ShardMap) => topics::shard_map(ctx),
+        Ok(Request::ShardStats) => stats::shard_stats(ctx),
         Err(err) => Err(err),
     };
     if let Err(err) = &result {
@@ -260,53 +298,63 @@ async fn handle(
                 | HandlerError::InvalidArgument(_)
         );
         if level_is_warn {
-            tracing::warn!(shard = ctx.shard_id, peer, ?kind, reason = %err, "request rejected");
+            tracing::warn!(shard = ctx.shard_id, peer = %conn.peer, ?kind, reason = %err, "request rejected");
         } else {
-            tracing::debug!(shard = ctx.shard_id, peer, ?kind, reason = %err, "request failed");
+            tracing::debug!(shard = ctx.shard_id, peer = %conn.peer, ?kind, reason = %err, "request failed");
         }
     }
-    // Frames that are not requests only ever get an error (the match above), so `kind.reply()`
+    // Frames that are not requests only ever get an error (`Request::decode`), so `kind.reply()`
     // is only taken for request kinds.
-    Some(outgoing(kind, id, result))
+    Some(encode(kind, id, result))
 }
 
-async fn handle_pull(
-    ctx: &Rc<ShardContext>,
-    request: Pull,
-    id: u64,
-    sender: &ReplySender,
-) -> Option<Outgoing> {
+async fn handle_pull(conn: &Rc<Connection>, request: Pull, id: u64) -> Option<outbox::Reply> {
     // With too many polls parked on this connection already, this one is answered now.
-    let may_park = sender.parked.get() < PARKED_PULLS_PER_CONNECTION_MAX;
-    match pull::pull(ctx, &request, may_park).await {
-        Ok(PullOutcome::Ready(reply)) => Some(outgoing(FrameKind::Pull, id, Ok(reply))),
-        Err(err) => Some(outgoing(FrameKind::Pull, id, Err(err))),
+    let may_park = conn.parked.get() < PARKED_PULLS_PER_CONNECTION_MAX;
+    match pull::pull(&conn.ctx, &request, may_park).await {
+        Ok(PullOutcome::Ready(reply)) => Some(encode(FrameKind::Pull, id, Ok(reply))),
+        Err(err) => Some(encode(FrameKind::Pull, id, Err(err))),
         Ok(PullOutcome::Wait { topic_id, wait_ms }) => {
-            let (ctx, sender) = (ctx.clone(), sender.clone());
-            sender.parked.set(sender.parked.get() + 1);
+            conn.parked.set(conn.parked.get() + 1);
+            let conn = conn.clone();
             glommio::spawn_local(async move {
-                let shutdown = ctx.shutdown.listen();
-                if !ctx.is_shutting_down() {
-                    let wait = ctx.store.wait_for_data(
-                        topic_id,
-                        request.queue_id,
-                        request.offset,
-                        Duration::from_millis(wait_ms.into()),
-                    );
-                    futures_lite::future::or(
-                        async {
-                            wait.await;
-                        },
-                        shutdown,
-                    )
-                    .await;
+                let wait = Duration::from_millis(wait_ms.into());
+                if park(&conn, &request, topic_id, wait).await {
+                    let result = pull::pull_now(&conn.ctx, &request).await;
+                    let _ = conn.outbox.send(encode(FrameKind::Pull, id, result)).await;
                 }
-                let result = pull::pull_now(&ctx, &request).await;
-                sender.parked.set(sender.parked.get() - 1);
-                let _ = sender.send(outgoing(FrameKind::Pull, id, result)).await;
+                conn.parked.set(conn.parked.get() - 1);
+                conn.parked_ended.notify(usize::MAX);
             })
             .detach();
             None
         }
     }
+}
+
+/// Waits for data at the poll's offset, its wait, or shutdown (true: pull and answer now), or
+/// for the connection to close (false: nobody is there to answer).
+async fn park(conn: &Connection, request: &Pull, topic_id: u32, wait: Duration) -> bool {
+    let ctx = &conn.ctx;
+    let data_or_shutdown = async {
+        let shutdown = ctx.shutdown.listen();
+        if !ctx.is_shutting_down() {
+            let data = ctx
+                .store
+                .wait_for_data(topic_id, request.queue_id, request.offset, wait);
+            futures_lite::future::or(
+                async {
+                    data.await;
+                },
+                shutdown,
+            )
+            .await;
+        }
+        true
+    };
+    futures_lite::future::or(data_or_shutdown, async {
+        conn.closer.wait().await;
+        false
+    })
+    .await
 }

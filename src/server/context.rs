@@ -2,14 +2,19 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use event_listener::Event;
 use shardmq_protocol::messages::TopicInfo;
 use shardmq_protocol::routing::shard_for_queue;
 use shardmq_shards::ShardStore;
 
+use crate::limits::{REPLY_BYTES_QUEUED_PER_SHARD_MAX, REQUEST_BYTES_BUFFERED_PER_SHARD_MAX};
+use crate::server::budget::ByteBudget;
 use crate::server::error::HandlerError;
+use crate::server::watchdog::Watchdog;
 use crate::topics::TopicRegistry;
 
 pub struct ShardContext {
@@ -25,6 +30,25 @@ pub struct ShardContext {
     open_connections: Cell<u64>,
     /// Notified whenever a connection closes.
     pub connection_closed: Event,
+    /// Bytes of request frames every connection of this shard holds while reading or handling
+    /// them.
+    pub request_budget: ByteBudget,
+    /// Bytes of replies every connection of this shard has queued for its writer.
+    pub reply_budget: Rc<ByteBudget>,
+    /// Closes connections whose frame bodies or socket writes stall.
+    pub watchdog: Rc<Watchdog>,
+}
+
+/// One connection's place in the shard's count; given back when dropped, however the
+/// connection ends.
+pub struct ConnectionSlot {
+    ctx: Rc<ShardContext>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.ctx.connection_done();
+    }
 }
 
 impl ShardContext {
@@ -33,6 +57,7 @@ impl ShardContext {
         shard_count: u32,
         store: ShardStore,
         topics: Arc<TopicRegistry>,
+        stall_timeout: Duration,
     ) -> Self {
         ShardContext {
             shard_id,
@@ -44,6 +69,9 @@ impl ShardContext {
             shutdown: Event::new(),
             open_connections: Cell::new(0),
             connection_closed: Event::new(),
+            request_budget: ByteBudget::new(REQUEST_BYTES_BUFFERED_PER_SHARD_MAX),
+            reply_budget: Rc::new(ByteBudget::new(REPLY_BYTES_QUEUED_PER_SHARD_MAX)),
+            watchdog: Watchdog::new(shard_id, stall_timeout),
         }
     }
 
@@ -97,11 +125,13 @@ impl ShardContext {
         self.shutdown.notify(usize::MAX);
     }
 
-    pub fn connection_opened(&self) {
+    /// Counts a connection in; the slot counts it out when dropped.
+    pub fn connection_slot(self: &Rc<Self>) -> ConnectionSlot {
         self.open_connections.set(self.open_connections.get() + 1);
+        ConnectionSlot { ctx: self.clone() }
     }
 
-    pub fn connection_done(&self) {
+    fn connection_done(&self) {
         self.open_connections.set(self.open_connections.get() - 1);
         self.connection_closed.notify(usize::MAX);
     }

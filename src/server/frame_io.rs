@@ -1,12 +1,17 @@
-//! Reading and writing native frames on a socket. Untrusted input is bounded here: the length
-//! prefix is checked (`FrameHeader::decode`) before the payload buffer is allocated.
+//! Native frames on a socket. Untrusted input is bounded here: the length prefix is checked
+//! (`FrameHeader::decode`, and a caller's tighter bound) before anything is allocated, and the
+//! body is read by `body::read_body`, whose memory and budget follow the bytes that arrive.
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt};
 use shardmq_protocol::frame::FRAME_HEADER_BYTES;
-use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
 use shardmq_protocol::{FrameHeader, FrameKind, ProtocolError};
 use thiserror::Error;
+
+use super::body::{read_body, BodyError};
+use super::budget::{ByteBudget, Held};
+use super::outbox::Reply;
+use super::watchdog::Progress;
 
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -16,21 +21,36 @@ pub enum FrameError {
     Protocol(#[from] ProtocolError),
     #[error("connection closed in the middle of a frame")]
     TruncatedFrame,
+    #[error("the connection is closing")]
+    Closed,
 }
 
-/// Reads one frame. `Ok(None)` is a clean end of stream at a frame boundary.
+impl From<BodyError> for FrameError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Io(e) => FrameError::Io(e),
+            BodyError::Truncated => FrameError::TruncatedFrame,
+            BodyError::Closed => FrameError::Closed,
+        }
+    }
+}
+
+/// A frame read from a client, with the request budget its payload holds.
+pub struct InFrame {
+    pub header: FrameHeader,
+    pub payload: BytesMut,
+    pub held: Held,
+}
+
+/// Reads one frame whose payload is at most `payload_bytes_max`. `Ok(None)` is a clean end of
+/// stream at a frame boundary. While the body is arriving, `progress` (if any) tells the
+/// watchdog so.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
-) -> Result<Option<(FrameHeader, BytesMut)>, FrameError> {
-    read_frame_within(reader, FRAME_PAYLOAD_BYTES_MAX).await
-}
-
-/// [`read_frame`] with a tighter payload bound, for frames that can only be small (the Hello of
-/// a connection nobody has identified yet must not make the broker allocate 64 MiB).
-pub async fn read_frame_within<R: AsyncRead + Unpin>(
-    reader: &mut R,
     payload_bytes_max: u32,
-) -> Result<Option<(FrameHeader, BytesMut)>, FrameError> {
+    budget: &ByteBudget,
+    progress: Option<&Progress>,
+) -> Result<Option<InFrame>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
@@ -43,6 +63,10 @@ pub async fn read_frame_within<R: AsyncRead + Unpin>(
             };
         }
         filled += n;
+        if let Some(progress) = progress {
+            // A header that arrives in pieces is a frame in progress too.
+            progress.body_started();
+        }
     }
     let header = FrameHeader::decode(&header)?;
     if header.payload_len > payload_bytes_max {
@@ -51,45 +75,36 @@ pub async fn read_frame_within<R: AsyncRead + Unpin>(
             max: payload_bytes_max,
         }));
     }
-    let mut payload = BytesMut::zeroed(header.payload_len as usize);
-    reader
-        .read_exact(&mut payload)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::TruncatedFrame,
-            _ => FrameError::Io(e),
-        })?;
-    Ok(Some((header, payload)))
-}
-
-/// One frame to send: an envelope prefix (rkyv metadata) and zero or more data chunks.
-pub struct OutFrame {
-    pub kind: FrameKind,
-    pub correlation_id: u64,
-    pub prefix: Vec<u8>,
-    pub data: Vec<Bytes>,
-}
-
-impl OutFrame {
-    pub fn payload_len(&self) -> usize {
-        self.prefix.len() + self.data.iter().map(Bytes::len).sum::<usize>()
+    if let Some(progress) = progress {
+        progress.body_started();
     }
+    let body = read_body(reader, header.payload_len as usize, budget).await;
+    if let Some(progress) = progress {
+        progress.body_done();
+    }
+    let (payload, held) = body?;
+    Ok(Some(InFrame {
+        header,
+        payload,
+        held,
+    }))
 }
 
-/// Writes a frame: header, envelope prefix, then the data chunks, each straight from where it
-/// is (no assembly copy). `writer` is expected to buffer (the connection's `BufWriter` gathers
-/// small frames into one send and passes large chunks through); nothing is flushed here.
-pub async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    frame: &OutFrame,
-) -> std::io::Result<()> {
-    let header = FrameHeader::new(frame.kind, frame.correlation_id, frame.payload_len())
-        .map_err(std::io::Error::other)?
-        .encode();
-    writer.write_all(&header).await?;
-    writer.write_all(&frame.prefix).await?;
-    for chunk in &frame.data {
-        writer.write_all(chunk).await?;
-    }
-    Ok(())
+/// A native reply: the frame header and the envelope prefix as the head, then the data chunks.
+pub fn native_reply(
+    kind: FrameKind,
+    correlation_id: u64,
+    prefix: Vec<u8>,
+    data: Vec<Bytes>,
+) -> Result<Reply, ProtocolError> {
+    let payload_len = prefix.len() + data.iter().map(Bytes::len).sum::<usize>();
+    let header = FrameHeader::new(kind, correlation_id, payload_len)?;
+    let mut head = Vec::with_capacity(FRAME_HEADER_BYTES + prefix.len());
+    head.extend_from_slice(&header.encode());
+    head.extend_from_slice(&prefix);
+    Ok(Reply {
+        head,
+        data,
+        gate: None,
+    })
 }

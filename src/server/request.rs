@@ -24,6 +24,7 @@ pub enum Request {
     Pull(Pull),
     QueueOffsets(QueueOffsets),
     ShardMap,
+    ShardStats,
 }
 
 impl Request {
@@ -40,6 +41,7 @@ impl Request {
             }
             FrameKind::ListTopics => Request::ListTopics,
             FrameKind::ShardMap => Request::ShardMap,
+            FrameKind::ShardStats => Request::ShardStats,
             FrameKind::Hello => {
                 return Err(HandlerError::Unsupported(
                     "a second Hello on a connection".into(),
@@ -62,7 +64,7 @@ impl Request {
             Request::Produce { request, .. } => &request.topic,
             Request::Pull(r) => &r.topic,
             Request::QueueOffsets(r) => &r.topic,
-            Request::ListTopics | Request::ShardMap => return Ok(()),
+            Request::ListTopics | Request::ShardMap | Request::ShardStats => return Ok(()),
         };
         validate_topic_name(topic)
             .map_err(|reason| HandlerError::InvalidArgument(reason.into()))?;

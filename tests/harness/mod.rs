@@ -61,6 +61,15 @@ impl Broker {
     }
 
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Broker, String> {
+        Self::try_start_with(data_dir, extra, |_| {})
+    }
+
+    /// [`Broker::try_start`] with a hook that adjusts the command (environment, rlimits).
+    pub fn try_start_with(
+        data_dir: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Result<Broker, String> {
         let stderr_log = data_dir.with_extension(format!("stderr-{}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_log).unwrap();
         let listen: &[&str] = if extra.contains(&"--listen") {
@@ -68,7 +77,13 @@ impl Broker {
         } else {
             &["--listen", "127.0.0.1:0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        // SHARDMQ_TEST_BINARY runs the tests against another build (an older one, to see a
+        // regression test fail there).
+        let binary = std::env::var_os("SHARDMQ_TEST_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_shardmq").into());
+        let mut command = Command::new(binary);
+        adjust(&mut command);
+        let mut child = command
             .arg("broker")
             .args(listen)
             .arg("--data-dir")
@@ -139,6 +154,25 @@ impl Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmSize`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Sockets the broker process has open.
+    pub fn open_sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
     }
 
     pub fn stderr(&self) -> String {

@@ -5,6 +5,7 @@
 pub mod offsets;
 pub mod produce;
 pub mod pull;
+pub mod stats;
 pub mod topics;
 
 use bytes::Bytes;
