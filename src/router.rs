@@ -103,7 +103,14 @@ async fn handshake(
 ) {
     let _ = stream.set_nodelay(true);
     let first = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
-        Ok(read_frame(&mut stream, HELLO_BYTES_MAX, &ctx.request_budget, None).await)
+        Ok(read_frame(
+            &mut stream,
+            HELLO_BYTES_MAX,
+            &ctx.request_budget,
+            None,
+            || 0,
+        )
+        .await)
     })
     .await;
     let (header, payload) = match first {

@@ -1,14 +1,18 @@
 //! Reading a frame's body so that memory follows the bytes that arrive, not the length a header
 //! announced.
 //!
-//! The buffer starts at `BODY_FIRST_STEP_BYTES` (or the whole body, if smaller) and doubles each
-//! time it fills, so it is never more than twice what has arrived (plus the first step), and the
-//! copies the growth costs add up to less than the body itself. Each growth first takes its
+//! The buffer starts at `BODY_FIRST_STEP_BYTES` (or the whole body, if smaller) and grows each
+//! time it fills: to everything that has already arrived (what the socket's receive queue holds,
+//! `FIONREAD`, plus what the connection's read buffer holds), or to twice its size if that is
+//! more, or to the whole body once half of it has arrived. So it is never more than twice what
+//! has arrived (plus the first step); a body that is mostly there when its header is read takes
+//! one allocation and no copy, and a slow one costs copies that add up to less than the body. Each growth first takes its
 //! bytes from the shard's request budget, which bounds what every connection of the shard holds
 //! together; the budget is held until the caller drops the returned [`Held`], once the request
 //! is handled. How long the body may take is the watchdog's business (see `watchdog`).
 
 use bytes::BytesMut;
+use futures_lite::io::BufReader;
 use futures_lite::{AsyncRead, AsyncReadExt};
 
 use super::budget::{BudgetClosed, ByteBudget, Held};
@@ -32,24 +36,71 @@ impl From<BudgetClosed> for BodyError {
     }
 }
 
-/// The size the buffer grows to once `filled` bytes of a `len`-byte body have arrived.
-fn next_size(filled: usize, len: usize) -> usize {
-    filled.saturating_mul(2).max(BODY_FIRST_STEP_BYTES).min(len)
+/// The size the buffer grows to once `filled` bytes of a `len`-byte body are in it and
+/// `arrived` more have arrived but not been read yet. Once half the body has arrived the whole
+/// of it is allocated (still at most twice what arrived), so a body is not copied again for its
+/// last few bytes.
+fn next_size(filled: usize, arrived: usize, len: usize) -> usize {
+    let received = filled.saturating_add(arrived);
+    if received.saturating_mul(2) >= len {
+        return len;
+    }
+    filled
+        .saturating_mul(2)
+        .max(received)
+        .max(BODY_FIRST_STEP_BYTES)
+        .min(len)
 }
 
-/// Reads exactly `len` bytes. The buffer's memory and budget grow as they arrive.
-pub async fn read_body<R: AsyncRead + Unpin>(
+/// Bytes that have arrived on a socket and wait to be read: its receive queue (`FIONREAD`).
+/// `None` when it cannot be told (not a socket); the body then grows by doubling only.
+pub fn socket_arrived(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; the descriptor is only read from.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+    (rc == 0).then_some(queued.max(0) as usize)
+}
+
+/// Something a body is read from, which may hold bytes it has read ahead.
+pub trait BodySource: AsyncRead + Unpin {
+    /// Bytes read from the socket but not yet returned by `read`.
+    fn buffered(&self) -> usize;
+}
+
+impl<R: AsyncRead + Unpin> BodySource for BufReader<R> {
+    fn buffered(&self) -> usize {
+        self.buffer().len()
+    }
+}
+
+/// Unbuffered: the router reads a Hello straight from the socket, so nothing past it is read
+/// before the socket is handed to another shard.
+impl BodySource for glommio::net::TcpStream {
+    fn buffered(&self) -> usize {
+        0
+    }
+}
+
+/// Reads exactly `len` bytes. The buffer's memory and budget grow as they arrive; `arrived`
+/// tells how many bytes wait in the socket, beyond what `reader` has buffered already.
+pub async fn read_body<R: BodySource>(
     reader: &mut R,
     len: usize,
     budget: &ByteBudget,
+    arrived: impl Fn() -> usize,
 ) -> Result<(BytesMut, Held), BodyError> {
     let mut held = Held::default();
     let mut body = BytesMut::new();
     let mut filled = 0;
     while filled < len {
-        let size = next_size(filled, len);
+        let size = next_size(filled, reader.buffered() + arrived(), len);
         held.merge(budget.acquire((size - filled) as u64).await?);
-        body.resize(size, 0);
+        if filled == 0 {
+            // calloc: memory fresh from the kernel is not cleared a second time.
+            body = BytesMut::zeroed(size);
+        } else {
+            body.resize(size, 0);
+        }
         reader
             .read_exact(&mut body[filled..size])
             .await
@@ -83,15 +134,17 @@ mod tests {
             .spawn(|| async {
                 let budget = ByteBudget::new(1 << 30);
                 let data: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
-                let mut reader = futures_lite::io::Cursor::new(data.clone());
-                let (body, held) = read_body(&mut reader, data.len(), &budget).await.unwrap();
+                let mut reader = BufReader::new(futures_lite::io::Cursor::new(data.clone()));
+                let (body, held) = read_body(&mut reader, data.len(), &budget, || 0)
+                    .await
+                    .unwrap();
                 assert_eq!(&body[..], &data[..]);
                 assert_eq!(held.bytes(), data.len() as u64);
                 drop(held);
                 assert_eq!(budget.in_use(), 0);
-                let mut short = futures_lite::io::Cursor::new(vec![0u8; 100_000]);
+                let mut short = BufReader::new(futures_lite::io::Cursor::new(vec![0u8; 100_000]));
                 assert!(matches!(
-                    read_body(&mut short, 200_000, &budget).await,
+                    read_body(&mut short, 200_000, &budget, || 0).await,
                     Err(BodyError::Truncated)
                 ));
                 assert_eq!(budget.in_use(), 0, "a failed read gives its budget back");

@@ -37,6 +37,7 @@ use shardmq_protocol::messages::{HelloReply, Pull};
 use shardmq_protocol::{FrameKind, ProtocolError};
 use shardmq_shards::StorageError;
 
+use super::body::socket_arrived;
 use super::closer::Closer;
 use super::context::ShardContext;
 use super::error::HandlerError;
@@ -121,6 +122,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
         .unwrap_or_default();
     let closer = Rc::new(Closer::default());
     let watched = ctx.watchdog.watch(closer.clone(), &peer);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (reader, writer) = futures_lite::io::split(stream);
     let (outbox, queue) = outbox::new(ctx.reply_budget.clone(), closer.clone());
     let writer_task = glommio::spawn_local(outbox::run_writer(
@@ -155,8 +157,10 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
             .await;
     }
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, reader);
+    // The descriptor stays open while `reader` (which owns half the stream) lives.
+    let arrived = move || socket_arrived(fd).unwrap_or(0);
     let ended = futures_lite::future::or(
-        async { Some(read_requests(&conn, &mut reader).await) },
+        async { Some(read_requests(&conn, &mut reader, &arrived).await) },
         async {
             conn.closer.wait().await;
             None
@@ -210,6 +214,7 @@ async fn wait_parked_ended(conn: &Connection) {
 async fn read_requests(
     conn: &Rc<Connection>,
     reader: &mut BufReader<ReadHalf<TcpStream>>,
+    arrived: &impl Fn() -> usize,
 ) -> ReadEnd {
     let ctx = &conn.ctx;
     // One listener for the connection's life: it stays registered until shutdown notifies it.
@@ -226,6 +231,7 @@ async fn read_requests(
                         FRAME_PAYLOAD_BYTES_MAX,
                         &ctx.request_budget,
                         Some(&conn.progress),
+                        arrived,
                     )
                     .await,
                 )

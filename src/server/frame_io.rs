@@ -3,12 +3,12 @@
 //! body is read by `body::read_body`, whose memory and budget follow the bytes that arrive.
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt};
+use futures_lite::AsyncReadExt;
 use shardmq_protocol::frame::FRAME_HEADER_BYTES;
 use shardmq_protocol::{FrameHeader, FrameKind, ProtocolError};
 use thiserror::Error;
 
-use super::body::{read_body, BodyError};
+use super::body::{read_body, BodyError, BodySource};
 use super::budget::{ByteBudget, Held};
 use super::outbox::Reply;
 use super::watchdog::Progress;
@@ -44,12 +44,13 @@ pub struct InFrame {
 
 /// Reads one frame whose payload is at most `payload_bytes_max`. `Ok(None)` is a clean end of
 /// stream at a frame boundary. While the body is arriving, `progress` (if any) tells the
-/// watchdog so.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+/// watchdog so; `arrived` tells how many bytes wait in the socket (see `body::read_body`).
+pub async fn read_frame<R: BodySource>(
     reader: &mut R,
     payload_bytes_max: u32,
     budget: &ByteBudget,
     progress: Option<&Progress>,
+    arrived: impl Fn() -> usize,
 ) -> Result<Option<InFrame>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
@@ -78,7 +79,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if let Some(progress) = progress {
         progress.body_started();
     }
-    let body = read_body(reader, header.payload_len as usize, budget).await;
+    let body = read_body(reader, header.payload_len as usize, budget, arrived).await;
     if let Some(progress) = progress {
         progress.body_done();
     }
