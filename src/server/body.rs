@@ -118,14 +118,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn growth_doubles_from_the_first_step_and_ends_at_the_length() {
-        assert_eq!(next_size(0, 10), 10);
-        assert_eq!(next_size(0, 1 << 20), BODY_FIRST_STEP_BYTES);
-        assert_eq!(
-            next_size(BODY_FIRST_STEP_BYTES, 1 << 20),
-            2 * BODY_FIRST_STEP_BYTES
-        );
-        assert_eq!(next_size(700_000, 1 << 20), 1 << 20);
+    fn growth_takes_what_arrived_doubles_otherwise_and_ends_at_the_length() {
+        let step = BODY_FIRST_STEP_BYTES;
+        assert_eq!(next_size(0, 0, 10), 10);
+        assert_eq!(next_size(0, 0, 1 << 20), step);
+        assert_eq!(next_size(step, 0, 1 << 20), 2 * step);
+        assert_eq!(next_size(700_000, 0, 1 << 20), 1 << 20);
+        // What has arrived is taken at once, the rest once half is there; what has not arrived
+        // is never allocated beyond twice what has.
+        assert_eq!(next_size(0, 300_000, 1 << 20), 300_000);
+        assert_eq!(next_size(0, 600_000, 1 << 20), 1 << 20);
+        assert_eq!(next_size(step, 5 << 20, 1 << 20), 1 << 20);
+        for (filled, arrived) in [(0, 0), (step, 10), (100_000, 200_000), (300_000, 1)] {
+            let size = next_size(filled, arrived, 10 << 20);
+            assert!(
+                size <= 2 * (filled + arrived).max(step),
+                "{filled} {arrived} {size}"
+            );
+        }
     }
 
     #[test]
