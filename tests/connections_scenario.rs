@@ -43,10 +43,9 @@ fn two_thousand_idle_connections_do_not_block_a_working_client() {
         client.create_topic("many", 2).await.unwrap();
         for queue in 0..2 {
             let record = Record {
-                timestamp_ms: 1,
-                key: vec![],
-                properties: vec![],
+                born_timestamp_ms: 1,
                 payload: b"still served".to_vec(),
+                ..Record::default()
             };
             let ack = client
                 .produce_batch("many", queue, &encode_batch(&[record]))

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use shardmq_protocol::batch::{BATCH_HEADER_BYTES, RECORD_OVERHEAD_BYTES};
+use shardmq_protocol::batch::BATCH_HEADER_BYTES;
 use shardmq_protocol::limits::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, PULL_WAIT_MS_MAX};
+use shardmq_protocol::record::RECORD_OVERHEAD_BYTES;
 
 use crate::error::BenchError;
 

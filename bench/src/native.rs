@@ -146,10 +146,9 @@ impl Publisher for NativePublisher {
         let timestamp_ms = now_ms();
         let records: Vec<Record> = (0..count)
             .map(|_| Record {
-                timestamp_ms,
-                key: Vec::new(),
-                properties: Vec::new(),
+                born_timestamp_ms: timestamp_ms,
                 payload: payload.to_vec(),
+                ..Record::default()
             })
             .collect();
         match (&self.producer, records.len()) {

@@ -14,7 +14,7 @@
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
-use shardmq_protocol::batch::{self, ArchivedRecord, ArchivedRecords, BatchView};
+use shardmq_protocol::batch::{self, ArchivedRecord, BatchView, Records};
 use shardmq_protocol::messages::PullReply;
 use shardmq_protocol::{envelope, Record};
 
@@ -131,16 +131,11 @@ impl PullResult {
     pub fn records(&self) -> Result<RecordIter<'_>> {
         let mut batches = Vec::with_capacity(self.reply.batch_count as usize);
         for view in self.batches()? {
-            let records = view.records()?;
-            if records.len() != view.header.record_count as usize {
-                return Err(ClientError::Protocol(
-                    shardmq_protocol::ProtocolError::RecordCountMismatch {
-                        count: records.len(),
-                        expected: view.header.record_count,
-                    },
-                ));
-            }
-            batches.push((view.header.base_offset, records));
+            batches.push(BatchRecords {
+                base_offset: view.header.base_offset,
+                store_timestamp_ms: view.header.append_timestamp_ms,
+                records: view.records()?,
+            });
         }
         Ok(RecordIter {
             batches: batches.into_iter(),
@@ -175,6 +170,8 @@ impl PullResult {
 pub struct RecordRef<'a> {
     /// The record's queue offset.
     pub offset: u64,
+    /// When the broker stored it (ms since the epoch).
+    pub store_timestamp_ms: u64,
     pub record: &'a ArchivedRecord,
 }
 
@@ -183,21 +180,31 @@ impl<'a> RecordRef<'a> {
         self.record.payload.as_slice()
     }
 
-    pub fn key(&self) -> &'a [u8] {
-        self.record.key.as_slice()
+    /// The tag, or `""` for none.
+    pub fn tags(&self) -> &'a str {
+        self.record.tags.as_str()
     }
 
-    pub fn timestamp_ms(&self) -> u64 {
-        self.record.timestamp_ms.to_native()
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.record.keys.iter().map(|k| k.as_str())
     }
 
-    /// The value of the first property named `name`.
+    /// The producer's unique id of the message (RocketMQ's `UNIQ_KEY`), or `""`.
+    pub fn unique_id(&self) -> &'a str {
+        self.record.unique_id.as_str()
+    }
+
+    pub fn born_timestamp_ms(&self) -> u64 {
+        self.record.born_timestamp_ms.to_native()
+    }
+
+    pub fn reconsume_times(&self) -> u32 {
+        self.record.reconsume_times.to_native()
+    }
+
+    /// The value of the first user property named `name`.
     pub fn property(&self, name: &str) -> Option<&'a str> {
-        self.record
-            .properties
-            .iter()
-            .find(|p| p.name.as_str() == name)
-            .map(|p| p.value.as_str())
+        self.record.property(name)
     }
 }
 
@@ -205,18 +212,25 @@ impl std::fmt::Debug for RecordRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordRef")
             .field("offset", &self.offset)
-            .field("timestamp_ms", &self.timestamp_ms())
-            .field("key_len", &self.key().len())
+            .field("born_timestamp_ms", &self.born_timestamp_ms())
+            .field("tags", &self.tags())
             .field("payload_len", &self.payload().len())
             .finish()
     }
 }
 
+/// The records of one batch of a pull reply.
+struct BatchRecords<'a> {
+    base_offset: u64,
+    store_timestamp_ms: u64,
+    records: Records<'a>,
+}
+
 /// Iterator over the records of a validated pull reply, from the requested offset on.
 pub struct RecordIter<'a> {
-    batches: std::vec::IntoIter<(u64, &'a ArchivedRecords)>,
-    /// (base offset, records, index of the next record)
-    current: Option<(u64, &'a ArchivedRecords, usize)>,
+    batches: std::vec::IntoIter<BatchRecords<'a>>,
+    /// The batch being walked, and the index of its next record.
+    current: Option<(BatchRecords<'a>, usize)>,
     min_offset: u64,
 }
 
@@ -225,23 +239,26 @@ impl<'a> Iterator for RecordIter<'a> {
 
     fn next(&mut self) -> Option<RecordRef<'a>> {
         loop {
-            if let Some((base, records, index)) = &mut self.current {
-                if let Some(record) = records.get(*index) {
-                    let offset = *base + *index as u64;
+            if let Some((batch, index)) = &mut self.current {
+                if let Some((delta, record)) = batch.records.get(*index) {
                     *index += 1;
+                    let offset = batch.base_offset + delta;
                     if offset >= self.min_offset {
-                        return Some(RecordRef { offset, record });
+                        return Some(RecordRef {
+                            offset,
+                            store_timestamp_ms: batch.store_timestamp_ms,
+                            record,
+                        });
                     }
                     continue;
                 }
             }
-            let (base, records) = self.batches.next()?;
+            let batch = self.batches.next()?;
             // Skip whole records below the requested offset without visiting them.
-            let skip = self
-                .min_offset
-                .saturating_sub(base)
-                .min(records.len() as u64) as usize;
-            self.current = Some((base, records, skip));
+            let skip = batch
+                .records
+                .first_at_or_after(self.min_offset.saturating_sub(batch.base_offset));
+            self.current = Some((batch, skip));
         }
     }
 
@@ -254,23 +271,24 @@ impl<'a> Iterator for RecordIter<'a> {
 impl ExactSizeIterator for RecordIter<'_> {}
 
 impl RecordIter<'_> {
+    fn remaining_in(&self, batch: &BatchRecords<'_>, from: usize) -> usize {
+        let skip = batch
+            .records
+            .first_at_or_after(self.min_offset.saturating_sub(batch.base_offset));
+        batch.records.len().saturating_sub(skip.max(from))
+    }
+
     fn remaining(&self) -> usize {
         let in_current = self
             .current
             .as_ref()
-            .map(|(base, records, index)| {
-                let start = (*index as u64).max(self.min_offset.saturating_sub(*base));
-                (records.len() as u64).saturating_sub(start) as usize
-            })
+            .map(|(batch, index)| self.remaining_in(batch, *index))
             .unwrap_or(0);
         let rest: usize = self
             .batches
             .as_slice()
             .iter()
-            .map(|(base, records)| {
-                let skip = self.min_offset.saturating_sub(*base);
-                (records.len() as u64).saturating_sub(skip) as usize
-            })
+            .map(|batch| self.remaining_in(batch, 0))
             .sum();
         in_current + rest
     }
@@ -283,10 +301,10 @@ mod tests {
 
     fn record(i: u64) -> Record {
         Record {
-            timestamp_ms: 1000 + i,
-            key: vec![i as u8],
-            properties: vec![],
+            born_timestamp_ms: 1000 + i,
+            keys: vec![format!("k{i}")],
             payload: format!("payload-{i}").into_bytes(),
+            ..Record::default()
         }
     }
 

@@ -17,10 +17,10 @@ use shardmq_protocol::{envelope, ErrorCode, FrameKind, Record};
 
 fn record(i: u64) -> Record {
     Record {
-        timestamp_ms: 1_700_000_000_000 + i,
-        key: i.to_le_bytes().to_vec(),
-        properties: vec![],
+        born_timestamp_ms: 1_700_000_000_000 + i,
+        keys: vec![i.to_string()],
         payload: format!("message-{i}").into_bytes(),
+        ..Record::default()
     }
 }
 

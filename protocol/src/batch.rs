@@ -4,8 +4,8 @@
 //! ```text
 //! offset size field                 written by
 //!   0     4   magic "SMQB"          producer
-//!   4     1   version (1)           producer
-//!   5     1   flags (0)             producer
+//!   4     1   version (2)           producer
+//!   5     1   flags                 producer 0; the broker's filtered batches: SPARSE
 //!   6     2   reserved (0)          producer
 //!   8     4   batch_len             producer   header + body + zero padding to 16
 //!  12     4   body_len              producer   exact rkyv archive length
@@ -14,18 +14,27 @@
 //!  24     4   record_count          producer
 //!  28     4   queue_id              broker
 //!  32     4   topic_id              broker
-//!  36     4   reserved (0)
+//!  36     4   span                  0; SPARSE: the queue offsets the batch covers
 //!  40     8   base_offset           broker     queue offset of the first record
-//!  48     8   first_timestamp_ms    producer
-//!  56     8   append_timestamp_ms   broker
-//!  64     …   body: rkyv archive of Vec<Record>, then zero padding
+//!  48     8   first_timestamp_ms    producer   born time of the first record
+//!  56     8   append_timestamp_ms   broker     store time of every record
+//!  64     …   body: rkyv archive, then zero padding
 //! ```
+//!
+//! Bodies: a batch a producer makes (flags 0, "dense") holds `Vec<Record>`, record `i` at queue
+//! offset `base_offset + i`. A batch the broker makes for a filtered pull (flag `SPARSE`) holds
+//! [`SparseBody`]: only the records that matched, each with its offset's distance from
+//! `base_offset`, strictly increasing and below `span`. Sparse batches are never stored.
 //!
 //! Invariants: `batch_len % 16 == 0`; `batch_len == 64 + align16(body_len)`; padding is zero;
 //! the body holds exactly `record_count > 0` records. The producer's `body_crc` is checked on
 //! arrival, so a batch corrupted on the wire is refused; `header_crc` is computed after stamping,
 //! so recovery and consumers detect a torn or corrupted header as well as a torn body.
+//!
+//! Versions: the version byte names the record schema. Version 1 (records without tags, keys or
+//! ids) is refused with its own error, never mistaken for a torn write.
 
+use bytes::BytesMut;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::vec::ArchivedVec;
@@ -33,50 +42,28 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::limits::{align_up, BATCH_BYTES_MAX, BATCH_RECORDS_MAX};
+pub use crate::record::{ArchivedProperty, ArchivedRecord, Property, Record};
 
 pub const BATCH_HEADER_BYTES: usize = 64;
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SMQB");
-pub const BATCH_VERSION: u8 = 1;
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-pub struct Property {
-    pub name: String,
-    pub value: String,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-pub struct Record {
-    pub timestamp_ms: u64,
-    pub key: Vec<u8>,
-    pub properties: Vec<Property>,
-    pub payload: Vec<u8>,
-}
+pub const BATCH_VERSION: u8 = 2;
+/// Flag bit: the body is a [`SparseBody`] (a filtered pull's batch, made by the broker).
+pub const FLAG_SPARSE: u8 = 1;
 
 pub type ArchivedRecords = ArchivedVec<ArchivedRecord>;
 
-/// Bytes an encoded record takes beyond its key, payload and property strings, at most: the
-/// archived record and its vector headers, alignment, and per property its two string headers.
-pub const RECORD_OVERHEAD_BYTES: usize = 64;
-const PROPERTY_OVERHEAD_BYTES: usize = 16;
-
-impl Record {
-    /// A close upper estimate of the bytes this record adds to an encoded batch: what the
-    /// producer, the batch builder and the encoder all size batches by.
-    pub fn encoded_bytes_estimate(&self) -> usize {
-        self.payload.len()
-            + self.key.len()
-            + self
-                .properties
-                .iter()
-                .map(|p| p.name.len() + p.value.len() + PROPERTY_OVERHEAD_BYTES)
-                .sum::<usize>()
-            + RECORD_OVERHEAD_BYTES
-    }
+/// The body of a sparse batch: the records that matched a filter, with their offsets.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct SparseBody {
+    /// `deltas[i]` = queue offset of `records[i]` − `base_offset`.
+    pub deltas: Vec<u32>,
+    pub records: Vec<Record>,
 }
 
 /// The decoded fixed header of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchHeader {
+    pub flags: u8,
     pub batch_len: u32,
     pub body_len: u32,
     pub body_crc: u32,
@@ -84,6 +71,8 @@ pub struct BatchHeader {
     pub record_count: u32,
     pub queue_id: u32,
     pub topic_id: u32,
+    /// Queue offsets a sparse batch covers; 0 for a dense one.
+    pub span: u32,
     pub base_offset: u64,
     pub first_timestamp_ms: u64,
     pub append_timestamp_ms: u64,
@@ -144,10 +133,15 @@ impl BatchHeader {
         if bytes[4] != BATCH_VERSION {
             return Err(ProtocolError::BadVersion(bytes[4]));
         }
-        if bytes[5] != 0 || bytes[6] != 0 || bytes[7] != 0 || u32_at(bytes, 36) != 0 {
-            return Err(bad("flags", "flags and reserved fields must be zero"));
+        let flags = bytes[5];
+        if flags & !FLAG_SPARSE != 0 || bytes[6] != 0 || bytes[7] != 0 {
+            return Err(bad(
+                "flags",
+                format!("unknown flags {flags:#x} or reserved bytes"),
+            ));
         }
         let header = BatchHeader {
+            flags,
             batch_len: u32_at(bytes, 8),
             body_len: u32_at(bytes, 12),
             body_crc: u32_at(bytes, 16),
@@ -155,38 +149,62 @@ impl BatchHeader {
             record_count: u32_at(bytes, 24),
             queue_id: u32_at(bytes, 28),
             topic_id: u32_at(bytes, 32),
+            span: u32_at(bytes, 36),
             base_offset: u64_at(bytes, 40),
             first_timestamp_ms: u64_at(bytes, 48),
             append_timestamp_ms: u64_at(bytes, 56),
         };
-        if header.batch_len > BATCH_BYTES_MAX {
+        header.check_lengths()?;
+        Ok(header)
+    }
+
+    fn check_lengths(&self) -> Result<(), ProtocolError> {
+        if self.batch_len > BATCH_BYTES_MAX {
             return Err(bad(
                 "batch_len",
-                format!("{} exceeds {BATCH_BYTES_MAX}", header.batch_len),
+                format!("{} exceeds {BATCH_BYTES_MAX}", self.batch_len),
             ));
         }
-        let expected_len = BATCH_HEADER_BYTES + align_up(header.body_len as usize);
-        if header.batch_len as usize != expected_len {
+        let expected_len = BATCH_HEADER_BYTES + align_up(self.body_len as usize);
+        if self.batch_len as usize != expected_len {
             return Err(bad(
                 "batch_len",
                 format!(
                     "{} but body_len {} needs {expected_len}",
-                    header.batch_len, header.body_len
+                    self.batch_len, self.body_len
                 ),
             ));
         }
-        if header.record_count == 0 || header.record_count > BATCH_RECORDS_MAX {
+        if self.record_count == 0 || self.record_count > BATCH_RECORDS_MAX {
             return Err(bad(
                 "record_count",
-                format!("{} not in 1..={BATCH_RECORDS_MAX}", header.record_count),
+                format!("{} not in 1..={BATCH_RECORDS_MAX}", self.record_count),
             ));
         }
-        Ok(header)
+        match (self.is_sparse(), self.span) {
+            (false, 0) => Ok(()),
+            (false, span) => Err(bad("span", format!("{span} in a dense batch"))),
+            (true, span) if span >= self.record_count => Ok(()),
+            (true, span) => Err(bad(
+                "span",
+                format!("{span} is less than its {} records", self.record_count),
+            )),
+        }
     }
 
-    /// One past the queue offset of the batch's last record.
+    pub fn is_sparse(&self) -> bool {
+        self.flags & FLAG_SPARSE != 0
+    }
+
+    /// One past the queue offset of the batch's last record (of the offsets it covers, for a
+    /// sparse batch).
     pub fn end_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.record_count)
+        let covered = if self.is_sparse() {
+            self.span
+        } else {
+            self.record_count
+        };
+        self.base_offset + u64::from(covered)
     }
 }
 
@@ -196,11 +214,19 @@ pub fn peek_batch_len(bytes: &[u8]) -> Option<u32> {
     (bytes.len() >= 12).then(|| u32_at(bytes, 8))
 }
 
-/// Checks a batch as it arrives from a producer: header, exact length, zero padding, body CRC,
-/// and an rkyv-validated archive of exactly `record_count` records. Nothing is trusted before
-/// this returns `Ok`.
+/// Checks a batch as it arrives from a producer: version, no flags, header lengths, exact
+/// length, zero padding, body CRC, and an rkyv-validated archive of exactly `record_count`
+/// records. Nothing is trusted before this returns `Ok`.
 pub fn validate_incoming(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
+    check_incoming(batch).map(|(header, _)| header)
+}
+
+/// [`validate_incoming`], also returning the validated records.
+fn check_incoming(batch: &[u8]) -> Result<(BatchHeader, &ArchivedRecords), ProtocolError> {
     let header = BatchHeader::parse(batch)?;
+    if header.is_sparse() {
+        return Err(bad("flags", "a producer's batch cannot be sparse"));
+    }
     if batch.len() != header.batch_len as usize {
         return Err(bad(
             "batch_len",
@@ -208,14 +234,14 @@ pub fn validate_incoming(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
         ));
     }
     let body = check_body(batch, &header)?;
-    let records = access_checked(body)?;
+    let records = access_checked::<ArchivedRecords>(body)?;
     if records.len() != header.record_count as usize {
         return Err(ProtocolError::RecordCountMismatch {
             count: records.len(),
             expected: header.record_count,
         });
     }
-    Ok(header)
+    Ok((header, records))
 }
 
 /// Checks a stored batch read back from the log or received by a consumer: header fields, header
@@ -261,8 +287,8 @@ fn check_body<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<&'a [u8], Pro
     Ok(body)
 }
 
-/// Writes the broker's fields into an accepted batch and seals them with the header CRC.
-pub fn stamp(batch: &mut [u8], stamp: Stamp) {
+/// Writes the broker's fields into a batch and seals them with the header CRC.
+fn stamp_bytes(batch: &mut [u8], stamp: Stamp) {
     assert!(
         batch.len() >= BATCH_HEADER_BYTES,
         "stamp on a buffer shorter than a header"
@@ -275,15 +301,127 @@ pub fn stamp(batch: &mut [u8], stamp: Stamp) {
     batch[20..24].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn access_checked(body: &[u8]) -> Result<&ArchivedRecords, ProtocolError> {
+/// Stamps a batch that is not (or no longer) a [`ValidatedBatch`]: tests and tools that build
+/// stored batches by hand.
+pub fn stamp(batch: &mut [u8], fields: Stamp) {
+    stamp_bytes(batch, fields);
+}
+
+fn access_checked<T>(body: &[u8]) -> Result<&T, ProtocolError>
+where
+    T: rkyv::Portable
+        + for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>,
+{
     if !(body.as_ptr() as usize).is_multiple_of(16) {
         return Err(bad(
             "body",
             "batch body is not 16-byte aligned; copy it with to_aligned first",
         ));
     }
-    rkyv::access::<ArchivedRecords, rancor::Error>(body)
-        .map_err(|e| ProtocolError::BadArchive(e.to_string()))
+    rkyv::access::<T, rancor::Error>(body).map_err(|e| ProtocolError::BadArchive(e.to_string()))
+}
+
+/// A producer's batch that passed [`validate_incoming`], with what the store needs from its
+/// records worked out once: the tag code of each record (for the queue index). Owns the bytes,
+/// so nothing can change them between validation and the append; the store stamps them in
+/// place and keeps them.
+pub struct ValidatedBatch {
+    bytes: BytesMut,
+    header: BatchHeader,
+    tag_codes: Vec<i64>,
+}
+
+impl ValidatedBatch {
+    /// Validates `bytes` as a producer's batch.
+    pub fn new(bytes: BytesMut) -> Result<Self, ProtocolError> {
+        let (header, records) = check_incoming(&bytes)?;
+        let tag_codes = records.iter().map(ArchivedRecord::tag_code).collect();
+        Ok(ValidatedBatch {
+            header,
+            tag_codes,
+            bytes,
+        })
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The tag code of each record, in order.
+    pub fn tag_codes(&self) -> &[i64] {
+        &self.tag_codes
+    }
+
+    /// The records (validated in [`ValidatedBatch::new`]).
+    pub fn records(&self) -> &ArchivedRecords {
+        let body =
+            &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize];
+        // SAFETY: `body` is exactly the archive `check_incoming` validated with `rkyv::access`,
+        // and `self.bytes` has not been changed since (only the header is ever stamped).
+        unsafe { rkyv::access_unchecked::<ArchivedRecords>(body) }
+    }
+
+    /// Stamps the broker's fields and hands the bytes over, sealed by the header CRC.
+    pub fn stamp(mut self, fields: Stamp) -> bytes::Bytes {
+        stamp_bytes(&mut self.bytes, fields);
+        self.bytes.freeze()
+    }
+}
+
+/// The records of a stored batch, dense or sparse.
+#[derive(Clone, Copy)]
+pub enum Records<'a> {
+    Dense(&'a ArchivedRecords),
+    Sparse(&'a ArchivedSparseBody),
+}
+
+impl<'a> Records<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Dense(r) => r.len(),
+            Records::Sparse(s) => s.records.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Record `i` and its offset's distance from the batch's base offset.
+    pub fn get(&self, i: usize) -> Option<(u64, &'a ArchivedRecord)> {
+        match self {
+            Records::Dense(r) => r.get(i).map(|rec| (i as u64, rec)),
+            Records::Sparse(s) => {
+                let delta = s.deltas.get(i)?.to_native();
+                s.records.get(i).map(|rec| (u64::from(delta), rec))
+            }
+        }
+    }
+
+    /// `(delta, record)` in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &'a ArchivedRecord)> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The index of the first record whose delta is at least `delta`.
+    pub fn first_at_or_after(&self, delta: u64) -> usize {
+        match self {
+            Records::Dense(r) => delta.min(r.len() as u64) as usize,
+            Records::Sparse(s) => s
+                .deltas
+                .iter()
+                .position(|d| u64::from(d.to_native()) >= delta)
+                .unwrap_or(s.records.len()),
+        }
+    }
 }
 
 /// A validated stored batch, for reading its records.
@@ -306,13 +444,64 @@ impl<'a> BatchView<'a> {
         self.bytes
     }
 
-    /// The records, with the archive checked. A consumer that verified the CRCs could skip the
-    /// check; we keep it, since its cost is small next to the network.
-    pub fn records(&self) -> Result<&'a ArchivedRecords, ProtocolError> {
-        access_checked(
-            &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize],
-        )
+    /// The records, with the archive checked (and, for a sparse batch, its offsets: as many as
+    /// records, strictly increasing, within the span). A consumer that verified the CRCs could
+    /// skip the check; we keep it, since its cost is small next to the network.
+    pub fn records(&self) -> Result<Records<'a>, ProtocolError> {
+        let body =
+            &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize];
+        let records = if self.header.is_sparse() {
+            let sparse = access_checked::<ArchivedSparseBody>(body)?;
+            check_sparse(sparse, &self.header)?;
+            Records::Sparse(sparse)
+        } else {
+            Records::Dense(access_checked::<ArchivedRecords>(body)?)
+        };
+        if records.len() != self.header.record_count as usize {
+            return Err(ProtocolError::RecordCountMismatch {
+                count: records.len(),
+                expected: self.header.record_count,
+            });
+        }
+        Ok(records)
     }
+
+    /// The records of a batch this process stored or validated itself (the broker reading its
+    /// own log): no archive check.
+    pub fn records_trusted(&self) -> Records<'a> {
+        let body =
+            &self.bytes[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + self.header.body_len as usize];
+        // SAFETY: only called on batches the broker validated in full before storing them; the
+        // CRCs checked by `BatchView::new` show the bytes are the ones validated.
+        unsafe {
+            if self.header.is_sparse() {
+                Records::Sparse(rkyv::access_unchecked::<ArchivedSparseBody>(body))
+            } else {
+                Records::Dense(rkyv::access_unchecked::<ArchivedRecords>(body))
+            }
+        }
+    }
+}
+
+fn check_sparse(sparse: &ArchivedSparseBody, header: &BatchHeader) -> Result<(), ProtocolError> {
+    if sparse.deltas.len() != sparse.records.len() {
+        return Err(bad(
+            "body",
+            format!(
+                "{} offsets for {} records",
+                sparse.deltas.len(),
+                sparse.records.len()
+            ),
+        ));
+    }
+    let mut previous: Option<u32> = None;
+    for delta in sparse.deltas.iter().map(|d| d.to_native()) {
+        if delta >= header.span || previous.is_some_and(|p| delta <= p) {
+            return Err(bad("body", "sparse offsets must increase within the span"));
+        }
+        previous = Some(delta);
+    }
+    Ok(())
 }
 
 /// Splits a buffer of concatenated stored batches (a pull reply's data) into validated views.
@@ -414,6 +603,23 @@ where
     }
 }
 
+/// Fills in the producer's header fields of a serialized body that follows a reserved header.
+fn seal(mut out: AlignedVec<16>, flags: u8, record_count: usize, first_ms: u64) -> AlignedVec<16> {
+    let body_len = out.len() - BATCH_HEADER_BYTES;
+    let batch_len = BATCH_HEADER_BYTES + align_up(body_len);
+    out.resize(batch_len, 0);
+    let body_crc = crc32fast::hash(&out[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + body_len]);
+    out[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    out[4] = BATCH_VERSION;
+    out[5] = flags;
+    out[8..12].copy_from_slice(&(batch_len as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&(body_len as u32).to_le_bytes());
+    out[16..20].copy_from_slice(&body_crc.to_le_bytes());
+    out[24..28].copy_from_slice(&(record_count as u32).to_le_bytes());
+    out[48..56].copy_from_slice(&first_ms.to_le_bytes());
+    out
+}
+
 /// Encodes records as one batch, serializing the archive straight after a reserved header.
 pub fn encode_batch(records: &[Record]) -> AlignedVec<16> {
     assert!(!records.is_empty(), "a batch holds at least one record");
@@ -430,218 +636,42 @@ pub fn encode_batch(records: &[Record]) -> AlignedVec<16> {
     );
     out.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
     // Relative pointers make the archive position-independent, so it may follow the header.
-    let mut out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(&RecordSlice(records), out)
+    let out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(&RecordSlice(records), out)
         .unwrap_or_else(|e| panic!("serializing records into memory failed: {e}"));
-    let body_len = out.len() - BATCH_HEADER_BYTES;
-    let batch_len = BATCH_HEADER_BYTES + align_up(body_len);
-    out.resize(batch_len, 0);
-    let body_crc = crc32fast::hash(&out[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + body_len]);
-    out[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
-    out[4] = BATCH_VERSION;
-    out[8..12].copy_from_slice(&(batch_len as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&(body_len as u32).to_le_bytes());
-    out[16..20].copy_from_slice(&body_crc.to_le_bytes());
-    out[24..28].copy_from_slice(&(records.len() as u32).to_le_bytes());
-    out[48..56].copy_from_slice(&records[0].timestamp_ms.to_le_bytes());
+    seal(out, 0, records.len(), records[0].born_timestamp_ms)
+}
+
+/// Encodes the broker's batch for a filtered pull: `records[i]` at queue offset
+/// `fields.base_offset + deltas[i]`, covering `span` offsets, stamped and sealed. `deltas` must
+/// increase strictly and stay below `span`; there is at least one record.
+pub fn encode_sparse_batch(
+    deltas: Vec<u32>,
+    records: Vec<Record>,
+    span: u32,
+    fields: Stamp,
+) -> AlignedVec<16> {
+    assert!(
+        !records.is_empty(),
+        "a sparse batch holds at least one record"
+    );
+    assert_eq!(deltas.len(), records.len(), "one offset per record");
+    assert!(
+        deltas.windows(2).all(|w| w[0] < w[1]) && deltas.last().is_some_and(|d| *d < span),
+        "sparse offsets increase within the span"
+    );
+    let first_ms = records[0].born_timestamp_ms;
+    let count = records.len();
+    let body = SparseBody { deltas, records };
+    let mut out = AlignedVec::<16>::new();
+    out.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
+    let out = rkyv::api::high::to_bytes_in::<_, rancor::Error>(&body, out)
+        .unwrap_or_else(|e| panic!("serializing records into memory failed: {e}"));
+    let mut out = seal(out, FLAG_SPARSE, count, first_ms);
+    out[36..40].copy_from_slice(&span.to_le_bytes());
+    stamp_bytes(&mut out, fields);
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(i: u8) -> Record {
-        Record {
-            timestamp_ms: 1_700_000_000_000 + u64::from(i),
-            key: vec![i],
-            properties: vec![Property {
-                name: "TAGS".into(),
-                value: "a".into(),
-            }],
-            payload: vec![i; 100 + usize::from(i)],
-        }
-    }
-
-    fn batch_of(n: u8) -> AlignedVec<16> {
-        let records: Vec<Record> = (0..n).map(record).collect();
-        encode_batch(&records)
-    }
-
-    /// A batch of `n` records stamped for topic 1, queue 0, from `base_offset`.
-    fn stamped_batch_of(n: u8, base_offset: u64) -> AlignedVec<16> {
-        let mut batch = batch_of(n);
-        stamp(
-            &mut batch,
-            Stamp {
-                topic_id: 1,
-                queue_id: 0,
-                base_offset,
-                append_timestamp_ms: 1,
-            },
-        );
-        batch
-    }
-
-    #[test]
-    fn the_size_estimate_bounds_the_encoded_batch() {
-        for n in [1usize, 2, 7, 100] {
-            for (key, props, payload) in
-                [(0, 0, 0), (1, 0, 5), (9, 1, 100), (3, 4, 1024), (0, 9, 1)]
-            {
-                let records: Vec<Record> = (0..n)
-                    .map(|i| Record {
-                        timestamp_ms: i as u64,
-                        key: vec![1; key],
-                        properties: (0..props)
-                            .map(|p| Property {
-                                name: "n".repeat(p + 1),
-                                value: "v".repeat(p * 3),
-                            })
-                            .collect(),
-                        payload: vec![2; payload + i % 3],
-                    })
-                    .collect();
-                let mut builder = BatchBuilder::new();
-                for r in &records {
-                    builder.push(r.clone());
-                }
-                let estimate = builder.estimated_bytes();
-                let encoded = encode_batch(&records).len();
-                assert!(
-                    estimate >= encoded,
-                    "{n} records of key {key}, {props} properties, payload {payload}: estimate {estimate} < {encoded}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn encode_validate_stamp_read_round_trip() {
-        let mut batch = batch_of(10);
-        assert_eq!(batch.len() % 16, 0);
-        let header = validate_incoming(&batch).unwrap();
-        assert_eq!(header.record_count, 10);
-        stamp(
-            &mut batch,
-            Stamp {
-                topic_id: 7,
-                queue_id: 3,
-                base_offset: 1000,
-                append_timestamp_ms: 5,
-            },
-        );
-        let view = BatchView::new(&batch).unwrap();
-        assert_eq!(view.header.base_offset, 1000);
-        assert_eq!(view.header.end_offset(), 1010);
-        assert_eq!((view.header.topic_id, view.header.queue_id), (7, 3));
-        let records = view.records().unwrap();
-        assert_eq!(records.len(), 10);
-        for (i, r) in records.iter().enumerate() {
-            assert_eq!(r.payload.as_slice(), record(i as u8).payload.as_slice());
-            assert_eq!(r.timestamp_ms.to_native(), record(i as u8).timestamp_ms);
-        }
-    }
-
-    #[test]
-    fn unstamped_batch_fails_stored_validation() {
-        let batch = batch_of(2);
-        assert!(matches!(
-            validate_stored(&batch),
-            Err(ProtocolError::HeaderCrcMismatch { .. })
-        ));
-    }
-
-    #[test]
-    fn every_flipped_byte_is_caught() {
-        let batch = stamped_batch_of(3, 0);
-        for at in 0..batch.len() {
-            let mut copy = batch.clone();
-            copy[at] ^= 0x40;
-            assert!(
-                validate_stored(&copy).is_err(),
-                "flip at {at} passed stored validation"
-            );
-        }
-    }
-
-    #[test]
-    fn incoming_corruption_is_rejected() {
-        let batch = batch_of(3);
-        for at in (0..20).chain(24..28).chain(BATCH_HEADER_BYTES..batch.len()) {
-            let mut copy = batch.clone();
-            copy[at] ^= 0x01;
-            assert!(
-                validate_incoming(&copy).is_err(),
-                "flip at {at} passed incoming validation"
-            );
-        }
-    }
-
-    #[test]
-    fn truncation_at_every_byte_fails() {
-        let batch = stamped_batch_of(2, 0);
-        for cut in 0..batch.len() {
-            let mut short = AlignedVec::<16>::new();
-            short.extend_from_slice(&batch[..cut]);
-            assert!(
-                validate_incoming(&short).is_err(),
-                "cut {cut} passed incoming"
-            );
-            assert!(validate_stored(&short).is_err(), "cut {cut} passed stored");
-        }
-    }
-
-    #[test]
-    fn garbage_and_lying_counts_are_rejected() {
-        let garbage = vec![0xFFu8; 256];
-        assert!(validate_incoming(&garbage).is_err());
-        // A valid archive of 2 records with a header that claims 3: CRC is recomputed to match.
-        let mut batch = batch_of(2);
-        batch[24..28].copy_from_slice(&3u32.to_le_bytes());
-        assert!(matches!(
-            validate_incoming(&batch),
-            Err(ProtocolError::RecordCountMismatch { .. })
-        ));
-    }
-
-    #[test]
-    fn the_unhashed_split_agrees_with_the_checked_one_and_still_bounds_lengths() {
-        let mut data = AlignedVec::<16>::new();
-        for base in [0u64, 3] {
-            let b = stamped_batch_of(3, base);
-            data.extend_from_slice(&b);
-        }
-        let checked: Vec<_> = split_batches(&data)
-            .unwrap()
-            .iter()
-            .map(|v| (v.header, v.bytes().len()))
-            .collect();
-        let again: Vec<_> = split_batches_checked_before(&data)
-            .unwrap()
-            .iter()
-            .map(|v| (v.header, v.bytes().len()))
-            .collect();
-        assert_eq!(checked, again);
-        assert!(
-            split_batches_checked_before(&data[..data.len() - 1]).is_err(),
-            "a cut buffer is still refused"
-        );
-    }
-
-    #[test]
-    fn split_concatenated_batches() {
-        let mut data = AlignedVec::<16>::new();
-        for base in [0u64, 2, 4] {
-            let b = stamped_batch_of(2, base);
-            data.extend_from_slice(&b);
-        }
-        let views = split_batches(&data).unwrap();
-        assert_eq!(
-            views
-                .iter()
-                .map(|v| v.header.base_offset)
-                .collect::<Vec<_>>(),
-            vec![0, 2, 4]
-        );
-    }
-}
+#[path = "batch_tests.rs"]
+mod tests;

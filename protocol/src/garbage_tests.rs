@@ -52,7 +52,16 @@ fn decode_everything(bytes: &[u8]) {
     decode_every_kind(bytes);
     let _ = validate_incoming(bytes);
     let _ = validate_stored(bytes);
-    let _ = split_batches(bytes);
+    if let Ok(views) = split_batches(bytes) {
+        for view in views {
+            if let Ok(records) = view.records() {
+                for (_, record) in records.iter() {
+                    let _ = record.tag_code();
+                }
+            }
+        }
+    }
+    let _ = crate::batch::ValidatedBatch::new(bytes::BytesMut::from(bytes));
 }
 
 /// The metadata of every request and reply kind, decoded from the same bytes.
@@ -89,10 +98,12 @@ fn random_bytes_never_panic_a_decoder() {
 fn five_records() -> Vec<Record> {
     (0..5u8)
         .map(|i| Record {
-            timestamp_ms: 1,
-            key: vec![i],
-            properties: vec![],
+            born_timestamp_ms: 1,
+            keys: vec![format!("key-{i}")],
+            tags: "TagA".into(),
+            unique_id: format!("{i:032}"),
             payload: vec![i; 50],
+            ..Record::default()
         })
         .collect()
 }
@@ -120,8 +131,20 @@ fn corrupted_valid_input_never_panics_a_decoder() {
     )
     .unwrap();
     produce.extend_from_slice(&batch);
+    let sparse = crate::batch::encode_sparse_batch(
+        vec![0, 3],
+        records[..2].to_vec(),
+        5,
+        Stamp {
+            topic_id: 1,
+            queue_id: 2,
+            base_offset: 3,
+            append_timestamp_ms: 4,
+        },
+    );
     let inputs: Vec<Vec<u8>> = vec![
         batch.to_vec(),
+        sparse.to_vec(),
         produce,
         envelope::encode(&Hello {
             client_name: "c".into(),

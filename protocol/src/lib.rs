@@ -6,6 +6,7 @@
 //! - [`frame`]: the 16-byte frame header `[len][kind][flags][correlation id]` and [`FrameKind`].
 //! - [`envelope`]: a frame payload = rkyv metadata + optional raw data (a batch, or batches).
 //! - [`messages`]: the rkyv request / reply types of the native protocol.
+//! - [`record`]: the record (a RocketMQ message's producer-side fields) and tag codes.
 //! - [`batch`]: the record batch, the unit that travels producer → log → consumer unchanged.
 //! - [`routing`]: the one pure function that maps a queue to its owning shard.
 //! - [`text`]: peer-supplied text shown in replies and logs, escaped and bounded.
@@ -17,12 +18,14 @@ pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod messages;
+pub mod record;
 pub mod routing;
 pub mod text;
 
-pub use batch::{BatchBuilder, BatchHeader, BatchView, Record};
+pub use batch::{BatchBuilder, BatchHeader, BatchView, ValidatedBatch};
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{FrameHeader, FrameKind};
+pub use record::{Property, Record};
 
 #[cfg(test)]
 mod garbage_tests;

@@ -39,8 +39,12 @@ pub enum StorageError {
         min: u64,
         max: u64,
     },
-    #[error("append of a batch that was not validated first: {0}")]
-    InvalidBatch(String),
+    #[error("{path} at {position} holds {what}; start the version of shardmq that wrote it, or move the data directory aside")]
+    UnsupportedFormat {
+        path: PathBuf,
+        position: u64,
+        what: String,
+    },
     #[error("the store of shard {0} is closed")]
     Closed(u32),
     #[error("invalid store configuration: {0}")]

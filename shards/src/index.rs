@@ -1,19 +1,15 @@
 //! Per-queue index, RocketMQ's ConsumeQueue: entry `n` says where the batch holding the queue's
-//! record `n` starts in the shard log, so a consumer seeks by queue offset in O(1).
+//! record `n` starts in the shard log, so a consumer seeks by queue offset in O(1); it also holds
+//! the record's tag code and store time (bytes: `index_format`).
 //!
-//! Entry (16 bytes, little endian): `[log position: u64][batch length: u32][delta: u32]`, where
-//! `delta` is the record's index inside its batch (so the batch's base offset is `n - delta`).
-//! A batch length of 0 marks an empty slot; a stored batch is never empty.
-//!
-//! Layout: the file is a sequence of chunks of 4096 entries (64 KiB); chunks are written whole
-//! (a partial tail chunk padded with empty slots), so every write is DMA-aligned. The entry count
-//! is recovered from the last chunk's first empty slot.
+//! The entry count is recovered from the last chunk's first empty slot.
 //!
 //! Memory: up to `resident_max` chunks stay in memory per queue. A chunk is evicted only once
 //! persisted, and the tail chunk is never evicted; a lookup that misses loads the chunk back.
 //!
 //! The index is derived data: the log is the truth, and recovery rebuilds entries that lag it
-//! and drops entries that point past it. Runs on its shard's core only.
+//! and drops entries that point past it; a file in another format is rebuilt whole. Runs on its
+//! shard's core only.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -23,42 +19,12 @@ use std::rc::Rc;
 use glommio::io::{DmaFile, OpenOptions};
 
 use crate::error::{Result, StorageError};
-
-pub const INDEX_ENTRY_BYTES: usize = 16;
-pub const INDEX_CHUNK_ENTRIES: u64 = 4096;
-pub const INDEX_CHUNK_BYTES: usize = INDEX_CHUNK_ENTRIES as usize * INDEX_ENTRY_BYTES;
-
-const _: () = assert!(INDEX_CHUNK_BYTES.is_multiple_of(4096));
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub position: u64,
-    pub batch_len: u32,
-    pub delta: u32,
-}
-
-impl IndexEntry {
-    fn encode(&self, out: &mut [u8]) {
-        out[0..8].copy_from_slice(&self.position.to_le_bytes());
-        out[8..12].copy_from_slice(&self.batch_len.to_le_bytes());
-        out[12..16].copy_from_slice(&self.delta.to_le_bytes());
-    }
-
-    fn decode(bytes: &[u8]) -> Option<IndexEntry> {
-        let mut p = [0u8; 8];
-        p.copy_from_slice(&bytes[0..8]);
-        let mut l = [0u8; 4];
-        l.copy_from_slice(&bytes[8..12]);
-        let mut d = [0u8; 4];
-        d.copy_from_slice(&bytes[12..16]);
-        let entry = IndexEntry {
-            position: u64::from_le_bytes(p),
-            batch_len: u32::from_le_bytes(l),
-            delta: u32::from_le_bytes(d),
-        };
-        (entry.batch_len != 0).then_some(entry)
-    }
-}
+use crate::index_format::{
+    chunk_position, chunks_in, header_block, header_is_current, INDEX_HEADER_BYTES,
+};
+pub use crate::index_format::{
+    IndexEntry, INDEX_CHUNK_BYTES, INDEX_CHUNK_ENTRIES, INDEX_ENTRY_BYTES,
+};
 
 struct Chunk {
     bytes: Box<[u8]>,
@@ -80,6 +46,15 @@ impl Chunk {
     fn empty() -> Chunk {
         Chunk::new(vec![0u8; INDEX_CHUNK_BYTES].into_boxed_slice(), 0)
     }
+}
+
+/// The index entries of one stored batch: where it is, and per record its tag code.
+pub struct BatchEntries<'a> {
+    pub position: u64,
+    pub batch_len: u32,
+    /// One per record, in order.
+    pub tag_codes: &'a [i64],
+    pub store_ms: u64,
 }
 
 /// What a lookup found.
@@ -141,7 +116,8 @@ impl QueueIndex {
         }
     }
 
-    /// Opens an index file and recovers its entry count from the last chunk.
+    /// Opens an index file and recovers its entry count from the last chunk. A file in another
+    /// format (or without a header) is emptied, for recovery to rebuild from the log.
     pub async fn open(path: PathBuf, resident_max: usize) -> Result<Self> {
         let file = open_rw(&path).await?;
         let size = file
@@ -149,7 +125,20 @@ impl QueueIndex {
             .await
             .map_err(|e| StorageError::glommio(&path, e))?;
         let mut index = QueueIndex::new(path, resident_max);
-        let chunk_count = size.div_ceil(INDEX_CHUNK_BYTES as u64);
+        let header_ok = size >= INDEX_HEADER_BYTES as u64
+            && header_is_current(
+                &file
+                    .read_at(0, INDEX_HEADER_BYTES)
+                    .await
+                    .map_err(|e| StorageError::glommio(&index.path, e))?,
+            );
+        if !header_ok {
+            if size > 0 {
+                tracing::warn!(path = %index.path.display(), size, "index file is in another format; it is rebuilt from the log");
+            }
+            write_header(&file, &index.path).await?;
+        }
+        let chunk_count = if header_ok { chunks_in(size) } else { 0 };
         index.file = Some(Rc::new(file));
         if chunk_count > 0 {
             let last = chunk_count - 1;
@@ -179,7 +168,7 @@ impl QueueIndex {
     }
 
     async fn read_chunk_from(file: &DmaFile, path: &PathBuf, chunk_no: u64) -> Result<Box<[u8]>> {
-        let pos = chunk_no * INDEX_CHUNK_BYTES as u64;
+        let pos = chunk_position(chunk_no);
         let read = file
             .read_at(pos, INDEX_CHUNK_BYTES)
             .await
@@ -211,12 +200,13 @@ impl QueueIndex {
         }
     }
 
-    /// Pushes the entries of one batch of `count` records: one chunk lookup per chunk the batch
-    /// spans, not one per record. Same entries and eviction points as `count` calls of [`push`].
+    /// Pushes the entries of one batch, one per record: one chunk lookup per chunk the batch
+    /// spans, not one per record. Same entries and eviction points as a [`push`] per record.
     ///
     /// [`push`]: QueueIndex::push
-    pub fn push_batch(&mut self, position: u64, batch_len: u32, count: u32) {
-        assert!(batch_len > 0, "index entry for an empty batch");
+    pub fn push_batch(&mut self, batch: &BatchEntries<'_>) {
+        assert!(batch.batch_len > 0, "index entry for an empty batch");
+        let count = batch.tag_codes.len() as u32;
         let mut delta = 0u32;
         while delta < count {
             let chunk_no = self.len / INDEX_CHUNK_ENTRIES;
@@ -226,11 +216,18 @@ impl QueueIndex {
             let chunk = self.chunks.entry(chunk_no).or_insert_with(Chunk::empty);
             let slots =
                 &mut chunk.bytes[first * INDEX_ENTRY_BYTES..(first + n) * INDEX_ENTRY_BYTES];
-            for (i, slot) in slots.chunks_exact_mut(INDEX_ENTRY_BYTES).enumerate() {
+            let tags = &batch.tag_codes[delta as usize..delta as usize + n];
+            for (i, (slot, tag_code)) in slots
+                .chunks_exact_mut(INDEX_ENTRY_BYTES)
+                .zip(tags)
+                .enumerate()
+            {
                 let entry = IndexEntry {
-                    position,
-                    batch_len,
+                    position: batch.position,
+                    batch_len: batch.batch_len,
                     delta: delta + i as u32,
+                    tag_code: *tag_code,
+                    store_ms: batch.store_ms,
                 };
                 entry.encode(slot);
             }
@@ -352,12 +349,20 @@ impl QueueIndex {
         self.evict();
     }
 
-    /// The index file, opened (created) on first use.
+    /// The index file, opened (created, with its header) on first use.
     pub async fn file(path: PathBuf, current: Option<Rc<DmaFile>>) -> Result<Rc<DmaFile>> {
-        match current {
-            Some(file) => Ok(file),
-            None => Ok(Rc::new(open_rw(&path).await?)),
+        if let Some(file) = current {
+            return Ok(file);
         }
+        let file = open_rw(&path).await?;
+        let size = file
+            .file_size()
+            .await
+            .map_err(|e| StorageError::glommio(&path, e))?;
+        if size < INDEX_HEADER_BYTES as u64 {
+            write_header(&file, &path).await?;
+        }
+        Ok(Rc::new(file))
     }
 
     pub fn path(&self) -> &PathBuf {
@@ -406,9 +411,10 @@ impl QueueIndex {
         self.len = new_len;
     }
 
-    /// Size the file must be cut to after [`QueueIndex::truncate`]: whole chunks before the tail.
+    /// Size the file must be cut to after [`QueueIndex::truncate`]: the header and the whole
+    /// chunks before the tail.
     pub fn file_bytes_to_keep(&self) -> u64 {
-        (self.len / INDEX_CHUNK_ENTRIES) * INDEX_CHUNK_BYTES as u64
+        chunk_position(self.len / INDEX_CHUNK_ENTRIES)
     }
 
     pub fn resident_chunks(&self) -> usize {
@@ -466,14 +472,28 @@ pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc
     for write in writes {
         let mut buffer = file.alloc_dma_buffer(INDEX_CHUNK_BYTES);
         buffer.as_bytes_mut().copy_from_slice(&write.bytes);
-        file.write_at(buffer, write.chunk_no * INDEX_CHUNK_BYTES as u64)
+        file.write_at(buffer, chunk_position(write.chunk_no))
             .await
             .map_err(|e| StorageError::glommio(&path, e))?;
-        index
-            .borrow_mut()
-            .mark_persisted(write.chunk_no, write.entries);
+        let mut index = index.borrow_mut();
+        index.mark_persisted(write.chunk_no, write.entries);
+        // The next checkpoint must fdatasync this file before it claims these entries.
+        index.unsynced = true;
     }
     Ok(Some(file))
+}
+
+/// Writes the header block of a new (or emptied) index file, which is cut to it.
+async fn write_header(file: &DmaFile, path: &PathBuf) -> Result<()> {
+    file.truncate(0)
+        .await
+        .map_err(|e| StorageError::glommio(path, e))?;
+    let mut block = file.alloc_dma_buffer(INDEX_HEADER_BYTES);
+    block.as_bytes_mut().copy_from_slice(&header_block());
+    file.write_at(block, 0)
+        .await
+        .map_err(|e| StorageError::glommio(path, e))?;
+    Ok(())
 }
 
 /// [`QueueIndex::truncate`] plus the matching cut of the index file, so a reopen sees the same
@@ -508,6 +528,8 @@ mod tests {
             position: i * 100,
             batch_len: 100,
             delta: 0,
+            tag_code: i as i64 - 7,
+            store_ms: 1_700_000_000_000 + i,
         }
     }
 
@@ -604,12 +626,20 @@ mod tests {
         let mut position = 0u64;
         for (b, &count) in counts.iter().enumerate() {
             let batch_len = 64 + b as u32 * 16;
-            batched.push_batch(position, batch_len, count);
+            let tag_codes: Vec<i64> = (0..count).map(|d| i64::from(d % 3) - 1).collect();
+            batched.push_batch(&BatchEntries {
+                position,
+                batch_len,
+                tag_codes: &tag_codes,
+                store_ms: b as u64,
+            });
             for delta in 0..count {
                 single.push(IndexEntry {
                     position,
                     batch_len,
                     delta,
+                    tag_code: tag_codes[delta as usize],
+                    store_ms: b as u64,
                 });
             }
             position += u64::from(batch_len);
@@ -649,7 +679,7 @@ mod tests {
         }
         index.truncate(INDEX_CHUNK_ENTRIES - 1);
         assert_eq!(index.len(), INDEX_CHUNK_ENTRIES - 1);
-        assert_eq!(index.file_bytes_to_keep(), 0);
+        assert_eq!(index.file_bytes_to_keep(), INDEX_HEADER_BYTES as u64);
         index.push(entry(77));
         assert_eq!(hit(&index, INDEX_CHUNK_ENTRIES - 1), entry(77));
     }

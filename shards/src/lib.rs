@@ -2,11 +2,13 @@
 //! and does no networking.
 //!
 //! Map:
-//! - [`store`]: [`ShardStore`], the API the broker calls: append, wait_synced, read, offsets.
+//! - [`store`]: [`ShardStore`], the API the broker calls: open, offsets, long-poll waits,
+//!   checkpoint, close; [`append`] (append, when to acknowledge) and [`read`] extend it.
 //! - [`writer`]: the log writer task and the durability contract (appended ≥ written ≥ synced).
 //! - [`durability`]: the three log positions as distinct types.
 //! - [`segment`]: segment files and routing reads to them.
 //! - [`index`]: per-queue index (RocketMQ's ConsumeQueue): O(1) seek by queue offset.
+//! - [`index_format`]: the index file's header and 32-byte entries (position, tag code, time).
 //! - [`hot_tail`]: recent batches in memory.
 //! - [`prefetch`]: a catching-up consumer's next pull, read while this one is sent.
 //! - [`read_plan`]: which batches a pull returns, from the index, before reading them.
@@ -15,23 +17,28 @@
 //! - [`iopoll_probe`]: a guard against a glommio device-probe bug; run before opening files.
 //! - [`config`], [`error`].
 
+pub mod append;
 pub mod checkpoint;
 pub mod config;
 pub mod durability;
 pub mod error;
 pub mod hot_tail;
 pub mod index;
+pub mod index_format;
 pub mod iopoll_probe;
 pub mod prefetch;
+pub mod read;
 pub mod read_plan;
 pub mod recovery;
 pub mod segment;
 pub mod store;
 pub mod writer;
 
+pub use append::AppendOutcome;
 pub use config::{FlushMode, StoreConfig};
 pub use error::StorageError;
-pub use store::{AppendOutcome, ReadOutcome, ShardStore};
+pub use read::{ReadOutcome, ReadRequest, StoredBatch};
+pub use store::ShardStore;
 
 #[cfg(test)]
 mod store_tests;

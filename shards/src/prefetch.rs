@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use glommio::Task;
 
 use crate::error::Result;
@@ -24,7 +23,7 @@ const SLOTS_MAX: usize = 16;
 pub const PREFETCH_BYTES_MAX: u32 = 4 << 20;
 
 /// What a pull read: the planned batches, their bytes, and whether any came from disk.
-pub type PulledBatches = (Vec<PlannedBatch>, Vec<Bytes>, bool);
+pub type PulledBatches = (Vec<PlannedBatch>, Vec<crate::read::StoredBatch>, bool);
 
 /// The pull a slot holds: `(queue, offset, max_messages, max_bytes)`.
 pub type PullKey = (QueueKey, u64, u32, u32);

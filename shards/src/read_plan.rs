@@ -103,7 +103,12 @@ mod tests {
         let mut index = QueueIndex::new(PathBuf::from("/nonexistent"), 64);
         let mut position = 0;
         for (count, len) in batches {
-            index.push_batch(position, *len, *count as u32);
+            index.push_batch(&crate::index::BatchEntries {
+                position,
+                batch_len: *len,
+                tag_codes: &vec![0; *count as usize],
+                store_ms: 0,
+            });
             position += 1000;
         }
         RefCell::new(index)

@@ -22,7 +22,7 @@ use shardmq_protocol::batch::{peek_batch_len, validate_stored, BATCH_HEADER_BYTE
 
 use crate::checkpoint;
 use crate::error::{Result, StorageError};
-use crate::index::{truncate_with_file, IndexEntry, Lookup, QueueIndex};
+use crate::index::{truncate_with_file, BatchEntries, IndexEntry, Lookup, QueueIndex};
 use crate::segment::{parse_segment_name, Segment, Segments};
 
 /// `(topic_id, queue_id)`.
@@ -296,26 +296,26 @@ impl Scan<'_> {
                             .read_at(at, len)
                             .await
                             .map_err(|e| StorageError::glommio(&segment.path, e))?;
-                        match validate_stored(&whole) {
-                            Ok(header) => {
-                                self.index_batch(segment.base + at, &header).await?;
+                        match self.check_stored(&whole, segment, at)? {
+                            Some(header) => {
+                                let tags = tag_codes_of(&whole, &header);
+                                self.index_batch(segment.base + at, &header, &tags).await?;
                                 consumed = len;
                             }
-                            Err(_) => return Ok(at),
+                            None => return Ok(at),
                         }
                     }
                     break;
                 }
-                match validate_stored(rest) {
-                    Ok(header) => {
-                        self.index_batch(segment.base + at + consumed as u64, &header)
+                let offset = at + consumed as u64;
+                match self.check_stored(rest, segment, offset)? {
+                    Some(header) => {
+                        let tags = tag_codes_of(rest, &header);
+                        self.index_batch(segment.base + offset, &header, &tags)
                             .await?;
                         consumed += header.batch_len as usize;
                     }
-                    Err(reason) => {
-                        tracing::info!(shard = self.shard_id, segment = %segment.path.display(), offset = at + consumed as u64, %reason, "log ends at an invalid batch");
-                        return Ok(at + consumed as u64);
-                    }
+                    None => return Ok(offset),
                 }
             }
             if consumed == 0 {
@@ -326,10 +326,43 @@ impl Scan<'_> {
         Ok(at)
     }
 
+    /// The header of the stored batch at the start of `bytes` (file offset `offset`), `None`
+    /// where the valid log ends (a torn or garbage tail), or an error for a batch of a format
+    /// this build does not read: recovery must not cut data it does not understand.
+    fn check_stored(
+        &self,
+        bytes: &[u8],
+        segment: &Segment,
+        offset: u64,
+    ) -> std::result::Result<Option<shardmq_protocol::BatchHeader>, ScanError> {
+        match validate_stored(bytes) {
+            Ok(header) if !header.is_sparse() => Ok(Some(header)),
+            Err(shardmq_protocol::ProtocolError::BadVersion(version)) => {
+                Err(ScanError::Storage(StorageError::UnsupportedFormat {
+                    path: segment.path.clone(),
+                    position: offset,
+                    what: format!(
+                        "a batch of format version {version} (this build reads version {})",
+                        shardmq_protocol::batch::BATCH_VERSION
+                    ),
+                }))
+            }
+            Ok(_) => {
+                tracing::info!(shard = self.shard_id, segment = %segment.path.display(), offset, "log ends at a sparse batch, which is never stored");
+                Ok(None)
+            }
+            Err(reason) => {
+                tracing::info!(shard = self.shard_id, segment = %segment.path.display(), offset, %reason, "log ends at an invalid batch");
+                Ok(None)
+            }
+        }
+    }
+
     async fn index_batch(
         &mut self,
         position: u64,
         header: &shardmq_protocol::BatchHeader,
+        tag_codes: &[i64],
     ) -> std::result::Result<(), ScanError> {
         self.report.batches_scanned += 1;
         let key = (header.topic_id, header.queue_id);
@@ -359,9 +392,12 @@ impl Scan<'_> {
             }
             truncate_with_file(index, base).await?;
         }
-        index
-            .borrow_mut()
-            .push_batch(position, header.batch_len, header.record_count);
+        index.borrow_mut().push_batch(&BatchEntries {
+            position,
+            batch_len: header.batch_len,
+            tag_codes,
+            store_ms: header.append_timestamp_ms,
+        });
         self.report.entries_rebuilt += u64::from(header.record_count);
         Ok(())
     }
@@ -383,6 +419,24 @@ impl Scan<'_> {
         self.report.torn_tail = Some((segment.path.clone(), valid_end, size - valid_end));
         Ok(())
     }
+}
+
+/// The tag code of each record of a stored batch that passed `validate_stored` (its CRCs show it
+/// is the batch the broker validated in full before storing it).
+fn tag_codes_of(bytes: &[u8], header: &shardmq_protocol::BatchHeader) -> Vec<i64> {
+    let view = shardmq_protocol::BatchView::new(bytes)
+        .unwrap_or_else(|e| panic!("a batch that just passed validation fails it: {e}"));
+    let codes: Vec<i64> = view
+        .records_trusted()
+        .iter()
+        .map(|(_, record)| record.tag_code())
+        .collect();
+    assert_eq!(
+        codes.len(),
+        header.record_count as usize,
+        "stored record count"
+    );
+    codes
 }
 
 /// The entry at `offset`, loading its chunk from disk when it was evicted.

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use shardmq_protocol::batch::{encode_batch, split_batches, Record};
+use shardmq_protocol::ValidatedBatch;
+
+use crate::read::ReadRequest;
 
 use crate::config::{FlushMode, StoreConfig};
 use crate::store::ShardStore;
@@ -21,16 +24,29 @@ fn small_config(dir: &Path, flush: FlushMode) -> StoreConfig {
     config
 }
 
-fn batch(queue: u32, seq: u32, records: u32) -> BytesMut {
+fn batch(queue: u32, seq: u32, records: u32) -> ValidatedBatch {
     let records: Vec<Record> = (0..records)
         .map(|i| Record {
-            timestamp_ms: 1,
-            key: format!("{queue}-{seq}-{i}").into_bytes(),
-            properties: vec![],
+            born_timestamp_ms: 1,
+            keys: vec![format!("{queue}-{seq}-{i}")],
+            tags: if i.is_multiple_of(2) {
+                "even".into()
+            } else {
+                String::new()
+            },
             payload: vec![(seq % 251) as u8; 300 + (i as usize * 7) % 200],
+            ..Record::default()
         })
         .collect();
-    BytesMut::from(&encode_batch(&records)[..])
+    ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).unwrap()
+}
+
+fn request(offset: u64, max_messages: u32, max_bytes: u32) -> ReadRequest {
+    ReadRequest {
+        offset,
+        max_messages,
+        max_bytes,
+    }
 }
 
 fn run<F, Fut>(f: F)
@@ -51,18 +67,21 @@ async fn read_keys(store: &ShardStore, queue: u32) -> Vec<String> {
     let mut keys = Vec::new();
     let mut offset = 0;
     loop {
-        let outcome = store.read(1, queue, offset, 1000, 64 * 1024).await.unwrap();
+        let outcome = store
+            .read(1, queue, request(offset, 1000, 64 * 1024))
+            .await
+            .unwrap();
         if outcome.batches.is_empty() {
             return keys;
         }
-        for data in &outcome.batches {
+        for batch in &outcome.batches {
             let mut aligned = rkyv::util::AlignedVec::<16>::new();
-            aligned.extend_from_slice(data);
+            aligned.extend_from_slice(&batch.bytes);
             for view in split_batches(&aligned).unwrap() {
                 let base = view.header.base_offset;
-                for (i, record) in view.records().unwrap().iter().enumerate() {
-                    if base + i as u64 >= offset {
-                        keys.push(String::from_utf8(record.key.to_vec()).unwrap());
+                for (delta, record) in view.records().unwrap().iter() {
+                    if base + delta >= offset {
+                        keys.push(record.keys[0].to_string());
                     }
                 }
             }
@@ -128,11 +147,11 @@ fn appends_roll_segments_and_read_back_from_disk() {
         assert_eq!(read_keys(&store, 0).await, expected_keys(0, 60, 3));
         assert_eq!(read_keys(&store, 1).await, expected_keys(1, 60, 3));
         // A read from the middle of a batch returns the whole batch and the right next offset.
-        let mid = store.read(1, 0, 4, 1, 1 << 20).await.unwrap();
+        let mid = store.read(1, 0, request(4, 1, 1 << 20)).await.unwrap();
         assert_eq!(mid.batches.len(), 1);
         assert_eq!(mid.next_offset, 6);
         assert!(
-            store.read(1, 0, 181, 1, 1 << 20).await.is_err(),
+            store.read(1, 0, request(181, 1, 1 << 20)).await.is_err(),
             "past the end is an error"
         );
         store.close().await.unwrap();

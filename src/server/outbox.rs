@@ -201,7 +201,7 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     if let Some(gate) = reply.gate.take() {
         // Replies already buffered must not wait for this one's fdatasync.
         flush(writer, progress).await?;
-        if let Err(err) = store.wait_synced(gate.end).await {
+        if let Err(err) = store.acknowledgeable(gate.end).await {
             reply = Reply {
                 head: (gate.on_failure)(gate.correlation_id, err),
                 data: Vec::new(),

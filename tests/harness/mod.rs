@@ -21,13 +21,13 @@ pub struct Broker {
     stderr_log: PathBuf,
 }
 
-/// Record `i` of a test: timestamp `i`, key `i`, payload "record {i}".
+/// Record `i` of a test: born at `i`, key "k{i}", payload "record {i}".
 pub fn record(i: u64) -> shardmq_protocol::batch::Record {
     shardmq_protocol::batch::Record {
-        timestamp_ms: i,
-        key: i.to_le_bytes().to_vec(),
-        properties: vec![],
+        born_timestamp_ms: i,
+        keys: vec![format!("k{i}")],
         payload: format!("record {i}").into_bytes(),
+        ..Default::default()
     }
 }
 
@@ -36,10 +36,9 @@ pub fn record(i: u64) -> shardmq_protocol::batch::Record {
 pub fn batch_of(seqs: std::ops::Range<u64>, payload: impl Fn(u64) -> Vec<u8>) -> Vec<u8> {
     let records: Vec<shardmq_protocol::batch::Record> = seqs
         .map(|seq| shardmq_protocol::batch::Record {
-            timestamp_ms: seq,
-            key: vec![],
-            properties: vec![],
+            born_timestamp_ms: seq,
             payload: payload(seq),
+            ..Default::default()
         })
         .collect();
     shardmq_protocol::batch::encode_batch(&records).to_vec()

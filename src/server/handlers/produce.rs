@@ -3,9 +3,8 @@
 //! writer waits, so the reader keeps taking requests and many batches share one fdatasync).
 
 use bytes::BytesMut;
-use shardmq_protocol::batch::validate_incoming;
 use shardmq_protocol::messages::{Produce, ProduceReply};
-use shardmq_shards::FlushMode;
+use shardmq_protocol::ValidatedBatch;
 
 use super::Reply;
 use crate::server::context::ShardContext;
@@ -17,7 +16,7 @@ pub async fn produce(
     batch: BytesMut,
 ) -> Result<Reply, HandlerError> {
     let topic = ctx.owned_queue(&request.topic, request.queue_id)?;
-    validate_incoming(&batch).map_err(HandlerError::BadBatch)?;
+    let batch = ValidatedBatch::new(batch).map_err(HandlerError::BadBatch)?;
     let outcome = ctx
         .store
         .append(topic.topic_id, request.queue_id, batch)
@@ -26,7 +25,7 @@ pub async fn produce(
         base_offset: outcome.base_offset,
         count: outcome.count,
     })?;
-    if ctx.store.flush_mode() == FlushMode::Sync {
+    if ctx.store.acknowledgement_waits() {
         reply.wait_synced = Some(outcome.end);
     }
     Ok(reply)

@@ -3,7 +3,7 @@
 //! poll) and calls [`pull_now`] when data arrives, the wait ends or shutdown begins.
 
 use shardmq_protocol::messages::{Pull, PullReply};
-use shardmq_shards::ReadOutcome;
+use shardmq_shards::{ReadOutcome, ReadRequest};
 
 use super::Reply;
 use crate::limits::PULL_BYTES_MAX;
@@ -51,9 +51,11 @@ async fn read(ctx: &ShardContext, request: &Pull) -> Result<(u32, ReadOutcome), 
         .read(
             topic.topic_id,
             request.queue_id,
-            request.offset,
-            max_messages,
-            max_bytes,
+            ReadRequest {
+                offset: request.offset,
+                max_messages,
+                max_bytes,
+            },
         )
         .await?;
     Ok((topic.topic_id, outcome))
@@ -65,5 +67,8 @@ fn reply(outcome: ReadOutcome) -> Result<Reply, HandlerError> {
         next_offset: outcome.next_offset,
         max_offset: outcome.max_offset,
     };
-    Reply::with_data(&meta, outcome.batches)
+    Reply::with_data(
+        &meta,
+        outcome.batches.into_iter().map(|b| b.bytes).collect(),
+    )
 }

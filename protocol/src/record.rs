@@ -1,0 +1,125 @@
+//! The record: one message as RocketMQ knows it, the unit inside a [`crate::batch`].
+//!
+//! A record carries everything a RocketMQ message carries that its producer decides: tags, keys
+//! (several), user properties, the born timestamp and host, the user flag and system flag, the
+//! reconsume count and a unique message id (RocketMQ's `UNIQ_KEY`). What the broker decides — the
+//! queue, the queue offset, the store timestamp, the log position — lives in the batch header and
+//! the index, stamped once per batch, so the records themselves are never re-encoded.
+//!
+//! Tags are filtered on the broker by their hash, computed once when a batch arrives
+//! ([`tag_code`], Java `String.hashCode` semantics so a RocketMQ client's subscription hashes
+//! agree) and kept in the queue index.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Property {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// When the producer created the message (ms since the epoch).
+    pub born_timestamp_ms: u64,
+    /// The producer's address: 4 (IPv4) or 16 (IPv6) address bytes, then the port as 2 bytes big
+    /// endian; empty when unknown.
+    pub born_host: Vec<u8>,
+    /// RocketMQ's user flag (`Message.flag`), stored as given.
+    pub flag: i32,
+    /// RocketMQ's `MessageSysFlag` bits the producer set (compression, transaction type).
+    pub sys_flag: u32,
+    /// How many times this message was consumed and sent back before.
+    pub reconsume_times: u32,
+    /// RocketMQ's `TAGS`: one tag, or empty for none.
+    pub tags: String,
+    /// RocketMQ's `KEYS`, one entry per key.
+    pub keys: Vec<String>,
+    /// RocketMQ's `UNIQ_KEY`: the producer's id of this message (32 hex digits for IPv4), or
+    /// empty.
+    pub unique_id: String,
+    /// Every other property, in the producer's order.
+    pub properties: Vec<Property>,
+    pub payload: Vec<u8>,
+}
+
+/// Bytes an encoded record takes beyond its variable-length fields, at most: the archived record
+/// with its fixed fields and the headers of its strings and vectors, plus alignment.
+pub const RECORD_OVERHEAD_BYTES: usize = 160;
+/// Bytes a key or property adds beyond its text: string headers and alignment.
+const ENTRY_OVERHEAD_BYTES: usize = 24;
+
+impl Record {
+    /// A close upper estimate of the bytes this record adds to an encoded batch: what the
+    /// producer, the batch builder and the encoder all size batches by.
+    pub fn encoded_bytes_estimate(&self) -> usize {
+        self.payload.len()
+            + self.born_host.len()
+            + self.tags.len()
+            + self.unique_id.len()
+            + self
+                .keys
+                .iter()
+                .map(|k| k.len() + ENTRY_OVERHEAD_BYTES)
+                .sum::<usize>()
+            + self
+                .properties
+                .iter()
+                .map(|p| p.name.len() + p.value.len() + ENTRY_OVERHEAD_BYTES)
+                .sum::<usize>()
+            + RECORD_OVERHEAD_BYTES
+    }
+}
+
+impl ArchivedRecord {
+    /// The value of the first user property named `name`.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .map(|p| p.value.as_str())
+    }
+
+    /// This record's [`tag_code`].
+    pub fn tag_code(&self) -> i64 {
+        tag_code(self.tags.as_str())
+    }
+}
+
+/// The code a tag is filtered by: Java's `String.hashCode()` of the tag (over its UTF-16 code
+/// units, wrapping 32-bit arithmetic), widened to 64 bits; 0 for no tag. RocketMQ's consume
+/// queue holds the same value (`tagsCode`), and a subscription's hash set is computed the same
+/// way by every RocketMQ client, so the broker can match either without reading the message.
+pub fn tag_code(tags: &str) -> i64 {
+    if tags.is_empty() {
+        return 0;
+    }
+    i64::from(java_string_hash(tags))
+}
+
+/// Java `String.hashCode()`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, in `i32`.
+pub fn java_string_hash(text: &str) -> i32 {
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_codes_match_the_jvm() {
+        // Java semantics: "hello".hashCode() = 99162322, "polygenelubricants" wraps to MIN_VALUE.
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("TagA"), 2_598_919);
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+        // Outside the BMP a character is two UTF-16 units: "😀" = \ud83d\ude00.
+        assert_eq!(java_string_hash("😀"), 1_772_899);
+        assert_eq!(java_string_hash("é"), 233);
+        assert_eq!(tag_code(""), 0);
+        assert_eq!(tag_code("TagA"), 2_598_919);
+    }
+}

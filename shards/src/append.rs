@@ -1,0 +1,186 @@
+//! Appending to a shard's log: [`ShardStore::append`] and what decides when its acknowledgement
+//! may go out ([`ShardStore::acknowledgeable`]).
+//!
+//! An append takes a [`ValidatedBatch`] (the front end validated it once; nothing is parsed
+//! again here), gives it the next log position and queue offsets, stamps the broker's header
+//! fields in place and then hands the same bytes to the hot tail, the index and the writer.
+//! Everything from the position to the writer submission happens without an await, so appends
+//! of one shard are ordered exactly as they were called.
+//!
+//! Limits: an append waits while more than `unwritten_bytes_max` bytes are appended but not
+//! written (backpressure on producers), and fails at once when the store is closing or its
+//! writer failed.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use shardmq_protocol::batch::Stamp;
+use shardmq_protocol::ValidatedBatch;
+
+use crate::config::FlushMode;
+use crate::durability::Appended;
+use crate::error::{Result, StorageError};
+use crate::index::{persist, BatchEntries, QueueIndex};
+use crate::recovery::QueueKey;
+use crate::segment::Segment;
+use crate::store::{now_ms, ShardStore};
+use crate::writer::WriteCommand;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: u64,
+    pub count: u32,
+    /// The batch's log position (its first byte).
+    pub position: u64,
+    /// The store time stamped on every record of the batch.
+    pub store_ms: u64,
+    /// The log position just past the batch: pass it to [`ShardStore::acknowledgeable`].
+    pub end: Appended,
+}
+
+impl ShardStore {
+    fn check_writable(&self) -> Result<()> {
+        if self.inner.closing.get() {
+            return Err(StorageError::Closed(self.shard_id()));
+        }
+        self.inner.log.check_failed()
+    }
+
+    /// Waits while too much is appended but unwritten (backpressure on producers).
+    async fn wait_for_room(&self) -> Result<()> {
+        let max = self.inner.config.unwritten_bytes_max();
+        loop {
+            self.check_writable()?;
+            let d = &self.inner.log.durability;
+            if d.appended().0 - d.written().0 <= max {
+                return Ok(());
+            }
+            let listener = self.inner.log.progress.listen();
+            if d.appended().0 - d.written().0 <= max || self.inner.log.check_failed().is_err() {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    /// Appends one validated batch to queue `(topic_id, queue_id)`. Returns once the batch is
+    /// visible to reads; when its acknowledgement may be sent is [`ShardStore::acknowledgeable`]'s
+    /// answer.
+    pub async fn append(
+        &self,
+        topic_id: u32,
+        queue_id: u32,
+        batch: ValidatedBatch,
+    ) -> Result<AppendOutcome> {
+        self.wait_for_room().await?;
+        let inner = &self.inner;
+        let header = *batch.header();
+        let len = u64::from(header.batch_len);
+        assert_eq!(
+            len as usize,
+            batch.len(),
+            "a validated batch is as long as its header says"
+        );
+        let position = inner.log.durability.appended().0;
+        assert_eq!(position % 16, 0, "batches start 16-byte aligned in the log");
+        self.roll_if_full(position, len);
+        let key = (topic_id, queue_id);
+        let index = self.queue_or_create(key);
+        let base_offset = index.borrow().len();
+        let store_ms = now_ms();
+        let entries = BatchEntries {
+            position,
+            batch_len: header.batch_len,
+            tag_codes: batch.tag_codes(),
+            store_ms,
+        };
+        index.borrow_mut().push_batch(&entries);
+        let bytes = batch.stamp(Stamp {
+            topic_id,
+            queue_id,
+            base_offset,
+            append_timestamp_ms: store_ms,
+        });
+        inner.hot_tail.borrow_mut().push(position, bytes.clone());
+        self.flush_index_if_needed(key, &index);
+        let end = Appended(position + len);
+        inner.log.durability.advance_appended(end);
+        inner.log.submit(WriteCommand::Append(bytes));
+        inner
+            .hot_tail
+            .borrow_mut()
+            .evict(inner.log.durability.written().0);
+        inner.appended_event.notify(usize::MAX);
+        Ok(AppendOutcome {
+            base_offset,
+            count: header.record_count,
+            position,
+            store_ms,
+            end,
+        })
+    }
+
+    /// Starts a new segment when a batch of `len` bytes at `position` would take the open one
+    /// past the segment size (a batch larger than a segment gets one of its own).
+    fn roll_if_full(&self, position: u64, len: u64) {
+        let inner = &self.inner;
+        // The last segment is the open one (one is pushed at open and at every roll).
+        let segment_base = inner
+            .segments
+            .borrow()
+            .last_base()
+            .expect("the open segment is always listed");
+        if position > segment_base && position - segment_base + len > inner.config.segment_bytes {
+            inner
+                .segments
+                .borrow_mut()
+                .push(Segment::new(&inner.config.dir.join("log"), position));
+            inner.log.submit(WriteCommand::Roll { base: position });
+        }
+    }
+
+    /// Resolves once the append that ended at `end` may be acknowledged: at once under
+    /// `flush = async` (appended is enough), once an fdatasync covers it under `flush = sync`.
+    pub async fn acknowledgeable(&self, end: Appended) -> Result<()> {
+        match self.inner.config.flush {
+            FlushMode::Async { .. } => Ok(()),
+            FlushMode::Sync => self.wait_synced(end).await,
+        }
+    }
+
+    /// True when acknowledgements wait for the disk (`flush = sync`): a front end then queues
+    /// the reply gated on [`ShardStore::acknowledgeable`] instead of awaiting it in line, so the
+    /// next batches share the fdatasync.
+    pub fn acknowledgement_waits(&self) -> bool {
+        self.inner.config.flush == FlushMode::Sync
+    }
+
+    /// Persists an index in the background once its unwritten full chunks reach half its
+    /// resident bound, so index memory stays bounded between checkpoints. One flush per queue at
+    /// a time.
+    fn flush_index_if_needed(&self, key: QueueKey, index: &Rc<RefCell<QueueIndex>>) {
+        if !index.borrow().needs_flush() || !self.inner.index_flushes.borrow_mut().insert(key) {
+            return;
+        }
+        let (store, index) = (self.clone(), index.clone());
+        let flush = async move {
+            if let Err(err) = persist(&index).await {
+                tracing::warn!(shard = store.shard_id(), error = %err, "index flush failed; the checkpoint retries");
+            }
+            store.inner.index_flushes.borrow_mut().remove(&key);
+        };
+        let spawned = match self.inner.background {
+            Some(queue) => glommio::spawn_local_into(flush, queue),
+            None => Ok(glommio::spawn_local(flush)),
+        };
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot spawn an index flush; the checkpoint persists it");
+                self.inner.index_flushes.borrow_mut().remove(&key);
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Reading a queue: [`ShardStore::read`] returns whole stored batches, each with its log
+//! position, starting with the one that holds the asked offset.
+//!
+//! A read is planned from the index first (`read_plan`: which batches, where), then fetched: from
+//! the hot tail where a batch still is, else from disk, adjacent batches as one span of at most
+//! `READ_SPAN_BYTES_MAX`, all spans concurrently. Where each batch comes from is decided without
+//! awaiting in between, so the hot tail cannot drop one that was counted on. After a read that
+//! touched the disk, the queue's next read is planned and started at once (`prefetch`).
+//!
+//! Limits: at most `max_messages` records, and batches only while they fit `max_bytes` (the
+//! first batch is always returned whole, so a consumer always progresses).
+//!
+//! Storage invariants checked on every read, in release builds too: each fetched batch's header
+//! names the planned queue, base offset and end offset.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use shardmq_protocol::BatchHeader;
+
+use crate::error::{Result, StorageError};
+use crate::index::QueueIndex;
+use crate::prefetch::{PulledBatches, PREFETCH_BYTES_MAX};
+use crate::read_plan::{self, PlannedBatch, PullLimits};
+use crate::segment::Segment;
+use crate::store::ShardStore;
+
+/// Adjacent batches read from disk are merged into spans of at most this size (a batch larger
+/// than it gets a span of its own); the spans of one pull are read concurrently.
+const READ_SPAN_BYTES_MAX: u64 = 1 << 20;
+
+/// One stored batch as a read returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// Log position of the batch's first byte (RocketMQ's physical offset of its first record).
+    pub position: u64,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub offset: u64,
+    pub max_messages: u32,
+    pub max_bytes: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReadOutcome {
+    /// Whole stored batches, in offset order. The first may start before the asked offset.
+    pub batches: Vec<StoredBatch>,
+    pub next_offset: u64,
+    /// The queue's first offset still stored, and one past its last record, when read.
+    pub min_offset: u64,
+    pub max_offset: u64,
+}
+
+impl ShardStore {
+    /// Reads whole batches of `(topic_id, queue_id)` starting with the one that holds
+    /// `request.offset`. An offset past the end is an error; at the end, the outcome is empty.
+    pub async fn read(
+        &self,
+        topic_id: u32,
+        queue_id: u32,
+        request: ReadRequest,
+    ) -> Result<ReadOutcome> {
+        let index = self
+            .inner
+            .queues
+            .borrow()
+            .get(&(topic_id, queue_id))
+            .cloned();
+        let max_offset = index.as_ref().map_or(0, |i| i.borrow().len());
+        let out_of_range = || StorageError::OffsetOutOfRange {
+            topic_id,
+            queue_id,
+            offset: request.offset,
+            min: 0,
+            max: max_offset,
+        };
+        if request.offset > max_offset {
+            return Err(out_of_range());
+        }
+        let Some(index) = index else {
+            return Ok(ReadOutcome::default());
+        };
+        let key = (
+            (topic_id, queue_id),
+            request.offset,
+            request.max_messages,
+            request.max_bytes,
+        );
+        let (planned, batches, from_disk) = match self.inner.prefetch.take(key) {
+            Some(pull) => pull.await?,
+            None => self.read_planned(&index, request).await?,
+        };
+        for (batch, plan) in batches.iter().zip(&planned) {
+            assert_matches_plan(&batch.bytes, plan, topic_id, queue_id);
+        }
+        let next_offset = planned.last().map_or(request.offset, |p| p.end_offset);
+        if from_disk && next_offset < index.borrow().len() {
+            self.prefetch_next(
+                topic_id,
+                queue_id,
+                &index,
+                ReadRequest {
+                    offset: next_offset,
+                    ..request
+                },
+            );
+        }
+        let max_offset = max_offset.max(index.borrow().len());
+        Ok(ReadOutcome {
+            batches,
+            next_offset,
+            min_offset: 0,
+            max_offset,
+        })
+    }
+
+    /// Starts reading the queue's next pull now (if it is small enough to be worth holding).
+    fn prefetch_next(
+        &self,
+        topic_id: u32,
+        queue_id: u32,
+        index: &Rc<RefCell<QueueIndex>>,
+        next: ReadRequest,
+    ) {
+        if next.max_bytes > PREFETCH_BYTES_MAX {
+            return;
+        }
+        let (store, index) = (self.clone(), index.clone());
+        let pull = glommio::spawn_local(async move { store.read_planned(&index, next).await });
+        self.inner.prefetch.insert(
+            (
+                (topic_id, queue_id),
+                next.offset,
+                next.max_messages,
+                next.max_bytes,
+            ),
+            pull,
+        );
+    }
+
+    /// Plans a pull from the index and reads its batches.
+    async fn read_planned(
+        &self,
+        index: &RefCell<QueueIndex>,
+        request: ReadRequest,
+    ) -> Result<PulledBatches> {
+        let limits = PullLimits {
+            max_offset: index.borrow().len(),
+            max_messages: request.max_messages,
+            max_bytes: request.max_bytes,
+        };
+        let planned = read_plan::plan(index, request.offset, &limits).await?;
+        let (batches, from_disk) = self.fetch(&planned).await?;
+        Ok((planned, batches, from_disk))
+    }
+
+    /// The planned batches' bytes, from the hot tail or from disk; true if any came from disk.
+    async fn fetch(&self, planned: &[PlannedBatch]) -> Result<(Vec<StoredBatch>, bool)> {
+        let (sources, spans) = self.sources(planned);
+        let reads: Vec<_> = spans
+            .into_iter()
+            .map(|(segment, start, len)| {
+                glommio::spawn_local(async move { segment.read(start, len as usize).await })
+            })
+            .collect();
+        let mut data: Vec<Option<Bytes>> = vec![None; reads.len()];
+        let mut batches = Vec::with_capacity(planned.len());
+        let mut reads = reads.into_iter().enumerate();
+        for (source, plan) in sources.into_iter().zip(planned) {
+            let bytes = match source {
+                Source::Memory(batch) => batch,
+                Source::Disk(span, from) => {
+                    while data[span].is_none() {
+                        let (i, read) = reads.next().expect("every span has a read");
+                        data[i] = Some(read.await?);
+                    }
+                    let span_data = data[span].as_ref().expect("awaited above");
+                    span_data.slice(from..from + plan.len as usize)
+                }
+            };
+            batches.push(StoredBatch {
+                position: plan.position,
+                bytes,
+            });
+        }
+        Ok((batches, !data.is_empty()))
+    }
+
+    /// Where each planned batch comes from, and the disk spans to read: `(segment, start,
+    /// length)`. Decided without awaiting, so the hot tail keeps what it was counted on for.
+    fn sources(&self, planned: &[PlannedBatch]) -> (Vec<Source>, Vec<Span>) {
+        let written = self.inner.log.durability.written().0;
+        let mut sources = Vec::with_capacity(planned.len());
+        let mut spans: Vec<Span> = Vec::new();
+        for plan in planned {
+            if let Some(batch) = self.inner.hot_tail.borrow().get(plan.position) {
+                sources.push(Source::Memory(batch));
+                continue;
+            }
+            let len = u64::from(plan.len);
+            assert!(
+                plan.position + len <= written,
+                "batch at {} is neither in the hot tail nor written",
+                plan.position
+            );
+            let (segment, segment_end) = self
+                .inner
+                .segments
+                .borrow()
+                .find(plan.position)
+                .unwrap_or_else(|| panic!("no segment holds log position {}", plan.position));
+            let extends_last = spans.last().is_some_and(|(s, start, span_len)| {
+                s.base == segment.base
+                    && start + span_len == plan.position
+                    && span_len + len <= READ_SPAN_BYTES_MAX
+            });
+            if !extends_last {
+                assert!(
+                    segment_end.is_none_or(|end| plan.position + len <= end),
+                    "a batch crosses a segment end"
+                );
+                spans.push((segment, plan.position, 0));
+            }
+            let span = spans.len() - 1;
+            let (_, start, span_len) = &mut spans[span];
+            sources.push(Source::Disk(span, (plan.position - *start) as usize));
+            *span_len += len;
+        }
+        (sources, spans)
+    }
+}
+
+/// A disk read: `(segment, start position, length)`.
+type Span = (Rc<Segment>, u64, u64);
+
+enum Source {
+    Memory(Bytes),
+    /// Index of the span, and the batch's offset inside it.
+    Disk(usize, usize),
+}
+
+/// The storage invariant between the index and the log, checked on every batch read.
+fn assert_matches_plan(batch: &[u8], plan: &PlannedBatch, topic_id: u32, queue_id: u32) {
+    let header = BatchHeader::parse(batch)
+        .unwrap_or_else(|e| panic!("stored batch at {} unreadable: {e}", plan.position));
+    assert_eq!(
+        header.base_offset, plan.base_offset,
+        "index and batch disagree on the base offset"
+    );
+    assert_eq!(
+        header.end_offset(),
+        plan.end_offset,
+        "index and batch disagree on the record count"
+    );
+    assert_eq!(
+        (header.topic_id, header.queue_id),
+        (topic_id, queue_id),
+        "index points at another queue's batch"
+    );
+}
