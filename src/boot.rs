@@ -23,14 +23,16 @@ use shardmq_shards::{ShardStore, StoreConfig};
 use thiserror::Error;
 
 use crate::config::BrokerArgs;
+use crate::core::remote::{self, CoreMeshEnds};
+use crate::core::topics::{TopicError, TopicRegistry};
+use crate::core::{Core, CoreConfig};
+use crate::fronts::native::router::{self, Handoff};
 use crate::layout::{self, LayoutError};
 use crate::limits::{
     HANDOFF_QUEUE_DEPTH, REQUEST_LATENCY, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL,
 };
 use crate::lock::{DataDirLock, LockError};
-use crate::router::{self, Handoff};
 use crate::server::context::ShardContext;
-use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug, Error)]
 pub enum BootError {
@@ -69,6 +71,8 @@ struct ShardBoot {
     listen: Option<String>,
     stall_timeout: Duration,
     topics: Arc<TopicRegistry>,
+    core: CoreConfig,
+    mesh: CoreMeshEnds,
     shutdown: Arc<AtomicBool>,
     reports: mpsc::Sender<ShardReport>,
     handoff_senders: Vec<Option<SharedSender<Handoff>>>,
@@ -182,6 +186,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .unzip();
     let io_memory = io_memory_per_executor(shard_count);
     let mut handles = Vec::with_capacity(shard_count);
+    let mut meshes = crate::mesh::build(shard_count as u32).into_iter();
     for (k, cpu) in cpus.iter().copied().enumerate() {
         let boot = ShardBoot {
             shard_id: k as u32,
@@ -189,6 +194,8 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             store: args.store_config(k as u32),
             listen: (k == 0).then(|| args.listen.clone()),
             stall_timeout: Duration::from_millis(args.stall_timeout_ms),
+            core: args.core_config(),
+            mesh: meshes.next().expect("one mesh end per shard"),
             topics: topics.clone(),
             shutdown: shutdown.clone(),
             reports: reports.clone(),
@@ -326,14 +333,18 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         Ok(store) => store,
         Err(err) => return fail(format!("cannot open its store: {err}")),
     };
-    let ctx = Rc::new(ShardContext::new(
-        shard_id,
-        boot.shard_count,
+    let (mesh, calls) = boot.mesh.connect().await;
+    let core = Core::new(
         store.clone(),
+        boot.shard_count,
         boot.topics.clone(),
-        boot.stall_timeout,
-    ));
-    // Owned: dropped (cancelled) when this function returns.
+        boot.core.clone(),
+        mesh,
+    );
+    core.drop_orphaned_queues().await;
+    // Owned tasks: dropped (cancelled) when this function returns.
+    let _mesh = glommio::spawn_local(remote::serve(core.clone(), calls));
+    let ctx = Rc::new(ShardContext::new(core.clone(), boot.stall_timeout));
     let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
     if let Some(listen) = &boot.listen {
@@ -359,7 +370,7 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     while !boot.shutdown.load(Ordering::SeqCst) {
         glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
     }
-    ctx.begin_shutdown();
+    core.begin_shutdown();
     drain(&ctx).await;
     store
         .close()
@@ -375,7 +386,7 @@ async fn drain(ctx: &ShardContext) {
         let now = Instant::now();
         if now >= deadline {
             tracing::warn!(
-                shard = ctx.shard_id,
+                shard = ctx.core.shard_id,
                 open = ctx.open_connections(),
                 "connections still open after the drain timeout"
             );

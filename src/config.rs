@@ -58,6 +58,12 @@ pub struct BrokerArgs {
     /// announces data and sends none, or does not read its replies, holds memory), in ms.
     #[arg(long, default_value_t = 30_000)]
     pub stall_timeout_ms: u64,
+    /// A produce to a topic that does not exist creates it (RocketMQ's autoCreateTopicEnable).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Queues of a topic created by --auto-create-topics.
+    #[arg(long, default_value_t = 8)]
+    pub default_topic_queues: u32,
     /// Microseconds an idle shard spins before parking its core. Waking a parked vCPU costs
     /// ~50 µs here; spinning trades CPU for latency.
     #[arg(long, default_value_t = 0)]
@@ -130,6 +136,13 @@ impl BrokerArgs {
         Ok((0..shards)
             .map(|k| allowed[(k + skip) % allowed.len()])
             .collect())
+    }
+
+    pub fn core_config(&self) -> crate::core::CoreConfig {
+        crate::core::CoreConfig {
+            auto_create_topics: self.auto_create_topics,
+            default_topic_queues: self.default_topic_queues,
+        }
     }
 
     pub fn store_config(&self, shard_id: u32) -> StoreConfig {

@@ -1,14 +1,18 @@
-//! The shardmq broker: boot, routing, connection serving, request handlers, topic registry.
-//! The storage engine is the `shardmq-shards` crate, the wire formats `shardmq-protocol`.
+//! The shardmq broker: the protocol-independent core, its front ends, the connection machinery,
+//! the cross-shard mesh, boot. The storage engine is the `shardmq-shards` crate, the wire
+//! formats `shardmq-protocol`.
 //!
 //! Map:
 //! - [`boot`]: process start and shutdown; one pinned glommio executor per shard.
-//! - [`router`]: the listener, the Hello handshake and the socket handoff to the owning shard.
-//! - [`server`]: per-shard context, connections (reader + writer tasks), handlers, errors.
-//! - [`topics`]: the shared topic registry and its file.
-//! - [`config`]: broker flags and how they map onto store configs.
-//! - [`lock`]: the data directory lock.
+//! - [`core`]: RocketMQ's semantics per shard (topics, produce, pull; groups and offsets next),
+//!   called by every front end.
+//! - [`fronts`]: one module per wire protocol (`native`), decoding into core calls.
+//! - [`server`]: connection machinery shared by every front end (budgets, reply queue, writer,
+//!   watchdog, listeners) and the per-shard context.
+//! - [`mesh`]: the bounded cross-shard channels.
+//! - [`config`]: broker flags and how they map onto store and core configs.
 //! - [`layout`]: the shard count and routing a data directory was written with.
+//! - [`lock`]: the data directory lock.
 //! - [`limits`]: every bound the broker enforces.
 //! - [`tune`]: `shardmq tune`, host checks for a thread-per-core io_uring broker.
 //! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
@@ -18,10 +22,11 @@ pub mod admin;
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod core;
+pub mod fronts;
 pub mod layout;
 pub mod limits;
 pub mod lock;
-pub mod router;
+pub mod mesh;
 pub mod server;
-pub mod topics;
 pub mod tune;

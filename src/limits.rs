@@ -13,6 +13,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// before a buffer is allocated for it.
 pub const HELLO_BYTES_MAX: u32 = 64 * 1024;
 
+/// Calls queued from one shard to another over the mesh before the caller waits.
+pub const MESH_QUEUE_DEPTH: usize = 1024;
+
 /// Sockets queued from the accepting shard to another shard.
 pub const HANDOFF_QUEUE_DEPTH: usize = 1024;
 

@@ -138,8 +138,10 @@ fn bad_frames_get_clean_errors_and_others_keep_being_served() {
     assert_eq!(broker.stop(), Some(0));
 }
 
+/// A request that reaches a shard for a queue another shard owns is served through the mesh
+/// (`DESIGN.md` §3: forwarded, never refused), long polls included.
 #[test]
-fn requests_for_a_queue_of_another_shard_name_the_owner() {
+fn requests_for_a_queue_of_another_shard_are_served_through_the_mesh() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);
     let addr = broker.addr.clone();
@@ -158,15 +160,39 @@ fn requests_for_a_queue_of_another_shard_name_the_owner() {
     .unwrap();
     payload.extend_from_slice(&batch);
     wrong.send_frame(FrameKind::Produce, 3, &payload);
-    let err = wrong.read_error();
-    assert_eq!(err.code, ErrorCode::WrongShard as u16);
-    assert_eq!(err.owner_shard, Some(owner));
-    assert!(
-        err.message.contains(&format!("shard {owner} does")),
-        "{}",
-        err.message
+    let (header, reply) = wrong.read_frame().expect("a produce reply");
+    assert_eq!(header.kind, FrameKind::ProduceReply);
+    let ack: shardmq_protocol::messages::ProduceReply = envelope::decode(&reply).unwrap();
+    assert_eq!((ack.base_offset, ack.count), (0, 1));
+    // A long poll forwarded to the owner is woken by a produce there.
+    let pull = envelope::encode(&shardmq_protocol::messages::Pull {
+        topic: "t".into(),
+        queue_id: queue,
+        offset: 1,
+        max_messages: 10,
+        max_bytes: 1 << 20,
+        wait_ms: 10_000,
+    })
+    .unwrap();
+    wrong.send_frame(FrameKind::Pull, 4, &pull);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    wrong.send_frame(FrameKind::Produce, 5, &payload);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let (header, reply) = wrong.read_frame().expect("a reply");
+        if header.kind == FrameKind::PullReply {
+            let meta: shardmq_protocol::messages::PullReply =
+                envelope::decode_meta(envelope::split(&reply).unwrap().0).unwrap();
+            assert_eq!((meta.batch_count, meta.next_offset), (1, 2));
+        }
+        kinds.push((header.kind, header.correlation_id));
+    }
+    kinds.sort_by_key(|k| k.1);
+    assert_eq!(
+        kinds,
+        vec![(FrameKind::PullReply, 4), (FrameKind::ProduceReply, 5)]
     );
-    drop(broker);
+    assert_eq!(broker.stop(), Some(0));
 }
 
 #[test]
@@ -247,6 +273,7 @@ fn huge_and_control_character_names_in_every_request_kind_get_a_short_error() {
         let create = envelope::encode(&shardmq_protocol::messages::CreateTopic {
             name: name.clone(),
             queues: 1,
+            perm: None,
         })
         .unwrap();
         for (kind, payload) in [

@@ -24,8 +24,9 @@ use shardmq_protocol::limits::{
 };
 use shardmq_protocol::messages::Produce;
 use shardmq_protocol::messages::{
-    CreateTopic, ListTopics, ProduceReply, Pull, QueueOffsets, QueueOffsetsReply, ShardMap,
-    ShardMapRequest, ShardStats, ShardStatsRequest, TopicInfo, TopicList,
+    CreateTopic, DeleteTopic, ListTopics, ProduceReply, Pull, QueueOffsets, QueueOffsetsReply,
+    ShardMap, ShardMapRequest, ShardStats, ShardStatsRequest, TopicInfo, TopicList, TopicStatus,
+    TopicStatusRequest, UpdateTopic,
 };
 use shardmq_protocol::routing::{shard_for_queue, ROUTING_NAME};
 use shardmq_protocol::{envelope, FrameKind};
@@ -186,9 +187,53 @@ impl Client {
         let request = CreateTopic {
             name: name.to_owned(),
             queues,
+            perm: None,
         };
         let conn = self.any_connection().await?;
         conn.request(FrameKind::CreateTopic, &request, &[])
+            .await?
+            .decode()
+    }
+
+    /// Changes a topic: more queues, or its permission (RocketMQ bits: read 4, write 2).
+    pub async fn update_topic(
+        &self,
+        name: &str,
+        queues: Option<u32>,
+        perm: Option<u8>,
+    ) -> Result<TopicInfo> {
+        check_topic(name)?;
+        let request = UpdateTopic {
+            name: name.to_owned(),
+            queues,
+            perm,
+        };
+        let conn = self.any_connection().await?;
+        conn.request(FrameKind::UpdateTopic, &request, &[])
+            .await?
+            .decode()
+    }
+
+    /// Deletes a topic and frees its queues; a topic created again under the name starts empty.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicInfo> {
+        check_topic(name)?;
+        let request = DeleteTopic {
+            name: name.to_owned(),
+        };
+        let conn = self.any_connection().await?;
+        conn.request(FrameKind::DeleteTopic, &request, &[])
+            .await?
+            .decode()
+    }
+
+    /// A topic with every queue's shard and offsets.
+    pub async fn topic_status(&self, name: &str) -> Result<TopicStatus> {
+        check_topic(name)?;
+        let request = TopicStatusRequest {
+            name: name.to_owned(),
+        };
+        let conn = self.any_connection().await?;
+        conn.request(FrameKind::TopicStatus, &request, &[])
             .await?
             .decode()
     }

@@ -328,6 +328,7 @@ mod tests {
         let meta = PullReply {
             batch_count: batches.len() as u32,
             next_offset: next,
+            min_offset: 0,
             max_offset: max,
         };
         let mut payload = AlignedVec::<16>::new();

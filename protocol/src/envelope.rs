@@ -161,6 +161,7 @@ mod tests {
                 name: "orders".into(),
                 topic_id: 1,
                 queues: 8,
+                perm: 6,
             }],
         };
         let payload = aligned(&encode(&list).unwrap());
@@ -194,6 +195,7 @@ mod tests {
             name: "x".repeat(META_BYTES_MAX as usize + 1),
             topic_id: 1,
             queues: 1,
+            perm: 6,
         };
         assert!(matches!(
             encode(&huge),

@@ -49,12 +49,17 @@ pub enum ErrorCode {
     WrongShard = 13,
     /// A pull asked for an offset past the queue's end or before its start.
     OffsetOutOfRange = 14,
+    /// The topic's permission does not allow this (not writable, not readable).
+    NoPermission = 15,
     /// The storage layer failed (I/O error, disk full). Nothing was acknowledged.
     Storage = 20,
     /// The broker is shutting down and takes no new work.
     ShuttingDown = 21,
     /// The request kind is known but this endpoint does not serve it.
     Unsupported = 22,
+    /// Another shard that had to serve part of the request is not taking calls (it is
+    /// stopping); retry.
+    Unavailable = 23,
 }
 
 impl ErrorCode {
@@ -69,9 +74,11 @@ impl ErrorCode {
             12 => QueueNotFound,
             13 => WrongShard,
             14 => OffsetOutOfRange,
+            15 => NoPermission,
             20 => Storage,
             21 => ShuttingDown,
             22 => Unsupported,
+            23 => Unavailable,
             _ => return None,
         })
     }

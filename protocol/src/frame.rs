@@ -20,6 +20,9 @@ pub enum FrameKind {
     Hello = 1,
     CreateTopic = 10,
     ListTopics = 11,
+    UpdateTopic = 12,
+    DeleteTopic = 13,
+    TopicStatus = 14,
     Produce = 20,
     Pull = 21,
     QueueOffsets = 22,
@@ -29,6 +32,9 @@ pub enum FrameKind {
     HelloReply = 1 | REPLY_BIT,
     CreateTopicReply = 10 | REPLY_BIT,
     ListTopicsReply = 11 | REPLY_BIT,
+    UpdateTopicReply = 12 | REPLY_BIT,
+    DeleteTopicReply = 13 | REPLY_BIT,
+    TopicStatusReply = 14 | REPLY_BIT,
     ProduceReply = 20 | REPLY_BIT,
     PullReply = 21 | REPLY_BIT,
     QueueOffsetsReply = 22 | REPLY_BIT,
@@ -44,6 +50,9 @@ impl FrameKind {
         const HELLO_REPLY: u16 = 1 | REPLY_BIT;
         const CREATE_TOPIC_REPLY: u16 = 10 | REPLY_BIT;
         const LIST_TOPICS_REPLY: u16 = 11 | REPLY_BIT;
+        const UPDATE_TOPIC_REPLY: u16 = 12 | REPLY_BIT;
+        const DELETE_TOPIC_REPLY: u16 = 13 | REPLY_BIT;
+        const TOPIC_STATUS_REPLY: u16 = 14 | REPLY_BIT;
         const PRODUCE_REPLY: u16 = 20 | REPLY_BIT;
         const PULL_REPLY: u16 = 21 | REPLY_BIT;
         const QUEUE_OFFSETS_REPLY: u16 = 22 | REPLY_BIT;
@@ -53,6 +62,9 @@ impl FrameKind {
             1 => Hello,
             10 => CreateTopic,
             11 => ListTopics,
+            12 => UpdateTopic,
+            13 => DeleteTopic,
+            14 => TopicStatus,
             20 => Produce,
             21 => Pull,
             22 => QueueOffsets,
@@ -61,6 +73,9 @@ impl FrameKind {
             HELLO_REPLY => HelloReply,
             CREATE_TOPIC_REPLY => CreateTopicReply,
             LIST_TOPICS_REPLY => ListTopicsReply,
+            UPDATE_TOPIC_REPLY => UpdateTopicReply,
+            DELETE_TOPIC_REPLY => DeleteTopicReply,
+            TOPIC_STATUS_REPLY => TopicStatusReply,
             PRODUCE_REPLY => ProduceReply,
             PULL_REPLY => PullReply,
             QUEUE_OFFSETS_REPLY => QueueOffsetsReply,

@@ -83,6 +83,10 @@ fn decode_every_kind(meta: &[u8]) {
     let _ = envelope::decode_meta::<ShardStatsRequest>(meta);
     let _ = envelope::decode_meta::<ShardStats>(meta);
     let _ = envelope::decode_meta::<ErrorReply>(meta);
+    let _ = envelope::decode_meta::<crate::messages::UpdateTopic>(meta);
+    let _ = envelope::decode_meta::<crate::messages::DeleteTopic>(meta);
+    let _ = envelope::decode_meta::<crate::messages::TopicStatusRequest>(meta);
+    let _ = envelope::decode_meta::<crate::messages::TopicStatus>(meta);
 }
 
 #[test]
@@ -163,6 +167,7 @@ fn corrupted_valid_input_never_panics_a_decoder() {
         envelope::encode(&CreateTopic {
             name: "orders".into(),
             queues: 8,
+            perm: Some(6),
         })
         .unwrap(),
         envelope::encode(&QueueOffsets {
@@ -175,6 +180,7 @@ fn corrupted_valid_input_never_panics_a_decoder() {
                 name: "orders".into(),
                 topic_id: 1,
                 queues: 8,
+                perm: 6,
             }],
         })
         .unwrap(),

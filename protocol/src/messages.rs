@@ -5,6 +5,9 @@
 //! |----------------|------------------|--------------------|--------------------|
 //! | `Hello`        | –                | `HelloReply`       | –                  |
 //! | `CreateTopic`  | –                | `TopicInfo`        | –                  |
+//! | `UpdateTopic`  | –                | `TopicInfo`        | –                  |
+//! | `DeleteTopic`  | –                | `TopicInfo`        | –                  |
+//! | `TopicStatusRequest` | –          | `TopicStatus`      | –                  |
 //! | `ListTopics`   | –                | `TopicList`        | –                  |
 //! | `Produce`      | one batch        | `ProduceReply`     | –                  |
 //! | `Pull`         | –                | `PullReply`        | whole batches      |
@@ -33,6 +36,21 @@ pub struct HelloReply {
 pub struct CreateTopic {
     pub name: String,
     pub queues: u32,
+    /// RocketMQ permission bits (read 4, write 2); `None` is read and write.
+    pub perm: Option<u8>,
+}
+
+/// Changes a topic; `None` fields stay as they are. Queues can only grow.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct UpdateTopic {
+    pub name: String,
+    pub queues: Option<u32>,
+    pub perm: Option<u8>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeleteTopic {
+    pub name: String,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -41,6 +59,29 @@ pub struct TopicInfo {
     /// Broker-assigned, never reused; stamped into every stored batch of the topic.
     pub topic_id: u32,
     pub queues: u32,
+    /// RocketMQ permission bits: read 4, write 2.
+    pub perm: u8,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicStatusRequest {
+    pub name: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub queue_id: u32,
+    /// The shard that owns the queue.
+    pub shard_id: u32,
+    pub min_offset: u64,
+    /// One past the last stored record.
+    pub max_offset: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicStatus {
+    pub topic: TopicInfo,
+    pub queues: Vec<QueueStatus>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -82,6 +123,9 @@ pub struct PullReply {
     pub batch_count: u32,
     /// Where the next pull should start.
     pub next_offset: u64,
+    /// The queue's first stored offset when the reply was made (a pull below it gets nothing
+    /// and `next_offset` = this).
+    pub min_offset: u64,
     /// The queue's end offset (one past the last stored record) when the reply was made.
     pub max_offset: u64,
 }

@@ -216,6 +216,40 @@ impl ShardStore {
         (0, len.unwrap_or(0))
     }
 
+    /// Every queue this store holds an index for.
+    pub fn queue_keys(&self) -> Vec<QueueKey> {
+        self.inner.queues.borrow().keys().copied().collect()
+    }
+
+    /// Forgets a queue: its index leaves memory and its file is removed. The log bytes of its
+    /// batches stay until retention deletes their segments; nothing can reach them, since the
+    /// index was the only way in (and a topic id is never reused).
+    pub async fn delete_queue(&self, topic_id: u32, queue_id: u32) -> Result<()> {
+        let Some(index) = self.inner.queues.borrow_mut().remove(&(topic_id, queue_id)) else {
+            return Ok(());
+        };
+        self.inner.appended_event.notify(usize::MAX);
+        let (files, path) = {
+            let mut index = index.borrow_mut();
+            (index.take_files(), index.path().clone())
+        };
+        for file in files {
+            let _ = file.close_rc().await;
+        }
+        let not_found = |e: &glommio::GlommioError<()>| match e {
+            glommio::GlommioError::IoError(e) => e.kind() == std::io::ErrorKind::NotFound,
+            glommio::GlommioError::EnhancedIoError { source, .. } => {
+                source.kind() == std::io::ErrorKind::NotFound
+            }
+            _ => false,
+        };
+        match glommio::io::remove(&path).await {
+            // Never persisted: there was no file.
+            Err(e) if not_found(&e) => Ok(()),
+            other => other.map_err(|e| StorageError::glommio(&path, e)),
+        }
+    }
+
     /// Waits until the queue holds a record at `offset`, or `timeout` passes. True if data came.
     pub async fn wait_for_data(
         &self,

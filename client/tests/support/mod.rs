@@ -171,6 +171,7 @@ async fn handle(
                         name: req.name,
                         topic_id,
                         queues: req.queues,
+                        perm: req.perm.unwrap_or(6),
                     };
                     slot.insert(Topic {
                         info: info.clone(),
@@ -335,6 +336,7 @@ async fn pull(state: &State, shard: u32, req: &Pull) -> Result<(Vec<u8>, Vec<u8>
                 let meta = PullReply {
                     batch_count: count,
                     next_offset: next,
+                    min_offset: 0,
                     max_offset: q.end,
                 };
                 return Ok((envelope::encode_prefix(&meta, data.len()).unwrap(), data));

@@ -8,10 +8,10 @@ use shardmq_protocol::frame::FRAME_HEADER_BYTES;
 use shardmq_protocol::{FrameHeader, FrameKind, ProtocolError};
 use thiserror::Error;
 
-use super::body::{read_body, BodyError, BodySource};
-use super::budget::{ByteBudget, Held};
-use super::outbox::Reply;
-use super::watchdog::Progress;
+use crate::server::body::{read_body, BodyError, BodySource};
+use crate::server::budget::{ByteBudget, Held};
+use crate::server::outbox::Reply;
+use crate::server::watchdog::Progress;
 
 #[derive(Debug, Error)]
 pub enum FrameError {

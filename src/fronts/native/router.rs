@@ -22,11 +22,11 @@ use shardmq_protocol::envelope;
 use shardmq_protocol::messages::Hello;
 use shardmq_protocol::FrameKind;
 
+use super::connection;
+use super::error::NativeError;
+use super::frame_io::{native_reply, read_frame, FrameError};
 use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT, HELLO_BYTES_MAX};
-use crate::server::connection;
 use crate::server::context::ShardContext;
-use crate::server::error::HandlerError;
-use crate::server::frame_io::{native_reply, read_frame, FrameError};
 
 /// A socket on its way to another shard. Owns the duplicated descriptor, so a handoff dropped
 /// in flight closes it instead of leaking it.
@@ -53,7 +53,7 @@ pub fn attach(socket: OwnedFd) -> TcpStream {
     unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
 }
 
-async fn reject(stream: TcpStream, correlation_id: u64, err: HandlerError) {
+async fn reject(stream: TcpStream, correlation_id: u64, err: NativeError) {
     use futures_lite::AsyncWriteExt;
     tracing::warn!(reason = %err, "handshake rejected");
     let Ok(reply) = native_reply(FrameKind::Error, correlation_id, err.encode_reply(), vec![])
@@ -74,8 +74,8 @@ pub async fn accept_loop(
     handoffs: Rc<Vec<Option<ConnectedSender<Handoff>>>>,
 ) {
     loop {
-        let shutdown = ctx.shutdown.listen();
-        if ctx.is_shutting_down() {
+        let shutdown = ctx.core.shutdown.listen();
+        if ctx.core.is_shutting_down() {
             return;
         }
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -119,7 +119,7 @@ async fn handshake(
         Ok(Err(err)) => {
             let reason = err.to_string();
             if let FrameError::Protocol(p) = err {
-                reject(stream, 0, HandlerError::BadFrame(p)).await;
+                reject(stream, 0, NativeError::BadFrame(p)).await;
             }
             tracing::warn!(%reason, "handshake failed");
             return;
@@ -131,7 +131,7 @@ async fn handshake(
     };
     let id = header.correlation_id;
     if header.kind != FrameKind::Hello {
-        let err = HandlerError::InvalidArgument(format!(
+        let err = NativeError::InvalidArgument(format!(
             "the first frame must be Hello, got {:?}",
             header.kind
         ));
@@ -139,19 +139,19 @@ async fn handshake(
     }
     let hello = match envelope::decode::<Hello>(&payload) {
         Ok(hello) => hello,
-        Err(err) => return reject(stream, id, HandlerError::BadFrame(err)).await,
+        Err(err) => return reject(stream, id, NativeError::BadFrame(err)).await,
     };
-    let target = hello.wanted_shard.unwrap_or(ctx.shard_id);
-    if target >= ctx.shard_count {
-        let err = HandlerError::InvalidArgument(format!(
+    let target = hello.wanted_shard.unwrap_or(ctx.core.shard_id);
+    if target >= ctx.core.shard_count {
+        let err = NativeError::InvalidArgument(format!(
             "shard {target} does not exist; this broker has {}",
-            ctx.shard_count
+            ctx.core.shard_count
         ));
         return reject(stream, id, err).await;
     }
-    if target == ctx.shard_id {
+    if target == ctx.core.shard_id {
         if ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX {
-            let err = HandlerError::InvalidArgument(format!(
+            let err = NativeError::InvalidArgument(format!(
                 "shard {target} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections"
             ));
             return reject(stream, id, err).await;
@@ -162,7 +162,7 @@ async fn handshake(
         return reject(
             stream,
             id,
-            HandlerError::InvalidArgument(format!("no route to shard {target}")),
+            NativeError::InvalidArgument(format!("no route to shard {target}")),
         )
         .await;
     };
@@ -186,8 +186,8 @@ async fn handshake(
 /// Receives handed-off sockets on shard `k > 0` and serves them until shutdown.
 pub async fn receive_loop(ctx: Rc<ShardContext>, receiver: ConnectedReceiver<Handoff>) {
     loop {
-        let shutdown = ctx.shutdown.listen();
-        if ctx.is_shutting_down() {
+        let shutdown = ctx.core.shutdown.listen();
+        if ctx.core.is_shutting_down() {
             return;
         }
         let next = futures_lite::future::or(async { receiver.recv().await }, async {
@@ -198,9 +198,9 @@ pub async fn receive_loop(ctx: Rc<ShardContext>, receiver: ConnectedReceiver<Han
         let Some(handoff) = next else { return };
         let stream = attach(handoff.socket);
         if ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX {
-            let err = HandlerError::InvalidArgument(format!(
+            let err = NativeError::InvalidArgument(format!(
                 "shard {} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections",
-                ctx.shard_id
+                ctx.core.shard_id
             ));
             glommio::spawn_local(reject(stream, handoff.hello_correlation_id, err)).detach();
             continue;

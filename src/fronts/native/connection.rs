@@ -27,27 +27,25 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use event_listener::Event;
 use futures_lite::io::{BufReader, BufWriter, ReadHalf};
 use glommio::net::TcpStream;
+use shardmq_protocol::envelope;
 use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
-use shardmq_protocol::messages::{HelloReply, Pull};
+use shardmq_protocol::messages::HelloReply;
 use shardmq_protocol::{FrameKind, ProtocolError};
-use shardmq_shards::StorageError;
 
-use super::body::socket_arrived;
-use super::closer::Closer;
-use super::context::ShardContext;
-use super::error::HandlerError;
+use super::dispatch::{self, dispatch, finish_pull, Dispatched, LaterPull};
+use super::error::NativeError;
 use super::frame_io::{native_reply, read_frame, FrameError, InFrame};
-use super::handlers::pull::PullOutcome;
-use super::handlers::{offsets, produce, pull, stats, topics, Reply};
-use super::outbox::{self, Outbox, SyncGate};
 use super::request::Request;
-use super::watchdog::Progress;
 use crate::limits::{PARKED_PULLS_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES};
+use crate::server::body::socket_arrived;
+use crate::server::closer::Closer;
+use crate::server::context::ShardContext;
+use crate::server::outbox::{self, Outbox};
+use crate::server::watchdog::Progress;
 
 /// What one connection's tasks share.
 struct Connection {
@@ -70,43 +68,20 @@ enum ReadEnd {
     BadFrame(ProtocolError),
 }
 
-/// The wire form of a handler's result.
-fn encode(
-    kind: FrameKind,
-    correlation_id: u64,
-    result: Result<Reply, HandlerError>,
-) -> outbox::Reply {
-    let reply = result.and_then(|reply| {
-        let wait = reply.wait_synced;
-        let mut out = native_reply(kind.reply(), correlation_id, reply.prefix, reply.data)
-            .map_err(HandlerError::ReplyTooLarge)?;
-        out.gate = wait.map(|end| SyncGate {
-            end,
-            correlation_id,
-            on_failure: encode_sync_failure,
-        });
-        Ok(out)
-    });
-    reply.unwrap_or_else(|err| encode_error(correlation_id, &err))
-}
-
-fn encode_error(correlation_id: u64, err: &HandlerError) -> outbox::Reply {
-    // An error reply is small by construction (bounded message), so its header always fits.
-    native_reply(
-        FrameKind::Error,
-        correlation_id,
-        err.encode_reply(),
-        Vec::new(),
-    )
-    .unwrap_or(outbox::Reply {
-        head: Vec::new(),
-        data: Vec::new(),
-        gate: None,
-    })
-}
-
-fn encode_sync_failure(correlation_id: u64, err: StorageError) -> Vec<u8> {
-    encode_error(correlation_id, &HandlerError::Storage(err)).head
+/// The HelloReply that tells the client which shard serves it.
+fn hello_reply(ctx: &ShardContext, correlation_id: u64) -> outbox::Reply {
+    let reply = HelloReply {
+        shard_id: ctx.core.shard_id,
+        shard_count: ctx.core.shard_count,
+        broker_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    envelope::encode(&reply)
+        .map_err(NativeError::ReplyTooLarge)
+        .and_then(|prefix| {
+            native_reply(FrameKind::HelloReply, correlation_id, prefix, Vec::new())
+                .map_err(NativeError::ReplyTooLarge)
+        })
+        .unwrap_or_else(|err| dispatch::error(correlation_id, &err))
 }
 
 /// Serves a connection until the client closes it, a fatal frame error, a stall, or shutdown.
@@ -128,7 +103,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
     let writer_task = glommio::spawn_local(outbox::run_writer(
         BufWriter::with_capacity(SOCKET_BUFFER_BYTES, writer),
         queue,
-        ctx.store.clone(),
+        ctx.core.store.clone(),
         watched.progress.clone(),
         closer.clone(),
     ));
@@ -142,18 +117,9 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
         parked_ended: Event::new(),
     });
     if let Some(correlation_id) = hello {
-        let reply = HelloReply {
-            shard_id: conn.ctx.shard_id,
-            shard_count: conn.ctx.shard_count,
-            broker_version: env!("CARGO_PKG_VERSION").into(),
-        };
         let _ = conn
             .outbox
-            .send(encode(
-                FrameKind::Hello,
-                correlation_id,
-                Reply::meta(&reply),
-            ))
+            .send(hello_reply(&conn.ctx, correlation_id))
             .await;
     }
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, reader);
@@ -177,7 +143,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
     .await;
     conn.closer.close("the connection ended");
     if let Some(reason) = conn.closer.reason() {
-        tracing::debug!(shard = conn.ctx.shard_id, peer = %conn.peer, %reason, "connection closed");
+        tracing::debug!(shard = conn.ctx.core.shard_id, peer = %conn.peer, %reason, "connection closed");
     }
 }
 
@@ -189,7 +155,7 @@ async fn finish(conn: &Connection, ended: Option<ReadEnd>) {
         Some(ReadEnd::BadFrame(err)) => {
             let _ = conn
                 .outbox
-                .send(encode_error(0, &HandlerError::BadFrame(err)))
+                .send(dispatch::error(0, &NativeError::BadFrame(err)))
                 .await;
         }
         Some(ReadEnd::Shutdown) => {
@@ -218,8 +184,8 @@ async fn read_requests(
 ) -> ReadEnd {
     let ctx = &conn.ctx;
     // One listener for the connection's life: it stays registered until shutdown notifies it.
-    let mut shutdown = ctx.shutdown.listen();
-    if ctx.is_shutting_down() {
+    let mut shutdown = ctx.core.shutdown.listen();
+    if ctx.core.is_shutting_down() {
         return ReadEnd::Shutdown;
     }
     loop {
@@ -247,11 +213,11 @@ async fn read_requests(
             Some(Ok(None)) => return ReadEnd::Eof,
             Some(Ok(Some(frame))) => frame,
             Some(Err(FrameError::Protocol(err))) => {
-                tracing::warn!(shard = ctx.shard_id, peer = %conn.peer, reason = %err, "closing connection: bad frame header");
+                tracing::warn!(shard = ctx.core.shard_id, peer = %conn.peer, reason = %err, "closing connection: bad frame header");
                 return ReadEnd::BadFrame(err);
             }
             Some(Err(err)) => {
-                tracing::debug!(shard = ctx.shard_id, peer = %conn.peer, reason = %err, "connection ended");
+                tracing::debug!(shard = ctx.core.shard_id, peer = %conn.peer, reason = %err, "connection ended");
                 return ReadEnd::Eof;
             }
         };
@@ -260,7 +226,7 @@ async fn read_requests(
         let reply = handle(conn, frame).await;
         let took = started.elapsed();
         if took >= SLOW_REQUEST {
-            tracing::warn!(shard = ctx.shard_id, peer = %conn.peer, ?kind, took_us = took.as_micros() as u64, "slow request");
+            tracing::warn!(shard = ctx.core.shard_id, peer = %conn.peer, ?kind, took_us = took.as_micros() as u64, "slow request");
         }
         if let Some(reply) = reply {
             if conn.outbox.send(reply).await.is_err() {
@@ -270,8 +236,8 @@ async fn read_requests(
     }
 }
 
-/// Runs one request. `None` when the reply will come later (a parked long poll). The frame's
-/// request budget is held until the handler is done with its bytes.
+/// Runs one request. `None` when the reply will come later (a parked long poll, which then
+/// runs as its own task). The frame's request budget is held until the request is dispatched.
 async fn handle(conn: &Rc<Connection>, frame: InFrame) -> Option<outbox::Reply> {
     let ctx = &conn.ctx;
     let InFrame {
@@ -280,87 +246,50 @@ async fn handle(conn: &Rc<Connection>, frame: InFrame) -> Option<outbox::Reply> 
         held: _held,
     } = frame;
     let (kind, id) = (header.kind, header.correlation_id);
-    let result = match Request::decode(kind, payload) {
-        Ok(Request::Produce { request, batch }) => {
-            if ctx.is_shutting_down() {
-                Err(HandlerError::ShuttingDown)
-            } else {
-                produce::produce(ctx, request, batch).await
-            }
+    let request = match Request::decode(kind, payload) {
+        Ok(request) => request,
+        Err(err) => {
+            log_failure(conn, kind, &err);
+            return Some(dispatch::error(id, &err));
         }
-        Ok(Request::Pull(request)) => return handle_pull(conn, request, id).await,
-        Ok(Request::QueueOffsets(request)) => offsets::queue_offsets(ctx, &request),
-        Ok(Request::CreateTopic(request)) => topics::create_topic(ctx, request).await,
-        Ok(Request::ListTopics) => topics::list_topics(ctx),
-        Ok(Request::ShardMap) => topics::shard_map(ctx),
-        Ok(Request::ShardStats) => stats::shard_stats(ctx),
-        Err(err) => Err(err),
     };
-    if let Err(err) = &result {
-        let level_is_warn = matches!(
-            err,
-            HandlerError::BadFrame(_)
-                | HandlerError::BadBatch(_)
-                | HandlerError::InvalidArgument(_)
-        );
-        if level_is_warn {
-            tracing::warn!(shard = ctx.shard_id, peer = %conn.peer, ?kind, reason = %err, "request rejected");
-        } else {
-            tracing::debug!(shard = ctx.shard_id, peer = %conn.peer, ?kind, reason = %err, "request failed");
-        }
-    }
-    // Frames that are not requests only ever get an error (`Request::decode`), so `kind.reply()`
-    // is only taken for request kinds.
-    Some(encode(kind, id, result))
-}
-
-async fn handle_pull(conn: &Rc<Connection>, request: Pull, id: u64) -> Option<outbox::Reply> {
     // With too many polls parked on this connection already, this one is answered now.
     let may_park = conn.parked.get() < PARKED_PULLS_PER_CONNECTION_MAX;
-    match pull::pull(&conn.ctx, &request, may_park).await {
-        Ok(PullOutcome::Ready(reply)) => Some(encode(FrameKind::Pull, id, Ok(reply))),
-        Err(err) => Some(encode(FrameKind::Pull, id, Err(err))),
-        Ok(PullOutcome::Wait { topic_id, wait_ms }) => {
-            conn.parked.set(conn.parked.get() + 1);
-            let conn = conn.clone();
-            glommio::spawn_local(async move {
-                let wait = Duration::from_millis(wait_ms.into());
-                if park(&conn, &request, topic_id, wait).await {
-                    let result = pull::pull_now(&conn.ctx, &request).await;
-                    let _ = conn.outbox.send(encode(FrameKind::Pull, id, result)).await;
-                }
-                conn.parked.set(conn.parked.get() - 1);
-                conn.parked_ended.notify(usize::MAX);
-            })
-            .detach();
+    match dispatch(ctx, kind, id, request, may_park).await {
+        Dispatched::Now(reply) => Some(reply),
+        Dispatched::Later(later) => {
+            park(conn, later);
             None
         }
     }
 }
 
-/// Waits for data at the poll's offset, its wait, or shutdown (true: pull and answer now), or
-/// for the connection to close (false: nobody is there to answer).
-async fn park(conn: &Connection, request: &Pull, topic_id: u32, wait: Duration) -> bool {
-    let ctx = &conn.ctx;
-    let data_or_shutdown = async {
-        let shutdown = ctx.shutdown.listen();
-        if !ctx.is_shutting_down() {
-            let data = ctx
-                .store
-                .wait_for_data(topic_id, request.queue_id, request.offset, wait);
-            futures_lite::future::or(
-                async {
-                    data.await;
-                },
-                shutdown,
-            )
+/// Runs a parked pull as a task of its own: it answers when data comes, its wait ends or
+/// shutdown begins, and gives up silently if the connection closes first.
+fn park(conn: &Rc<Connection>, later: LaterPull) {
+    conn.parked.set(conn.parked.get() + 1);
+    let conn = conn.clone();
+    glommio::spawn_local(async move {
+        let answered =
+            futures_lite::future::or(async { Some(finish_pull(&conn.ctx, later).await) }, async {
+                conn.closer.wait().await;
+                None
+            })
             .await;
+        if let Some(reply) = answered {
+            let _ = conn.outbox.send(reply).await;
         }
-        true
-    };
-    futures_lite::future::or(data_or_shutdown, async {
-        conn.closer.wait().await;
-        false
+        conn.parked.set(conn.parked.get() - 1);
+        conn.parked_ended.notify(usize::MAX);
     })
-    .await
+    .detach();
+}
+
+fn log_failure(conn: &Connection, kind: FrameKind, err: &NativeError) {
+    let shard = conn.ctx.core.shard_id;
+    if err.is_rejection() {
+        tracing::warn!(shard, peer = %conn.peer, ?kind, reason = %err, "request rejected");
+    } else {
+        tracing::debug!(shard, peer = %conn.peer, ?kind, reason = %err, "request failed");
+    }
 }

@@ -6,14 +6,19 @@
 use bytes::BytesMut;
 use shardmq_protocol::envelope::{self, decode};
 use shardmq_protocol::limits::{validate_topic_name, PULL_WAIT_MS_MAX};
-use shardmq_protocol::messages::{CreateTopic, Produce, Pull, QueueOffsets};
+use shardmq_protocol::messages::{
+    CreateTopic, DeleteTopic, Produce, Pull, QueueOffsets, TopicStatusRequest, UpdateTopic,
+};
 use shardmq_protocol::FrameKind;
 
-use super::error::HandlerError;
+use super::error::NativeError;
 
 /// One decoded request of the native protocol.
 pub enum Request {
     CreateTopic(CreateTopic),
+    UpdateTopic(UpdateTopic),
+    DeleteTopic(DeleteTopic),
+    TopicStatus(TopicStatusRequest),
     ListTopics,
     /// `batch` is the data part of the frame, not yet validated as a batch (the produce handler
     /// does that, so a bad batch gets `BadBatch`, not `BadFrame`).
@@ -29,26 +34,35 @@ pub enum Request {
 
 impl Request {
     /// Decodes a request frame of `kind`. Reply kinds and a second Hello are refused here.
-    pub fn decode(kind: FrameKind, payload: BytesMut) -> Result<Request, HandlerError> {
+    pub fn decode(kind: FrameKind, payload: BytesMut) -> Result<Request, NativeError> {
         let request = match kind {
             FrameKind::Produce => return decode_produce(payload),
-            FrameKind::Pull => Request::Pull(decode(&payload).map_err(HandlerError::BadFrame)?),
+            FrameKind::Pull => Request::Pull(decode(&payload).map_err(NativeError::BadFrame)?),
             FrameKind::QueueOffsets => {
-                Request::QueueOffsets(decode(&payload).map_err(HandlerError::BadFrame)?)
+                Request::QueueOffsets(decode(&payload).map_err(NativeError::BadFrame)?)
             }
             FrameKind::CreateTopic => {
-                Request::CreateTopic(decode(&payload).map_err(HandlerError::BadFrame)?)
+                Request::CreateTopic(decode(&payload).map_err(NativeError::BadFrame)?)
+            }
+            FrameKind::UpdateTopic => {
+                Request::UpdateTopic(decode(&payload).map_err(NativeError::BadFrame)?)
+            }
+            FrameKind::DeleteTopic => {
+                Request::DeleteTopic(decode(&payload).map_err(NativeError::BadFrame)?)
+            }
+            FrameKind::TopicStatus => {
+                Request::TopicStatus(decode(&payload).map_err(NativeError::BadFrame)?)
             }
             FrameKind::ListTopics => Request::ListTopics,
             FrameKind::ShardMap => Request::ShardMap,
             FrameKind::ShardStats => Request::ShardStats,
             FrameKind::Hello => {
-                return Err(HandlerError::Unsupported(
+                return Err(NativeError::Unsupported(
                     "a second Hello on a connection".into(),
                 ))
             }
             other => {
-                return Err(HandlerError::Unsupported(format!(
+                return Err(NativeError::Unsupported(format!(
                     "frame kind {other:?} from a client"
                 )))
             }
@@ -58,19 +72,21 @@ impl Request {
     }
 
     /// Field checks that need no broker state.
-    fn validate(&self) -> Result<(), HandlerError> {
+    fn validate(&self) -> Result<(), NativeError> {
         let topic = match self {
             Request::CreateTopic(r) => &r.name,
+            Request::UpdateTopic(r) => &r.name,
+            Request::DeleteTopic(r) => &r.name,
+            Request::TopicStatus(r) => &r.name,
             Request::Produce { request, .. } => &request.topic,
             Request::Pull(r) => &r.topic,
             Request::QueueOffsets(r) => &r.topic,
             Request::ListTopics | Request::ShardMap | Request::ShardStats => return Ok(()),
         };
-        validate_topic_name(topic)
-            .map_err(|reason| HandlerError::InvalidArgument(reason.into()))?;
+        validate_topic_name(topic).map_err(|reason| NativeError::InvalidArgument(reason.into()))?;
         if let Request::Pull(pull) = self {
             if pull.wait_ms > PULL_WAIT_MS_MAX {
-                return Err(HandlerError::InvalidArgument(format!(
+                return Err(NativeError::InvalidArgument(format!(
                     "wait_ms {} exceeds {PULL_WAIT_MS_MAX}",
                     pull.wait_ms
                 )));
@@ -80,11 +96,11 @@ impl Request {
     }
 }
 
-fn decode_produce(mut payload: BytesMut) -> Result<Request, HandlerError> {
+fn decode_produce(mut payload: BytesMut) -> Result<Request, NativeError> {
     let (request, data_len) = {
-        let (meta, data) = envelope::split(&payload).map_err(HandlerError::BadFrame)?;
+        let (meta, data) = envelope::split(&payload).map_err(NativeError::BadFrame)?;
         (
-            envelope::decode_meta::<Produce>(meta).map_err(HandlerError::BadFrame)?,
+            envelope::decode_meta::<Produce>(meta).map_err(NativeError::BadFrame)?,
             data.len(),
         )
     };
@@ -118,7 +134,7 @@ mod tests {
             let err = Request::decode(FrameKind::Pull, payload(bytes))
                 .err()
                 .expect("refused");
-            assert!(matches!(err, HandlerError::InvalidArgument(_)), "{err}");
+            assert!(matches!(err, NativeError::InvalidArgument(_)), "{err}");
             assert!(err.to_string().len() < 100, "{err}");
         }
     }

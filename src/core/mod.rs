@@ -1,0 +1,153 @@
+//! The broker core: RocketMQ's semantics on one shard, independent of any wire protocol.
+//!
+//! Every front end (`fronts::native` today; RocketMQ remoting and gRPC next) decodes a request
+//! into a call of [`Core`], and encodes the plain result it gets back. A feature is written here
+//! once; a protocol adds bytes, not semantics (`DESIGN.md` §3).
+//!
+//! Where state lives: a queue's data, index (and, as they come, its consumer offsets and locks)
+//! live on the shard that owns the queue (`routing::shard_for_queue`); topics are process-wide
+//! (`topics`). A call about a queue another shard owns is forwarded over the mesh and served
+//! there by the same code (`remote`), never refused.
+//!
+//! Map:
+//! - [`topics`]: the topic registry and each shard's lock-free view of it.
+//! - [`produce`]: appending a validated batch; when its acknowledgement may go.
+//! - [`pull`]: reading a queue, with long polling.
+//! - [`admin`]: topic create / update / delete / status across shards.
+//! - [`remote`]: the calls one shard makes on another, and their handler.
+//! - [`error`]: the errors every call can fail with (`CoreError`).
+
+pub mod admin;
+pub mod error;
+pub mod produce;
+pub mod pull;
+pub mod remote;
+pub mod topics;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use event_listener::Event;
+use shardmq_protocol::routing::shard_for_queue;
+use shardmq_shards::ShardStore;
+
+pub use error::{CoreError, CoreResult};
+use remote::CoreMesh;
+use topics::{Topic, TopicRegistry, TopicView};
+
+/// Settings of the core that every shard shares.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// A produce to a topic that does not exist creates it (RocketMQ's
+    /// `autoCreateTopicEnable`, on by default there too).
+    pub auto_create_topics: bool,
+    /// Queues of a topic created that way.
+    pub default_topic_queues: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            auto_create_topics: true,
+            default_topic_queues: 8,
+        }
+    }
+}
+
+/// One shard's core. Lives on that shard's executor (`Rc`).
+pub struct Core {
+    pub shard_id: u32,
+    pub shard_count: u32,
+    pub store: ShardStore,
+    pub topics: TopicView,
+    pub config: CoreConfig,
+    mesh: CoreMesh,
+    shutting_down: Cell<bool>,
+    /// Notified once when shutdown begins: long polls answer at once.
+    pub shutdown: Event,
+}
+
+impl Core {
+    pub fn new(
+        store: ShardStore,
+        shard_count: u32,
+        registry: Arc<TopicRegistry>,
+        config: CoreConfig,
+        mesh: CoreMesh,
+    ) -> Rc<Core> {
+        Rc::new(Core {
+            shard_id: store.shard_id(),
+            shard_count,
+            store,
+            topics: TopicView::new(registry),
+            config,
+            mesh,
+            shutting_down: Cell::new(false),
+            shutdown: Event::new(),
+        })
+    }
+
+    /// The shard that owns `(topic, queue_id)`.
+    pub fn owner(&self, topic: &str, queue_id: u32) -> u32 {
+        shard_for_queue(topic, queue_id, self.shard_count)
+    }
+
+    pub fn topic(&self, name: &str) -> CoreResult<Rc<Topic>> {
+        self.topics
+            .get(name)
+            .ok_or_else(|| CoreError::TopicNotFound(name.to_string()))
+    }
+
+    /// The topic, checked to have queue `queue_id`.
+    pub fn topic_queue(&self, name: &str, queue_id: u32) -> CoreResult<Rc<Topic>> {
+        let topic = self.topic(name)?;
+        if queue_id >= topic.queues {
+            return Err(CoreError::QueueNotFound {
+                topic: name.to_string(),
+                queue_id,
+                queues: topic.queues,
+            });
+        }
+        Ok(topic)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+        self.shutdown.notify(usize::MAX);
+    }
+
+    /// Resolves once shutdown has begun (at once if it has).
+    pub async fn until_shutdown(&self) {
+        loop {
+            if self.shutting_down.get() {
+                return;
+            }
+            let listener = self.shutdown.listen();
+            if self.shutting_down.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Removes the stored queues of topics that no longer exist (deleted while a shard was
+    /// down, or brought back by a log rescan). Called once at start.
+    pub async fn drop_orphaned_queues(&self) {
+        let orphaned: Vec<(u32, u32)> = self
+            .store
+            .queue_keys()
+            .into_iter()
+            .filter(|(topic_id, _)| !self.topics.has_id(*topic_id))
+            .collect();
+        for (topic_id, queue_id) in orphaned {
+            if let Err(err) = self.store.delete_queue(topic_id, queue_id).await {
+                tracing::warn!(shard = self.shard_id, topic_id, queue_id, error = %err, "cannot remove the index of a deleted topic");
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Pulling: whole stored batches of a queue from an offset, with RocketMQ's long polling.
+//!
+//! [`Core::pull`] reads at once; when there is nothing at the offset and the call may wait, it
+//! returns [`PullStart::Park`], and [`Core::finish_parked`] then waits for data (or the wait,
+//! or shutdown) and reads again. A front end answers the ready case in line and runs a parked
+//! one as a task of its own, so its connection loop never waits on a poll. A call for a queue
+//! another shard owns is parked at once and forwarded: it waits there.
+//!
+//! Statuses follow RocketMQ's store (`GetMessageStatus`): an offset below the queue's minimum
+//! answers nothing with `next_offset` = the minimum ([`PullStatus::OffsetTooSmall`], so a
+//! consumer behind retention jumps forward instead of looping on errors); an offset past the
+//! end answers nothing with `next_offset` = the end ([`PullStatus::OffsetOverflow`]).
+
+use std::time::Duration;
+
+use shardmq_protocol::limits::PULL_WAIT_MS_MAX;
+use shardmq_shards::{ReadRequest, StorageError, StoredBatch};
+
+use super::error::{CoreError, CoreResult};
+use super::remote::{RemoteCall, RemoteReply};
+use super::Core;
+use crate::limits::PULL_BYTES_MAX;
+
+/// A pull, as every front end asks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullCall {
+    pub topic: String,
+    pub queue_id: u32,
+    pub offset: u64,
+    pub max_messages: u32,
+    pub max_bytes: u32,
+    /// Long poll: when nothing is at the offset, wait up to this long for it.
+    pub wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    Found,
+    /// The offset is the queue's end: nothing yet.
+    NoNewMessages,
+    OffsetTooSmall,
+    OffsetOverflow,
+}
+
+/// What a pull found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    pub status: PullStatus,
+    /// Whole stored batches in offset order; the first may start before the asked offset.
+    pub batches: Vec<StoredBatch>,
+    pub next_offset: u64,
+    pub min_offset: u64,
+    pub max_offset: u64,
+    /// The shard that owns the queue (its log positions are the batches' positions).
+    pub shard_id: u32,
+}
+
+/// A pull that has to wait: for data on this shard, or for the shard that owns the queue.
+#[derive(Debug)]
+pub struct Parked {
+    call: PullCall,
+    /// The owner, when it is another shard.
+    remote: Option<u32>,
+}
+
+pub enum PullStart {
+    Ready(CoreResult<Pulled>),
+    Park(Parked),
+}
+
+impl Core {
+    /// Starts a pull: the answer now, or a parked long poll for [`Core::finish_parked`].
+    pub async fn pull(&self, call: PullCall) -> PullStart {
+        if let Err(err) = check(&call) {
+            return PullStart::Ready(Err(err));
+        }
+        let owner = self.owner(&call.topic, call.queue_id);
+        if owner != self.shard_id {
+            return PullStart::Park(Parked {
+                call,
+                remote: Some(owner),
+            });
+        }
+        let pulled = self.read(&call).await;
+        match pulled {
+            Ok(p) if p.status == PullStatus::NoNewMessages && !call.wait.is_zero() => {
+                PullStart::Park(Parked { call, remote: None })
+            }
+            other => PullStart::Ready(other),
+        }
+    }
+
+    /// Waits out a parked pull and answers it.
+    pub async fn finish_parked(&self, parked: Parked) -> CoreResult<Pulled> {
+        match parked.remote {
+            Some(owner) => self.pull_remote(owner, parked.call).await,
+            None => self.wait_and_read(parked.call).await,
+        }
+    }
+
+    /// A pull whose long poll, if any, runs to its end (what the mesh serves).
+    pub(crate) async fn pull_to_end(&self, call: PullCall) -> CoreResult<Pulled> {
+        match self.pull(call).await {
+            PullStart::Ready(result) => result,
+            PullStart::Park(parked) => self.finish_parked(parked).await,
+        }
+    }
+
+    async fn pull_remote(&self, owner: u32, call: PullCall) -> CoreResult<Pulled> {
+        match self.call(owner, RemoteCall::Pull(call)).await? {
+            RemoteReply::Pulled(result) => result,
+            other => Err(other.unexpected(owner)),
+        }
+    }
+
+    async fn wait_and_read(&self, call: PullCall) -> CoreResult<Pulled> {
+        let topic = self.topic_queue(&call.topic, call.queue_id)?;
+        let data = self
+            .store
+            .wait_for_data(topic.topic_id, call.queue_id, call.offset, call.wait);
+        futures_lite::future::or(
+            async {
+                data.await;
+            },
+            self.until_shutdown(),
+        )
+        .await;
+        self.read(&call).await
+    }
+
+    /// Reads what is there now, on the owning shard.
+    async fn read(&self, call: &PullCall) -> CoreResult<Pulled> {
+        let topic = self.topic_queue(&call.topic, call.queue_id)?;
+        if !topic.readable() {
+            return Err(CoreError::NoPermission {
+                topic: call.topic.clone(),
+                what: "readable",
+            });
+        }
+        let request = ReadRequest {
+            offset: call.offset,
+            max_messages: call.max_messages.max(1),
+            max_bytes: call.max_bytes.clamp(1, PULL_BYTES_MAX),
+        };
+        let read = match self
+            .store
+            .read(topic.topic_id, call.queue_id, request)
+            .await
+        {
+            Ok(read) => read,
+            Err(StorageError::OffsetOutOfRange { min, max, .. }) => {
+                let (status, next_offset) = if call.offset < min {
+                    (PullStatus::OffsetTooSmall, min)
+                } else {
+                    (PullStatus::OffsetOverflow, max)
+                };
+                return Ok(self.nothing(status, next_offset, min, max));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let status = if read.batches.is_empty() {
+            PullStatus::NoNewMessages
+        } else {
+            PullStatus::Found
+        };
+        Ok(Pulled {
+            status,
+            batches: read.batches,
+            next_offset: read.next_offset,
+            min_offset: read.min_offset,
+            max_offset: read.max_offset,
+            shard_id: self.shard_id,
+        })
+    }
+
+    fn nothing(&self, status: PullStatus, next_offset: u64, min: u64, max: u64) -> Pulled {
+        Pulled {
+            status,
+            batches: Vec::new(),
+            next_offset,
+            min_offset: min,
+            max_offset: max,
+            shard_id: self.shard_id,
+        }
+    }
+}
+
+fn check(call: &PullCall) -> CoreResult<()> {
+    if call.wait > Duration::from_millis(PULL_WAIT_MS_MAX.into()) {
+        return Err(CoreError::InvalidArgument(format!(
+            "a long poll of {} ms exceeds {PULL_WAIT_MS_MAX} ms",
+            call.wait.as_millis()
+        )));
+    }
+    Ok(())
+}

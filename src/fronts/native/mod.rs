@@ -1,0 +1,15 @@
+//! shardmq's native protocol: rkyv frames (`shardmq_protocol`), shard-aware clients.
+//!
+//! - [`router`]: the listener, the Hello handshake and the socket handoff to the owning shard.
+//! - [`connection`]: one connection's reader loop (and its parked long polls).
+//! - [`frame_io`]: native frames on a socket; a reply's head.
+//! - [`request`]: frames decoded once into typed requests, names validated.
+//! - [`dispatch`]: requests as core calls, results as replies.
+//! - [`error`]: [`error::NativeError`] and its wire codes.
+
+pub mod connection;
+pub mod dispatch;
+pub mod error;
+pub mod frame_io;
+pub mod request;
+pub mod router;
