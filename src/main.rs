@@ -21,7 +21,16 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
-        Command::Admin(args) => shardmq::admin::run(args).map(print),
+        Command::Admin(args) => match shardmq::admin::run(args) {
+            Ok(out) => {
+                print(out);
+                Ok(())
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(err.exit_code());
+            }
+        },
         Command::Tune(args) => shardmq::tune::run(args).map(print),
         Command::Bench(args) => {
             shardmq::boot::keep_large_allocations_on_the_heap();

@@ -2,16 +2,9 @@
 
 mod harness;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use harness::{data_dir, Broker};
-
-fn shardmq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardmq"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use harness::{data_dir, shardmq, Broker};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -61,7 +54,7 @@ fn admin_and_bench_round_trip() {
     assert!(
         stdout(&listed)
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["bench", "4", "1"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["bench", "4", "1", "6"]),
         "{}",
         stdout(&listed)
     );

@@ -178,6 +178,17 @@ impl Client {
     }
 
     pub async fn create_topic(&self, name: &str, queues: u32) -> Result<TopicInfo> {
+        self.create_topic_with(name, queues, None).await
+    }
+
+    /// [`Client::create_topic`] with a permission (RocketMQ bits: read 4, write 2; `None` is
+    /// both).
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        queues: u32,
+        perm: Option<u8>,
+    ) -> Result<TopicInfo> {
         check_topic(name)?;
         if queues == 0 || queues > QUEUES_PER_TOPIC_MAX {
             return Err(ClientError::InvalidArgument(format!(
@@ -187,7 +198,7 @@ impl Client {
         let request = CreateTopic {
             name: name.to_owned(),
             queues,
-            perm: None,
+            perm,
         };
         let conn = self.any_connection().await?;
         conn.request(FrameKind::CreateTopic, &request, &[])

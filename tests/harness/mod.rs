@@ -44,6 +44,30 @@ pub fn batch_of(seqs: std::ops::Range<u64>, payload: impl Fn(u64) -> Vec<u8>) ->
     shardmq_protocol::batch::encode_batch(&records).to_vec()
 }
 
+/// Runs the `shardmq` binary with `args` and waits for it.
+pub fn shardmq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `shardmq admin --broker ADDR --json ARGS`; the parsed output, or the exit code and
+/// stderr when it failed.
+pub fn admin_json(addr: &str, args: &[&str]) -> Result<serde_json::Value, (i32, String)> {
+    let mut all = vec!["admin", "--broker", addr, "--json"];
+    all.extend_from_slice(args);
+    let out = shardmq(&all);
+    if !out.status.success() {
+        return Err((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("admin {args:?} printed no JSON ({e}): {out:?}")))
+}
+
 /// A data directory on the real disk (O_DIRECT needs a real filesystem), removed at drop.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
