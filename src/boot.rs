@@ -334,16 +334,20 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         Err(err) => return fail(format!("cannot open its store: {err}")),
     };
     let (mesh, calls) = boot.mesh.connect().await;
+    let groups = crate::core::groups::persist::load(store.dir()).await;
     let core = Core::new(
         store.clone(),
         boot.shard_count,
         boot.topics.clone(),
         boot.core.clone(),
         mesh,
+        groups,
     );
     core.drop_orphaned_queues().await;
     // Owned tasks: dropped (cancelled) when this function returns.
     let _mesh = glommio::spawn_local(remote::serve(core.clone(), calls));
+    let _housekeeping = glommio::spawn_local_into(core.clone().housekeeping(), background)
+        .map_err(|e| format!("cannot spawn the core's housekeeping: {e}"))?;
     let ctx = Rc::new(ShardContext::new(core.clone(), boot.stall_timeout));
     let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
@@ -372,6 +376,7 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     }
     core.begin_shutdown();
     drain(&ctx).await;
+    core.close().await;
     store
         .close()
         .await

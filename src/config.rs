@@ -64,6 +64,13 @@ pub struct BrokerArgs {
     /// Queues of a topic created by --auto-create-topics.
     #[arg(long, default_value_t = 8)]
     pub default_topic_queues: u32,
+    /// How long a queue lock for orderly consumption lasts unless its holder renews it, in ms
+    /// (RocketMQ: 60 s; members renew every 20 s).
+    #[arg(long, default_value_t = 60_000)]
+    pub queue_lock_expiry_ms: u64,
+    /// How often changed consumer offsets are written to disk, in ms: what a crash can lose.
+    #[arg(long, default_value_t = 1000)]
+    pub offsets_flush_interval_ms: u64,
     /// Microseconds an idle shard spins before parking its core. Waking a parked vCPU costs
     /// ~50 µs here; spinning trades CPU for latency.
     #[arg(long, default_value_t = 0)]
@@ -142,6 +149,7 @@ impl BrokerArgs {
         crate::core::CoreConfig {
             auto_create_topics: self.auto_create_topics,
             default_topic_queues: self.default_topic_queues,
+            queue_lock_expiry: Duration::from_millis(self.queue_lock_expiry_ms.max(1)),
         }
     }
 
@@ -155,6 +163,8 @@ impl BrokerArgs {
         config.hot_tail_bytes = self.hot_tail as usize;
         config.write_buffer_bytes = self.write_buffer as usize;
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms.max(10));
+        config.offsets_flush_interval =
+            Duration::from_millis(self.offsets_flush_interval_ms.max(10));
         config
     }
 }

@@ -172,6 +172,8 @@ fn requests_for_a_queue_of_another_shard_are_served_through_the_mesh() {
         max_messages: 10,
         max_bytes: 1 << 20,
         wait_ms: 10_000,
+        filter: None,
+        commit: None,
     })
     .unwrap();
     wrong.send_frame(FrameKind::Pull, 4, &pull);
@@ -263,6 +265,8 @@ fn huge_and_control_character_names_in_every_request_kind_get_a_short_error() {
             max_messages: 1,
             max_bytes: 1024,
             wait_ms: 0,
+            filter: None,
+            commit: None,
         })
         .unwrap();
         let offsets = envelope::encode(&shardmq_protocol::messages::QueueOffsets {

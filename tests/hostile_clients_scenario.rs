@@ -145,6 +145,8 @@ fn pull_frame(offset: u64) -> Vec<u8> {
         max_messages: 1000,
         max_bytes: 1 << 20,
         wait_ms: 0,
+        filter: None,
+        commit: None,
     })
     .unwrap()
 }

@@ -162,7 +162,7 @@ impl Client {
     }
 
     /// Any open connection, for admin requests; opens shard 0's if none is open.
-    async fn any_connection(&self) -> Result<Connection> {
+    pub(crate) async fn any_connection(&self) -> Result<Connection> {
         let open = self
             .inner
             .connections
@@ -309,6 +309,14 @@ impl Client {
             .decode()
     }
 
+    /// Sends one encoded batch without waiting for, or getting, an acknowledgement (RocketMQ's
+    /// oneway): returns once the frame is written. Whether it was stored, nobody is told.
+    pub async fn produce_oneway(&self, topic: &str, queue_id: u32, batch: &[u8]) -> Result<()> {
+        let prefix = produce_prefix(topic, queue_id, batch)?;
+        let conn = self.connection_for_queue(topic, queue_id).await?;
+        conn.send_oneway(FrameKind::Produce, &prefix, batch).await
+    }
+
     /// Pulls up to `max_messages` records / `max_bytes` bytes of `(topic, queue_id)` from
     /// `offset`, waiting up to `wait_ms` for data when there is none. The request times out after
     /// the request timeout plus `wait_ms`.
@@ -338,12 +346,6 @@ impl Client {
         max_bytes: u32,
         wait_ms: u32,
     ) -> Result<PendingPull> {
-        check_topic(topic)?;
-        if wait_ms > PULL_WAIT_MS_MAX {
-            return Err(ClientError::InvalidArgument(format!(
-                "wait_ms {wait_ms} exceeds {PULL_WAIT_MS_MAX}"
-            )));
-        }
         let request = Pull {
             topic: topic.to_owned(),
             queue_id,
@@ -351,8 +353,24 @@ impl Client {
             max_messages,
             max_bytes,
             wait_ms,
+            filter: None,
+            commit: None,
         };
-        let conn = self.connection_for_queue(topic, queue_id).await?;
+        self.send_pull_request(request).await
+    }
+
+    /// [`Client::send_pull`] of a whole pull request: with a filter (only matching records
+    /// come back) and an offset to commit for a group first.
+    pub async fn send_pull_request(&self, request: Pull) -> Result<PendingPull> {
+        check_topic(&request.topic)?;
+        if request.wait_ms > PULL_WAIT_MS_MAX {
+            return Err(ClientError::InvalidArgument(format!(
+                "wait_ms {} exceeds {PULL_WAIT_MS_MAX}",
+                request.wait_ms
+            )));
+        }
+        let (queue_id, offset, wait_ms) = (request.queue_id, request.offset, request.wait_ms);
+        let conn = self.connection_for_queue(&request.topic, queue_id).await?;
         let timeout = conn.request_timeout() + Duration::from_millis(u64::from(wait_ms));
         let prefix = envelope::encode(&request)?;
         let pending =

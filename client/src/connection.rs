@@ -29,6 +29,7 @@ use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 use rkyv::Serialize;
 use shardmq_protocol::envelope;
+use shardmq_protocol::frame::FLAG_ONEWAY;
 use shardmq_protocol::messages::{Hello, HelloReply};
 use shardmq_protocol::FrameKind;
 
@@ -68,6 +69,31 @@ struct Shared {
     pending: RefCell<HashMap<u64, ReplySlot>>,
     /// Set once, when the connection fails or is dropped.
     closed: RefCell<Option<ClientError>>,
+    /// `GroupChanged` frames the broker pushed, the newest generation per group.
+    group_changes: Rc<GroupChanges>,
+}
+
+/// The newest generation the broker announced for each group a member joined through this
+/// connection, and an event that fires on every announcement (and when the connection closes,
+/// so waiters look again).
+#[derive(Default)]
+pub struct GroupChanges {
+    generations: RefCell<HashMap<String, u64>>,
+    pub changed: event_listener::Event,
+}
+
+impl GroupChanges {
+    /// The newest generation announced for `group`.
+    pub fn generation(&self, group: &str) -> Option<u64> {
+        self.generations.borrow().get(group).copied()
+    }
+
+    fn announce(&self, group: String, generation: u64) {
+        let mut generations = self.generations.borrow_mut();
+        let newest = generations.entry(group).or_insert(0);
+        *newest = (*newest).max(generation);
+        self.changed.notify(usize::MAX);
+    }
 }
 
 impl Shared {
@@ -140,6 +166,7 @@ impl Connection {
         let shared = Rc::new(Shared {
             pending: RefCell::new(HashMap::new()),
             closed: RefCell::new(None),
+            group_changes: Rc::new(GroupChanges::default()),
         });
         let reader = glommio::spawn_local(read_loop(socket.clone(), shared.clone()));
         Ok(Connection {
@@ -172,6 +199,23 @@ impl Connection {
     /// True once the connection has failed or been shut down; it never reopens.
     pub fn is_closed(&self) -> bool {
         self.inner.shared.closed.borrow().is_some()
+    }
+
+    /// The group changes the broker announced on this connection.
+    pub fn group_changes(&self) -> Rc<GroupChanges> {
+        self.inner.shared.group_changes.clone()
+    }
+
+    /// Sends a request that wants no reply (RocketMQ's oneway): the broker answers nothing,
+    /// for success or failure. Returns once the frame is written.
+    pub async fn send_oneway(&self, kind: FrameKind, prefix: &[u8], data: &[u8]) -> Result<()> {
+        frame_io::check_frame_len(prefix, data)?;
+        self.inner.shared.check_open()?;
+        let id = self.inner.next_id.get();
+        self.inner
+            .next_id
+            .set(id.wrapping_add(1).max(HELLO_CORRELATION_ID + 1));
+        self.write_frame(kind, id, prefix, data, FLAG_ONEWAY).await
     }
 
     /// Number of requests awaiting replies.
@@ -252,7 +296,7 @@ impl Connection {
             slot,
             request: kind,
         };
-        self.write_frame(kind, id, prefix, data).await?;
+        self.write_frame(kind, id, prefix, data, 0).await?;
         Ok(pending)
     }
 
@@ -262,6 +306,7 @@ impl Connection {
         id: u64,
         prefix: &[u8],
         data: &[u8],
+        flags: u16,
     ) -> Result<()> {
         let inner = &*self.inner;
         let _permit = inner
@@ -273,7 +318,7 @@ impl Connection {
         let mut scratch = std::mem::take(&mut *inner.scratch.borrow_mut());
         let mut torn = TornFrameGuard { inner, armed: true };
         let result =
-            frame_io::write_frame(&inner.socket, &mut scratch, kind, id, prefix, data).await;
+            frame_io::write_frame(&inner.socket, &mut scratch, kind, id, prefix, data, flags).await;
         torn.armed = false;
         *inner.scratch.borrow_mut() = scratch;
         if let Err(e) = &result {
@@ -336,6 +381,7 @@ async fn handshake(socket: &Socket, hello: &Hello) -> Result<HelloReply> {
         HELLO_CORRELATION_ID,
         &prefix,
         &[],
+        0,
     )
     .await?;
     let reply = frame_io::read_frame(socket).await?;
@@ -352,6 +398,14 @@ async fn handshake(socket: &Socket, hello: &Hello) -> Result<HelloReply> {
 async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>) {
     let cause = loop {
         match frame_io::read_frame(&socket).await {
+            Ok(reply) if reply.kind == FrameKind::GroupChanged => {
+                match reply.decode::<shardmq_protocol::messages::GroupChanged>() {
+                    Ok(changed) => shared
+                        .group_changes
+                        .announce(changed.group, changed.generation),
+                    Err(e) => tracing::warn!(error = %e, "undecodable GroupChanged frame"),
+                }
+            }
             Ok(reply) => {
                 let slot = shared.pending.borrow_mut().remove(&reply.correlation_id);
                 match slot {
@@ -385,5 +439,6 @@ async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>) {
         tracing::debug!("connection closed: {cause}");
     }
     shared.fail(cause);
+    shared.group_changes.changed.notify(usize::MAX);
     socket.shutdown();
 }

@@ -99,9 +99,12 @@ pub(crate) async fn write_frame(
     correlation_id: u64,
     prefix: &[u8],
     data: &[u8],
+    flags: u16,
 ) -> Result<()> {
     let payload_len = check_frame_len(prefix, data)?;
-    let header = FrameHeader::new(kind, correlation_id, payload_len)?.encode();
+    let mut header = FrameHeader::new(kind, correlation_id, payload_len)?;
+    header.flags = flags;
+    let header = header.encode();
     scratch.clear();
     scratch.extend_from_slice(&header);
     scratch.extend_from_slice(prefix);

@@ -9,6 +9,7 @@
 //! - [`producer`]: [`Producer`], per-queue batching with linger and a bounded in-flight window;
 //!   [`SendHandle`] resolves to a record's offset.
 //! - [`consumer`]: [`Consumer`], one queue read in order with long-poll pulls.
+//! - [`group_calls`]: consumer groups, offsets and queue locks on [`Client`].
 //! - [`pull`]: [`PullResult`], an owned, aligned pull reply; validated batches and records.
 //! - [`config`]: [`ClientConfig`], the timeouts.
 //! - [`error`]: [`ClientError`], every failure as one typed enum.
@@ -43,6 +44,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 mod frame_io;
+pub mod group_calls;
 pub mod producer;
 pub mod pull;
 mod signal;

@@ -145,6 +145,8 @@ mod tests {
             max_messages: 10,
             max_bytes: 1 << 20,
             wait_ms: 5,
+            filter: None,
+            commit: None,
         };
         let mut payload = encode_prefix(&pull, 5).unwrap();
         payload.extend_from_slice(b"hello");

@@ -13,6 +13,10 @@ pub const FRAME_HEADER_BYTES: usize = 16;
 /// Set on the kind of every reply frame.
 pub const REPLY_BIT: u16 = 0x8000;
 
+/// Frame flag: the sender wants no reply (RocketMQ's oneway). The broker sends none, for
+/// success or failure.
+pub const FLAG_ONEWAY: u16 = 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum FrameKind {
@@ -29,6 +33,19 @@ pub enum FrameKind {
     ShardMap = 30,
     /// What one shard holds right now: connections, buffered bytes (for operators and tests).
     ShardStats = 31,
+    JoinGroup = 40,
+    LeaveGroup = 41,
+    GroupMembers = 42,
+    CommitOffset = 43,
+    QueryOffset = 44,
+    SearchOffset = 45,
+    ResetOffsets = 46,
+    LockQueues = 47,
+    ListGroups = 48,
+    DescribeGroup = 49,
+    DeleteGroup = 50,
+    /// Broker → client, unasked: a group the connection's member is in changed.
+    GroupChanged = 60,
     HelloReply = 1 | REPLY_BIT,
     CreateTopicReply = 10 | REPLY_BIT,
     ListTopicsReply = 11 | REPLY_BIT,
@@ -40,6 +57,17 @@ pub enum FrameKind {
     QueueOffsetsReply = 22 | REPLY_BIT,
     ShardMapReply = 30 | REPLY_BIT,
     ShardStatsReply = 31 | REPLY_BIT,
+    JoinGroupReply = 40 | REPLY_BIT,
+    LeaveGroupReply = 41 | REPLY_BIT,
+    GroupMembersReply = 42 | REPLY_BIT,
+    CommitOffsetReply = 43 | REPLY_BIT,
+    QueryOffsetReply = 44 | REPLY_BIT,
+    SearchOffsetReply = 45 | REPLY_BIT,
+    ResetOffsetsReply = 46 | REPLY_BIT,
+    LockQueuesReply = 47 | REPLY_BIT,
+    ListGroupsReply = 48 | REPLY_BIT,
+    DescribeGroupReply = 49 | REPLY_BIT,
+    DeleteGroupReply = 50 | REPLY_BIT,
     /// A reply that carries an [`crate::messages::ErrorReply`] instead of the expected type.
     Error = 0xFFFF,
 }
@@ -58,6 +86,17 @@ impl FrameKind {
         const QUEUE_OFFSETS_REPLY: u16 = 22 | REPLY_BIT;
         const SHARD_MAP_REPLY: u16 = 30 | REPLY_BIT;
         const SHARD_STATS_REPLY: u16 = 31 | REPLY_BIT;
+        const JOIN_GROUP_REPLY: u16 = 40 | REPLY_BIT;
+        const LEAVE_GROUP_REPLY: u16 = 41 | REPLY_BIT;
+        const GROUP_MEMBERS_REPLY: u16 = 42 | REPLY_BIT;
+        const COMMIT_OFFSET_REPLY: u16 = 43 | REPLY_BIT;
+        const QUERY_OFFSET_REPLY: u16 = 44 | REPLY_BIT;
+        const SEARCH_OFFSET_REPLY: u16 = 45 | REPLY_BIT;
+        const RESET_OFFSETS_REPLY: u16 = 46 | REPLY_BIT;
+        const LOCK_QUEUES_REPLY: u16 = 47 | REPLY_BIT;
+        const LIST_GROUPS_REPLY: u16 = 48 | REPLY_BIT;
+        const DESCRIBE_GROUP_REPLY: u16 = 49 | REPLY_BIT;
+        const DELETE_GROUP_REPLY: u16 = 50 | REPLY_BIT;
         Ok(match value {
             1 => Hello,
             10 => CreateTopic,
@@ -70,6 +109,18 @@ impl FrameKind {
             22 => QueueOffsets,
             30 => ShardMap,
             31 => ShardStats,
+            40 => JoinGroup,
+            41 => LeaveGroup,
+            42 => GroupMembers,
+            43 => CommitOffset,
+            44 => QueryOffset,
+            45 => SearchOffset,
+            46 => ResetOffsets,
+            47 => LockQueues,
+            48 => ListGroups,
+            49 => DescribeGroup,
+            50 => DeleteGroup,
+            60 => GroupChanged,
             HELLO_REPLY => HelloReply,
             CREATE_TOPIC_REPLY => CreateTopicReply,
             LIST_TOPICS_REPLY => ListTopicsReply,
@@ -81,6 +132,17 @@ impl FrameKind {
             QUEUE_OFFSETS_REPLY => QueueOffsetsReply,
             SHARD_MAP_REPLY => ShardMapReply,
             SHARD_STATS_REPLY => ShardStatsReply,
+            JOIN_GROUP_REPLY => JoinGroupReply,
+            LEAVE_GROUP_REPLY => LeaveGroupReply,
+            GROUP_MEMBERS_REPLY => GroupMembersReply,
+            COMMIT_OFFSET_REPLY => CommitOffsetReply,
+            QUERY_OFFSET_REPLY => QueryOffsetReply,
+            SEARCH_OFFSET_REPLY => SearchOffsetReply,
+            RESET_OFFSETS_REPLY => ResetOffsetsReply,
+            LOCK_QUEUES_REPLY => LockQueuesReply,
+            LIST_GROUPS_REPLY => ListGroupsReply,
+            DESCRIBE_GROUP_REPLY => DescribeGroupReply,
+            DELETE_GROUP_REPLY => DeleteGroupReply,
             0xFFFF => Error,
             other => return Err(ProtocolError::UnknownKind(other)),
         })
@@ -88,6 +150,11 @@ impl FrameKind {
 
     pub fn is_request(self) -> bool {
         (self as u16) & REPLY_BIT == 0
+    }
+
+    /// Frames the broker sends unasked (no request has their kind as its reply).
+    pub fn is_push(self) -> bool {
+        self == FrameKind::GroupChanged
     }
 
     /// The kind of the successful reply to this request kind.
@@ -202,7 +269,7 @@ mod tests {
         for value in 0..=u16::MAX {
             if let Ok(kind) = FrameKind::from_u16(value) {
                 assert_eq!(kind as u16, value);
-                if kind.is_request() {
+                if kind.is_request() && !kind.is_push() {
                     assert_ne!(kind.reply(), FrameKind::Error);
                     assert!(!kind.reply().is_request());
                 }

@@ -162,6 +162,8 @@ fn corrupted_valid_input_never_panics_a_decoder() {
             max_messages: 10,
             max_bytes: 1 << 20,
             wait_ms: 5,
+            filter: None,
+            commit: None,
         })
         .unwrap(),
         envelope::encode(&CreateTopic {

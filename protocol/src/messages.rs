@@ -14,6 +14,16 @@
 //! | `QueueOffsets` | –                | `QueueOffsetsReply`| –                  |
 //! | `ShardMapRequest` | –             | `ShardMap`         | –                  |
 //! | `ShardStatsRequest` | –           | `ShardStats`       | –                  |
+//! | `JoinGroup`, `GroupMembers` | –   | `GroupView`        | –                  |
+//! | `LeaveGroup`   | –                | `Deleted`          | –                  |
+//! | `CommitOffset` | –                | `CommitReply`      | –                  |
+//! | `QueryOffset`, `SearchOffset` | – | `OffsetReply`      | –                  |
+//! | `ResetOffsets` | –                | `ResetReply`       | –                  |
+//! | `LockQueues`   | –                | `LockReply`        | –                  |
+//! | `ListGroups`   | –                | `GroupList`        | –                  |
+//! | `DescribeGroup`| –                | `GroupDescription` | –                  |
+//! | `DeleteGroup`  | –                | `Deleted`          | –                  |
+//! | (broker → client) `GroupChanged`, unasked | | |                        |
 //! | any            |                  | `ErrorReply`       | –                  |
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -114,6 +124,224 @@ pub struct Pull {
     pub max_bytes: u32,
     /// Long-poll: when nothing is at `offset`, wait up to this long for it to arrive.
     pub wait_ms: u32,
+    /// Only records that match; non-matching ones never cross the network.
+    pub filter: Option<FilterSpec>,
+    /// Commit this offset for a group before reading (RocketMQ's commit in the pull).
+    pub commit: Option<OffsetCommit>,
+}
+
+/// A subscription filter: kind 0 is tags (`*` or `a || b`), kind 1 is SQL92.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FilterSpec {
+    pub kind: u8,
+    pub expression: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// The group; a broadcasting member commits as `group@member`.
+    pub group: String,
+    pub offset: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub filter: FilterSpec,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueueRef {
+    pub topic: String,
+    pub queue_id: u32,
+}
+
+/// Join a consumer group, or heartbeat in it (the same request).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroup {
+    pub group: String,
+    pub member_id: String,
+    /// 0 clustering, 1 broadcasting.
+    pub mode: u8,
+    /// 0 average (RocketMQ's default), 1 by circle.
+    pub strategy: u8,
+    pub subscriptions: Vec<Subscription>,
+    /// The member leaves when no heartbeat came for this long.
+    pub session_timeout_ms: u32,
+}
+
+/// The reply to `JoinGroup` and `GroupMembers`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// Moves whenever the members or the assignment change.
+    pub generation: u64,
+    /// Every member id, sorted.
+    pub members: Vec<String>,
+    /// The queues the asking member consumes.
+    pub assignment: Vec<QueueRef>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LeaveGroup {
+    pub group: String,
+    pub member_id: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembers {
+    pub group: String,
+    pub member_id: String,
+}
+
+/// Sent by the broker, unasked (correlation id 0), when a group the connection's member
+/// belongs to changed: fetch the new view with `JoinGroup` or `GroupMembers`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupChanged {
+    pub group: String,
+    pub generation: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommitOffset {
+    pub group: String,
+    pub topic: String,
+    pub queue_id: u32,
+    pub offset: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommitReply {
+    /// False when the offset was below the committed one (commits never move back).
+    pub moved: bool,
+}
+
+/// Where a consumer with no committed offset starts: kind 0 first, 1 last, 2 at a time.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StartFrom {
+    pub kind: u8,
+    pub timestamp_ms: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueryOffset {
+    pub group: String,
+    pub topic: String,
+    pub queue_id: u32,
+    /// Without it, a group with no committed offset gets `None`; with it, where it starts.
+    pub start: Option<StartFrom>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SearchOffset {
+    pub topic: String,
+    pub queue_id: u32,
+    /// The first offset stored at or after this time.
+    pub timestamp_ms: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct OffsetReply {
+    pub offset: Option<u64>,
+}
+
+/// Moves a group's committed offsets of every queue of a topic: kind 0 earliest, 1 latest, 2
+/// the first record stored at or after `timestamp_ms`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ResetOffsets {
+    pub group: String,
+    pub topic: String,
+    pub to: u8,
+    pub timestamp_ms: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueueOffset {
+    pub queue_id: u32,
+    pub offset: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ResetReply {
+    pub queues: Vec<QueueOffset>,
+}
+
+/// Takes (or renews) or releases a member's locks of queues for orderly consumption.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LockQueues {
+    pub group: String,
+    pub member_id: String,
+    pub queues: Vec<QueueRef>,
+    pub unlock: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LockReply {
+    /// The queues the member holds now.
+    pub held: Vec<QueueRef>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListGroups {}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub name: String,
+    pub mode: u8,
+    pub members: u32,
+    pub generation: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupList {
+    pub groups: Vec<GroupSummary>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DescribeGroup {
+    pub group: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub mode: u8,
+    pub subscriptions: Vec<Subscription>,
+    pub assignment: Vec<QueueRef>,
+    pub idle_ms: u64,
+}
+
+/// One queue of a group: where it is consumed to and how far behind.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupQueue {
+    pub topic: String,
+    pub queue_id: u32,
+    pub shard_id: u32,
+    /// For a broadcasting member's own progress, the member; `None` for the group's.
+    pub member_id: Option<String>,
+    pub committed: Option<u64>,
+    pub max_offset: u64,
+    /// `max_offset` minus what is committed (all of it when nothing is).
+    pub lag: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub name: String,
+    pub mode: u8,
+    pub strategy: u8,
+    pub generation: u64,
+    pub members: Vec<MemberDescription>,
+    pub queues: Vec<GroupQueue>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeleteGroup {
+    pub group: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub existed: bool,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

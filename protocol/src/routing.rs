@@ -16,6 +16,13 @@ pub fn fnv1a32(bytes: &[u8]) -> u32 {
     hash
 }
 
+/// The shard that coordinates a consumer group (its members, generation and assignment):
+/// `fnv1a32(group) mod shard_count`. A shard-aware member joins through that shard.
+pub fn shard_for_group(group: &str, shard_count: u32) -> u32 {
+    assert!(shard_count > 0, "a broker has at least one shard");
+    fnv1a32(group.as_bytes()) % shard_count
+}
+
 pub fn shard_for_queue(topic: &str, queue_id: u32, shard_count: u32) -> u32 {
     assert!(shard_count > 0, "a broker has at least one shard");
     ((u64::from(fnv1a32(topic.as_bytes())) + u64::from(queue_id)) % u64::from(shard_count)) as u32

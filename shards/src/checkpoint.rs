@@ -4,21 +4,19 @@
 //! unless an index holds fewer entries than the checkpoint recorded (a lost or damaged index
 //! file): then it re-indexes the whole log.
 //!
-//! File `<shard dir>/checkpoint`, whole 4 KiB blocks:
-//! `[magic "SMQC": u32][version 1: u32][body_len: u32][crc32 of body: u32][body][zeros]`, body =
+//! File `<shard dir>/checkpoint`, a `snapshot_file` (magic "SMQC", version 1) whose body is
 //! `[position: u64][queue count: u32]` then per queue `[topic_id: u32][queue_id: u32][len: u64]`.
-//! It is written to `checkpoint.tmp`, synced and renamed over the old one. A missing or invalid
-//! checkpoint means "scan the whole log", which is always correct, only slower.
+//! A missing or invalid checkpoint means "scan the whole log", which is always correct, only
+//! slower.
 
 use std::path::Path;
 
-use glommio::io::{DmaFile, OpenOptions};
-
-use crate::error::{Result, StorageError};
+use crate::error::Result;
+use crate::snapshot_file::{self, SnapshotRead};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"SMQC");
-const BLOCK_BYTES: usize = 4096;
-const PREFIX_BYTES: usize = 16;
+const VERSION: u32 = 1;
+const FILE: &str = "checkpoint";
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Checkpoint {
@@ -27,7 +25,7 @@ pub struct Checkpoint {
     pub queues: Vec<((u32, u32), u64)>,
 }
 
-pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
+fn encode_body(checkpoint: &Checkpoint) -> Vec<u8> {
     let mut body = Vec::with_capacity(12 + checkpoint.queues.len() * 16);
     body.extend_from_slice(&checkpoint.position.to_le_bytes());
     body.extend_from_slice(&(checkpoint.queues.len() as u32).to_le_bytes());
@@ -36,13 +34,11 @@ pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
         body.extend_from_slice(&queue.to_le_bytes());
         body.extend_from_slice(&len.to_le_bytes());
     }
-    let mut out = Vec::with_capacity(PREFIX_BYTES + body.len());
-    out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
+    body
+}
+
+pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
+    snapshot_file::encode(MAGIC, VERSION, &encode_body(checkpoint))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -53,15 +49,7 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
-pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-    if u32_at(bytes, 0)? != MAGIC || u32_at(bytes, 4)? != 1 {
-        return None;
-    }
-    let body_len = u32_at(bytes, 8)? as usize;
-    let body = bytes.get(PREFIX_BYTES..PREFIX_BYTES.checked_add(body_len)?)?;
-    if crc32fast::hash(body) != u32_at(bytes, 12)? {
-        return None;
-    }
+fn decode_body(body: &[u8]) -> Option<Checkpoint> {
     let position = u64_at(body, 0)?;
     let count = u32_at(body, 8)? as usize;
     if body.len() != 12 + count.checked_mul(16)? {
@@ -79,46 +67,29 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
     Some(Checkpoint { position, queues })
 }
 
+pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+    decode_body(snapshot_file::decode(MAGIC, VERSION, bytes).ok()?)
+}
+
 pub async fn read(dir: &Path) -> Option<Checkpoint> {
-    let path = dir.join("checkpoint");
-    let file = DmaFile::open(&path).await.ok()?;
-    let size = file.file_size().await.ok()? as usize;
-    let bytes = file.read_at(0, size).await.ok();
-    let _ = file.close().await;
-    let checkpoint = decode(&bytes?);
-    if checkpoint.is_none() {
-        tracing::warn!(path = %path.display(), "checkpoint is invalid; recovery scans the whole log");
+    match snapshot_file::read(dir, FILE, MAGIC, VERSION).await {
+        SnapshotRead::Missing => None,
+        SnapshotRead::Valid(body) => {
+            let checkpoint = decode_body(&body);
+            if checkpoint.is_none() {
+                tracing::warn!(dir = %dir.display(), "checkpoint body is invalid; recovery scans the whole log");
+            }
+            checkpoint
+        }
+        SnapshotRead::Invalid(why) => {
+            tracing::warn!(dir = %dir.display(), %why, "checkpoint is invalid; recovery scans the whole log");
+            None
+        }
     }
-    checkpoint
 }
 
 pub async fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
-    let tmp = dir.join("checkpoint.tmp");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&tmp)
-        .await
-        .map_err(|e| StorageError::glommio(&tmp, e))?;
-    let encoded = encode(checkpoint);
-    let mut block = file.alloc_dma_buffer(encoded.len().div_ceil(BLOCK_BYTES) * BLOCK_BYTES);
-    block.as_bytes_mut().fill(0);
-    block.as_bytes_mut()[..encoded.len()].copy_from_slice(&encoded);
-    file.write_at(block, 0)
-        .await
-        .map_err(|e| StorageError::glommio(&tmp, e))?;
-    file.fdatasync()
-        .await
-        .map_err(|e| StorageError::glommio(&tmp, e))?;
-    file.close()
-        .await
-        .map_err(|e| StorageError::glommio(&tmp, e))?;
-    let target = dir.join("checkpoint");
-    glommio::io::rename(&tmp, &target)
-        .await
-        .map_err(|e| StorageError::glommio(&target, e))?;
-    Ok(())
+    snapshot_file::write(dir, FILE, MAGIC, VERSION, &encode_body(checkpoint)).await
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub struct StoreConfig {
     pub index_resident_chunks: usize,
     /// How often indexes are persisted and the recovery checkpoint advanced.
     pub checkpoint_interval: Duration,
+    /// How often changed consumer offsets are written (what a crash can lose at most).
+    pub offsets_flush_interval: Duration,
 }
 
 impl StoreConfig {
@@ -49,6 +51,7 @@ impl StoreConfig {
             write_behind_buffers: 4,
             index_resident_chunks: 16,
             checkpoint_interval: Duration::from_secs(2),
+            offsets_flush_interval: Duration::from_secs(1),
         }
     }
 

@@ -11,15 +11,19 @@
 //! - [`index_format`]: the index file's header and 32-byte entries (position, tag code, time).
 //! - [`hot_tail`]: recent batches in memory.
 //! - [`prefetch`]: a catching-up consumer's next pull, read while this one is sent.
+//! - [`search`]: offsets by store time; whether an offset is in memory.
 //! - [`read_plan`]: which batches a pull returns, from the index, before reading them.
 //! - [`checkpoint`]: the position recovery starts from.
+//! - [`snapshot_file`]: small files replaced whole (checkpoint, consumer offsets).
 //! - [`recovery`]: CRC scan, torn-tail cut, index rebuild.
 //! - [`iopoll_probe`]: a guard against a glommio device-probe bug; run before opening files.
+//! - [`consumer_offsets`]: each consumer group's progress on this shard's queues.
 //! - [`config`], [`error`].
 
 pub mod append;
 pub mod checkpoint;
 pub mod config;
+pub mod consumer_offsets;
 pub mod durability;
 pub mod error;
 pub mod hot_tail;
@@ -30,7 +34,9 @@ pub mod prefetch;
 pub mod read;
 pub mod read_plan;
 pub mod recovery;
+pub mod search;
 pub mod segment;
+pub mod snapshot_file;
 pub mod store;
 pub mod writer;
 

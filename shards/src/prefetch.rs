@@ -73,6 +73,7 @@ mod tests {
                 end_offset: tag + 1,
                 position: 0,
                 len: 64,
+                selected: None,
             };
             Ok((vec![plan], vec![], true))
         })

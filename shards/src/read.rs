@@ -14,6 +14,7 @@
 //! names the planned queue, base offset and end offset.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -36,13 +37,19 @@ pub struct StoredBatch {
     /// Log position of the batch's first byte (RocketMQ's physical offset of its first record).
     pub position: u64,
     pub bytes: Bytes,
+    /// For a read filtered by tag codes: the records (by index in the batch) whose code
+    /// matched; `None` when the read was not filtered.
+    pub selected: Option<Vec<u32>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRequest {
     pub offset: u64,
     pub max_messages: u32,
     pub max_bytes: u32,
+    /// Keep only records whose tag code is in the set (from the index, before any log read);
+    /// `max_messages` then counts matching records.
+    pub tag_codes: Option<Rc<HashSet<i64>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -84,6 +91,11 @@ impl ShardStore {
         let Some(index) = index else {
             return Ok(ReadOutcome::default());
         };
+        if let Some(codes) = request.tag_codes.clone() {
+            return self
+                .read_filtered(&index, topic_id, queue_id, &request, &codes)
+                .await;
+        }
         let key = (
             (topic_id, queue_id),
             request.offset,
@@ -92,7 +104,7 @@ impl ShardStore {
         );
         let (planned, batches, from_disk) = match self.inner.prefetch.take(key) {
             Some(pull) => pull.await?,
-            None => self.read_planned(&index, request).await?,
+            None => self.read_planned(&index, request.clone()).await?,
         };
         for (batch, plan) in batches.iter().zip(&planned) {
             assert_matches_plan(&batch.bytes, plan, topic_id, queue_id);
@@ -118,6 +130,36 @@ impl ShardStore {
         })
     }
 
+    /// A read filtered by tag codes: planned from the index (batches without a matching entry
+    /// are never read), not prefetched.
+    async fn read_filtered(
+        &self,
+        index: &Rc<RefCell<QueueIndex>>,
+        topic_id: u32,
+        queue_id: u32,
+        request: &ReadRequest,
+        codes: &HashSet<i64>,
+    ) -> Result<ReadOutcome> {
+        let limits = PullLimits {
+            max_offset: index.borrow().len(),
+            max_messages: request.max_messages,
+            max_bytes: request.max_bytes,
+        };
+        let (planned, scanned_to) =
+            read_plan::plan_filtered(index, request.offset, &limits, codes).await?;
+        let (batches, _) = self.fetch(&planned).await?;
+        for (batch, plan) in batches.iter().zip(&planned) {
+            assert_matches_plan(&batch.bytes, plan, topic_id, queue_id);
+        }
+        let max_offset = limits.max_offset.max(index.borrow().len());
+        Ok(ReadOutcome {
+            batches,
+            next_offset: scanned_to,
+            min_offset: 0,
+            max_offset,
+        })
+    }
+
     /// Starts reading the queue's next pull now (if it is small enough to be worth holding).
     fn prefetch_next(
         &self,
@@ -129,17 +171,15 @@ impl ShardStore {
         if next.max_bytes > PREFETCH_BYTES_MAX {
             return;
         }
+        let key = (
+            (topic_id, queue_id),
+            next.offset,
+            next.max_messages,
+            next.max_bytes,
+        );
         let (store, index) = (self.clone(), index.clone());
         let pull = glommio::spawn_local(async move { store.read_planned(&index, next).await });
-        self.inner.prefetch.insert(
-            (
-                (topic_id, queue_id),
-                next.offset,
-                next.max_messages,
-                next.max_bytes,
-            ),
-            pull,
-        );
+        self.inner.prefetch.insert(key, pull);
     }
 
     /// Plans a pull from the index and reads its batches.
@@ -185,6 +225,7 @@ impl ShardStore {
             batches.push(StoredBatch {
                 position: plan.position,
                 bytes,
+                selected: plan.selected.clone(),
             });
         }
         Ok((batches, !data.is_empty()))

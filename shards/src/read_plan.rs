@@ -15,7 +15,7 @@ use crate::index::QueueIndex;
 use crate::recovery::entry_at;
 
 /// One stored batch a pull returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedBatch {
     /// Queue offset of the batch's first record.
     pub base_offset: u64,
@@ -23,6 +23,9 @@ pub struct PlannedBatch {
     pub end_offset: u64,
     pub position: u64,
     pub len: u32,
+    /// For a pull filtered by tag codes: the records (by index in the batch) whose code
+    /// matched; `None` for an unfiltered pull.
+    pub selected: Option<Vec<u32>>,
 }
 
 pub struct PullLimits {
@@ -52,12 +55,63 @@ pub async fn plan(
             end_offset,
             position: entry.position,
             len: entry.batch_len,
+            selected: None,
         });
         messages += end_offset - at;
         bytes += u64::from(entry.batch_len);
         at = end_offset;
     }
     Ok(planned)
+}
+
+/// Entries a filtered pull looks at, at most, before it answers (with what matched, possibly
+/// nothing, and where to go on): a filter that matches little must not make one pull scan a
+/// whole backlog.
+pub const FILTER_SCAN_ENTRIES_MAX: u64 = 64 * 1024;
+
+/// A pull that keeps only records whose tag code is in `codes`, decided from the index alone:
+/// batches with no matching entry are never read. Returns the batches that hold a match (each
+/// with the matching records) and the offset the scan reached.
+pub async fn plan_filtered(
+    index: &RefCell<QueueIndex>,
+    offset: u64,
+    limits: &PullLimits,
+    codes: &std::collections::HashSet<i64>,
+) -> Result<(Vec<PlannedBatch>, u64)> {
+    let mut planned: Vec<PlannedBatch> = Vec::new();
+    let (mut at, mut matched, mut bytes) = (offset, 0u64, 0u64);
+    let scan_end = limits
+        .max_offset
+        .min(offset.saturating_add(FILTER_SCAN_ENTRIES_MAX));
+    while at < scan_end && matched < u64::from(limits.max_messages) {
+        let entry = entry_at(index, at).await?;
+        if !codes.contains(&entry.tag_code) {
+            at += 1;
+            continue;
+        }
+        let base_offset = at - u64::from(entry.delta);
+        let same_batch = planned.last().is_some_and(|p| p.position == entry.position);
+        if !same_batch {
+            if bytes > 0 && bytes + u64::from(entry.batch_len) > u64::from(limits.max_bytes) {
+                break;
+            }
+            bytes += u64::from(entry.batch_len);
+            let end_offset = batch_end(index, at, entry.position, limits.max_offset).await?;
+            planned.push(PlannedBatch {
+                base_offset,
+                end_offset,
+                position: entry.position,
+                len: entry.batch_len,
+                selected: Some(Vec::new()),
+            });
+        }
+        if let Some(selected) = planned.last_mut().and_then(|p| p.selected.as_mut()) {
+            selected.push(entry.delta);
+        }
+        matched += 1;
+        at += 1;
+    }
+    Ok((planned, at))
 }
 
 /// The first offset after `at` whose entry is not in the batch at `position`.
@@ -136,13 +190,15 @@ mod tests {
                     base_offset: 1,
                     end_offset: 1001,
                     position: 1000,
-                    len: 900
+                    len: 900,
+                    selected: None,
                 },
                 PlannedBatch {
                     base_offset: 1001,
                     end_offset: 1004,
                     position: 2000,
-                    len: 100
+                    len: 100,
+                    selected: None,
                 },
             ]
         );

@@ -27,6 +27,7 @@ use glommio::{Task, TaskQueueHandle};
 
 use crate::checkpoint;
 use crate::config::{FlushMode, StoreConfig};
+use crate::consumer_offsets::ConsumerOffsets;
 use crate::durability::Appended;
 use crate::error::{Result, StorageError};
 use crate::hot_tail::HotTail;
@@ -57,6 +58,7 @@ pub(crate) struct Inner {
     pub(crate) background: Option<TaskQueueHandle>,
     tasks: RefCell<Vec<Task<()>>>,
     recovery: RecoveryReport,
+    pub(crate) consumer_offsets: ConsumerOffsets,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -91,6 +93,7 @@ impl ShardStore {
             write_behind: config.write_behind_buffers,
         };
         glommio::spawn_local(writer::run(log.clone(), writer_config)).detach();
+        let consumer_offsets = ConsumerOffsets::open(&config.dir).await?;
         let queues = recovered
             .indexes
             .into_iter()
@@ -112,6 +115,7 @@ impl ShardStore {
                 background,
                 tasks: RefCell::new(Vec::new()),
                 recovery: recovered.report,
+                consumer_offsets,
             }),
         };
         store.checkpoint().await?;
@@ -144,10 +148,30 @@ impl ShardStore {
                 }
             }
         })));
+        let store = self.clone();
+        let interval = self.inner.config.offsets_flush_interval;
+        tasks.extend(spawn(Box::pin(async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                if let Err(err) = store.inner.consumer_offsets.persist().await {
+                    tracing::warn!(shard = store.shard_id(), error = %err, "writing consumer offsets failed; will retry");
+                }
+            }
+        })));
+    }
+
+    /// The consumer offsets of the queues this shard owns.
+    pub fn consumer_offsets(&self) -> &ConsumerOffsets {
+        &self.inner.consumer_offsets
     }
 
     pub fn shard_id(&self) -> u32 {
         self.inner.config.shard_id
+    }
+
+    /// The shard's own directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.config.dir
     }
 
     pub fn flush_mode(&self) -> FlushMode {
@@ -382,6 +406,7 @@ impl ShardStore {
             other => Err(other),
         })?;
         self.checkpoint().await?;
+        self.inner.consumer_offsets.persist().await?;
         let segments: Vec<_> = self.inner.segments.borrow().iter().cloned().collect();
         for segment in segments {
             segment.close_reader().await;

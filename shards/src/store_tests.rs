@@ -46,6 +46,7 @@ fn request(offset: u64, max_messages: u32, max_bytes: u32) -> ReadRequest {
         offset,
         max_messages,
         max_bytes,
+        tag_codes: None,
     }
 }
 
@@ -318,6 +319,109 @@ fn long_poll_wakes_on_append_and_times_out_without() {
         });
         assert!(store.wait_for_data(1, 0, 0, Duration::from_secs(30)).await);
         task.await;
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn offsets_are_found_by_store_time_and_by_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = open_sync(&path).await;
+        let mut stamps = Vec::new();
+        for seq in 0..6 {
+            let outcome = store.append(1, 0, batch(0, seq, 3)).await.unwrap();
+            stamps.push((outcome.store_ms, outcome.base_offset));
+            glommio::timer::sleep(Duration::from_millis(3)).await;
+        }
+        for (i, (ms, base)) in stamps.iter().enumerate() {
+            assert_eq!(
+                store.offset_by_time(1, 0, *ms).await.unwrap(),
+                *base,
+                "batch {i}"
+            );
+            let later = stamps.get(i + 1).map_or(18, |(_, b)| *b);
+            assert_eq!(store.offset_by_time(1, 0, ms + 1).await.unwrap(), later);
+        }
+        assert_eq!(store.offset_by_time(1, 0, 0).await.unwrap(), 0);
+        assert_eq!(store.offset_by_time(1, 0, u64::MAX).await.unwrap(), 18);
+        assert_eq!(
+            store.offset_by_time(9, 9, 0).await.unwrap(),
+            0,
+            "an unknown queue"
+        );
+        assert_eq!(
+            store.earliest_store_time(1, 0).await.unwrap(),
+            Some(stamps[0].0)
+        );
+        assert!(store.offset_in_memory(1, 0, 17).await.unwrap());
+        assert!(!store.offset_in_memory(1, 0, 18).await.unwrap());
+        store.close().await.unwrap();
+    });
+}
+
+/// A batch of one record tagged `tag`.
+fn tagged(tag: &str, seq: u32) -> ValidatedBatch {
+    let record = Record {
+        tags: tag.into(),
+        keys: vec![format!("{tag}-{seq}")],
+        payload: vec![seq as u8; 100],
+        ..Record::default()
+    };
+    ValidatedBatch::new(BytesMut::from(&encode_batch(&[record])[..])).unwrap()
+}
+
+#[test]
+fn a_tag_filtered_read_skips_batches_from_the_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = open_sync(&path).await;
+        for seq in 0..30 {
+            let tag = if seq % 10 == 3 { "rare" } else { "common" };
+            store.append(1, 0, tagged(tag, seq)).await.unwrap();
+        }
+        let codes: std::collections::HashSet<i64> =
+            [shardmq_protocol::record::tag_code("rare")].into();
+        let filtered = ReadRequest {
+            offset: 0,
+            max_messages: 100,
+            max_bytes: 1 << 20,
+            tag_codes: Some(std::rc::Rc::new(codes)),
+        };
+        let read = store.read(1, 0, filtered.clone()).await.unwrap();
+        let bases: Vec<u64> = read
+            .batches
+            .iter()
+            .map(|b| {
+                shardmq_protocol::BatchHeader::parse(&b.bytes)
+                    .unwrap()
+                    .base_offset
+            })
+            .collect();
+        assert_eq!(bases, vec![3, 13, 23], "only the matching batches are read");
+        assert!(read
+            .batches
+            .iter()
+            .all(|b| b.selected.as_deref() == Some(&[0][..])));
+        assert_eq!(read.next_offset, 30, "the scan went to the end");
+        let one = store
+            .read(
+                1,
+                0,
+                ReadRequest {
+                    max_messages: 1,
+                    ..filtered
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (one.batches.len(), one.next_offset),
+            (1, 4),
+            "stops after the limit"
+        );
         store.close().await.unwrap();
     });
 }

@@ -57,6 +57,9 @@ impl Core {
 
     /// Frees this shard's queues of a deleted topic.
     pub(crate) async fn drop_topic_data(&self, topic_id: u32, queues: u32) {
+        self.store
+            .consumer_offsets()
+            .remove(|key| key.topic_id == topic_id);
         for queue_id in 0..queues {
             if let Err(err) = self.store.delete_queue(topic_id, queue_id).await {
                 tracing::warn!(shard = self.shard_id, topic_id, queue_id, error = %err, "cannot remove a deleted queue's index; it is removed at the next start");

@@ -13,26 +13,43 @@
 //! - [`topics`]: the topic registry and each shard's lock-free view of it.
 //! - [`produce`]: appending a validated batch; when its acknowledgement may go.
 //! - [`pull`]: reading a queue, with long polling.
+//! - [`queue_ops`]: calls about one queue: offsets, consumer offsets, searches by time.
 //! - [`admin`]: topic create / update / delete / status across shards.
+//! - [`groups`]: consumer groups on their coordinator shard; [`membership`] wires them to calls
+//!   and notifications.
+//! - [`filter`]: tag and SQL92 filters.
+//! - [`locks`]: queue locks for orderly consumption.
 //! - [`remote`]: the calls one shard makes on another, and their handler.
 //! - [`error`]: the errors every call can fail with (`CoreError`).
 
 pub mod admin;
 pub mod error;
+pub mod filter;
+pub mod groups;
+pub mod locks;
+pub mod membership;
 pub mod produce;
 pub mod pull;
+pub mod queue_ops;
 pub mod remote;
 pub mod topics;
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Duration;
 
 use event_listener::Event;
 use shardmq_protocol::routing::shard_for_queue;
 use shardmq_shards::ShardStore;
 
 pub use error::{CoreError, CoreResult};
+use filter::FilterCache;
+use groups::persist::GroupRecord;
+use groups::Coordinator;
+use locks::QueueLocks;
+use membership::GroupNotifier;
 use remote::CoreMesh;
 use topics::{Topic, TopicRegistry, TopicView};
 
@@ -44,6 +61,9 @@ pub struct CoreConfig {
     pub auto_create_topics: bool,
     /// Queues of a topic created that way.
     pub default_topic_queues: u32,
+    /// How long a queue lock for orderly consumption lasts unless renewed (RocketMQ's
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, 60 s).
+    pub queue_lock_expiry: Duration,
 }
 
 impl Default for CoreConfig {
@@ -51,6 +71,7 @@ impl Default for CoreConfig {
         CoreConfig {
             auto_create_topics: true,
             default_topic_queues: 8,
+            queue_lock_expiry: Duration::from_secs(60),
         }
     }
 }
@@ -66,26 +87,55 @@ pub struct Core {
     shutting_down: Cell<bool>,
     /// Notified once when shutdown begins: long polls answer at once.
     pub shutdown: Event,
+    /// This core itself, for tasks it spawns.
+    me: Weak<Core>,
+    /// The groups this shard coordinates.
+    coordinator: Coordinator,
+    /// Connections that can be told about group changes, by id.
+    notifiers: RefCell<HashMap<u64, Rc<dyn GroupNotifier>>>,
+    next_connection: Cell<u64>,
+    /// Parsed subscription filters.
+    filters: FilterCache,
+    /// Orderly-consumption locks of the queues this shard owns.
+    locks: QueueLocks,
 }
 
 impl Core {
+    /// A shard's core over its opened store; `groups` are the records of the groups this shard
+    /// coordinates (`groups::persist::load`).
     pub fn new(
         store: ShardStore,
         shard_count: u32,
         registry: Arc<TopicRegistry>,
         config: CoreConfig,
         mesh: CoreMesh,
+        groups: Vec<GroupRecord>,
     ) -> Rc<Core> {
-        Rc::new(Core {
+        Rc::new_cyclic(|me| Core {
             shard_id: store.shard_id(),
             shard_count,
             store,
             topics: TopicView::new(registry),
+            locks: QueueLocks::new(config.queue_lock_expiry),
             config,
             mesh,
             shutting_down: Cell::new(false),
             shutdown: Event::new(),
+            me: me.clone(),
+            coordinator: Coordinator::with_records(groups),
+            notifiers: RefCell::new(HashMap::new()),
+            next_connection: Cell::new(1),
+            filters: FilterCache::default(),
         })
+    }
+
+    /// Writes what the core keeps across restarts (the groups file); before the store closes.
+    pub async fn close(&self) {
+        self.persist_groups().await;
+    }
+
+    pub(crate) fn expire_locks(&self, now: std::time::Instant) {
+        self.locks.expire(now);
     }
 
     /// The shard that owns `(topic, queue_id)`.

@@ -10,13 +10,28 @@
 //! answers nothing with `next_offset` = the minimum ([`PullStatus::OffsetTooSmall`], so a
 //! consumer behind retention jumps forward instead of looping on errors); an offset past the
 //! end answers nothing with `next_offset` = the end ([`PullStatus::OffsetOverflow`]).
+//!
+//! Filters: a pull may carry its subscription's filter. Tag codes are tested on the index, so
+//! batches without a match are never read; the exact tag or the SQL92 expression is then tested
+//! per record (`filter::apply`), and only matching records are sent. A pull that found records
+//! but no match answers [`PullStatus::NoMatch`] with `next_offset` past them; a long poll that
+//! such records woke goes back to waiting from there until its time is up.
+//!
+//! Commits: a pull may carry the group's offset to commit (RocketMQ's `commitOffset` in
+//! `PULL_MESSAGE`), committed on the owning shard before the read.
 
 use std::time::Duration;
 
+use std::rc::Rc;
+use std::time::Instant;
+
 use shardmq_protocol::limits::PULL_WAIT_MS_MAX;
+use shardmq_shards::consumer_offsets::OffsetKey;
 use shardmq_shards::{ReadRequest, StorageError, StoredBatch};
 
 use super::error::{CoreError, CoreResult};
+use super::filter::{self, Filter};
+use super::groups::FilterSpec;
 use super::remote::{RemoteCall, RemoteReply};
 use super::Core;
 use crate::limits::PULL_BYTES_MAX;
@@ -31,6 +46,17 @@ pub struct PullCall {
     pub max_bytes: u32,
     /// Long poll: when nothing is at the offset, wait up to this long for it.
     pub wait: Duration,
+    /// The subscription's filter (`None`: everything).
+    pub filter: Option<FilterSpec>,
+    /// An offset to commit for a group before reading.
+    pub commit: Option<PullCommit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullCommit {
+    /// The group, or `group@member` for a broadcasting member's own progress.
+    pub group: String,
+    pub offset: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +64,8 @@ pub enum PullStatus {
     Found,
     /// The offset is the queue's end: nothing yet.
     NoNewMessages,
+    /// Records were there, but none matched the filter; `next_offset` is past them.
+    NoMatch,
     OffsetTooSmall,
     OffsetOverflow,
 }
@@ -81,13 +109,40 @@ impl Core {
                 remote: Some(owner),
             });
         }
+        if let Err(err) = self.commit_in_pull(&call) {
+            return PullStart::Ready(Err(err));
+        }
         let pulled = self.read(&call).await;
         match pulled {
-            Ok(p) if p.status == PullStatus::NoNewMessages && !call.wait.is_zero() => {
+            Ok(p) if waits(p.status) && !call.wait.is_zero() => {
+                let call = PullCall {
+                    offset: p.next_offset,
+                    commit: None,
+                    ..call
+                };
                 PullStart::Park(Parked { call, remote: None })
             }
             other => PullStart::Ready(other),
         }
+    }
+
+    /// Commits the offset a pull carries, on the owning shard.
+    fn commit_in_pull(&self, call: &PullCall) -> CoreResult<()> {
+        let Some(commit) = &call.commit else {
+            return Ok(());
+        };
+        Self::check_group(commit.group.split('@').next().unwrap_or_default())?;
+        let topic = self.topic_queue(&call.topic, call.queue_id)?;
+        let (_, max) = self.store.offsets(topic.topic_id, call.queue_id);
+        let key = OffsetKey {
+            group: Rc::from(commit.group.as_str()),
+            topic_id: topic.topic_id,
+            queue_id: call.queue_id,
+        };
+        self.store
+            .consumer_offsets()
+            .commit(key, commit.offset.min(max));
+        Ok(())
     }
 
     /// Waits out a parked pull and answers it.
@@ -113,19 +168,30 @@ impl Core {
         }
     }
 
-    async fn wait_and_read(&self, call: PullCall) -> CoreResult<Pulled> {
-        let topic = self.topic_queue(&call.topic, call.queue_id)?;
-        let data = self
-            .store
-            .wait_for_data(topic.topic_id, call.queue_id, call.offset, call.wait);
-        futures_lite::future::or(
-            async {
-                data.await;
-            },
-            self.until_shutdown(),
-        )
-        .await;
-        self.read(&call).await
+    /// The second half of a long poll: waits for data past the offset, reads, and while what
+    /// came did not match the filter, goes on waiting from past it until the time is up.
+    async fn wait_and_read(&self, mut call: PullCall) -> CoreResult<Pulled> {
+        let deadline = Instant::now() + call.wait;
+        loop {
+            let topic = self.topic_queue(&call.topic, call.queue_id)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let data = self
+                .store
+                .wait_for_data(topic.topic_id, call.queue_id, call.offset, left);
+            futures_lite::future::or(
+                async {
+                    data.await;
+                },
+                self.until_shutdown(),
+            )
+            .await;
+            let pulled = self.read(&call).await?;
+            let time_is_up = Instant::now() >= deadline || self.is_shutting_down();
+            if !waits(pulled.status) || time_is_up {
+                return Ok(pulled);
+            }
+            call.offset = pulled.next_offset;
+        }
     }
 
     /// Reads what is there now, on the owning shard.
@@ -137,10 +203,15 @@ impl Core {
                 what: "readable",
             });
         }
+        let filter = match &call.filter {
+            Some(spec) if !spec.is_all() => Some(self.filters.get(spec)?),
+            _ => None,
+        };
         let request = ReadRequest {
             offset: call.offset,
             max_messages: call.max_messages.max(1),
             max_bytes: call.max_bytes.clamp(1, PULL_BYTES_MAX),
+            tag_codes: filter.as_deref().and_then(Filter::codes),
         };
         let read = match self
             .store
@@ -158,14 +229,20 @@ impl Core {
             }
             Err(err) => return Err(err.into()),
         };
-        let status = if read.batches.is_empty() {
-            PullStatus::NoNewMessages
-        } else {
+        let batches = match &filter {
+            Some(filter) => filter::apply(filter, read.batches, call.offset),
+            None => read.batches,
+        };
+        let status = if !batches.is_empty() {
             PullStatus::Found
+        } else if read.next_offset > call.offset {
+            PullStatus::NoMatch
+        } else {
+            PullStatus::NoNewMessages
         };
         Ok(Pulled {
             status,
-            batches: read.batches,
+            batches,
             next_offset: read.next_offset,
             min_offset: read.min_offset,
             max_offset: read.max_offset,
@@ -183,6 +260,11 @@ impl Core {
             shard_id: self.shard_id,
         }
     }
+}
+
+/// Statuses a long poll waits on.
+fn waits(status: PullStatus) -> bool {
+    matches!(status, PullStatus::NoNewMessages | PullStatus::NoMatch)
 }
 
 fn check(call: &PullCall) -> CoreResult<()> {

@@ -6,8 +6,10 @@ use std::rc::Rc;
 use shardmq_protocol::ValidatedBatch;
 
 use super::error::{CoreError, CoreResult};
+use super::membership::{GroupAnswer, GroupOp};
 use super::produce::{Ack, Produced};
 use super::pull::{PullCall, Pulled};
+use super::queue_ops::{QueueAnswer, QueueOp};
 use super::Core;
 use crate::mesh::{Mesh, MeshEnds};
 
@@ -19,14 +21,28 @@ pub enum RemoteCall {
         batch: ValidatedBatch,
     },
     Pull(PullCall),
-    QueueOffsets {
+    /// A call about one queue (offsets, consumer offsets, searches).
+    Queue {
         topic: String,
         queue_id: u32,
+        op: QueueOp,
     },
     /// A topic was deleted: free the queues of it this shard holds.
     DropTopicData {
         topic_id: u32,
         queues: u32,
+    },
+    /// A call about a group, for its coordinator.
+    Group(GroupOp),
+    /// A group was deleted: forget its offsets on this shard.
+    DropGroupData {
+        group: String,
+    },
+    /// Tell the member behind a connection of this shard that its group changed.
+    Notify {
+        connection: u64,
+        group: String,
+        generation: u64,
     },
 }
 
@@ -34,7 +50,8 @@ pub enum RemoteCall {
 pub enum RemoteReply {
     Produced(CoreResult<Produced>),
     Pulled(CoreResult<Pulled>),
-    QueueOffsets(CoreResult<(u64, u64)>),
+    Queue(CoreResult<QueueAnswer>),
+    Group(GroupAnswer),
     Done,
 }
 
@@ -67,23 +84,6 @@ impl Core {
         }
         Ok(())
     }
-
-    /// The queue's `(min, max)` offsets, from the shard that owns it.
-    pub async fn queue_offsets(&self, topic: &str, queue_id: u32) -> CoreResult<(u64, u64)> {
-        let owner = self.owner(topic, queue_id);
-        if owner == self.shard_id {
-            let topic = self.topic_queue(topic, queue_id)?;
-            return Ok(self.store.offsets(topic.topic_id, queue_id));
-        }
-        let call = RemoteCall::QueueOffsets {
-            topic: topic.to_string(),
-            queue_id,
-        };
-        match self.call(owner, call).await? {
-            RemoteReply::QueueOffsets(result) => result,
-            other => Err(other.unexpected(owner)),
-        }
-    }
 }
 
 /// Serves the calls other shards make on `core`.
@@ -110,11 +110,26 @@ async fn handle(core: &Core, call: RemoteCall) -> RemoteReply {
             batch,
         } => RemoteReply::Produced(produce_acknowledged(core, &topic, queue_id, batch).await),
         RemoteCall::Pull(call) => RemoteReply::Pulled(core.pull_to_end(call).await),
-        RemoteCall::QueueOffsets { topic, queue_id } => {
-            RemoteReply::QueueOffsets(core.queue_offsets(&topic, queue_id).await)
-        }
+        RemoteCall::Queue {
+            topic,
+            queue_id,
+            op,
+        } => RemoteReply::Queue(core.queue_op_here(&topic, queue_id, op).await),
         RemoteCall::DropTopicData { topic_id, queues } => {
             core.drop_topic_data(topic_id, queues).await;
+            RemoteReply::Done
+        }
+        RemoteCall::Group(op) => RemoteReply::Group(core.group_op_here(op).await),
+        RemoteCall::DropGroupData { group } => {
+            core.drop_group_data(&group);
+            RemoteReply::Done
+        }
+        RemoteCall::Notify {
+            connection,
+            group,
+            generation,
+        } => {
+            core.deliver(connection, &group, generation);
             RemoteReply::Done
         }
     }

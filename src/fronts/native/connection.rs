@@ -25,21 +25,25 @@
 //! error reply and the connection goes on. Either way the reason is logged and nothing else on
 //! the shard is affected.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::rc::{Rc, Weak};
 
 use event_listener::Event;
 use futures_lite::io::{BufReader, BufWriter, ReadHalf};
 use glommio::net::TcpStream;
 use shardmq_protocol::envelope;
+use shardmq_protocol::frame::FLAG_ONEWAY;
 use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
-use shardmq_protocol::messages::HelloReply;
+use shardmq_protocol::messages::{GroupChanged, HelloReply};
 use shardmq_protocol::{FrameKind, ProtocolError};
 
 use super::dispatch::{self, dispatch, finish_pull, Dispatched, LaterPull};
 use super::error::NativeError;
 use super::frame_io::{native_reply, read_frame, FrameError, InFrame};
+use super::groups::Session;
 use super::request::Request;
+use crate::core::membership::GroupNotifier;
 use crate::limits::{PARKED_PULLS_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES};
 use crate::server::body::socket_arrived;
 use crate::server::closer::Closer;
@@ -57,6 +61,57 @@ struct Connection {
     /// Long polls parked now, and a notification each time one ends.
     parked: Cell<usize>,
     parked_ended: Event,
+    /// Where group changes reach this connection, and the members that joined through it.
+    session: Session,
+}
+
+/// Tells a connection's members that their group changed: a `GroupChanged` frame, unasked.
+struct Notifier {
+    connection: Weak<Connection>,
+}
+
+impl GroupNotifier for Notifier {
+    fn group_changed(&self, group: &str, generation: u64) {
+        let Some(conn) = self.connection.upgrade() else {
+            return;
+        };
+        let changed = GroupChanged {
+            group: group.to_string(),
+            generation,
+        };
+        let Ok(prefix) = envelope::encode(&changed) else {
+            return;
+        };
+        let Ok(frame) = native_reply(FrameKind::GroupChanged, 0, prefix, Vec::new()) else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let _ = conn.outbox.send(frame).await;
+        })
+        .detach();
+    }
+}
+
+impl Connection {
+    /// Unregisters the connection's notifier and lets its members leave their groups (only
+    /// those still registered through this connection).
+    fn leave_groups(&self) {
+        let core = self.ctx.core.clone();
+        let target = self.session.notify;
+        core.unregister_notifier(target);
+        let joined = std::mem::take(&mut *self.session.joined.borrow_mut());
+        if joined.is_empty() {
+            return;
+        }
+        glommio::spawn_local(async move {
+            for (group, member) in joined {
+                if let Err(err) = core.leave_group(&group, &member, Some(target)).await {
+                    tracing::debug!(%group, %member, error = %err, "a closed connection's member could not leave its group");
+                }
+            }
+        })
+        .detach();
+    }
 }
 
 /// Why the reader stopped.
@@ -107,14 +162,24 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
         watched.progress.clone(),
         closer.clone(),
     ));
-    let conn = Rc::new(Connection {
-        ctx,
-        outbox,
-        closer,
-        progress: watched.progress.clone(),
-        peer,
-        parked: Cell::new(0),
-        parked_ended: Event::new(),
+    let conn = Rc::new_cyclic(|weak: &Weak<Connection>| {
+        let notifier = Rc::new(Notifier {
+            connection: weak.clone(),
+        });
+        let notify = ctx.core.register_notifier(notifier);
+        Connection {
+            ctx,
+            outbox,
+            closer,
+            progress: watched.progress.clone(),
+            peer,
+            parked: Cell::new(0),
+            parked_ended: Event::new(),
+            session: Session {
+                notify,
+                joined: RefCell::new(BTreeSet::new()),
+            },
+        }
     });
     if let Some(correlation_id) = hello {
         let _ = conn
@@ -142,6 +207,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
     )
     .await;
     conn.closer.close("the connection ended");
+    conn.leave_groups();
     if let Some(reason) = conn.closer.reason() {
         tracing::debug!(shard = conn.ctx.core.shard_id, peer = %conn.peer, %reason, "connection closed");
     }
@@ -255,7 +321,10 @@ async fn handle(conn: &Rc<Connection>, frame: InFrame) -> Option<outbox::Reply> 
     };
     // With too many polls parked on this connection already, this one is answered now.
     let may_park = conn.parked.get() < PARKED_PULLS_PER_CONNECTION_MAX;
-    match dispatch(ctx, kind, id, request, may_park).await {
+    let oneway = header.flags & FLAG_ONEWAY != 0;
+    match dispatch(ctx, &conn.session, kind, id, request, may_park).await {
+        // A oneway request gets no reply, for success or failure (RocketMQ's oneway).
+        Dispatched::Now(_) if oneway => None,
         Dispatched::Now(reply) => Some(reply),
         Dispatched::Later(later) => {
             park(conn, later);

@@ -19,9 +19,10 @@ use shardmq_shards::StorageError;
 
 use super::error::NativeError;
 use super::frame_io::native_reply;
+use super::groups::{self, filter_spec, Session};
 use super::request::Request;
 use crate::core::produce::{Ack, Produced};
-use crate::core::pull::{Parked, PullCall, PullStart, PullStatus, Pulled};
+use crate::core::pull::{Parked, PullCall, PullCommit, PullStart, PullStatus, Pulled};
 use crate::core::topics::{Topic, TopicChange, PERM_READ_WRITE};
 use crate::core::CoreError;
 use crate::server::context::ShardContext;
@@ -50,6 +51,7 @@ pub async fn finish_pull(ctx: &ShardContext, later: LaterPull) -> Reply {
 /// poll (otherwise a pull answers with what is there).
 pub async fn dispatch(
     ctx: &ShardContext,
+    session: &Session,
     kind: FrameKind,
     id: u64,
     request: Request,
@@ -57,6 +59,17 @@ pub async fn dispatch(
 ) -> Dispatched {
     let core = &ctx.core;
     let result = match request {
+        Request::JoinGroup(r) => groups::join(core, session, id, r).await,
+        Request::LeaveGroup(r) => groups::leave(core, session, id, r).await,
+        Request::GroupMembers(r) => groups::members(core, id, r).await,
+        Request::CommitOffset(r) => groups::commit(core, id, r).await,
+        Request::QueryOffset(r) => groups::query(core, id, r).await,
+        Request::SearchOffset(r) => groups::search(core, id, r).await,
+        Request::ResetOffsets(r) => groups::reset(core, id, r).await,
+        Request::LockQueues(r) => groups::lock(core, id, r).await,
+        Request::ListGroups => groups::list(core, id).await,
+        Request::DescribeGroup(r) => groups::describe(core, id, &r.group).await,
+        Request::DeleteGroup(r) => groups::delete(core, id, &r.group).await,
         Request::Produce { request, batch } => {
             return Dispatched::Now(produce(ctx, id, &request.topic, request.queue_id, batch).await)
         }
@@ -107,7 +120,7 @@ pub async fn dispatch(
 }
 
 /// A successful reply of metadata only.
-fn meta<T>(kind: FrameKind, id: u64, meta: &T) -> Result<Reply, NativeError>
+pub fn meta<T>(kind: FrameKind, id: u64, meta: &T) -> Result<Reply, NativeError>
 where
     T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
@@ -235,6 +248,10 @@ async fn start_pull(ctx: &ShardContext, id: u64, pull: Pull, may_park: bool) -> 
     } else {
         Duration::ZERO
     };
+    let filter = match pull.filter.as_ref().map(filter_spec).transpose() {
+        Ok(filter) => filter,
+        Err(err) => return Dispatched::Now(error(id, &err)),
+    };
     let call = PullCall {
         topic: pull.topic,
         queue_id: pull.queue_id,
@@ -242,6 +259,11 @@ async fn start_pull(ctx: &ShardContext, id: u64, pull: Pull, may_park: bool) -> 
         max_messages: pull.max_messages,
         max_bytes: pull.max_bytes,
         wait,
+        filter,
+        commit: pull.commit.map(|c| PullCommit {
+            group: c.group,
+            offset: c.offset,
+        }),
     };
     let offset = call.offset;
     match ctx.core.pull(call).await {

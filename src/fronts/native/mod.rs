@@ -4,12 +4,14 @@
 //! - [`connection`]: one connection's reader loop (and its parked long polls).
 //! - [`frame_io`]: native frames on a socket; a reply's head.
 //! - [`request`]: frames decoded once into typed requests, names validated.
-//! - [`dispatch`]: requests as core calls, results as replies.
+//! - [`dispatch`]: requests as core calls, results as replies; [`groups`] for group and offset
+//!   requests.
 //! - [`error`]: [`error::NativeError`] and its wire codes.
 
 pub mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod frame_io;
+pub mod groups;
 pub mod request;
 pub mod router;

@@ -1,0 +1,239 @@
+//! Consumer offsets: how far each consumer group has consumed each queue this shard owns.
+//!
+//! Keys are `(group, topic_id, queue_id)`; a broadcasting member's own progress is stored under
+//! the group name joined to its member id (`group@member`; group names cannot hold `@`). Values
+//! are the next offset the group will consume.
+//!
+//! Invariants:
+//! - a commit never moves an offset backward: a late commit from a member that has lost the
+//!   queue in a rebalance cannot rewind the group; only an explicit [`ConsumerOffsets::reset`]
+//!   (an operator's reset, to a time or an end) moves one back;
+//! - the file `<shard dir>/offsets` is a `snapshot_file` replaced whole, written by the store's
+//!   background task every flush interval when something changed and at close, so a crash or
+//!   `kill -9` loses at most the commits of the last interval, and never leaves a torn file.
+//!
+//! A file that fails its CRC is moved aside (`offsets.invalid`), said loudly in the log, and the
+//! shard starts with no offsets: consumers fall back to their first-start policy. Runs on its
+//! shard's core only.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::error::Result;
+use crate::snapshot_file::{self, SnapshotRead};
+
+const MAGIC: u32 = u32::from_le_bytes(*b"SMQO");
+const VERSION: u32 = 1;
+const FILE: &str = "offsets";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OffsetKey {
+    pub group: Rc<str>,
+    pub topic_id: u32,
+    pub queue_id: u32,
+}
+
+pub struct ConsumerOffsets {
+    dir: PathBuf,
+    offsets: RefCell<HashMap<OffsetKey, u64>>,
+    /// Changes since the last write of the file.
+    dirty: Cell<bool>,
+    /// One write at a time (the background flush and the close).
+    writing: glommio::sync::Semaphore,
+}
+
+fn encode(offsets: &HashMap<OffsetKey, u64>) -> Vec<u8> {
+    let mut entries: Vec<_> = offsets.iter().collect();
+    entries.sort();
+    let mut body = Vec::with_capacity(4 + entries.len() * 32);
+    body.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (key, offset) in entries {
+        body.extend_from_slice(&(key.group.len() as u16).to_le_bytes());
+        body.extend_from_slice(key.group.as_bytes());
+        body.extend_from_slice(&key.topic_id.to_le_bytes());
+        body.extend_from_slice(&key.queue_id.to_le_bytes());
+        body.extend_from_slice(&offset.to_le_bytes());
+    }
+    body
+}
+
+fn decode(body: &[u8]) -> Option<HashMap<OffsetKey, u64>> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let bytes = body.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(bytes)
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let mut offsets = HashMap::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        let len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+        let group: Rc<str> = std::str::from_utf8(take(len)?).ok()?.into();
+        let topic_id = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let queue_id = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let offset = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        offsets.insert(
+            OffsetKey {
+                group,
+                topic_id,
+                queue_id,
+            },
+            offset,
+        );
+    }
+    (at == body.len()).then_some(offsets)
+}
+
+impl ConsumerOffsets {
+    /// Loads `<dir>/offsets` (none yet is no offsets).
+    pub async fn open(dir: &Path) -> Result<ConsumerOffsets> {
+        let offsets = match snapshot_file::read(dir, FILE, MAGIC, VERSION).await {
+            SnapshotRead::Missing => HashMap::new(),
+            SnapshotRead::Valid(body) => match decode(&body) {
+                Some(offsets) => offsets,
+                None => set_aside(dir, "its entries do not parse").await,
+            },
+            SnapshotRead::Invalid(why) => set_aside(dir, &why).await,
+        };
+        Ok(ConsumerOffsets {
+            dir: dir.to_path_buf(),
+            offsets: RefCell::new(offsets),
+            dirty: Cell::new(false),
+            writing: glommio::sync::Semaphore::new(1),
+        })
+    }
+
+    pub fn get(&self, key: &OffsetKey) -> Option<u64> {
+        self.offsets.borrow().get(key).copied()
+    }
+
+    /// Records that the group consumed up to `offset`; an offset below the stored one is
+    /// ignored (returns false).
+    pub fn commit(&self, key: OffsetKey, offset: u64) -> bool {
+        use std::collections::hash_map::Entry;
+        let moved = match self.offsets.borrow_mut().entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(offset);
+                true
+            }
+            Entry::Occupied(mut slot) if offset > *slot.get() => {
+                slot.insert(offset);
+                true
+            }
+            Entry::Occupied(_) => false,
+        };
+        if moved {
+            self.dirty.set(true);
+        }
+        moved
+    }
+
+    /// Sets an offset, backward too (an operator's reset).
+    pub fn reset(&self, key: OffsetKey, offset: u64) {
+        self.offsets.borrow_mut().insert(key, offset);
+        self.dirty.set(true);
+    }
+
+    /// Every stored offset that `keep` selects, in key order.
+    pub fn entries(&self, keep: impl Fn(&OffsetKey) -> bool) -> Vec<(OffsetKey, u64)> {
+        let mut entries: Vec<_> = self
+            .offsets
+            .borrow()
+            .iter()
+            .filter(|(key, _)| keep(key))
+            .map(|(key, offset)| (key.clone(), *offset))
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    /// Forgets every offset `drop` selects (a deleted topic or group).
+    pub fn remove(&self, drop: impl Fn(&OffsetKey) -> bool) {
+        let mut offsets = self.offsets.borrow_mut();
+        let before = offsets.len();
+        offsets.retain(|key, _| !drop(key));
+        if offsets.len() != before {
+            self.dirty.set(true);
+        }
+    }
+
+    /// Writes the file if anything changed since the last write.
+    pub async fn persist(&self) -> Result<()> {
+        let _one = self.writing.acquire_permit(1).await;
+        if !self.dirty.replace(false) {
+            return Ok(());
+        }
+        let body = encode(&self.offsets.borrow());
+        let written = snapshot_file::write(&self.dir, FILE, MAGIC, VERSION, &body).await;
+        if written.is_err() {
+            self.dirty.set(true);
+        }
+        written
+    }
+}
+
+/// Moves an unreadable offsets file aside and says so; the shard starts without offsets.
+async fn set_aside(dir: &Path, why: &str) -> HashMap<OffsetKey, u64> {
+    let from = dir.join(FILE);
+    let to = dir.join(format!("{FILE}.invalid"));
+    tracing::error!(file = %from.display(), why, aside = %to.display(), "consumer offsets file is unreadable; consumers start from their first-start policy");
+    if let Err(err) = glommio::io::rename(&from, &to).await {
+        tracing::error!(error = %err, "cannot move the unreadable offsets file aside");
+    }
+    HashMap::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(group: &str, queue_id: u32) -> OffsetKey {
+        OffsetKey {
+            group: group.into(),
+            topic_id: 1,
+            queue_id,
+        }
+    }
+
+    #[test]
+    fn commits_only_move_forward_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let offsets = ConsumerOffsets::open(&path).await.unwrap();
+                assert!(offsets.commit(key("g", 0), 10));
+                assert!(!offsets.commit(key("g", 0), 7), "a commit never moves back");
+                assert_eq!(offsets.get(&key("g", 0)), Some(10));
+                offsets.reset(key("g", 0), 3);
+                offsets.commit(key("g@m1", 1), 5);
+                offsets.persist().await.unwrap();
+                let reopened = ConsumerOffsets::open(&path).await.unwrap();
+                assert_eq!(reopened.get(&key("g", 0)), Some(3));
+                assert_eq!(reopened.get(&key("g@m1", 1)), Some(5));
+                reopened.remove(|k| k.group.as_ref() == "g");
+                assert_eq!(reopened.entries(|_| true).len(), 1);
+                // Garbage in the file: moved aside, the shard starts empty.
+                std::fs::write(path.join(FILE), b"garbage").unwrap();
+                let empty = ConsumerOffsets::open(&path).await.unwrap();
+                assert!(empty.entries(|_| true).is_empty());
+                assert!(path.join("offsets.invalid").exists());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn decode_refuses_truncation() {
+        let mut offsets = HashMap::new();
+        offsets.insert(key("group", 3), 42);
+        let body = encode(&offsets);
+        assert_eq!(decode(&body), Some(offsets));
+        for cut in 0..body.len() {
+            assert_eq!(decode(&body[..cut]), None, "cut at {cut}");
+        }
+    }
+}
