@@ -370,6 +370,7 @@ impl Client {
             )));
         }
         let (queue_id, offset, wait_ms) = (request.queue_id, request.offset, request.wait_ms);
+        let filtered = request.filter.is_some();
         let conn = self.connection_for_queue(&request.topic, queue_id).await?;
         let timeout = conn.request_timeout() + Duration::from_millis(u64::from(wait_ms));
         let prefix = envelope::encode(&request)?;
@@ -380,6 +381,7 @@ impl Client {
             queue_id,
             offset,
             timeout,
+            filtered,
         })
     }
 }
@@ -391,6 +393,8 @@ pub struct PendingPull {
     queue_id: u32,
     offset: u64,
     timeout: Duration,
+    /// The pull carried a filter: the reply's batches may skip offsets.
+    filtered: bool,
 }
 
 impl PendingPull {
@@ -401,7 +405,11 @@ impl PendingPull {
 
     pub async fn wait(self) -> Result<PullResult> {
         let reply = with_timeout(self.timeout, self.pending.wait()).await?;
-        PullResult::new(reply.into_payload(), self.queue_id, self.offset)
+        let mut result = PullResult::new(reply.into_payload(), self.queue_id, self.offset)?;
+        if self.filtered {
+            result.allow_gaps();
+        }
+        Ok(result)
     }
 }
 

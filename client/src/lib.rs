@@ -10,6 +10,11 @@
 //!   [`SendHandle`] resolves to a record's offset.
 //! - [`consumer`]: [`Consumer`], one queue read in order with long-poll pulls.
 //! - [`group_calls`]: consumer groups, offsets and queue locks on [`Client`].
+//! - [`member`]: [`GroupMember`], joining a group and following its assignment.
+//! - [`push_consumer`]: [`PushConsumer`], a group member calling a handler per message
+//!   (concurrent, or orderly under queue locks), committing as messages are done.
+//! - [`pull_consumer`]: [`PullConsumer`], a group member the application polls and commits.
+//! - [`message`]: [`Message`], an owned consumed record; message ids.
 //! - [`pull`]: [`PullResult`], an owned, aligned pull reply; validated batches and records.
 //! - [`config`]: [`ClientConfig`], the timeouts.
 //! - [`error`]: [`ClientError`], every failure as one typed enum.
@@ -45,8 +50,13 @@ pub mod consumer;
 pub mod error;
 mod frame_io;
 pub mod group_calls;
+pub mod member;
+pub mod message;
+mod orderly;
 pub mod producer;
 pub mod pull;
+pub mod pull_consumer;
+pub mod push_consumer;
 mod signal;
 pub mod socket;
 
@@ -56,5 +66,9 @@ pub use connection::{Connection, PendingReply};
 pub use consumer::Consumer;
 pub use error::{ClientError, Result};
 pub use frame_io::Reply;
+pub use member::{Filter, GroupMember, MemberConfig, Mode, Strategy};
+pub use message::Message;
 pub use producer::{Producer, ProducerConfig, SendHandle};
 pub use pull::{PullResult, RecordIter, RecordRef};
+pub use pull_consumer::PullConsumer;
+pub use push_consumer::{Handler, HandlerResult, PushConfig, PushConsumer, StartFromWhere};

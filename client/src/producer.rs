@@ -89,6 +89,13 @@ impl ProducerConfig {
     }
 }
 
+/// RocketMQ's `SelectMessageQueueByHash`: `hash(key) % queues`, negative values made positive.
+pub fn queue_for_key(sharding_key: &str, queues: u32) -> u32 {
+    let queues = queues.max(1) as i32;
+    let hash = shardmq_protocol::record::java_string_hash(sharding_key);
+    (hash % queues).unsigned_abs()
+}
+
 /// Resolved once per batch: the batch's base offset, or why it failed.
 type BatchSlot = Slot<Result<u64>>;
 
@@ -135,6 +142,8 @@ pub struct Producer {
 struct Inner {
     client: Client,
     config: ProducerConfig,
+    /// Queue counts of the topics `queue_for_key` was asked about.
+    queue_counts: RefCell<HashMap<String, u32>>,
     /// topic -> queue id -> the batch being filled.
     open: RefCell<HashMap<String, Vec<Option<Open>>>>,
     next_generation: Cell<u64>,
@@ -211,6 +220,7 @@ impl Producer {
         .detach();
         Ok(Producer {
             inner: Rc::new(Inner {
+                queue_counts: RefCell::new(HashMap::new()),
                 client: client.clone(),
                 config,
                 open: RefCell::new(HashMap::new()),
@@ -232,8 +242,11 @@ impl Producer {
     /// Adds `record` to the batch of `(topic, queue_id)`. Waits only when
     /// `max_in_flight_batches` sealed batches are already queued behind those in flight. The
     /// returned handle resolves to the record's queue offset once its batch is acknowledged.
-    pub async fn send(&self, topic: &str, queue_id: u32, record: Record) -> Result<SendHandle> {
+    pub async fn send(&self, topic: &str, queue_id: u32, mut record: Record) -> Result<SendHandle> {
         let inner = &*self.inner;
+        if record.unique_id.is_empty() {
+            record.unique_id = crate::message::unique_id();
+        }
         let record_bytes = record.encoded_bytes_estimate();
         // Counted as BatchBuilder::estimated_bytes counts it.
         if record_bytes + BATCH_HEADER_BYTES > BATCH_BYTES_MAX as usize {
@@ -254,6 +267,52 @@ impl Producer {
             listener.await;
         }
         Ok(handle)
+    }
+
+    /// The queue a sharding key picks in `topic`: RocketMQ's `SelectMessageQueueByHash` (the
+    /// Java hash of the key, modulo the queue count, made positive), so every record with one
+    /// key goes to one queue and keeps its order. The topic's queue count is read once per
+    /// producer.
+    pub async fn queue_for_key(&self, topic: &str, sharding_key: &str) -> Result<u32> {
+        let known = self.inner.queue_counts.borrow().get(topic).copied();
+        let queues = match known {
+            Some(queues) => queues,
+            None => {
+                let info = self.inner.client.topic(topic).await?.ok_or_else(|| {
+                    ClientError::InvalidArgument(format!("topic {topic:?} does not exist"))
+                })?;
+                self.inner
+                    .queue_counts
+                    .borrow_mut()
+                    .insert(topic.to_owned(), info.queues);
+                info.queues
+            }
+        };
+        Ok(queue_for_key(sharding_key, queues))
+    }
+
+    /// [`Producer::send`] to the queue `sharding_key` picks ([`Producer::queue_for_key`]).
+    pub async fn send_by_key(
+        &self,
+        topic: &str,
+        sharding_key: &str,
+        record: Record,
+    ) -> Result<SendHandle> {
+        let queue_id = self.queue_for_key(topic, sharding_key).await?;
+        self.send(topic, queue_id, record).await
+    }
+
+    /// Sends one record at once, without an acknowledgement (RocketMQ's oneway send): returns
+    /// when it is written to the connection; nobody learns whether it was stored.
+    pub async fn send_oneway(&self, topic: &str, queue_id: u32, mut record: Record) -> Result<()> {
+        if record.unique_id.is_empty() {
+            record.unique_id = crate::message::unique_id();
+        }
+        let batch = encode_batch(std::slice::from_ref(&record));
+        self.inner
+            .client
+            .produce_oneway(topic, queue_id, &batch)
+            .await
     }
 
     /// Seals every open batch and waits until all sealed batches are acknowledged or failed.

@@ -31,6 +31,8 @@ pub struct PullResult {
     /// Set once [`PullResult::batches`] has checked every CRC of this buffer, so later calls
     /// (a consumer validates, then its caller iterates records) parse without re-hashing.
     checked: std::cell::Cell<bool>,
+    /// A filtered pull's batches skip what did not match: they only have to go up.
+    gaps_allowed: bool,
 }
 
 impl PullResult {
@@ -57,7 +59,13 @@ impl PullResult {
             queue_id,
             requested_offset,
             checked: std::cell::Cell::new(false),
+            gaps_allowed: false,
         })
+    }
+
+    /// Accepts batches that skip offsets (the reply to a filtered pull).
+    pub(crate) fn allow_gaps(&mut self) {
+        self.gaps_allowed = true;
     }
 
     /// The offset this pull asked for.
@@ -113,9 +121,14 @@ impl PullResult {
                 )));
             }
             if let Some(base) = expected_base {
-                if h.base_offset != base {
+                let in_order = if self.gaps_allowed {
+                    h.base_offset >= base
+                } else {
+                    h.base_offset == base
+                };
+                if !in_order {
                     return Err(ClientError::UnexpectedReply(format!(
-                        "batches not contiguous: expected offset {base}, got {}",
+                        "batches out of order: expected offset {base}, got {}",
                         h.base_offset
                     )));
                 }
