@@ -23,7 +23,7 @@ pub enum Command {
     /// Administer topics and queues of a running broker.
     Admin(AdminArgs),
     /// Load generator: produce / consume against a running broker, HDR latency, JSON report.
-    Bench(shardmq_bench::BenchArgs),
+    Bench(Box<shardmq_bench::BenchArgs>),
     /// Check the host for what a thread-per-core io_uring broker needs (`--apply` fixes sysctls).
     Tune(crate::tune::TuneArgs),
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use harness::{data_dir, record, run, Broker};
-use shardmq_client::{Client, Consumer, Producer, ProducerConfig};
+use shardmq_client::{Client, Consumer, Filter, Producer, ProducerConfig};
 
 #[test]
 fn a_parked_pull_returns_the_record_that_arrives_while_it_waits() {
@@ -40,6 +40,48 @@ fn a_parked_pull_returns_the_record_that_arrives_while_it_waits() {
         assert_eq!(records.len(), 1, "the parked pull returned the record");
         assert_eq!(records[0].1.payload, b"record 7");
         assert_eq!(consumer.offset(), 1);
+        writer.await;
+    });
+    assert_eq!(broker.stop(), Some(0));
+}
+
+/// A filtered long poll woken by a record its filter drops goes back to waiting: the reply is
+/// the matching record that came later, not an early empty answer.
+#[test]
+fn a_filtered_parked_pull_waits_past_records_it_does_not_want() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let addr = broker.addr.clone();
+    run(move || async move {
+        let client = Client::connect(&addr, "filtered-poll").await.unwrap();
+        client.create_topic("flp", 2).await.unwrap();
+        let tagged = |tag: &str, payload: &str| shardmq_protocol::Record {
+            tags: tag.into(),
+            payload: payload.as_bytes().to_vec(),
+            ..shardmq_protocol::Record::default()
+        };
+        let producer_client = Client::connect(&addr, "producer").await.unwrap();
+        let (other, wanted) = (tagged("b", "unwanted"), tagged("a", "wanted"));
+        let writer = glommio::spawn_local(async move {
+            for record in [other, wanted] {
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                producer_client
+                    .produce_batch("flp", 0, &shardmq_protocol::batch::encode_batch(&[record]))
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut consumer =
+            Consumer::new(&client, "flp", 0, 0).with_filter(Filter::Tags("a".into()));
+        let pulled = consumer.poll(10, 20_000).await.unwrap();
+        let records = pulled.to_owned_records().unwrap();
+        assert_eq!(records.len(), 1, "the poll waited for the matching record");
+        assert_eq!(
+            records[0].0, 1,
+            "the matching record is the second one stored"
+        );
+        assert_eq!(records[0].1.payload, b"wanted");
+        assert_eq!(consumer.offset(), 2);
         writer.await;
     });
     assert_eq!(broker.stop(), Some(0));

@@ -378,3 +378,78 @@ fn admin_lists_describes_resets_and_deletes_groups() {
     });
     assert_eq!(broker.stop(), Some(0));
 }
+
+/// A group's record (its mode and what it subscribed to) outlives its members and the broker:
+/// after a clean restart and after a `kill -9` the groups are still listed with their modes, and
+/// `describe` of the clustering one still covers the queues of its subscription, with the
+/// committed offsets (a broadcasting group's progress is its members', so it shows none).
+#[test]
+fn group_records_survive_restarts() {
+    let dir = data_dir();
+    let flags = ["--shards", "2", "--offsets-flush-interval-ms", "100"];
+    let broker = Broker::start(dir.path(), &flags);
+    create_topic(&broker.addr, "kept", 3);
+    produce(
+        &broker.addr,
+        "kept",
+        vec![with("a", &[], "m0"), with("c", &[], "m1")],
+    );
+    let addr = broker.addr.clone();
+    run(move || async move {
+        let client = Client::connect(&addr, "keeper").await.unwrap();
+        for (group, mode) in [
+            ("keep", shardmq_client::Mode::Clustering),
+            ("keepb", shardmq_client::Mode::Broadcasting),
+        ] {
+            let mut member = MemberConfig::new(group, "kept");
+            member.mode = mode;
+            member.subscriptions = vec![("kept".into(), Filter::Tags("a || b".into()))];
+            let consumer = PullConsumer::start(&client, member, StartFromWhere::First)
+                .await
+                .unwrap();
+            consumer.poll(10, Duration::ZERO).await.unwrap();
+            consumer.commit("kept", 0, 1).await.unwrap();
+            consumer.close().await.unwrap();
+        }
+    });
+    let describe = |addr: &str| {
+        let mut list = harness::admin_json(addr, &["group", "list"]).unwrap();
+        list.as_array_mut()
+            .unwrap()
+            .sort_by_key(|g| g["group"].as_str().unwrap().to_owned());
+        let described = harness::admin_json(addr, &["group", "describe", "--group", "keep"]);
+        (list, described.unwrap())
+    };
+    // Generations count membership changes of this broker run; they start again after one.
+    let modes = |list: &serde_json::Value| -> Vec<_> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["group"].clone(), g["mode"].clone(), g["members"].clone()))
+            .collect()
+    };
+    let (before_list, before) = describe(&broker.addr);
+    assert_eq!(
+        modes(&before_list),
+        [
+            ("keep".into(), "clustering".into(), 0.into()),
+            ("keepb".into(), "broadcasting".into(), 0.into())
+        ]
+    );
+    assert_eq!(before["queues"].as_array().unwrap().len(), 3, "{before}");
+    assert_eq!(before["queues"][0]["committed"], 1, "{before}");
+    assert_eq!(broker.stop(), Some(0));
+
+    let broker = Broker::start(dir.path(), &flags);
+    let (after_list, after) = describe(&broker.addr);
+    assert_eq!(modes(&after_list), modes(&before_list), "listed as before");
+    assert_eq!(after["queues"], before["queues"], "{after}");
+    // Let the housekeeping and the offsets flush run, then kill: the records are still there.
+    std::thread::sleep(Duration::from_millis(600));
+    broker.kill();
+    let broker = Broker::start(dir.path(), &flags);
+    let (killed_list, killed) = describe(&broker.addr);
+    assert_eq!(modes(&killed_list), modes(&before_list));
+    assert_eq!(killed["queues"], before["queues"]);
+    assert_eq!(broker.stop(), Some(0));
+}

@@ -73,6 +73,37 @@ pub struct EndToEndArgs {
     /// CPU of the consumer executors (default: the first producer executor's CPU).
     #[arg(long)]
     pub consumer_cpu: Option<usize>,
+    /// Consume through this consumer group: each of the --consumers executors is one member,
+    /// consuming what the group assigns it and committing its progress in the group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With --group: every member gets every message (RocketMQ's broadcasting model).
+    #[arg(long, requires = "group")]
+    pub broadcasting: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// A subscription filter on the broker (shardmq and RocketMQ).
+#[derive(Args, Debug, Clone, PartialEq, Default)]
+pub struct FilterArgs {
+    /// Receive only messages with these tags: `*` or `tagA || tagB`.
+    #[arg(long, conflicts_with = "filter_sql")]
+    pub filter_tags: Option<String>,
+    /// Receive only messages this RocketMQ SQL92 expression selects (over properties and TAGS).
+    #[arg(long)]
+    pub filter_sql: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Option<crate::engine::BenchFilter> {
+        use crate::engine::BenchFilter;
+        match (&self.filter_tags, &self.filter_sql) {
+            (Some(tags), _) => Some(BenchFilter::Tags(tags.clone())),
+            (None, Some(sql)) => Some(BenchFilter::Sql(sql.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -133,6 +164,10 @@ pub struct ProduceArgs {
     /// (--in-flight per producer) hand it; latency is per message, send to its offset.
     #[arg(long)]
     pub linger_us: Option<u64>,
+    /// Tag the batches: `name[:weight],…`, each batch carrying one tag in these proportions
+    /// (per queue, in a fixed cycle). shardmq and RocketMQ peers only.
+    #[arg(long)]
+    pub tags: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -171,6 +206,13 @@ pub struct ConsumeArgs {
     /// Peer runs: records per request of the fill.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i64::from(BATCH_RECORDS_MAX)))]
     pub fill_batch: u32,
+    /// Peer runs: tags of the records the fill writes, as `bench produce --tags`.
+    #[arg(long)]
+    pub fill_tags: Option<String>,
+    /// Drain only what this filter selects (on shardmq, --messages counts the matching
+    /// messages; on a peer, the bench knows how many of its fill match a tag filter).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// What every kind of run shares: where the result goes, where the bench runs, how failures
@@ -247,6 +289,11 @@ impl ProduceArgs {
                 }
             }
         }
+        if self.tags.is_some() && !peer_has_tags(self.peers.peer) {
+            return Err(BenchError::InvalidArgs(
+                "--tags needs a system with tags: shardmq or a RocketMQ peer".into(),
+            ));
+        }
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return Err(BenchError::InvalidArgs(format!(
                 "--rate {} must be a finite number >= 0",
@@ -254,6 +301,44 @@ impl ProduceArgs {
             )));
         }
         Ok(())
+    }
+}
+
+/// Whether messages of `peer` (`None`: shardmq) carry tags and are filtered by the system.
+pub(crate) fn peer_has_tags(peer: Option<crate::peers::Peer>) -> bool {
+    use crate::peers::Peer;
+    matches!(
+        peer,
+        None | Some(Peer::RocketmqRust) | Some(Peer::RocketmqRustSync)
+    )
+}
+
+impl EndToEndArgs {
+    /// The end-to-end workload: the producers' plus the consumers, and their group.
+    pub(crate) fn workload(&self) -> Result<crate::engine::Workload, BenchError> {
+        let mut workload = self
+            .produce
+            .workload(Some((self.consumers, self.consumer_cpu)))?;
+        let filter = self.filter.filter();
+        if filter.is_some() && self.group.is_none() {
+            return Err(BenchError::InvalidArgs(
+                "--filter-tags / --filter-sql filter a subscription: they need --group".into(),
+            ));
+        }
+        if let Some(name) = &self.group {
+            if !peer_has_tags(self.produce.peers.peer) {
+                return Err(BenchError::InvalidArgs(
+                    "--group needs a system with consumer groups: shardmq or a RocketMQ peer"
+                        .into(),
+                ));
+            }
+            workload.group = Some(crate::engine::GroupRun {
+                name: name.clone(),
+                broadcasting: self.broadcasting,
+                filter,
+            });
+        }
+        Ok(workload)
     }
 }
 
@@ -314,6 +399,8 @@ impl ProduceArgs {
             spin_us: self.run.spin_us,
             max_errors: self.run.max_errors,
             drain_timeout: std::time::Duration::from_secs(5),
+            tags: crate::engine::TagMix::parse(self.tags.as_deref().unwrap_or(""))?,
+            group: None,
         })
     }
 }
@@ -323,6 +410,18 @@ impl ConsumeArgs {
         if self.run.timeout_ms == 0 {
             return Err(BenchError::InvalidArgs(
                 "--timeout-ms must be at least 1".into(),
+            ));
+        }
+        let tagged = self.fill_tags.is_some() || self.filter.filter().is_some();
+        if tagged && !peer_has_tags(self.peers.peer) {
+            return Err(BenchError::InvalidArgs(
+                "--fill-tags / --filter-* need a system with tags: shardmq or a RocketMQ peer"
+                    .into(),
+            ));
+        }
+        if self.fill_tags.is_some() && self.peers.peer.is_none() {
+            return Err(BenchError::InvalidArgs(
+                "--fill-tags is for peer runs (fill shardmq with `bench produce --tags`)".into(),
             ));
         }
         Ok(())

@@ -8,18 +8,21 @@
 //! `--idle-timeout-ms` without a new record. Latency is recorded per pull that returned records
 //! (empty long polls would only measure `--wait-ms`); a pull that parked until data arrived
 //! includes that wait, so the numbers mean most when the topic was filled beforehand.
+//!
+//! With `--filter-tags` / `--filter-sql` the pulls carry the filter: the broker sends only what
+//! matches, and `--messages` is the count of matching messages expected.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use shardmq_client::{Client, ClientConfig, ClientError, Consumer};
+use shardmq_client::{Client, ClientConfig, ClientError, Consumer, Filter};
 
 use crate::args::ConsumeArgs;
 use crate::engine::live::load_average;
 use crate::engine::recorder::Track;
 use crate::error::BenchError;
-use crate::report::{BenchKind, LatencySummary, Report};
+use crate::report::{BenchKind, Consumption, LatencySummary, Report};
 use crate::runtime::{allowed_cpus, choose_cpu, run_pinned};
 
 /// How often the run checks for completion and idleness.
@@ -75,6 +78,8 @@ pub(crate) fn drain_report(
         received: Some(r.acked),
         load_before: m.load_before,
         load_after: m.load_after,
+        consumption: filtered_drain(args, stored),
+        tags: args.fill_tags.clone(),
         ..Report::empty(system, BenchKind::Consume, &args.topic)
     };
     if r.acked < stored {
@@ -86,6 +91,16 @@ pub(crate) fn drain_report(
         });
     }
     Ok(report)
+}
+
+/// What a filtered drain reports about its filter.
+fn filtered_drain(args: &ConsumeArgs, expected: u64) -> Option<Consumption> {
+    args.filter.filter().map(|f| Consumption {
+        group: None,
+        broadcasting: false,
+        filter: Some(f.describe()),
+        expected_receipts: Some(expected),
+    })
 }
 
 struct Totals {
@@ -111,12 +126,19 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         .topic(&args.topic)
         .await?
         .ok_or_else(|| BenchError::TopicNotFound(args.topic.clone()))?;
+    let filter = args
+        .filter
+        .filter()
+        .map_or_else(Filter::all, |f| crate::native::client_filter(&f));
     let mut consumers = Vec::new();
     for q in 0..topic.queues {
         // Open each shard's connection and learn where each queue starts before the clock runs.
         let start = client.queue_offsets(&topic.name, q).await?.min_offset;
-        consumers
-            .push(Consumer::new(&client, &topic.name, q, start).with_max_bytes(args.batch_bytes));
+        consumers.push(
+            Consumer::new(&client, &topic.name, q, start)
+                .with_max_bytes(args.batch_bytes)
+                .with_filter(filter.clone()),
+        );
     }
 
     let load_before = load_average();
@@ -174,6 +196,7 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
         received: Some(messages),
         load_before,
         load_after: load_average(),
+        consumption: filtered_drain(&args, args.messages),
         ..Report::empty("shardmq", BenchKind::Consume, &topic.name)
     };
     if complete {

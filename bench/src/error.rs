@@ -18,6 +18,10 @@ pub enum BenchError {
     Client(#[from] ClientError),
     #[error("glommio executor: {0}")]
     Executor(String),
+    /// This executor gave up because another one failed before the start (whose error is the
+    /// one to report).
+    #[error("another bench executor failed to start")]
+    OtherExecutorFailed,
     /// The consume run stopped before receiving the expected number of messages; the partial
     /// report is attached.
     #[error("received {received} of {expected} messages: no progress for {idle_ms} ms")]

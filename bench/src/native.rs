@@ -7,16 +7,31 @@
 //! message at a time": each message goes through the client's [`Producer`], which coalesces the
 //! messages its concurrent senders hand it per queue (sealing a batch after `linger`, at 1000
 //! records or 1 MiB), and each message is measured from its `send` to its own offset.
+//!
+//! Groups (`--group`): each consumer executor joins as one [`GroupMember`] with the run's filter,
+//! waits until the group holds exactly this run's members (a member left over from an earlier
+//! run keeps the start waiting until its session expires, since it would be assigned queues no
+//! one here reads), and consumes its assigned queues from their current ends, filtering on the
+//! broker and committing in its pulls. The members leave when the run ends.
 
-use std::cell::OnceCell;
-use std::time::Duration;
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use shardmq_client::{Client, ClientConfig, Consumer, Producer, ProducerConfig};
+use shardmq_client::{
+    Client, ClientConfig, Consumer, Filter, GroupMember, MemberConfig, Mode, Producer,
+    ProducerConfig,
+};
 use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::Record;
 
-use crate::engine::{Driver, Position, Publisher, Subscriber};
+use crate::engine::{BenchFilter, Driver, GroupRun, Position, Publisher, Subscriber};
 use crate::error::BenchError;
+
+/// How long a member waits for the group to hold exactly this run's members.
+const GROUP_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Session timeout of bench members: a member of a killed run is gone after this.
+const MEMBER_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Records per pull of an end-to-end consumer.
 const PULL_MAX_MESSAGES: u32 = 100_000;
@@ -31,6 +46,8 @@ pub struct Native {
     pub linger: Option<Duration>,
     /// The executor's consumer client, opened by the first subscriber.
     consumer_client: OnceCell<Client>,
+    /// The group members this executor joined (left by `close`).
+    members: RefCell<Vec<Rc<GroupMember>>>,
 }
 
 impl Native {
@@ -45,6 +62,7 @@ impl Native {
             wait_ms,
             linger: None,
             consumer_client: OnceCell::new(),
+            members: RefCell::new(Vec::new()),
         }
     }
 
@@ -56,6 +74,51 @@ impl Native {
 
     async fn connect(&self, name: &str) -> Result<Client, BenchError> {
         Ok(Client::connect_with(&self.broker, name, self.config.clone()).await?)
+    }
+
+    async fn consumer_client(&self) -> Result<&Client, BenchError> {
+        if self.consumer_client.get().is_none() {
+            let client = self.connect("shardmq-bench-e2e").await?;
+            let _ = self.consumer_client.set(client);
+        }
+        Ok(self.consumer_client.get().expect("set above"))
+    }
+}
+
+/// The member id of bench member `member` of this process.
+fn member_id(member: u32) -> String {
+    format!("shardmq-bench-{}-{member}", std::process::id())
+}
+
+pub(crate) fn client_filter(filter: &BenchFilter) -> Filter {
+    match filter {
+        BenchFilter::Tags(e) => Filter::Tags(e.clone()),
+        BenchFilter::Sql(e) => Filter::Sql92(e.clone()),
+    }
+}
+
+/// Waits until `joined` sees exactly the members `expected` (sorted).
+async fn settle(joined: &GroupMember, expected: &[String]) -> Result<(), BenchError> {
+    let deadline = Instant::now() + GROUP_SETTLE_TIMEOUT;
+    loop {
+        let seen = joined.members();
+        if seen == expected {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BenchError::InvalidArgs(format!(
+                "group {} did not settle to this run's {} members within {} s: it has {seen:?}",
+                joined.config().group,
+                expected.len(),
+                GROUP_SETTLE_TIMEOUT.as_secs()
+            )));
+        }
+        let generation = joined.generation();
+        futures_lite::future::or(joined.changed_since(generation), async {
+            glommio::timer::sleep(left.min(Duration::from_millis(500))).await;
+        })
+        .await;
     }
 }
 
@@ -108,11 +171,7 @@ impl Driver for Native {
     }
 
     async fn subscriber(&self, queue: u32, from: Position) -> Result<NativeSubscriber, BenchError> {
-        if self.consumer_client.get().is_none() {
-            let client = self.connect("shardmq-bench-e2e").await?;
-            let _ = self.consumer_client.set(client);
-        }
-        let client = self.consumer_client.get().expect("set above");
+        let client = self.consumer_client().await?;
         let offsets = client.queue_offsets(&self.topic, queue).await?;
         let from = match from {
             Position::Start => offsets.min_offset,
@@ -122,6 +181,60 @@ impl Driver for Native {
             consumer: Consumer::new(client, &self.topic, queue, from),
             wait_ms: self.wait_ms,
         })
+    }
+
+    async fn group_subscribers(
+        &self,
+        group: &GroupRun,
+        member: u32,
+        members: u32,
+    ) -> Result<Vec<NativeSubscriber>, BenchError> {
+        let client = self.consumer_client().await?;
+        let filter = group
+            .filter
+            .as_ref()
+            .map_or_else(Filter::all, client_filter);
+        let config = MemberConfig {
+            member_id: member_id(member),
+            mode: if group.broadcasting {
+                Mode::Broadcasting
+            } else {
+                Mode::Clustering
+            },
+            subscriptions: vec![(self.topic.clone(), filter.clone())],
+            session_timeout: MEMBER_SESSION_TIMEOUT,
+            ..MemberConfig::new(&group.name, &self.topic)
+        };
+        let offsets_key = config.offsets_key();
+        let joined = GroupMember::join(client, config).await?;
+        self.members.borrow_mut().push(joined.clone());
+        let mut expected: Vec<String> = (0..members).map(member_id).collect();
+        expected.sort();
+        settle(&joined, &expected).await?;
+        let mut subscribers = Vec::new();
+        for queue in joined.assignment() {
+            let end = client
+                .queue_offsets(&queue.topic, queue.queue_id)
+                .await?
+                .max_offset;
+            let consumer = Consumer::new(client, &queue.topic, queue.queue_id, end)
+                .with_filter(filter.clone())
+                .with_group_commits(&offsets_key);
+            subscribers.push(NativeSubscriber {
+                consumer,
+                wait_ms: self.wait_ms,
+            });
+        }
+        Ok(subscribers)
+    }
+
+    async fn close(&self) {
+        let members: Vec<_> = self.members.borrow_mut().drain(..).collect();
+        for member in members {
+            if let Err(e) = member.leave().await {
+                tracing::warn!("leaving the group failed: {e}");
+            }
+        }
     }
 }
 
@@ -142,11 +255,12 @@ pub enum NativeBatch {
 impl Publisher for NativePublisher {
     type Batch = NativeBatch;
 
-    fn encode(&self, count: u32, payload: &[u8]) -> NativeBatch {
+    fn encode(&self, count: u32, payload: &[u8], tag: Option<&str>) -> NativeBatch {
         let timestamp_ms = now_ms();
         let records: Vec<Record> = (0..count)
             .map(|_| Record {
                 born_timestamp_ms: timestamp_ms,
+                tags: tag.unwrap_or_default().to_owned(),
                 payload: payload.to_vec(),
                 ..Record::default()
             })

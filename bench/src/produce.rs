@@ -15,7 +15,7 @@ use crate::end_to_end::STAMP_BYTES;
 use crate::engine::{self, Measured, Workload};
 use crate::error::BenchError;
 use crate::native::Native;
-use crate::report::{BenchKind, LatencySummary, Report};
+use crate::report::{BenchKind, Consumption, LatencySummary, Report};
 
 /// Runs the produce benchmark, blocking the calling thread; prints the summary, writes `--json`
 /// if given, and returns the report.
@@ -47,9 +47,7 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
             "--size must be at least {STAMP_BYTES} for end-to-end stamps"
         )));
     }
-    let workload = args
-        .produce
-        .workload(Some((args.consumers, args.consumer_cpu)))?;
+    let workload = args.workload()?;
     if let Some(peer) = args.produce.peers.peer {
         let report = crate::peers::run_workload(peer, &args.produce, &workload, args.wait_ms)?;
         report.publish(args.produce.run.json.as_deref())?;
@@ -67,12 +65,14 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
         client_linger_us: args.produce.linger_us,
         ..workload_report("shardmq", &args.produce.topic, &workload, &measured)
     };
-    if report.received < Some(report.sent.saturating_sub(report.errors)) {
-        tracing::warn!(
-            received = report.received,
-            sent = report.sent,
-            "consumers received fewer records than were acknowledged"
-        );
+    if let Some(expected) = measured.expected_receipts {
+        if report.received < Some(expected) {
+            tracing::warn!(
+                received = report.received,
+                expected,
+                "consumers received fewer records than were acknowledged for them"
+            );
+        }
     }
     report.publish(args.produce.run.json.as_deref())?;
     Ok(report)
@@ -119,6 +119,13 @@ pub(crate) fn workload_report(
         received: end_to_end.then_some(r.received),
         load_before: m.load_before,
         load_after: m.load_after,
+        tags: (!w.tags.is_empty()).then(|| w.tags.describe()),
+        consumption: w.group.as_ref().map(|g| Consumption {
+            group: Some(g.name.clone()),
+            broadcasting: g.broadcasting,
+            filter: g.filter.as_ref().map(|f| f.describe()),
+            expected_receipts: m.expected_receipts,
+        }),
         ..Report::empty(
             system,
             if end_to_end {

@@ -132,6 +132,21 @@ pub struct Report {
     /// `/proc/loadavg` (1, 5, 15 min) before the run started and after it ended.
     pub load_before: Option<[f64; 3]>,
     pub load_after: Option<[f64; 3]>,
+    /// How the consumers consumed: `group G (clustering|broadcasting)`, and the filter.
+    pub consumption: Option<Consumption>,
+    /// The tags the batches carried (`name:weight,…`).
+    pub tags: Option<String>,
+}
+
+/// End-to-end through a consumer group, or a filtered drain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumption {
+    pub group: Option<String>,
+    pub broadcasting: bool,
+    /// `tags a || b` or `sql92 …`.
+    pub filter: Option<String>,
+    /// Receipts the consumers should have seen (`None`: the bench cannot tell, SQL92).
+    pub expected_receipts: Option<u64>,
 }
 
 impl Report {
@@ -165,6 +180,8 @@ impl Report {
             client_linger_us: None,
             load_before: None,
             load_after: None,
+            consumption: None,
+            tags: None,
         }
     }
 
@@ -264,6 +281,20 @@ impl Report {
             json!(self.planned_duration.map(|d| d.as_secs_f64())),
         );
         map.insert("clientLingerUs".into(), json!(self.client_linger_us));
+        map.insert("tags".into(), json!(self.tags));
+        if let Some(c) = &self.consumption {
+            map.insert("consumerGroup".into(), json!(c.group));
+            map.insert(
+                "messageModel".into(),
+                json!(if c.broadcasting {
+                    "broadcasting"
+                } else {
+                    "clustering"
+                }),
+            );
+            map.insert("filter".into(), json!(c.filter));
+            map.insert("expectedReceipts".into(), json!(c.expected_receipts));
+        }
         map.insert("gitCommit".into(), json!(git_commit()));
         map.insert("loadAverageBefore".into(), json!(self.load_before));
         map.insert("loadAverageAfter".into(), json!(self.load_after));
@@ -310,10 +341,11 @@ impl Report {
             max = l.max_us,
             e2e = match &self.end_to_end {
                 Some(e) => format!(
-                    "\nend to end µs (send to receipt, {} records): p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
-                    e.count, e.p50_us, e.p90_us, e.p99_us, e.p999_us, e.p9999_us, e.max_us
+                    "\nend to end µs (send to receipt, {} records): p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}{}",
+                    e.count, e.p50_us, e.p90_us, e.p99_us, e.p999_us, e.p9999_us, e.max_us,
+                    self.consumption_line()
                 ),
-                None => String::new(),
+                None => self.consumption_line(),
             },
             delay = match (&self.publish_delay, self.target_rate) {
                 (Some(d), Some(rate)) => format!(
@@ -323,6 +355,33 @@ impl Report {
                 _ => String::new(),
             },
         )
+    }
+
+    /// `\nconsumed through group g (clustering), filter tags a: received 10 of 10 expected`.
+    fn consumption_line(&self) -> String {
+        let Some(c) = &self.consumption else {
+            return String::new();
+        };
+        let mut line = String::from("\nconsumed");
+        if let Some(group) = &c.group {
+            let model = if c.broadcasting {
+                "broadcasting"
+            } else {
+                "clustering"
+            };
+            line += &format!(" through group {group} ({model})");
+        }
+        if let Some(filter) = &c.filter {
+            line += &format!(", filter {filter}");
+        }
+        let received = self.received.unwrap_or(0);
+        match c.expected_receipts {
+            Some(expected) => line += &format!(": received {received} of {expected} expected"),
+            None => {
+                line += &format!(": received {received} (the bench cannot count a SQL92 selection)")
+            }
+        }
+        line
     }
 
     pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {

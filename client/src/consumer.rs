@@ -3,7 +3,14 @@
 //! Owns its position (the next offset to pull). [`Consumer::poll`] pulls from it, validates the
 //! reply's batches (CRCs, count, queue, contiguity), and only then advances the position to the
 //! reply's `next_offset`, so a corrupted or failed reply leaves the position where it was and the
-//! next poll asks again. No offsets are committed to the broker in this version.
+//! next poll asks again.
+//!
+//! Options: a filter ([`Consumer::with_filter`]: only matching records come back, the others
+//! never leave the broker, and the reply's batches skip their offsets), and commits for a group
+//! inside the pulls ([`Consumer::with_group_commits`], RocketMQ's commit-in-pull): each pull
+//! commits the position at which the caller last called `poll` — everything returned before that
+//! call is done, since the caller asks for more only once it is. A prefetched pull therefore
+//! commits one poll behind, never ahead of what the caller finished.
 //!
 //! Prefetch: after a poll that returned records (the queue likely has a backlog), the next pull
 //! is sent at once, so the broker reads and sends it while the caller processes this one. A
@@ -11,8 +18,11 @@
 //!
 //! Runs on the glommio executor of its [`Client`]; `!Send`.
 
+use shardmq_protocol::messages::{OffsetCommit, Pull};
+
 use crate::client::{Client, PendingPull};
 use crate::error::{ClientError, Result};
+use crate::member::Filter;
 use crate::pull::PullResult;
 
 /// Default bound on the bytes one pull may return.
@@ -24,6 +34,12 @@ pub struct Consumer {
     queue_id: u32,
     offset: u64,
     max_bytes: u32,
+    /// Only records that match (`None`: all).
+    filter: Option<Filter>,
+    /// Commit progress for this group (its offsets key) in every pull.
+    commit_group: Option<String>,
+    /// The position when the caller last called `poll`: everything before it is done.
+    done: Option<u64>,
     /// The next pull, sent ahead, with the `(max_messages, wait_ms)` it was sent with.
     prefetched: Option<(PendingPull, u32, u32)>,
 }
@@ -37,8 +53,26 @@ impl Consumer {
             queue_id,
             offset: start_offset,
             max_bytes: DEFAULT_PULL_MAX_BYTES,
+            filter: None,
+            commit_group: None,
+            done: None,
             prefetched: None,
         }
+    }
+
+    /// Pulls only records that `filter` lets through (`*` is the same as no filter).
+    pub fn with_filter(mut self, filter: Filter) -> Consumer {
+        self.filter = (filter != Filter::all()).then_some(filter);
+        self.prefetched = None;
+        self
+    }
+
+    /// Commits the consumer's progress for `group` (a broadcasting member: its offsets key,
+    /// `MemberConfig::offsets_key`) inside its pulls; see the module doc for what is committed.
+    pub fn with_group_commits(mut self, group: &str) -> Consumer {
+        self.commit_group = Some(group.to_owned());
+        self.prefetched = None;
+        self
     }
 
     /// Sets the byte bound of each pull (the broker still returns at least one whole batch).
@@ -64,6 +98,7 @@ impl Consumer {
     /// Moves the position, e.g. after `OffsetOutOfRange` to `queue_offsets().min_offset`.
     pub fn seek(&mut self, offset: u64) {
         self.offset = offset;
+        self.done = None;
         self.prefetched = None;
     }
 
@@ -71,6 +106,8 @@ impl Consumer {
     /// when none are there yet. The result is validated; iterate it with
     /// [`PullResult::records`]. An empty result means nothing arrived within `wait_ms`.
     pub async fn poll(&mut self, max_messages: u32, wait_ms: u32) -> Result<PullResult> {
+        // Everything returned before this call is done: the caller asks again only then.
+        self.done = Some(self.offset);
         let pending = match self.prefetched.take() {
             Some((pending, m, w))
                 if pending.offset() == self.offset && (m, w) == (max_messages, wait_ms) =>
@@ -99,15 +136,23 @@ impl Consumer {
     }
 
     async fn send(&self, max_messages: u32, wait_ms: u32) -> Result<PendingPull> {
-        self.client
-            .send_pull(
-                &self.topic,
-                self.queue_id,
-                self.offset,
-                max_messages,
-                self.max_bytes,
-                wait_ms,
-            )
-            .await
+        let commit = match (&self.commit_group, self.done) {
+            (Some(group), Some(offset)) => Some(OffsetCommit {
+                group: group.clone(),
+                offset,
+            }),
+            _ => None,
+        };
+        let request = Pull {
+            topic: self.topic.clone(),
+            queue_id: self.queue_id,
+            offset: self.offset,
+            max_messages,
+            max_bytes: self.max_bytes,
+            wait_ms,
+            filter: self.filter.as_ref().map(Filter::to_spec),
+            commit,
+        };
+        self.client.send_pull_request(request).await
     }
 }

@@ -16,6 +16,7 @@
 //!   `each` with every record payload received, in queue order.
 #![allow(async_fn_in_trait)] // executor-local futures, never sent across threads
 
+use super::group::GroupRun;
 use crate::error::BenchError;
 
 pub trait Driver: 'static {
@@ -33,6 +34,27 @@ pub trait Driver: 'static {
 
     /// A consumer of `queue` from `from`: the queue's first record, or its current end.
     async fn subscriber(&self, queue: u32, from: Position) -> Result<Self::Subscriber, BenchError>;
+
+    /// Member `member` of `members` of the consumer group `group`: joins it, waits until the
+    /// group is whole and its assignment settled, and returns a consumer of each queue the
+    /// member was given, from the queue's current end, filtering as the group's subscription
+    /// says and committing its progress in the group.
+    async fn group_subscribers(
+        &self,
+        group: &GroupRun,
+        member: u32,
+        members: u32,
+    ) -> Result<Vec<Self::Subscriber>, BenchError> {
+        let _ = (group, member, members);
+        Err(BenchError::InvalidArgs(format!(
+            "the bench has no consumer groups for {}",
+            self.system()
+        )))
+    }
+
+    /// Ends what the driver holds open beyond its publishers and subscribers (group members
+    /// leave); called once per executor when its part of the run is over.
+    async fn close(&self) {}
 }
 
 /// Where a [`Subscriber`] starts reading its queue.
@@ -49,8 +71,9 @@ pub trait Publisher {
     type Batch;
 
     /// Encodes `count` records, each with `payload` (so a stamp at the start of `payload` is in
-    /// every record).
-    fn encode(&self, count: u32, payload: &[u8]) -> Self::Batch;
+    /// every record) and tagged `tag`. Systems without tags are never given one (`--tags` is
+    /// refused for them).
+    fn encode(&self, count: u32, payload: &[u8], tag: Option<&str>) -> Self::Batch;
 
     /// Sends `batch` to `queue`; resolves with the records the system acknowledged.
     async fn publish(&self, queue: u32, batch: &Self::Batch) -> Result<u32, BenchError>;

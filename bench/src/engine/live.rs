@@ -31,6 +31,9 @@ pub struct Live {
     /// Messages acknowledged so far, warm-up included.
     pub acked: AtomicU64,
     pub received: AtomicU64,
+    /// End-to-end: receipts the consumers should see for what was acknowledged so far (a
+    /// record counts once per member that should get it, zero times when filtered out).
+    pub expected_receipts: AtomicU64,
     pub errors: AtomicU64,
     /// Per producer executor: its publish p99 so far, µs.
     pub p99_us: Vec<AtomicU64>,
@@ -48,6 +51,7 @@ impl Live {
             done: AtomicBool::new(false),
             acked: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            expected_receipts: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             p99_us: (0..producer_threads).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -72,9 +76,7 @@ impl Live {
         self.ready.fetch_add(1, Ordering::SeqCst);
         loop {
             if self.aborted.load(Ordering::SeqCst) {
-                return Err(BenchError::Executor(
-                    "another bench executor failed to start".into(),
-                ));
+                return Err(BenchError::OtherExecutorFailed);
             }
             if self.ready.load(Ordering::SeqCst) == self.participants {
                 let start = *self.start.get_or_init(|| Instant::now() + START_LEAD);

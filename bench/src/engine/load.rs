@@ -20,10 +20,10 @@ struct Producer<P: Publisher> {
     publisher: P,
     queues: Vec<u32>,
     payload: Vec<u8>,
-    /// The full batch, encoded once (unless stamped).
-    full: P::Batch,
-    /// The last, shorter batch of a count-mode share, and its record count.
-    tail: Option<(P::Batch, u32)>,
+    /// The full batch, encoded once per tag variant (unless stamped).
+    full: Vec<P::Batch>,
+    /// The last, shorter batch of a count-mode share (per tag variant), and its record count.
+    tail: Option<(Vec<P::Batch>, u32)>,
     /// Batches to send; `u64::MAX` in duration mode.
     batches: u64,
     next: Cell<u64>,
@@ -53,6 +53,8 @@ struct Shared {
     /// Duration mode: no batch starts at or after this instant.
     send_until: Option<Instant>,
     stamped: bool,
+    /// Per tag variant: receipts expected per acknowledged record (see `group`).
+    receipts: Vec<u64>,
 }
 
 impl Shared {
@@ -62,27 +64,31 @@ impl Shared {
 }
 
 impl<P: Publisher> Producer<P> {
-    /// Batch `index`: its bytes, record count and queue.
-    fn batch_at(&self, index: u64, shared: &Shared) -> (Outgoing<'_, P::Batch>, u32, u32) {
-        let queue = self.queues[(index % self.queues.len() as u64) as usize];
+    /// Batch `index`: its bytes, record count, queue and tag variant.
+    fn batch_at(&self, index: u64, shared: &Shared) -> (Outgoing<'_, P::Batch>, u32, u32, usize) {
+        let queues = self.queues.len() as u64;
+        let queue = self.queues[(index % queues) as usize];
+        let variant = shared.w.tags.variant_for(index / queues);
         let (batch, count) = match &self.tail {
-            Some((tail, count)) if index + 1 == self.batches => (tail, *count),
-            _ => (&self.full, shared.w.batch),
+            Some((tail, count)) if index + 1 == self.batches => (&tail[variant], *count),
+            _ => (&self.full[variant], shared.w.batch),
         };
         if shared.stamped {
             let mut payload = self.payload.clone();
             stamp_payload(&mut payload, shared.start);
+            let tag = shared.w.tags.variants()[variant];
             return (
-                Outgoing::Stamped(self.publisher.encode(count, &payload)),
+                Outgoing::Stamped(self.publisher.encode(count, &payload, tag)),
                 count,
                 queue,
+                variant,
             );
         }
-        (Outgoing::Shared(batch), count, queue)
+        (Outgoing::Shared(batch), count, queue, variant)
     }
 
     async fn send(&self, index: u64, from: Option<Instant>, shared: &Shared) {
-        let (batch, count, queue) = self.batch_at(index, shared);
+        let (batch, count, queue, variant) = self.batch_at(index, shared);
         let sent = from.unwrap_or_else(Instant::now);
         shared.recorder.sent(u64::from(count));
         match self.publisher.publish(queue, batch.get()).await {
@@ -92,6 +98,10 @@ impl<P: Publisher> Producer<P> {
                     .live
                     .acked
                     .fetch_add(u64::from(acked), Ordering::Relaxed);
+                shared.live.expected_receipts.fetch_add(
+                    u64::from(acked) * shared.receipts[variant],
+                    Ordering::Relaxed,
+                );
                 if acked != count {
                     count_error(
                         &shared.recorder,
@@ -132,9 +142,16 @@ pub(super) async fn producer_executor<D: Driver>(
     let recorder = Rc::new(Recorder::new(start + w.warmup));
     let progress =
         glommio::spawn_local(publish_p99(recorder.clone(), live.clone(), thread as usize));
+    let receipts = w
+        .tags
+        .variants()
+        .into_iter()
+        .map(|tag| w.receipts_per_record(tag).unwrap_or(0))
+        .collect();
     let shared = Rc::new(Shared {
         send_until: w.duration.map(|d| start + w.warmup + d),
         stamped: w.end_to_end(),
+        receipts,
         w,
         live: live.clone(),
         recorder: recorder.clone(),
@@ -198,11 +215,17 @@ async fn open_producers<D: Driver>(
         let mine = producer_queues(w, p, queue_counts[topic])?;
         let publisher = drivers[topic].publisher(p, &mine).await?;
         let rest = (messages % u64::from(w.batch)) as u32;
-        let tail =
-            (w.duration.is_none() && rest > 0).then(|| (publisher.encode(rest, &payload), rest));
+        let encode_all = |count: u32| -> Vec<_> {
+            w.tags
+                .variants()
+                .into_iter()
+                .map(|tag| publisher.encode(count, &payload, tag))
+                .collect()
+        };
+        let tail = (w.duration.is_none() && rest > 0).then(|| (encode_all(rest), rest));
         producers.push(Producer {
             index: p,
-            full: publisher.encode(w.batch, &payload),
+            full: encode_all(w.batch),
             tail,
             publisher,
             queues: mine,

@@ -26,6 +26,7 @@
 //! silently: `sent`, `acked`, `received` and `errors` are all reported.
 
 pub mod driver;
+pub mod group;
 pub mod live;
 mod load;
 mod receive;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use driver::{Driver, Position, Publisher, Subscriber};
+pub use group::{BenchFilter, GroupRun, TagMix};
 use live::{Live, Planned};
 use recorder::ThreadResult;
 
@@ -69,11 +71,29 @@ pub struct Workload {
     pub max_errors: u64,
     /// End-to-end: how long consumers wait for missing records after the producers finished.
     pub drain_timeout: Duration,
+    /// The tags batches carry (empty: none).
+    pub tags: TagMix,
+    /// End-to-end: consume through this consumer group, one member per consumer executor.
+    pub group: Option<GroupRun>,
 }
 
 impl Workload {
     pub fn end_to_end(&self) -> bool {
         !self.consumer_cpus.is_empty()
+    }
+
+    /// How many times the consumers should receive one acknowledged record tagged `tag`;
+    /// `None` when the bench cannot tell (SQL92 filter).
+    pub fn receipts_per_record(&self, tag: Option<&str>) -> Option<u64> {
+        group::receipts_per_record(self.group.as_ref(), self.consumer_cpus.len() as u32, tag)
+    }
+
+    /// Whether the receipts to expect are known (the run ends when they all arrived).
+    pub fn receipts_known(&self) -> bool {
+        self.tags
+            .variants()
+            .into_iter()
+            .all(|tag| self.receipts_per_record(tag).is_some())
     }
 
     fn planned(&self) -> Planned {
@@ -92,6 +112,9 @@ pub struct Measured {
     pub measure_from: Instant,
     pub load_before: Option<[f64; 3]>,
     pub load_after: Option<[f64; 3]>,
+    /// End-to-end (and tagged) runs: receipts the consumers should have seen for what was
+    /// acknowledged; `None` when the bench cannot tell (a SQL92 filter).
+    pub expected_receipts: Option<u64>,
 }
 
 impl Measured {
@@ -160,6 +183,9 @@ where
         measure_from: start + workload.warmup,
         load_before,
         load_after: live::load_average(),
+        expected_receipts: workload
+            .receipts_known()
+            .then(|| live.expected_receipts.load(Ordering::SeqCst)),
     })
 }
 
@@ -216,6 +242,7 @@ where
         measure_from: start,
         load_before,
         load_after: live::load_average(),
+        expected_receipts: None,
     })
 }
 
@@ -275,7 +302,10 @@ fn join_all(handles: Vec<Handle>, live: &Live) -> Result<ThreadResult, BenchErro
             Err(e) => {
                 live.abort();
                 live.stop.store(true, Ordering::SeqCst);
-                failure.get_or_insert(e);
+                // The cause, not an executor that stopped because of it.
+                if matches!(failure, None | Some(BenchError::OtherExecutorFailed)) {
+                    failure = Some(e);
+                }
             }
         }
     }
@@ -350,7 +380,7 @@ mod tests {
 
     impl Publisher for Sink {
         type Batch = u32;
-        fn encode(&self, count: u32, _: &[u8]) -> u32 {
+        fn encode(&self, count: u32, _: &[u8], _: Option<&str>) -> u32 {
             count
         }
         async fn publish(&self, _: u32, batch: &u32) -> Result<u32, BenchError> {
@@ -383,6 +413,8 @@ mod tests {
             spin_us: 0,
             max_errors: 10,
             drain_timeout: Duration::from_secs(1),
+            tags: TagMix::default(),
+            group: None,
         }
     }
 

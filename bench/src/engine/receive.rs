@@ -49,10 +49,32 @@ async fn subscribe_share<D: Driver>(
     setup
 }
 
+/// Joins the run's consumer group as member `index` of `executors` and returns the consumers
+/// of the queues it was assigned (one topic only: the group subscribes to it).
+async fn join_group<D: Driver>(
+    drivers: &[D],
+    group: &super::GroupRun,
+    index: u32,
+    executors: u32,
+    live: &Live,
+) -> Result<Vec<D::Subscriber>, BenchError> {
+    let joined = match drivers {
+        [driver] => driver.group_subscribers(group, index, executors).await,
+        _ => Err(BenchError::InvalidArgs(
+            "--group consumes one topic; name one in --topic".into(),
+        )),
+    };
+    if joined.is_err() {
+        live.abort();
+    }
+    joined
+}
+
 /// Subscribes to this executor's share of the queues of every topic (`drivers`: one per topic;
-/// pair `i` of all (topic, queue) pairs belongs to executor `i % executors`), waits at the gate,
-/// and receives until the consumers together have every acknowledged record (or the drain
-/// timeout passed without a record here).
+/// pair `i` of all (topic, queue) pairs belongs to executor `i % executors`) — or, with a
+/// group, to what the group assigned this member — waits at the gate, and receives until the
+/// consumers together have every receipt expected (`Live::expected_receipts`; unknown under a
+/// SQL92 filter) or the drain timeout passed without a record anywhere.
 pub(super) async fn consumer_executor<D: Driver>(
     drivers: Vec<D>,
     w: Workload,
@@ -60,7 +82,11 @@ pub(super) async fn consumer_executor<D: Driver>(
     executors: u32,
     live: Arc<Live>,
 ) -> Result<ThreadResult, BenchError> {
-    let subscribers = subscribe_share(&drivers, index, executors, Position::End, &live).await?;
+    let subscribers = match &w.group {
+        Some(group) => join_group(&drivers, group, index, executors, &live).await?,
+        None => subscribe_share(&drivers, index, executors, Position::End, &live).await?,
+    };
+    let receipts_known = w.receipts_known();
     let start = live.start_gate().await?;
     let recorder = Rc::new(Recorder::new(start + w.warmup));
     let tasks: Vec<_> = subscribers
@@ -90,13 +116,16 @@ pub(super) async fn consumer_executor<D: Driver>(
         if live.producers_running.load(Ordering::SeqCst) > 0 {
             continue;
         }
-        if received >= live.acked.load(Ordering::SeqCst) || last_change.elapsed() >= w.drain_timeout
-        {
+        let all_there = receipts_known && received >= live.expected_receipts.load(Ordering::SeqCst);
+        if all_there || last_change.elapsed() >= w.drain_timeout {
             break;
         }
     }
     for task in tasks {
         task.cancel();
+    }
+    for driver in &drivers {
+        driver.close().await;
     }
     Ok(recorder.finish())
 }

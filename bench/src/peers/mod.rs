@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 
 use crate::args::{ConsumeArgs, ProduceArgs};
-use crate::engine::{Drain, Driver, Workload};
+use crate::engine::{Drain, Driver, GroupRun, TagMix, Workload};
 use crate::error::BenchError;
 use crate::report::Report;
 
@@ -135,6 +135,8 @@ pub struct PeerTarget {
     pub queues: u32,
     pub timeout: Duration,
     pub wait: Duration,
+    /// What subscribers (not group members: theirs is the group's) let through.
+    pub filter: Option<crate::engine::BenchFilter>,
 }
 
 /// A run against a started peer, generic over the peer's driver type.
@@ -212,6 +214,7 @@ pub fn run_workload(
                 queues: self.args.peers.peer_queues,
                 timeout: Duration::from_millis(self.args.run.timeout_ms),
                 wait: Duration::from_millis(u64::from(self.wait_ms)),
+                filter: None,
             };
             let measured = crate::engine::run(self.workload, per_topic::<D>(target))?;
             Ok(crate::produce::workload_report(
@@ -248,6 +251,7 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 queues: args.peers.peer_queues,
                 timeout: Duration::from_millis(args.run.timeout_ms),
                 wait: Duration::from_millis(u64::from(args.wait_ms)),
+                filter: args.filter.filter(),
             };
             let fill = Workload {
                 topics: vec![args.topic.clone()],
@@ -265,23 +269,39 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 spin_us: 0,
                 max_errors: args.run.max_errors,
                 drain_timeout: Duration::from_secs(5),
+                tags: TagMix::parse(args.fill_tags.as_deref().unwrap_or(""))?,
+                // A group of no members, for the count of what the drain's filter selects.
+                group: args.filter.filter().map(|filter| GroupRun {
+                    name: String::new(),
+                    broadcasting: false,
+                    filter: Some(filter),
+                }),
             };
             eprintln!("filling {} with {} messages", args.topic, args.messages);
-            // What the fill stored is what the drain must find (a few failed fill requests
-            // below --max-errors are not the drain's to miss).
-            let stored = crate::engine::run(&fill, per_topic::<D>(target.clone()))?
-                .merged
-                .acked;
+            // What the fill stored (and the filter selects) is what the drain must find (a
+            // few failed fill requests below --max-errors are not the drain's to miss).
+            let filled = crate::engine::run(&fill, per_topic::<D>(target.clone()))?;
+            let stored = filled.merged.acked;
+            let selected =
+                match (&fill.group, filled.expected_receipts) {
+                    (None, _) => stored,
+                    (Some(_), Some(selected)) => selected,
+                    (Some(_), None) => return Err(BenchError::InvalidArgs(
+                        "a peer drain with --filter-sql: the bench cannot count what it selects; \
+                         use --filter-tags"
+                            .into(),
+                    )),
+                };
             let drain = Drain {
                 topics: vec![args.topic.clone()],
-                expected: stored,
+                expected: selected,
                 consumer_cpus: vec![cpu],
                 spin_us: args.run.spin_us,
                 max_errors: args.run.max_errors,
                 idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             };
             let measured = crate::engine::drain(&drain, per_topic::<D>(target))?;
-            crate::consume::drain_report(system, args, stored, &measured)
+            crate::consume::drain_report(system, args, selected, &measured)
         }
     }
     with_peer(peer, args.peers.peer_cpu, Consume(args))

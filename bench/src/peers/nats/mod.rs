@@ -195,7 +195,7 @@ pub struct NatsBatch {
 impl Publisher for NatsPublisher {
     type Batch = NatsBatch;
 
-    fn encode(&self, count: u32, payload: &[u8]) -> NatsBatch {
+    fn encode(&self, count: u32, payload: &[u8], _tag: Option<&str>) -> NatsBatch {
         NatsBatch {
             count,
             payload: payload.to_vec(),
@@ -292,7 +292,7 @@ mod tests {
             };
             assert_eq!(nats.queues().await.unwrap(), 1);
             let publisher = nats.publisher(0, &[0]).await.unwrap();
-            let batch = publisher.encode(10, b"backlog");
+            let batch = publisher.encode(10, b"backlog", None);
             assert_eq!(publisher.publish(0, &batch).await.unwrap(), 10);
             let mut subscriber = nats.subscriber(0, Position::Start).await.unwrap();
             glommio::timer::sleep(Duration::from_millis(200)).await;

@@ -176,7 +176,7 @@ pub struct RedisBatch {
 impl Publisher for RedisPublisher {
     type Batch = RedisBatch;
 
-    fn encode(&self, count: u32, payload: &[u8]) -> RedisBatch {
+    fn encode(&self, count: u32, payload: &[u8], _tag: Option<&str>) -> RedisBatch {
         RedisBatch {
             count,
             payload: payload.to_vec(),

@@ -225,8 +225,8 @@ fn decode_binary(header: &[u8]) -> Result<Command, RemotingError> {
 }
 
 /// The SEND_BATCH_MESSAGE body: `count` messages of `payload`, no properties, flag 0.
-pub fn batch_body(count: u32, payload: &[u8]) -> Vec<u8> {
-    let total = 4 + 4 + 4 + 4 + 4 + payload.len() + 2;
+pub fn batch_body(count: u32, payload: &[u8], properties: &str) -> Vec<u8> {
+    let total = 4 + 4 + 4 + 4 + 4 + payload.len() + 2 + properties.len();
     let mut body = Vec::with_capacity(total * count as usize);
     for _ in 0..count {
         body.extend_from_slice(&(total as i32).to_be_bytes());
@@ -235,9 +235,16 @@ pub fn batch_body(count: u32, payload: &[u8]) -> Vec<u8> {
         body.extend_from_slice(&0i32.to_be_bytes()); // flag
         body.extend_from_slice(&(payload.len() as i32).to_be_bytes());
         body.extend_from_slice(payload);
-        body.extend_from_slice(&0i16.to_be_bytes()); // properties length
+        body.extend_from_slice(&(properties.len() as i16).to_be_bytes());
+        body.extend_from_slice(properties.as_bytes());
     }
     body
+}
+
+/// A message's properties string (§5.3: `name\u{1}value\u{2}` pairs) with `TAGS` when tagged.
+pub fn tag_properties(tag: Option<&str>) -> String {
+    tag.map(|t| format!("TAGS\u{1}{t}\u{2}"))
+        .unwrap_or_default()
 }
 
 const MAGIC_V1: i32 = 0xDAA3_20A7_u32 as i32;
@@ -392,9 +399,12 @@ mod tests {
 
     #[test]
     fn batch_body_layout() {
-        let body = batch_body(2, b"abc");
+        let body = batch_body(2, b"abc", "");
         assert_eq!(body.len(), 2 * 25);
         assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), 25);
         assert_eq!(&body[20..23], b"abc");
+        let tagged = batch_body(1, b"abc", &tag_properties(Some("A")));
+        assert_eq!(&tagged[23..25], &7i16.to_be_bytes());
+        assert_eq!(&tagged[25..], b"TAGS\x01A\x02");
     }
 }

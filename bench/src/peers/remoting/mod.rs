@@ -17,6 +17,14 @@
 //! (p50) on loopback; with 0 it still batches whatever is already queued but never waits
 //! (`rocketmq-store-local` `commit_log/append/sequencer.rs`, `next_batch`).
 //!
+//! Tags (`--tags`) travel as the `TAGS` property. A consumer's filter (`--filter-tags`,
+//! `--filter-sql`) is the subscription expression of its pulls (sysFlag SUBSCRIPTION). A group
+//! run (`--group`) has no broker-side assignment in RocketMQ 4.x (clients rebalance), so the
+//! bench gives member m of n the queues q with q mod n = m (every queue when broadcasting), and
+//! a clustering member commits its position in each pull (sysFlag COMMIT_OFFSET) as a RocketMQ
+//! push consumer does; broadcasting members keep their offsets themselves, as RocketMQ's do.
+//! SQL92 needs the broker's `enablePropertyFilter`; without it the pulls fail and say so.
+//!
 //! The same driver will measure shardmq's own RocketMQ-compatible port once it exists.
 
 pub mod command;
@@ -26,12 +34,12 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use command::{
-    batch_body, for_each_stored_body, Command, GET_MAX_OFFSET, GET_MIN_OFFSET, PULL_MESSAGE,
-    SEND_BATCH_MESSAGE, SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
+    batch_body, for_each_stored_body, tag_properties, Command, GET_MAX_OFFSET, GET_MIN_OFFSET,
+    PULL_MESSAGE, SEND_BATCH_MESSAGE, SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
 };
 use connection::RemotingConnection;
 
-use crate::engine::{Driver, Position, Publisher, Subscriber};
+use crate::engine::{BenchFilter, Driver, GroupRun, Position, Publisher, Subscriber};
 use crate::error::BenchError;
 
 use super::{free_port, PeerServer, PeerTarget};
@@ -42,6 +50,10 @@ const CONSUMER_GROUP: &str = "shardmq_bench_e2e";
 const PULL_BATCH: u32 = 1024;
 /// Java's `WAIT=true` property: the send waits for the store (and the flush under SYNC_FLUSH).
 const SEND_PROPERTIES: &str = "WAIT\u{1}true\u{2}";
+/// PULL_MESSAGE sysFlag bits (`PullSysFlag`).
+const PULL_COMMIT_OFFSET: u32 = 0x1;
+const PULL_SUSPEND: u32 = 0x2;
+const PULL_SUBSCRIPTION: u32 = 0x4;
 
 fn peer_error(message: impl std::fmt::Display) -> BenchError {
     BenchError::Peer {
@@ -141,6 +153,7 @@ pub struct RocketMq {
     pub queues: u32,
     pub timeout: Duration,
     pub wait: Duration,
+    pub filter: Option<BenchFilter>,
 }
 
 impl From<PeerTarget> for RocketMq {
@@ -151,7 +164,17 @@ impl From<PeerTarget> for RocketMq {
             queues: t.queues,
             timeout: t.timeout,
             wait: t.wait,
+            filter: t.filter,
         }
+    }
+}
+
+/// The `(subscription, expressionType)` of a pull under `filter`.
+fn subscription_of(filter: Option<&BenchFilter>) -> (String, &'static str) {
+    match filter {
+        None => ("*".into(), "TAG"),
+        Some(BenchFilter::Tags(e)) => (e.clone(), "TAG"),
+        Some(BenchFilter::Sql(e)) => (e.clone(), "SQL92"),
     }
 }
 
@@ -211,6 +234,48 @@ impl Driver for RocketMq {
         queue: u32,
         from: Position,
     ) -> Result<RemotingSubscriber, BenchError> {
+        let pulls = Pulls {
+            group: CONSUMER_GROUP.to_owned(),
+            filter: self.filter.clone(),
+            commit: false,
+        };
+        self.positioned(queue, from, pulls).await
+    }
+
+    async fn group_subscribers(
+        &self,
+        group: &GroupRun,
+        member: u32,
+        members: u32,
+    ) -> Result<Vec<RemotingSubscriber>, BenchError> {
+        let mut subscribers = Vec::new();
+        for queue in (0..self.queues).filter(|q| group.broadcasting || q % members == member) {
+            let pulls = Pulls {
+                group: group.name.clone(),
+                filter: group.filter.clone(),
+                commit: !group.broadcasting,
+            };
+            subscribers.push(self.positioned(queue, Position::End, pulls).await?);
+        }
+        Ok(subscribers)
+    }
+}
+
+/// How a subscriber's pulls ask: for which group, through which filter, committing or not.
+struct Pulls {
+    group: String,
+    filter: Option<BenchFilter>,
+    commit: bool,
+}
+
+impl RocketMq {
+    /// A subscriber of `queue` at `from`, pulling as `pulls` says.
+    async fn positioned(
+        &self,
+        queue: u32,
+        from: Position,
+        pulls: Pulls,
+    ) -> Result<RemotingSubscriber, BenchError> {
         let connection = self.connect().await?;
         let ext = [
             ("topic", self.topic.clone()),
@@ -234,6 +299,7 @@ impl Driver for RocketMq {
             queue,
             offset,
             wait: self.wait,
+            pulls,
         })
     }
 }
@@ -247,19 +313,23 @@ pub struct RemotingPublisher {
 pub struct RemotingBatch {
     count: u32,
     body: Vec<u8>,
+    /// The request's properties (a single message's own; a batch's carry theirs in the body).
+    properties: String,
 }
 
 impl Publisher for RemotingPublisher {
     type Batch = RemotingBatch;
 
-    fn encode(&self, count: u32, payload: &[u8]) -> RemotingBatch {
+    fn encode(&self, count: u32, payload: &[u8], tag: Option<&str>) -> RemotingBatch {
+        let tags = tag_properties(tag);
         RemotingBatch {
             count,
             body: if count == 1 {
                 payload.to_vec()
             } else {
-                batch_body(count, payload)
+                batch_body(count, payload, &tags)
             },
+            properties: format!("{SEND_PROPERTIES}{tags}"),
         }
     }
 
@@ -276,7 +346,7 @@ impl Publisher for RemotingPublisher {
             ("f", "0".into()),
             ("g", born_ms.to_string()),
             ("h", "0".into()),
-            ("i", SEND_PROPERTIES.into()),
+            ("i", batch.properties.clone()),
             ("j", "0".into()),
             ("k", "false".into()),
         ];
@@ -304,23 +374,33 @@ pub struct RemotingSubscriber {
     queue: u32,
     offset: i64,
     wait: Duration,
+    pulls: Pulls,
 }
 
 impl Subscriber for RemotingSubscriber {
     async fn poll(&mut self, each: &mut dyn FnMut(&[u8])) -> Result<u64, BenchError> {
+        // SUSPEND (long poll) | SUBSCRIPTION (the expression is in this request), and
+        // COMMIT_OFFSET: the position reached is everything the bench received before.
+        let mut sys_flag = PULL_SUSPEND | PULL_SUBSCRIPTION;
+        if self.pulls.commit {
+            sys_flag |= PULL_COMMIT_OFFSET;
+        }
+        let (subscription, expression_type) = subscription_of(self.pulls.filter.as_ref());
         let ext = [
-            ("consumerGroup", CONSUMER_GROUP.to_owned()),
+            ("consumerGroup", self.pulls.group.clone()),
             ("topic", self.topic.clone()),
             ("queueId", self.queue.to_string()),
             ("queueOffset", self.offset.to_string()),
             ("maxMsgNums", PULL_BATCH.to_string()),
-            // SUSPEND (long poll) | SUBSCRIPTION (the expression is in this request).
-            ("sysFlag", "6".into()),
-            ("commitOffset", "0".into()),
+            ("sysFlag", sys_flag.to_string()),
+            (
+                "commitOffset",
+                if self.pulls.commit { self.offset } else { 0 }.to_string(),
+            ),
             ("suspendTimeoutMillis", self.wait.as_millis().to_string()),
-            ("subscription", "*".into()),
+            ("subscription", subscription),
             ("subVersion", "0".into()),
-            ("expressionType", "TAG".into()),
+            ("expressionType", expression_type.into()),
         ];
         let reply = self
             .connection
