@@ -29,8 +29,9 @@ pub enum AdminCommand {
     /// Topics: create, update, delete, list, status.
     #[command(subcommand)]
     Topic(TopicCommand),
-    /// Min and max offset of every queue of a topic; `offsets reset` moves a group's.
+    /// Min and max offset of every queue of a topic; `offsets reset` moves a group's offsets.
     Offsets {
+        /// The topic whose queues to show (or whose group offsets to reset).
         #[arg(long)]
         topic: String,
         #[command(subcommand)]
