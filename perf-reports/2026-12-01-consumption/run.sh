@@ -2,12 +2,13 @@
 # The consumption model under load (issue 7's speed targets), through `shardmq bench`, every
 # comparison in the same run on the same machine, rendered by `shardmq bench report`. Broker (one
 # shard) / peer server on CPU 1, producers on CPU 0, end-to-end consumers on CPU 1. 1 KB, 8 queues.
-#   group-100k:   2 producers at 100,000 msg/s in all, a group of 3 members consuming (clustering),
-#                 beside plain consumers (no group) and rocketmq-rust with the same group run.
+#   group-100k:   2 producers at 100,000 msg/s in all (batches of 10; group-100k-batch100: of 100),
+#                 a group of 3 members consuming (clustering), beside plain consumers (no group)
+#                 and rocketmq-rust with the same group run.
 #   filter-drain: a 2 GB backlog (2,000,000 x 1 KB) tagged rare:1,common:99; drained whole, then
 #                 drained with the tag filter `rare` (20,000 matches); rocketmq-rust the same.
 #   commit-cost:  closed-loop produce (batches of 100) with plain consumers vs a committing group,
-#                 alternated three times.
+#                 alternated three times; commit-cpu: the same, counting the broker's CPU per message.
 # Usage: perf-reports/2026-12-01-consumption/run.sh [scenario]
 #   rocketmq-rust: rocketmq-namesrv-rust and rocketmq-broker-rust on PATH (see ../shared/peers).
 set -euo pipefail
@@ -28,9 +29,9 @@ broker() { # flags...
 }
 stop() { kill -TERM "$BROKER"; wait "$BROKER"; }
 
-E2E="--duration-s 20 --warmup-s 2 --size 1024 --rate 100000 --batch 10 --producers 2 --threads 2 --in-flight 64 --consumer-cpu 1 --consumers 3"
-group_100k() {
-  local dir=group-100k
+group_100k() { # batch size
+  local batch=$1 dir=group-100k; [ "$1" = 100 ] && dir=group-100k-batch100
+  local E2E="--duration-s 20 --warmup-s 2 --size 1024 --rate 100000 --batch $batch --producers 2 --threads 2 --in-flight 64 --consumer-cpu 1 --consumers 3"
   mkdir -p $dir
   broker
   echo "--- $dir shardmq, group of 3"
@@ -47,7 +48,7 @@ group_100k() {
       --group bench-g --json $dir/rocketmq-rust-group.json 2>/dev/null | tail -4 || true
     [ -f $dir/rocketmq-rust-group.json ] && files+=($dir/rocketmq-rust-group.json)
   fi
-  "$B" bench report --title "$dir: a group of 3 at 100,000 msg/s, plain consumers and rocketmq-rust beside it, same run" --out $dir "${files[@]}"
+  "$B" bench report --title "$dir: a group of 3 at 100,000 msg/s in batches of $batch, plain consumers and rocketmq-rust beside it, same run" --out $dir "${files[@]}"
 }
 
 N=2000000
@@ -95,13 +96,43 @@ commit_cost() {
   "$B" bench report --title "$dir: closed-loop produce with plain consumers vs a committing group of 3, alternated" --out $dir "${files[@]}"
 }
 
+# The broker's own CPU per message in the commit-cost workload: its utime + stime ticks around
+# each run (/proc/PID/stat), so the bench's noise does not enter the comparison.
+commit_cpu() {
+  local dir=commit-cost out=commit-cost/broker-cpu.txt
+  : > $out
+  for round in 1 2 3; do
+    for mode in plain group; do
+      local extra=""; [ $mode = group ] && extra="--group commit-g"
+      broker
+      local t0 c0 t1 c1
+      t0=$(date +%s.%N); c0=$(awk '{print $14+$15}' /proc/$BROKER/stat)
+      "$B" bench --broker "$ADDR" end-to-end --topic t $COMMIT $extra --json $dir/cpu-$mode-$round.json > /dev/null 2>&1
+      t1=$(date +%s.%N); c1=$(awk '{print $14+$15}' /proc/$BROKER/stat)
+      stop
+      python3 - "$mode-$round" "$c0" "$c1" "$t0" "$t1" "$dir/cpu-$mode-$round.json" >> $out <<'PY'
+import json, sys
+label, c0, c1, t0, t1, path = sys.argv[1], *map(int, sys.argv[2:4]), *map(float, sys.argv[4:6]), sys.argv[6]
+run = json.load(open(path))
+acked = run["acked"]
+cpu_s = (c1 - c0) / 100
+print(f"{label}: acked {acked}  broker CPU {cpu_s:.2f} s over {t1 - t0:.1f} s  = {cpu_s / acked * 1e6:.3f} CPU-s per million messages")
+PY
+      rm $dir/cpu-$mode-$round.json
+    done
+  done
+  cat $out
+}
+
 {
 echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 case "${1:-all}" in
-  group-100k) group_100k ;;
+  group-100k) group_100k 10 ;;
+  group-100k-batch100) group_100k 100 ;;
   filter-drain) filter_drain ;;
   commit-cost) commit_cost ;;
-  all) group_100k; filter_drain; commit_cost ;;
+  commit-cpu) commit_cpu ;;
+  all) group_100k 10; group_100k 100; filter_drain; commit_cost; commit_cpu ;;
 esac
 echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee -a run.log
