@@ -8,6 +8,7 @@
 //! - [`messages`]: the rkyv request / reply types of the native protocol.
 //! - [`record`]: the record (a RocketMQ message's producer-side fields) and tag codes.
 //! - [`batch`]: the record batch, the unit that travels producer → log → consumer unchanged.
+//! - [`remoting`]: RocketMQ remoting frames, headers, stored-message records, batch bodies.
 //! - [`routing`]: the one pure function that maps a queue to its owning shard.
 //! - [`text`]: peer-supplied text shown in replies and logs, escaped and bounded.
 //! - [`error`]: [`ProtocolError`] (decoding failures) and [`ErrorCode`] (codes on the wire).
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod limits;
 pub mod messages;
 pub mod record;
+pub mod remoting;
 pub mod routing;
 pub mod text;
 

@@ -63,7 +63,13 @@ impl RemotingConnection {
         self.next_opaque.set(opaque.wrapping_add(1).max(1));
         let (tx, rx) = local_channel::new_bounded(1);
         self.shared.waiting.borrow_mut().insert(opaque, tx);
-        let frame = encode_request(code, opaque, ext, body);
+        let frame = match encode_request(code, opaque, ext, body) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.shared.waiting.borrow_mut().remove(&opaque);
+                return Err(e);
+            }
+        };
         let written = async {
             let _turn = self
                 .write_lock
@@ -98,7 +104,7 @@ async fn read_loop(socket: Rc<Socket>, shared: Rc<Shared>) {
         if let Err(e) = socket.read_exact(&mut rest).await {
             break format!("read: {e}");
         }
-        let command = match decode(&rest) {
+        let command = match decode(bytes::Bytes::from(rest)) {
             Ok(command) => command,
             Err(e) => break e.to_string(),
         };
