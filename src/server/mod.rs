@@ -5,6 +5,7 @@
 pub mod body;
 pub mod budget;
 pub mod closer;
+pub mod connection;
 pub mod context;
 pub mod listener;
 pub mod outbox;
