@@ -22,11 +22,12 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use shardmq_shards::{ShardStore, StoreConfig};
 use thiserror::Error;
 
-use crate::config::BrokerArgs;
+use crate::config::{BrokerArgs, RemotingPlan};
 use crate::core::remote::{self, CoreMeshEnds};
 use crate::core::topics::{TopicError, TopicRegistry};
 use crate::core::{Core, CoreConfig};
 use crate::fronts::native::router::{self, Handoff};
+use crate::fronts::remoting::state::{Directory, RemotingShard, ShardBroker};
 use crate::layout::{self, LayoutError};
 use crate::limits::{
     HANDOFF_QUEUE_DEPTH, REQUEST_LATENCY, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL,
@@ -56,7 +57,11 @@ pub enum BootError {
 
 enum ShardReport {
     Ready {
+        shard_id: u32,
         native: Option<std::net::SocketAddr>,
+        /// This shard as a RocketMQ broker: its name and the address clients are told.
+        remoting: Option<ShardBroker>,
+        namesrv: Option<std::net::SocketAddr>,
     },
     Failed {
         shard_id: u32,
@@ -77,6 +82,19 @@ struct ShardBoot {
     reports: mpsc::Sender<ShardReport>,
     handoff_senders: Vec<Option<SharedSender<Handoff>>>,
     handoff_receiver: Option<SharedReceiver<Handoff>>,
+    /// This shard's RocketMQ listeners, when remoting is on.
+    remoting: Option<RemotingBoot>,
+    /// Shard 0: the embedded name server's address.
+    namesrv: Option<String>,
+    directory: Arc<Directory>,
+}
+
+/// What a shard needs to serve RocketMQ remoting.
+#[derive(Clone)]
+struct RemotingBoot {
+    plan: RemotingPlan,
+    advertise_host: Option<String>,
+    broker_name: String,
 }
 
 fn raise_limit(resource: libc::__rlimit_resource_t) {
@@ -184,6 +202,10 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             }
         })
         .unzip();
+    let remoting_plan = args
+        .remoting_plan(shard_count as u32)
+        .map_err(BootError::Config)?;
+    let directory = Directory::new(&args.cluster_name);
     let io_memory = io_memory_per_executor(shard_count);
     let mut handles = Vec::with_capacity(shard_count);
     let mut meshes = crate::mesh::build(shard_count as u32).into_iter();
@@ -205,6 +227,15 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
                 Vec::new()
             },
             handoff_receiver: receivers[k].take(),
+            remoting: remoting_plan.as_ref().map(|plans| RemotingBoot {
+                plan: plans[k].clone(),
+                advertise_host: args.advertise_host.clone(),
+                broker_name: args.broker_name.clone(),
+            }),
+            namesrv: (k == 0)
+                .then(|| args.namesrv_listen().map(str::to_owned))
+                .flatten(),
+            directory: directory.clone(),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{k}"))
@@ -219,7 +250,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         handles.push(handle);
     }
     drop(reports);
-    let started = wait_until_ready(&ready, shard_count, &shutdown);
+    let started = wait_until_ready(&ready, shard_count, &shutdown, &directory);
     let mut first_error = started.err();
     for (k, handle) in handles.into_iter().enumerate().rev() {
         match handle.join() {
@@ -252,12 +283,22 @@ fn wait_until_ready(
     ready: &mpsc::Receiver<ShardReport>,
     shards: usize,
     shutdown: &AtomicBool,
+    directory: &Directory,
 ) -> Result<(), BootError> {
-    let mut native = None;
+    let (mut native, mut namesrv) = (None, None);
+    let mut remoting = vec![None; shards];
     for _ in 0..shards {
         match ready.recv() {
-            Ok(ShardReport::Ready { native: Some(addr) }) => native = Some(addr),
-            Ok(ShardReport::Ready { native: None }) => {}
+            Ok(ShardReport::Ready {
+                shard_id,
+                native: n,
+                remoting: r,
+                namesrv: ns,
+            }) => {
+                native = native.or(n);
+                namesrv = namesrv.or(ns);
+                remoting[shard_id as usize] = r;
+            }
             Ok(ShardReport::Failed { shard_id, message }) => {
                 shutdown.store(true, Ordering::SeqCst);
                 return Err(BootError::Shard { shard_id, message });
@@ -276,9 +317,19 @@ fn wait_until_ready(
             "shard 0 did not report its listener".into(),
         ));
     };
+    let brokers: Vec<ShardBroker> = remoting.into_iter().flatten().collect();
+    let first_remoting = brokers.first().map(|b| b.addr);
+    directory.publish(brokers);
     use std::io::Write;
+    let mut line = format!("shardmq ready native={native}");
+    if let Some(addr) = first_remoting {
+        line.push_str(&format!(" remoting={addr}"));
+    }
+    if let Some(addr) = namesrv {
+        line.push_str(&format!(" namesrv={addr}"));
+    }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "shardmq ready native={native}");
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
     Ok(())
 }
@@ -351,6 +402,41 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     let ctx = Rc::new(ShardContext::new(core.clone(), boot.stall_timeout));
     let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
+    let remoting = match &boot.remoting {
+        Some(plan) => {
+            match start_remoting(&ctx, (shard_id, boot.shard_count), &boot.directory, plan) {
+                Ok(broker) => Some(broker),
+                Err(message) => return fail(message),
+            }
+        }
+        None => None,
+    };
+    let namesrv = match &boot.namesrv {
+        Some(listen) => match crate::server::listener::bind_exclusive(listen) {
+            Ok(listener) => {
+                let addr = listener.local_addr().ok();
+                glommio::spawn_local(crate::namesrv::connection::accept_loop(
+                    ctx.clone(),
+                    boot.directory.clone(),
+                    listener,
+                ))
+                .detach();
+                addr
+            }
+            Err(err) => {
+                return fail(format!(
+                    "cannot listen on {listen} (--namesrv-listen): {err}"
+                ))
+            }
+        },
+        None => None,
+    };
+    let ready = |native| ShardReport::Ready {
+        shard_id,
+        native,
+        remoting: remoting.clone(),
+        namesrv,
+    };
     if let Some(listen) = &boot.listen {
         let listener = match crate::server::listener::bind_exclusive(listen) {
             Ok(listener) => listener,
@@ -364,11 +450,11 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
                 None => None,
             });
         }
-        let _ = boot.reports.send(ShardReport::Ready { native });
+        let _ = boot.reports.send(ready(native));
         glommio::spawn_local(router::accept_loop(ctx.clone(), listener, Rc::new(senders))).detach();
     } else if let Some(receiver) = boot.handoff_receiver {
         let receiver = receiver.connect().await;
-        let _ = boot.reports.send(ShardReport::Ready { native: None });
+        let _ = boot.reports.send(ready(None));
         glommio::spawn_local(router::receive_loop(ctx.clone(), receiver)).detach();
     }
     while !boot.shutdown.load(Ordering::SeqCst) {
@@ -383,6 +469,57 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         .map_err(|e| format!("closing its store failed: {e}"))?;
     tracing::info!(shard = shard_id, "shard stopped");
     Ok(())
+}
+
+/// Binds this shard's remoting listeners (main and VIP) and starts accepting; returns the shard
+/// as the RocketMQ broker clients will be told about.
+fn start_remoting(
+    ctx: &Rc<ShardContext>,
+    (shard_id, shard_count): (u32, u32),
+    directory: &Arc<Directory>,
+    plan: &RemotingBoot,
+) -> Result<ShardBroker, String> {
+    let bind = |addr: std::net::SocketAddr| {
+        crate::server::listener::bind_exclusive(&addr.to_string())
+            .map_err(|err| format!("cannot listen on {addr} (remoting): {err}"))
+    };
+    let main = bind(plan.plan.main)?;
+    let bound = main.local_addr().map_err(|e| e.to_string())?;
+    let vip = plan.plan.vip.map(bind).transpose()?;
+    let host = match (&plan.advertise_host, bound.ip()) {
+        (Some(host), _) => host
+            .parse()
+            .map_err(|e| format!("--advertise-host {host:?}: {e}"))?,
+        (None, ip) if ip.is_unspecified() => {
+            tracing::warn!(
+                "remoting listens on {bound}; telling clients 127.0.0.1 (set --advertise-host)"
+            );
+            std::net::IpAddr::from([127, 0, 0, 1])
+        }
+        (None, ip) => ip,
+    };
+    let advertised = std::net::SocketAddr::new(host, bound.port());
+    let shard = Rc::new(RemotingShard::new(
+        shard_id,
+        shard_count,
+        &plan.broker_name,
+        advertised,
+        directory.clone(),
+    ));
+    let broker = ShardBroker {
+        shard_id,
+        broker_name: shard.broker_name.clone(),
+        addr: advertised,
+    };
+    for listener in std::iter::once(main).chain(vip) {
+        glommio::spawn_local(crate::fronts::remoting::listener::accept_loop(
+            ctx.clone(),
+            shard.clone(),
+            listener,
+        ))
+        .detach();
+    }
+    Ok(broker)
 }
 
 async fn drain(ctx: &ShardContext) {

@@ -75,6 +75,42 @@ pub struct BrokerArgs {
     /// ~50 µs here; spinning trades CPU for latency.
     #[arg(long, default_value_t = 0)]
     pub spin_before_park_us: u64,
+    /// RocketMQ remoting listener of shard 0, HOST:PORT, or `off`. Shard k listens on
+    /// PORT + 4k and, for clients older than 4.5.1, on its "VIP" port PORT + 4k - 2; each shard
+    /// is a RocketMQ broker of its own in the routes. Port 0: every shard picks a free port
+    /// (no VIP ports); the name server tells clients where they are.
+    #[arg(long, default_value = "127.0.0.1:10911")]
+    pub remoting_listen: String,
+    /// The embedded RocketMQ name server, HOST:PORT, or `off`.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    pub namesrv_listen: String,
+    /// The address RocketMQ clients are told to reach the remoting listeners at (the host of
+    /// --remoting-listen by default; needed when that is 0.0.0.0).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// RocketMQ broker name; shard k is the broker `<name>-<k>` (k zero-padded).
+    #[arg(long, default_value = "shardmq")]
+    pub broker_name: String,
+    /// RocketMQ cluster name every shard's broker belongs to.
+    #[arg(long, default_value = "DefaultCluster")]
+    pub cluster_name: String,
+}
+
+/// Step between the remoting ports of consecutive shards: room for each one's VIP port
+/// (port − 2) without touching another shard's ports.
+pub const REMOTING_PORT_STRIDE: u16 = 4;
+
+/// Where one shard's remoting listeners go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotingPlan {
+    pub main: std::net::SocketAddr,
+    /// The VIP port for old clients (`main` − 2), when ports are fixed.
+    pub vip: Option<std::net::SocketAddr>,
+}
+
+/// `off` (any case) turns a listener off.
+fn listener_on(value: &str) -> Option<&str> {
+    (!value.trim().eq_ignore_ascii_case("off")).then_some(value.trim())
 }
 
 /// Parses sizes like `4096`, `64KiB`, `1MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as
@@ -101,6 +137,48 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 impl BrokerArgs {
+    /// The remoting listeners of every shard, or `None` when remoting is off.
+    pub fn remoting_plan(&self, shards: u32) -> Result<Option<Vec<RemotingPlan>>, String> {
+        let Some(listen) = listener_on(&self.remoting_listen) else {
+            return Ok(None);
+        };
+        let base: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(listen)
+            .map_err(|e| format!("--remoting-listen {listen:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("--remoting-listen {listen:?} names no address"))?;
+        if base.port() == 0 {
+            let plan = RemotingPlan {
+                main: base,
+                vip: None,
+            };
+            return Ok(Some(vec![plan; shards as usize]));
+        }
+        let last = u64::from(base.port()) + u64::from(REMOTING_PORT_STRIDE) * u64::from(shards - 1);
+        if base.port() < 2 || last > u64::from(u16::MAX) {
+            return Err(format!(
+                "--remoting-listen {listen}: {shards} shards need ports {}..={last} and their VIP ports below them",
+                base.port()
+            ));
+        }
+        Ok(Some(
+            (0..shards)
+                .map(|k| {
+                    let port = base.port() + REMOTING_PORT_STRIDE * k as u16;
+                    let at = |p: u16| std::net::SocketAddr::new(base.ip(), p);
+                    RemotingPlan {
+                        main: at(port),
+                        vip: Some(at(port - 2)),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// The embedded name server's address, or `None` when it is off.
+    pub fn namesrv_listen(&self) -> Option<&str> {
+        listener_on(&self.namesrv_listen)
+    }
+
     pub fn flush_mode(&self) -> FlushMode {
         match self.flush {
             FlushArg::Async => FlushMode::Async {
@@ -231,6 +309,39 @@ mod tests {
         assert_eq!(parse_bytes("2m"), Ok(2 << 20));
         assert!(parse_bytes("12 parsecs").is_err());
         assert!(parse_bytes("GiB").is_err());
+    }
+
+    #[test]
+    fn remoting_ports_leave_room_for_vip_ports() {
+        let args = Wrapper::parse_from(["x"]).args;
+        let plan = args.remoting_plan(3).unwrap().unwrap();
+        let ports: Vec<_> = plan
+            .iter()
+            .map(|p| (p.main.port(), p.vip.map(|v| v.port())))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (10911, Some(10909)),
+                (10915, Some(10913)),
+                (10919, Some(10917))
+            ]
+        );
+        let any = Wrapper::parse_from(["x", "--remoting-listen", "127.0.0.1:0"]).args;
+        assert!(any
+            .remoting_plan(2)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .all(|p| p.vip.is_none()));
+        let off =
+            Wrapper::parse_from(["x", "--remoting-listen", "off", "--namesrv-listen", "OFF"]).args;
+        assert_eq!(off.remoting_plan(2), Ok(None));
+        assert_eq!(off.namesrv_listen(), None);
+        let high = Wrapper::parse_from(["x", "--remoting-listen", "127.0.0.1:65534"]).args;
+        assert!(high.remoting_plan(2).is_err());
+        let bad = Wrapper::parse_from(["x", "--remoting-listen", "nowhere"]).args;
+        assert!(bad.remoting_plan(1).is_err());
     }
 
     #[test]

@@ -28,5 +28,6 @@ pub mod layout;
 pub mod limits;
 pub mod lock;
 pub mod mesh;
+pub mod namesrv;
 pub mod server;
 pub mod tune;

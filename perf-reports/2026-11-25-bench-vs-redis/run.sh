@@ -14,7 +14,7 @@ broker() { # flags...
   "$B" broker --listen 127.0.0.1:0 --data-dir "$DATA" --shards 1 --cpus 1 "$@" > "$DATA.out" 2> "$DATA.err" &
   BROKER=$!
   for _ in $(seq 100); do grep -q ready "$DATA.out" 2>/dev/null && break; sleep 0.1; done
-  ADDR=$(sed 's/.*native=//' "$DATA.out")
+  ADDR=$(sed 's/.*native=\([^ ]*\).*/\1/' "$DATA.out")
   "$B" admin --broker "$ADDR" topic create --name t --queues 1 > /dev/null
 }
 stop() { kill -TERM "$BROKER"; wait "$BROKER"; }

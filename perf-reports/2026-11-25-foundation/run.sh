@@ -26,7 +26,7 @@ start_broker() { # flags...
   "$B" broker --listen 127.0.0.1:0 --data-dir "$DATA" --shards 1 --cpus 1 "$@" > "$OUT/broker.out" 2> "$OUT/broker.err" &
   BROKER=$!
   for _ in $(seq 100); do grep -q ready "$OUT/broker.out" 2>/dev/null && break; sleep 0.1; done
-  ADDR=$(sed 's/.*native=//' "$OUT/broker.out")
+  ADDR=$(sed 's/.*native=\([^ ]*\).*/\1/' "$OUT/broker.out")
   "$B" admin --broker "$ADDR" topic create --name t --queues 1 > /dev/null
   "$B" admin --broker "$ADDR" topic create --name t4 --queues 4 > /dev/null
 }

@@ -6,6 +6,7 @@ use shardmq_protocol::routing::shard_for_queue;
 
 use super::error::CoreResult;
 use super::remote::RemoteCall;
+use super::topics::PERM_READ_WRITE;
 use super::topics::{Topic, TopicChange};
 use super::Core;
 
@@ -27,6 +28,31 @@ impl Core {
             .await?;
         tracing::info!(shard = self.shard_id, topic = %topic.name, queues = topic.queues, id = topic.topic_id, "topic created");
         Ok(topic)
+    }
+
+    /// A system topic (`%RETRY%<group>` and the like), created with `queues` queues if it does
+    /// not exist yet.
+    pub async fn ensure_system_topic(
+        &self,
+        name: &str,
+        queues: u32,
+    ) -> CoreResult<std::rc::Rc<Topic>> {
+        if let Some(topic) = self.topics.get(name) {
+            return Ok(topic);
+        }
+        let registry = self.topics.registry().clone();
+        let owned = name.to_string();
+        let created = glommio::executor()
+            .spawn_blocking(move || registry.create(&owned, queues, PERM_READ_WRITE, true))
+            .await;
+        match created {
+            Ok(topic) => {
+                tracing::info!(shard = self.shard_id, topic = %topic.name, queues, "system topic created");
+            }
+            Err(super::topics::TopicError::Exists(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        self.topic(name)
     }
 
     pub async fn update_topic(&self, name: &str, change: TopicChange) -> CoreResult<Topic> {

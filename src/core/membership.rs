@@ -272,6 +272,28 @@ impl Core {
         self.notifiers.borrow_mut().remove(&target.connection);
     }
 
+    /// A connection closed: its notifier goes, and the `(group, member)` that joined through it
+    /// leave their groups (those still registered through it), in a task of their own.
+    pub fn connection_closed(
+        self: &Rc<Self>,
+        target: NotifyTarget,
+        joined: std::collections::BTreeSet<(String, String)>,
+    ) {
+        self.unregister_notifier(target);
+        if joined.is_empty() {
+            return;
+        }
+        let core = self.clone();
+        glommio::spawn_local(async move {
+            for (group, member) in joined {
+                if let Err(err) = core.leave_group(&group, &member, Some(target)).await {
+                    tracing::debug!(%group, %member, error = %err, "a closed connection's member could not leave its group");
+                }
+            }
+        })
+        .detach();
+    }
+
     /// Expires silent members, expired queue locks, and writes the groups file when it
     /// changed; every `HOUSEKEEPING_INTERVAL` until dropped.
     pub async fn housekeeping(self: Rc<Self>) {

@@ -53,6 +53,13 @@ use membership::GroupNotifier;
 use remote::CoreMesh;
 use topics::{Topic, TopicRegistry, TopicView};
 
+/// Wall-clock milliseconds since the epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Settings of the core that every shard shares.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {

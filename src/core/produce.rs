@@ -65,9 +65,9 @@ impl Core {
         }
     }
 
-    /// The topic, created first if it does not exist and auto-creation is on; checked to have
-    /// the queue and to be writable.
-    async fn writable_topic(&self, name: &str, queue_id: u32) -> CoreResult<std::rc::Rc<Topic>> {
+    /// The topic a produce goes to: created first if it does not exist and auto-creation is
+    /// on (with `default_topic_queues` queues), else `TopicNotFound`.
+    pub async fn topic_for_produce(&self, name: &str) -> CoreResult<std::rc::Rc<Topic>> {
         if self.topics.get(name).is_none() && self.config.auto_create_topics {
             let queues = self.config.default_topic_queues;
             match self.create_topic(name, queues, PERM_READ_WRITE).await {
@@ -75,6 +75,13 @@ impl Core {
                 Err(err) => return Err(err),
             }
         }
+        self.topic(name)
+    }
+
+    /// The topic, created first if it does not exist and auto-creation is on; checked to have
+    /// the queue and to be writable.
+    async fn writable_topic(&self, name: &str, queue_id: u32) -> CoreResult<std::rc::Rc<Topic>> {
+        self.topic_for_produce(name).await?;
         let topic = self.topic_queue(name, queue_id)?;
         if !topic.writable() {
             return Err(CoreError::NoPermission {

@@ -2,3 +2,4 @@
 //! and encodes the core's plain results. `native` is shardmq's own protocol.
 
 pub mod native;
+pub mod remoting;

@@ -30,6 +30,45 @@ pub fn bind_exclusive(addr: &str) -> std::io::Result<glommio::net::TcpListener> 
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
 }
 
+/// Accepts on `listener` until the shard shuts down, handing each connection to `serve` (which
+/// spawns its task, and enforces the connection limit its protocol's way).
+pub async fn accept_until_shutdown(
+    ctx: std::rc::Rc<crate::server::context::ShardContext>,
+    listener: glommio::net::TcpListener,
+    what: &'static str,
+    serve: impl Fn(glommio::net::TcpStream),
+) {
+    loop {
+        let shutdown = ctx.core.shutdown.listen();
+        if ctx.core.is_shutting_down() {
+            return;
+        }
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                if ctx.open_connections() >= crate::limits::CONNECTIONS_PER_SHARD_MAX {
+                    tracing::warn!(
+                        shard = ctx.core.shard_id,
+                        listener = what,
+                        "connection refused: too many connections"
+                    );
+                    continue;
+                }
+                serve(stream);
+            }
+            Some(Err(err)) => {
+                tracing::warn!(shard = ctx.core.shard_id, listener = what, error = %err, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,19 @@ use shardmq_protocol::{FrameHeader, FrameKind};
 pub struct Broker {
     child: Option<Child>,
     pub addr: String,
+    /// Shard 0's RocketMQ remoting address and the embedded name server's (empty when off).
+    pub remoting: String,
+    pub namesrv: String,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
+}
+
+/// The value of `name=` on the ready line.
+fn ready_field(line: &str, name: &str) -> String {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Record `i` of a test: born at `i`, key "k{i}", payload "record {i}".
@@ -95,11 +106,16 @@ impl Broker {
     ) -> Result<Broker, String> {
         let stderr_log = data_dir.with_extension(format!("stderr-{}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_log).unwrap();
-        let listen: &[&str] = if extra.contains(&"--listen") {
-            &[]
-        } else {
-            &["--listen", "127.0.0.1:0"]
-        };
+        let mut listen: Vec<&str> = Vec::new();
+        for (flag, default) in [
+            ("--listen", "127.0.0.1:0"),
+            ("--remoting-listen", "127.0.0.1:0"),
+            ("--namesrv-listen", "127.0.0.1:0"),
+        ] {
+            if !extra.contains(&flag) {
+                listen.extend([flag, default]);
+            }
+        }
         // SHARDMQ_TEST_BINARY runs the tests against another build (an older one, to see a
         // regression test fail there).
         let binary = std::env::var_os("SHARDMQ_TEST_BINARY")
@@ -108,7 +124,7 @@ impl Broker {
         adjust(&mut command);
         let mut child = command
             .arg("broker")
-            .args(listen)
+            .args(&listen)
             .arg("--data-dir")
             .arg(data_dir)
             .args([
@@ -144,16 +160,14 @@ impl Broker {
                 return Err(format!("no ready line (exit {status:?}); stderr:\n{log}"));
             }
         };
-        let addr = line
-            .strip_prefix("shardmq ready native=")
-            .ok_or_else(|| format!("unexpected first line {line:?}"))?
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        if !line.starts_with("shardmq ready ") {
+            return Err(format!("unexpected first line {line:?}"));
+        }
         Ok(Broker {
             child: Some(child),
-            addr,
+            addr: ready_field(&line, "native"),
+            remoting: ready_field(&line, "remoting"),
+            namesrv: ready_field(&line, "namesrv"),
             data_dir: data_dir.to_path_buf(),
             stderr_log,
         })

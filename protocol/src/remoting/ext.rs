@@ -23,20 +23,20 @@ pub enum FieldError {
 /// Read access to extFields with the field names in the errors.
 pub struct Fields<'a>(pub &'a BTreeMap<String, String>);
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
     /// The first of `keys` present (a V2 short key and its V1 long name).
-    fn raw(&self, keys: &[&'static str]) -> Option<(&'static str, &str)> {
+    fn raw(&self, keys: &[&'static str]) -> Option<(&'static str, &'a str)> {
         keys.iter()
             .find_map(|k| self.0.get(*k).map(|v| (*k, v.as_str())))
     }
 
-    pub fn str(&self, keys: &[&'static str]) -> Result<&str, FieldError> {
+    pub fn str(&self, keys: &[&'static str]) -> Result<&'a str, FieldError> {
         self.raw(keys)
             .map(|(_, v)| v)
             .ok_or(FieldError::Missing(keys[0]))
     }
 
-    pub fn opt_str(&self, keys: &[&'static str]) -> Option<&str> {
+    pub fn opt_str(&self, keys: &[&'static str]) -> Option<&'a str> {
         self.raw(keys).map(|(_, v)| v)
     }
 

@@ -9,10 +9,12 @@
 //! - [`properties`]: the `key 0x01 value 0x02` property string.
 //! - [`stored`]: the stored-message record that pull responses carry.
 //! - [`batch_body`]: the SEND_BATCH_MESSAGE body.
+//! - [`bodies`]: the JSON bodies (heartbeats, locks, routes, cluster info, topic configs).
 //! - [`msg_id`]: offset message ids.
 
 pub mod batch_body;
 mod binary;
+pub mod bodies;
 pub mod codes;
 pub mod command;
 mod cursor;

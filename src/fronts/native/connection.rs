@@ -113,24 +113,12 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
     connection::serve(ctx, stream, make, first).await;
 }
 
-/// Unregisters the connection's notifier and lets its members leave their groups (only those
-/// still registered through this connection).
+/// Lets the connection's members leave their groups (only those still registered through it).
 fn leave_groups(conn: &Conn<Native>) {
-    let core = conn.ctx.core.clone();
-    let target = conn.proto.session.notify;
-    core.unregister_notifier(target);
     let joined = std::mem::take(&mut *conn.proto.session.joined.borrow_mut());
-    if joined.is_empty() {
-        return;
-    }
-    glommio::spawn_local(async move {
-        for (group, member) in joined {
-            if let Err(err) = core.leave_group(&group, &member, Some(target)).await {
-                tracing::debug!(%group, %member, error = %err, "a closed connection's member could not leave its group");
-            }
-        }
-    })
-    .detach();
+    conn.ctx
+        .core
+        .connection_closed(conn.proto.session.notify, joined);
 }
 
 /// The HelloReply that tells the client which shard serves it.

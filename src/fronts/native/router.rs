@@ -73,27 +73,11 @@ pub async fn accept_loop(
     listener: TcpListener,
     handoffs: Rc<Vec<Option<ConnectedSender<Handoff>>>>,
 ) {
-    loop {
-        let shutdown = ctx.core.shutdown.listen();
-        if ctx.core.is_shutting_down() {
-            return;
-        }
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shutdown.await;
-            None
-        })
-        .await;
-        match accepted {
-            None => return,
-            Some(Ok(stream)) => {
-                glommio::spawn_local(handshake(ctx.clone(), stream, handoffs.clone())).detach();
-            }
-            Some(Err(err)) => {
-                tracing::warn!(error = %err, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-    }
+    let serving = ctx.clone();
+    crate::server::listener::accept_until_shutdown(ctx, listener, "native", move |stream| {
+        glommio::spawn_local(handshake(serving.clone(), stream, handoffs.clone())).detach();
+    })
+    .await;
 }
 
 async fn handshake(

@@ -1,0 +1,56 @@
+//! What a refused remoting request is answered with: a RocketMQ response code and a remark,
+//! mapped from the core's errors in one place (`../shared/reference/rocketmq-protocol.md` §3.2).
+
+use shardmq_protocol::remoting::codes::response as code;
+use shardmq_protocol::remoting::ext::FieldError;
+use shardmq_shards::StorageError;
+
+use crate::core::topics::TopicError;
+use crate::core::CoreError;
+
+/// A response code with its remark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i32,
+    pub remark: String,
+}
+
+impl Refusal {
+    pub fn new(code: i32, remark: impl std::fmt::Display) -> Refusal {
+        Refusal {
+            code,
+            remark: remark.to_string(),
+        }
+    }
+
+    pub fn system(remark: impl std::fmt::Display) -> Refusal {
+        Refusal::new(code::SYSTEM_ERROR, remark)
+    }
+}
+
+impl From<FieldError> for Refusal {
+    fn from(e: FieldError) -> Self {
+        Refusal::system(e)
+    }
+}
+
+impl From<CoreError> for Refusal {
+    fn from(e: CoreError) -> Self {
+        let code = match &e {
+            CoreError::BadBatch(_) => code::MESSAGE_ILLEGAL,
+            CoreError::TopicNotFound(_) | CoreError::Topic(TopicError::NotFound(_)) => {
+                code::TOPIC_NOT_EXIST
+            }
+            CoreError::Topic(TopicError::Exists(_)) => code::TOPIC_EXIST_ALREADY,
+            CoreError::NoPermission { .. } => code::NO_PERMISSION,
+            CoreError::Storage(StorageError::Closed(_))
+            | CoreError::ShuttingDown
+            | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,
+            CoreError::InvalidArgument(_)
+            | CoreError::QueueNotFound { .. }
+            | CoreError::Topic(_)
+            | CoreError::Storage(_) => code::SYSTEM_ERROR,
+        };
+        Refusal::new(code, e)
+    }
+}

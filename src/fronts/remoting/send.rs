@@ -1,0 +1,214 @@
+//! Sends over remoting: SEND_MESSAGE (10, long header keys), SEND_MESSAGE_V2 (310, short keys)
+//! and SEND_BATCH_MESSAGE (320, §5.6 body), sync, async and oneway alike (the client decides
+//! whether it waits; a oneway request is simply not answered).
+//!
+//! Each message becomes a record: the body as it came (compressed bodies stay compressed; their
+//! sys flag says so), `TAGS`, `KEYS` (split on spaces) and `UNIQ_KEY` into their own fields,
+//! every other property kept in order (`__RMQ.TRANSIENT.` ones dropped, as Java drops them),
+//! the client's address as born host. A batch stores each inner message with its own
+//! properties; the batch header's properties never override them (apache/rocketmq#9416).
+//!
+//! The answer: `msgId` (offset ids from this shard's address and each message's log position,
+//! comma-joined for a batch), the queue as the client numbers it, the first queue offset,
+//! `transactionId` (the UNIQ_KEY), and `MSG_REGION` / `TRACE_ON`, which Java clients read from
+//! every send response. With `flush = sync` it waits for the fdatasync that covers the batch.
+//!
+//! Not yet: delayed (`DELAY` > 0, timer properties) and transactional (prepared) messages are
+//! refused with a clear remark instead of being delivered at once, until the message kinds exist.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use shardmq_protocol::batch::encode_batch;
+use shardmq_protocol::limits::{validate_topic_name, BATCH_RECORDS_MAX};
+use shardmq_protocol::remoting::codes::{request, response};
+use shardmq_protocol::remoting::ext::Fields;
+use shardmq_protocol::remoting::msg_id::offset_msg_id;
+use shardmq_protocol::remoting::properties::{self, key};
+use shardmq_protocol::remoting::{batch_body, RemotingCommand};
+use shardmq_protocol::{Property, Record, ValidatedBatch};
+
+use super::connection::Remoting;
+use super::dispatch::{refused, Answer};
+use super::error::Refusal;
+use crate::core::produce::Ack;
+use crate::core::CoreError;
+use crate::server::connection::Conn;
+
+/// sys-flag bits of the transaction type (§5.3); PREPARED is a half message.
+const TRANSACTION_TYPE: i32 = 0xC;
+const TRANSACTION_PREPARED: i32 = 0x4;
+
+/// The fields every message of one send request shares.
+struct SendHeader<'a> {
+    topic: &'a str,
+    queue_id: i32,
+    sys_flag: i32,
+    born_timestamp: i64,
+    flag: i32,
+    properties: &'a str,
+    reconsume_times: i32,
+    batch: bool,
+}
+
+fn header(req: &RemotingCommand) -> Result<SendHeader<'_>, Refusal> {
+    let f = Fields(&req.ext);
+    let topic = f.str(&["b", "topic"])?;
+    validate_topic_name(topic).map_err(Refusal::system)?;
+    Ok(SendHeader {
+        topic,
+        queue_id: f.num(&["e", "queueId"])?,
+        sys_flag: f.num(&["f", "sysFlag"])?,
+        born_timestamp: f.num(&["g", "bornTimestamp"])?,
+        flag: f.num(&["h", "flag"])?,
+        properties: f.opt_str(&["i", "properties"]).unwrap_or(""),
+        reconsume_times: f.opt_num(&["j", "reconsumeTimes"])?.unwrap_or(0),
+        batch: req.code == request::SEND_BATCH_MESSAGE
+            || f.opt_bool(&["m", "batch"])?.unwrap_or(false),
+    })
+}
+
+/// A record's born host: the address bytes, then the port big-endian.
+fn host_bytes(addr: SocketAddr) -> Vec<u8> {
+    let mut out = match addr.ip() {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    out.extend_from_slice(&addr.port().to_be_bytes());
+    out
+}
+
+/// Refuses what would need a message kind shardmq does not have yet.
+fn check_kind(properties: &[(String, String)], sys_flag: i32) -> Result<(), Refusal> {
+    if sys_flag & TRANSACTION_TYPE == TRANSACTION_PREPARED {
+        return Err(Refusal::system(
+            "transactional (half) messages are not supported by this broker yet",
+        ));
+    }
+    for (name, value) in properties {
+        let delayed = (name == key::DELAY && value.trim() != "0") || name.starts_with("TIMER_");
+        if delayed {
+            return Err(Refusal::system(format!(
+                "delayed messages ({name}={value}) are not supported by this broker yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn record_of(
+    h: &SendHeader,
+    born_host: &[u8],
+    flag: i32,
+    body: &[u8],
+    props: &str,
+) -> Result<Record, Refusal> {
+    let pairs = properties::parse(props);
+    check_kind(&pairs, h.sys_flag)?;
+    let mut record = Record {
+        born_timestamp_ms: u64::try_from(h.born_timestamp).unwrap_or(0),
+        born_host: born_host.to_vec(),
+        flag,
+        sys_flag: h.sys_flag as u32,
+        reconsume_times: u32::try_from(h.reconsume_times).unwrap_or(0),
+        payload: body.to_vec(),
+        ..Record::default()
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            key::TAGS => record.tags = value,
+            key::KEYS => {
+                record.keys = value
+                    .split(' ')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            key::UNIQ_KEY => record.unique_id = value,
+            n if n.starts_with(key::TRANSIENT_PREFIX) => {}
+            _ => record.properties.push(Property { name, value }),
+        }
+    }
+    Ok(record)
+}
+
+fn records_of(
+    h: &SendHeader,
+    req: &RemotingCommand,
+    born_host: &[u8],
+) -> Result<Vec<Record>, Refusal> {
+    if !h.batch {
+        return Ok(vec![record_of(
+            h,
+            born_host,
+            h.flag,
+            &req.body,
+            h.properties,
+        )?]);
+    }
+    let entries = batch_body::decode(&req.body, BATCH_RECORDS_MAX as usize)
+        .map_err(|e| Refusal::new(response::MESSAGE_ILLEGAL, e))?;
+    entries
+        .iter()
+        .map(|e| record_of(h, born_host, e.flag, e.body, e.properties))
+        .collect()
+}
+
+/// The client's queue on this shard → the topic's queue, with the client's number kept for the
+/// answer. A negative queue id lets the broker pick one.
+async fn target_queue(conn: &Conn<Remoting>, h: &SendHeader<'_>) -> Result<(u32, u32), Refusal> {
+    let topic = conn.ctx.core.topic_for_produce(h.topic).await?;
+    let queues = &conn.proto.shard.queues;
+    let local_count = queues.local_count(h.topic, topic.queues);
+    if local_count == 0 {
+        return Err(Refusal::system(format!(
+            "topic {} has no queue on broker {}",
+            topic.name, conn.proto.shard.broker_name
+        )));
+    }
+    let local = match u32::try_from(h.queue_id) {
+        Ok(local) => local,
+        Err(_) => (h.born_timestamp.unsigned_abs() % u64::from(local_count)) as u32,
+    };
+    let global = queues.global(h.topic, local, topic.queues).ok_or_else(|| {
+        Refusal::system(format!(
+            "request queueId[{}] is illegal, topic:[{}] writeQueueNums:[{local_count}] on broker {}",
+            h.queue_id, topic.name, conn.proto.shard.broker_name
+        ))
+    })?;
+    Ok((local, global))
+}
+
+pub async fn send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Answer {
+    match try_send(conn, req).await {
+        Ok(answer) => answer,
+        Err(refusal) => Answer::Now(refused(req, refusal)),
+    }
+}
+
+async fn try_send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<Answer, Refusal> {
+    let h = header(req)?;
+    let records = records_of(&h, req, &host_bytes(conn.proto.peer_addr))?;
+    let (local, global) = target_queue(conn, &h).await?;
+    let unique_id = records[0].unique_id.clone();
+    let batch = ValidatedBatch::new(bytes::BytesMut::from(&encode_batch(&records)[..]))
+        .map_err(|e| Refusal::from(CoreError::BadBatch(e)))?;
+    let produced = conn.ctx.core.produce(h.topic, global, batch).await?;
+    let advertised = conn.proto.shard.advertised;
+    let ids: Vec<String> = (0..u64::from(produced.count))
+        .map(|i| offset_msg_id(advertised, (produced.position + i) as i64))
+        .collect();
+    let mut response = RemotingCommand::response_to(req, response::SUCCESS)
+        .with_ext("msgId", ids.join(","))
+        .with_ext("queueId", local)
+        .with_ext("queueOffset", produced.base_offset)
+        .with_ext("MSG_REGION", "DefaultRegion")
+        .with_ext("TRACE_ON", "true");
+    if !unique_id.is_empty() {
+        response = response.with_ext("transactionId", unique_id);
+    }
+    Ok(match produced.ack {
+        Ack::Now => Answer::Now(response),
+        Ack::AfterSync(end) => Answer::AfterSync(response, end),
+    })
+}

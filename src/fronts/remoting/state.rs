@@ -1,0 +1,87 @@
+//! What the remoting front end of one shard knows beyond the core: how its queues are numbered
+//! for RocketMQ clients, its broker name and advertised address, the subscriptions its clients
+//! announced in heartbeats (so a pull that does not carry its expression finds it without a
+//! cross-shard call), and the directory of every shard's broker (for the name server).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use super::shard_queues::{broker_name, ShardQueues};
+use crate::core::groups::FilterSpec;
+
+/// One shard as a RocketMQ broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardBroker {
+    pub shard_id: u32,
+    pub broker_name: String,
+    /// Where clients reach it (the store host of its messages).
+    pub addr: SocketAddr,
+}
+
+/// Every shard's broker, known once all of them are listening (before the ready line).
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub cluster: String,
+    brokers: OnceLock<Vec<ShardBroker>>,
+}
+
+impl Directory {
+    pub fn new(cluster: &str) -> Arc<Directory> {
+        Arc::new(Directory {
+            cluster: cluster.to_string(),
+            brokers: OnceLock::new(),
+        })
+    }
+
+    /// Set once by boot, in shard order.
+    pub fn publish(&self, brokers: Vec<ShardBroker>) {
+        let _ = self.brokers.set(brokers);
+    }
+
+    pub fn brokers(&self) -> &[ShardBroker] {
+        self.brokers.get().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The remoting side of one shard. Lives on its executor (`Rc`).
+pub struct RemotingShard {
+    pub queues: ShardQueues,
+    pub broker_name: String,
+    pub advertised: SocketAddr,
+    pub directory: Arc<Directory>,
+    /// `(group, topic)` → the filter the group's clients last announced here.
+    subscriptions: RefCell<HashMap<(String, String), FilterSpec>>,
+}
+
+impl RemotingShard {
+    pub fn new(
+        shard_id: u32,
+        shard_count: u32,
+        name: &str,
+        advertised: SocketAddr,
+        directory: Arc<Directory>,
+    ) -> RemotingShard {
+        RemotingShard {
+            queues: ShardQueues::new(shard_id, shard_count),
+            broker_name: broker_name(name, shard_id, shard_count),
+            advertised,
+            directory,
+            subscriptions: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn remember_subscription(&self, group: &str, topic: &str, filter: FilterSpec) {
+        self.subscriptions
+            .borrow_mut()
+            .insert((group.to_string(), topic.to_string()), filter);
+    }
+
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<FilterSpec> {
+        self.subscriptions
+            .borrow()
+            .get(&(group.to_string(), topic.to_string()))
+            .cloned()
+    }
+}

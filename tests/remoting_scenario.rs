@@ -1,0 +1,342 @@
+//! The RocketMQ remoting front end and the embedded name server, driven by a raw remoting client
+//! (requests as Java clients write them) against a broker with two shards: routes that list
+//! each shard as a broker of its own, sends that native consumers read field for field, native
+//! messages pulled as RocketMQ stored-message records, consumer offsets and group members shared
+//! by both protocols, and unsupported codes.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use harness::{create_topic, data_dir, run, Broker};
+use shardmq_bench::peers::remoting::connection::RemotingConnection;
+use shardmq_client::Client;
+use shardmq_protocol::batch::encode_batch;
+use shardmq_protocol::remoting::codes::{request, response};
+use shardmq_protocol::remoting::msg_id::parse_offset_msg_id;
+use shardmq_protocol::remoting::properties;
+use shardmq_protocol::remoting::stored::decode_all;
+use shardmq_protocol::{Property, Record};
+
+const WAIT: Duration = Duration::ZERO;
+
+async fn connect(addr: &str) -> RemotingConnection {
+    RemotingConnection::connect(addr, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+fn ext(pairs: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (&*Box::leak(k.to_string().into_boxed_str()), v.to_string()))
+        .collect()
+}
+
+/// `(broker name, address, queues)` of every broker in a topic's route.
+async fn route(namesrv: &str, topic: &str) -> Result<Vec<(String, String, u64)>, i32> {
+    let ns = connect(namesrv).await;
+    let reply = ns
+        .request(
+            request::GET_ROUTEINFO_BY_TOPIC,
+            &ext(&[("topic", topic)]),
+            &[],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    if reply.code != response::SUCCESS {
+        return Err(reply.code);
+    }
+    let route: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let addrs: BTreeMap<String, String> = route["brokerDatas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["brokerName"].as_str().unwrap().to_string(),
+                b["brokerAddrs"]["0"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    Ok(route["queueDatas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            let name = q["brokerName"].as_str().unwrap().to_string();
+            let addr = addrs[&name].clone();
+            (name, addr, q["readQueueNums"].as_u64().unwrap())
+        })
+        .collect())
+}
+
+#[test]
+fn routes_list_every_shard_as_a_broker() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let namesrv = broker.namesrv.clone();
+    create_topic(&broker.addr, "rt", 8);
+    run(move || async move {
+        assert_eq!(
+            route(&namesrv, "missing").await,
+            Err(response::TOPIC_NOT_EXIST)
+        );
+        let template = route(&namesrv, "TBW102").await.unwrap();
+        assert_eq!(
+            template.len(),
+            2,
+            "auto-creation is on: TBW102 on both shards"
+        );
+        let brokers = route(&namesrv, "rt").await.unwrap();
+        let names: Vec<_> = brokers.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(names, ["shardmq-00", "shardmq-01"]);
+        assert_ne!(brokers[0].1, brokers[1].1, "each shard has its own address");
+        assert_eq!(brokers.iter().map(|b| b.2).sum::<u64>(), 8);
+        let ns = connect(&namesrv).await;
+        let cluster = ns
+            .request(request::GET_BROKER_CLUSTER_INFO, &[], &[], WAIT)
+            .await
+            .unwrap();
+        let cluster: serde_json::Value = serde_json::from_slice(&cluster.body).unwrap();
+        assert_eq!(
+            cluster["clusterAddrTable"]["DefaultCluster"],
+            serde_json::json!(["shardmq-00", "shardmq-01"])
+        );
+        let unknown = ns.request(9999, &[], &[], WAIT).await.unwrap();
+        assert_eq!(unknown.code, response::REQUEST_CODE_NOT_SUPPORTED);
+    });
+    assert_eq!(broker.stop(), Some(0));
+}
+
+/// Sends one message over remoting to local queue `queue` of the broker at `addr`.
+async fn send(addr: &str, topic: &str, queue: u32, body: &[u8], props: &str) -> (String, u64) {
+    let conn = connect(addr).await;
+    let queue = queue.to_string();
+    let header = ext(&[
+        ("a", "pg"),
+        ("b", topic),
+        ("c", "TBW102"),
+        ("d", "4"),
+        ("e", &queue),
+        ("f", "0"),
+        ("g", "1700000000000"),
+        ("h", "5"),
+        ("i", props),
+        ("j", "0"),
+        ("k", "false"),
+    ]);
+    let reply = conn
+        .request(request::SEND_MESSAGE_V2, &header, body, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+    assert_eq!(reply.ext["MSG_REGION"], "DefaultRegion");
+    let offset = reply.ext_i64("queueOffset").unwrap() as u64;
+    (reply.ext["msgId"].clone(), offset)
+}
+
+#[test]
+fn a_remoting_send_is_read_natively_and_a_native_message_is_pulled_over_remoting() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let (namesrv, native) = (broker.namesrv.clone(), broker.addr.clone());
+    create_topic(&broker.addr, "mix", 4);
+    run(move || async move {
+        let brokers = route(&namesrv, "mix").await.unwrap();
+        let (_, addr, _) = brokers[1].clone();
+        let mut props = String::new();
+        properties::push(&mut props, "TAGS", "paid");
+        properties::push(&mut props, "KEYS", "k1 k2");
+        properties::push(&mut props, "UNIQ_KEY", "AC110001000078308DB174F2B4EF0000");
+        properties::push(&mut props, "amount", "10");
+        let (msg_id, offset) = send(&addr, "mix", 1, b"remoting body", &props).await;
+        assert_eq!(offset, 0);
+        let (host, _physical) = parse_offset_msg_id(&msg_id).unwrap();
+        assert_eq!(
+            host.to_string(),
+            addr,
+            "the id names the shard that stored it"
+        );
+
+        // Shard 1's local queue 1 is one of the topic's queues; a native consumer finds the
+        // message there with every field.
+        let client = Client::connect(&native, "native").await.unwrap();
+        let mut found = None;
+        for q in 0..4 {
+            let pulled = client.pull("mix", q, 0, 10, 1 << 20, 0).await.unwrap();
+            if let Some((_, r)) = pulled.to_owned_records().unwrap().into_iter().next() {
+                found = Some(r);
+            }
+        }
+        let record = found.expect("the remoting message is in one of the queues");
+        assert_eq!(record.payload, b"remoting body");
+        assert_eq!(record.tags, "paid");
+        assert_eq!(record.keys, ["k1", "k2"]);
+        assert_eq!(record.unique_id, "AC110001000078308DB174F2B4EF0000");
+        assert_eq!(record.flag, 5);
+        assert_eq!(record.born_timestamp_ms, 1_700_000_000_000);
+        assert_eq!(
+            record.properties,
+            [Property {
+                name: "amount".into(),
+                value: "10".into()
+            }]
+        );
+
+        // A native message, pulled over remoting from every shard's queues.
+        let native_record = Record {
+            tags: "t1".into(),
+            keys: vec!["nk".into()],
+            unique_id: "00FF".into(),
+            properties: vec![Property {
+                name: "p".into(),
+                value: "v".into(),
+            }],
+            payload: b"native body".to_vec(),
+            ..Record::default()
+        };
+        for q in 0..4 {
+            client
+                .produce_batch(
+                    "mix",
+                    q,
+                    &encode_batch(std::slice::from_ref(&native_record)),
+                )
+                .await
+                .unwrap();
+        }
+        let mut bodies = 0;
+        for (_, addr, queues) in &brokers {
+            let conn = connect(addr).await;
+            for local in 0..*queues {
+                let local = local.to_string();
+                let header = ext(&[
+                    ("consumerGroup", "cg"),
+                    ("topic", "mix"),
+                    ("queueId", &local),
+                    ("queueOffset", "0"),
+                    ("maxMsgNums", "32"),
+                    ("sysFlag", "6"),
+                    ("commitOffset", "0"),
+                    ("suspendTimeoutMillis", "0"),
+                    ("subscription", "*"),
+                    ("subVersion", "0"),
+                    ("expressionType", "TAG"),
+                ]);
+                let reply = conn
+                    .request(request::PULL_MESSAGE, &header, &[], WAIT)
+                    .await
+                    .unwrap();
+                assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+                for key in [
+                    "nextBeginOffset",
+                    "minOffset",
+                    "maxOffset",
+                    "suggestWhichBrokerId",
+                ] {
+                    assert!(reply.ext.contains_key(key), "{key} in every pull answer");
+                }
+                for m in decode_all(&reply.body).unwrap() {
+                    assert_eq!(m.queue_id.to_string(), local, "the client's queue number");
+                    assert_eq!(m.store_host.to_string(), *addr);
+                    if m.body == b"native body" {
+                        let props = properties::parse(&m.properties);
+                        assert!(props.contains(&("TAGS".into(), "t1".into())), "{props:?}");
+                        assert!(props.contains(&("KEYS".into(), "nk".into())));
+                        assert!(props.contains(&("p".into(), "v".into())));
+                        bodies += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(bodies, 4, "every native message, once");
+    });
+    assert_eq!(broker.stop(), Some(0));
+}
+
+#[test]
+fn consumer_offsets_and_members_are_one_for_both_protocols() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let (namesrv, native) = (broker.namesrv.clone(), broker.addr.clone());
+    create_topic(&broker.addr, "off", 4);
+    run(move || async move {
+        let brokers = route(&namesrv, "off").await.unwrap();
+        let (_, addr, _) = brokers[0].clone();
+        for _ in 0..3 {
+            send(&addr, "off", 0, b"m", "").await;
+        }
+        let conn = connect(&addr).await;
+        let heartbeat = br#"{"clientID":"10.0.0.5@1#1","consumerDataSet":[{"consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","groupName":"og","messageModel":"CLUSTERING","subscriptionDataSet":[{"expressionType":"TAG","subString":"*","subVersion":1,"topic":"off"}]}],"producerDataSet":[]}"#;
+        let hb = conn
+            .request(request::HEART_BEAT, &[], heartbeat, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(hb.code, response::SUCCESS);
+        assert_eq!(hb.version, 479, "the broker's version");
+        let list = conn
+            .request(
+                request::GET_CONSUMER_LIST_BY_GROUP,
+                &ext(&[("consumerGroup", "og")]),
+                &[],
+                WAIT,
+            )
+            .await
+            .unwrap();
+        let ids: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+        assert_eq!(ids["consumerIdList"], serde_json::json!(["10.0.0.5@1#1"]));
+        let query = ext(&[("consumerGroup", "og"), ("topic", "off"), ("queueId", "0")]);
+        let fresh = conn
+            .request(request::QUERY_CONSUMER_OFFSET, &query, &[], WAIT)
+            .await
+            .unwrap();
+        assert_eq!(
+            (fresh.code, fresh.ext_i64("offset")),
+            (response::SUCCESS, Some(0)),
+            "a new group on a queue still in memory starts at 0"
+        );
+        let update = ext(&[
+            ("consumerGroup", "og"),
+            ("topic", "off"),
+            ("queueId", "0"),
+            ("commitOffset", "2"),
+        ]);
+        let updated = conn
+            .request(request::UPDATE_CONSUMER_OFFSET, &update, &[], WAIT)
+            .await
+            .unwrap();
+        assert_eq!(updated.code, response::SUCCESS);
+        let queried = conn
+            .request(request::QUERY_CONSUMER_OFFSET, &query, &[], WAIT)
+            .await
+            .unwrap();
+        assert_eq!(queried.ext_i64("offset"), Some(2));
+        // The same group and offset, natively: the queue is the one the messages went to.
+        let client = Client::connect(&native, "native").await.unwrap();
+        let mut committed = Vec::new();
+        for q in 0..4 {
+            committed.push(client.query_offset("og", "off", q, None).await.unwrap());
+        }
+        assert_eq!(
+            committed.iter().filter(|c| **c == Some(2)).count(),
+            1,
+            "{committed:?}"
+        );
+        let members = client.list_groups().await.unwrap();
+        assert!(
+            members
+                .groups
+                .iter()
+                .any(|g| g.name == "og" && g.members == 1),
+            "{members:?}"
+        );
+        assert!(
+            client.topic("%RETRY%og").await.unwrap().is_some(),
+            "the group's retry topic"
+        );
+    });
+    assert_eq!(broker.stop(), Some(0));
+}
