@@ -2,6 +2,8 @@
 //! a glommio executor to run client code in, and a raw blocking socket for malformed input.
 #![allow(dead_code)]
 
+pub mod js;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,135 @@
+// Drives a real RocketMQ client (unpatched, from npm) for tests/rocketmq_clients_scenario.rs.
+//   node driver.js produce <cpp|ons> '<json>'  json: {namesrv, topic, from, n, mode, tags[], props}
+//   node driver.js consume <cpp|ons> '<json>'  json: {namesrv, topic, group, expr, sql, broadcast,
+//                                                     fromWhere, expect, timeoutMs, idleMs, settleMs,
+//                                                     stopFile, readyFile, rebalanceMs, instance}
+// Prints one JSON line on stdout: what was sent (status, msgId per message) or what was received
+// (body, tags, keys per message, in arrival order). Everything else goes to stderr.
+'use strict';
+const fs = require('fs');
+
+const [command, client, json] = process.argv.slice(2);
+const args = JSON.parse(json);
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+const tagOf = (i) => (args.tags && args.tags.length ? args.tags[i % args.tags.length] : null);
+
+async function produceCpp() {
+  const { Producer } = require('rocketmq-nodejs');
+  const p = new Producer(args.group || 'pg_cpp', { nameServer: args.namesrv, sendMessageTimeout: 5000 });
+  await p.start();
+  const sent = [];
+  for (let i = args.from || 0; i < (args.from || 0) + args.n; i++) {
+    const options = { keys: 'k' + i };
+    if (tagOf(i)) options.tags = tagOf(i);
+    const body = 'body-' + i;
+    if (args.mode === 'async' || (args.mode === 'mixed' && i % 2)) {
+      const r = await new Promise((resolve, reject) =>
+        p.send(args.topic, body, options, (err, result) => (err ? reject(err) : resolve(result))));
+      sent.push({ i, status: r.status, msgId: r.msgId, async: true });
+    } else {
+      const r = await p.send(args.topic, body, options);
+      sent.push({ i, status: r.status, msgId: r.msgId });
+    }
+  }
+  await p.shutdown();
+  return sent;
+}
+
+async function produceOns() {
+  const { Producer, Message } = require('ali-ons');
+  const httpclient = { request: async () => { throw new Error('unused'); } };
+  const p = new Producer({ httpclient, nameSrv: args.namesrv, producerGroup: args.group || 'pg_ons' });
+  await p.ready();
+  const sent = [];
+  for (let i = args.from || 0; i < (args.from || 0) + args.n; i++) {
+    const m = new Message(args.topic, tagOf(i), 'body-' + i);
+    m.keys = ['k' + i];
+    m.properties.seq = String(i);
+    const r = await p.send(m);
+    sent.push({ i, status: r.sendStatus, msgId: r.msgId, broker: r.messageQueue.brokerName });
+  }
+  await p.close();
+  return sent;
+}
+
+async function consume(start, stop) {
+  const got = [];
+  const onMessage = (m) => got.push(m);
+  const handle = await start(onMessage);
+  if (args.readyFile) fs.writeFileSync(args.readyFile, 'ready');
+  const t0 = Date.now();
+  let last = Date.now(), seen = 0;
+  while (Date.now() - t0 < (args.timeoutMs || 60000)) {
+    if (got.length !== seen) { seen = got.length; last = Date.now(); }
+    if (args.expect !== undefined && got.length >= args.expect) break;
+    if (args.stopFile && fs.existsSync(args.stopFile)) break;
+    if (args.idleMs && got.length > 0 && Date.now() - last > args.idleMs) break;
+    await sleep(50);
+  }
+  // Let any duplicate still in flight arrive before counting.
+  await sleep(args.settleMs || 0);
+  await stop(handle);
+  return got;
+}
+
+async function consumeCpp() {
+  const { PushConsumer } = require('rocketmq-nodejs');
+  return consume(async (onMessage) => {
+    const c = new PushConsumer(args.group, { nameServer: args.namesrv });
+    c.subscribe(args.topic, args.expr || '*');
+    c.on('message', (msg, ack) => {
+      onMessage({ body: msg.body, tags: msg.tags, keys: msg.keys });
+      ack.done();
+    });
+    await c.start();
+    return c;
+  }, (c) => c.shutdown());
+}
+
+async function consumeOns() {
+  const { Consumer } = require('ali-ons');
+  const httpclient = { request: async () => { throw new Error('unused'); } };
+  return consume(async (onMessage) => {
+    const c = new Consumer({
+      httpclient,
+      // ali-ons ignores NOTIFY_CONSUMER_IDS_CHANGED and rebalances only on this timer (10 s by
+      // default), so a test that starts consumers together sets it short.
+      rebalanceInterval: args.rebalanceMs || 10000,
+      // A broadcasting client keeps the instance name DEFAULT (as Java does), so two on one host
+      // share a client id unless they are named apart.
+      ...(args.instance ? { instanceName: args.instance } : {}),
+      nameSrv: args.namesrv,
+      consumerGroup: args.group,
+      isBroadcast: !!args.broadcast,
+      consumeFromWhere: args.fromWhere || 'CONSUME_FROM_FIRST_OFFSET',
+    });
+    const expr = args.sql ? { expressionType: 'SQL92', subString: args.expr } : (args.expr || '*');
+    c.subscribe(args.topic, expr, async (msg) => {
+      onMessage({ body: msg.body.toString(), tags: msg.tags, keys: msg.keys, props: msg.properties });
+    });
+    c.on('error', (e) => console.error('consumer error', e.message));
+    await c.ready();
+    return c;
+  }, (c) => c.close());
+}
+
+const run = {
+  produce: { cpp: produceCpp, ons: produceOns },
+  consume: { cpp: consumeCpp, ons: consumeOns },
+}[command][client];
+
+// The C++ client never lets its process exit: at exit its static EventLoop's destructor joins a
+// thread that is still in epoll_wait (seen with gdb in rocketmq-nodejs 1.1.2). So a C++ driver
+// ends itself with SIGKILL once its answer is written (harness/js.rs accepts that from it only
+// with a complete answer); a failed one prints no answer.
+function end(code) {
+  if (client === 'cpp') {
+    console.error('ending with SIGKILL: the C++ client does not return from exit()');
+    process.kill(process.pid, 'SIGKILL');
+  }
+  process.exit(code);
+}
+
+run()
+  .then((out) => process.stdout.write(JSON.stringify(out) + '\n', () => end(0)))
+  .catch((e) => { console.error('driver failed:', e && e.stack || e); end(1); });
