@@ -23,6 +23,7 @@ use shardmq_shards::{ShardStore, StoreConfig};
 use thiserror::Error;
 
 use crate::config::{BrokerArgs, RemotingPlan};
+use crate::core::group_configs::{GroupConfigError, GroupConfigs};
 use crate::core::remote::{self, CoreMeshEnds};
 use crate::core::topics::{TopicError, TopicRegistry};
 use crate::core::{Core, CoreConfig};
@@ -41,6 +42,8 @@ pub enum BootError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Topics(#[from] TopicError),
+    #[error(transparent)]
+    GroupConfigs(#[from] GroupConfigError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("invalid configuration: {0}")]
@@ -76,6 +79,7 @@ struct ShardBoot {
     listen: Option<String>,
     stall_timeout: Duration,
     topics: Arc<TopicRegistry>,
+    group_configs: Arc<GroupConfigs>,
     core: CoreConfig,
     mesh: CoreMeshEnds,
     shutdown: Arc<AtomicBool>,
@@ -180,6 +184,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     )?;
     let shard_count = layout.shard_count as usize;
     let topics = Arc::new(TopicRegistry::load(&args.data_dir)?);
+    let group_configs = Arc::new(GroupConfigs::load(&args.data_dir)?);
     let cpus = args
         .shard_cpus(shard_count, &allowed)
         .map_err(BootError::Config)?;
@@ -219,6 +224,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             core: args.core_config(),
             mesh: meshes.next().expect("one mesh end per shard"),
             topics: topics.clone(),
+            group_configs: group_configs.clone(),
             shutdown: shutdown.clone(),
             reports: reports.clone(),
             handoff_senders: if k == 0 {
@@ -390,6 +396,7 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         store.clone(),
         boot.shard_count,
         boot.topics.clone(),
+        boot.group_configs.clone(),
         boot.core.clone(),
         mesh,
         groups,

@@ -179,23 +179,10 @@ fn infer_from_shard_dirs(data_dir: &Path) -> Result<Option<Layout>, LayoutError>
 }
 
 fn write(path: &Path, layout: &Layout) -> Result<(), LayoutError> {
-    use std::io::Write;
-    let io = |source| LayoutError::Io {
+    crate::json_file::replace(path, layout).map_err(|source| LayoutError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(layout).map_err(|e| io(std::io::Error::other(e)))?;
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

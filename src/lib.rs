@@ -13,6 +13,7 @@
 //! - [`config`]: broker flags and how they map onto store and core configs.
 //! - [`layout`]: the shard count and routing a data directory was written with.
 //! - [`lock`]: the data directory lock.
+//! - [`json_file`]: JSON files replaced atomically (topics, layout, subscription groups).
 //! - [`limits`]: every bound the broker enforces.
 //! - [`tune`]: `shardmq tune`, host checks for a thread-per-core io_uring broker.
 //! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod fronts;
+pub mod json_file;
 pub mod layout;
 pub mod limits;
 pub mod lock;

@@ -340,3 +340,215 @@ fn consumer_offsets_and_members_are_one_for_both_protocols() {
     });
     assert_eq!(broker.stop(), Some(0));
 }
+
+/// The JSON value at the start of `text`, and the bytes it took.
+fn next_value(text: &str) -> (serde_json::Value, usize) {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let value = values.next().unwrap().unwrap();
+    (value, values.byte_offset())
+}
+
+/// The entries of a map Java writes with fastjson keyed by `MessageQueue` objects
+/// (`{"offsetTable":{{…}:{…},…}}`), read the way a Java tool reads it.
+fn fastjson_queue_map(body: &[u8], field: &str) -> Vec<(serde_json::Value, serde_json::Value)> {
+    let text = std::str::from_utf8(body).unwrap();
+    let start = text.find(&format!("\"{field}\":{{")).expect(field) + field.len() + 4;
+    let mut rest = &text[start..];
+    let mut entries = Vec::new();
+    while !rest.starts_with('}') {
+        let (key, used) = next_value(rest);
+        rest = rest[used..]
+            .strip_prefix(':')
+            .expect("a colon after the key");
+        let (value, used) = next_value(rest);
+        rest = &rest[used..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+        entries.push((key, value));
+    }
+    entries
+}
+
+async fn admin_request(
+    conn: &RemotingConnection,
+    code: i32,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) -> (i32, serde_json::Value, Vec<u8>) {
+    let reply = conn.request(code, &ext(fields), body, WAIT).await.unwrap();
+    let json = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+    (reply.code, json, reply.body.to_vec())
+}
+
+#[test]
+fn subscription_groups_stats_and_connections_answer_as_admin_tools_expect() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let namesrv = broker.namesrv.clone();
+    create_topic(&broker.addr, "adm", 4);
+    run(move || async move {
+        let brokers = route(&namesrv, "adm").await.unwrap();
+        let (name, addr, _) = brokers[0].clone();
+        for _ in 0..3 {
+            send(&addr, "adm", 0, b"m", "").await;
+        }
+        let conn = connect(&addr).await;
+        let other = connect(&brokers[1].1).await;
+        let get = |group: &'static str| [("group", group)];
+        let (code, _, _) = admin_request(
+            &conn,
+            request::GET_SUBSCRIPTIONGROUP_CONFIG,
+            &get("g-adm"),
+            &[],
+        )
+        .await;
+        assert_eq!(code, response::SUBSCRIPTION_GROUP_NOT_EXIST);
+
+        // mqadmin updateSubGroup: consumption disabled, 3 retries; other fields defaulted.
+        let config = br#"{"groupName":"g-adm","consumeEnable":false,"retryMaxTimes":3}"#;
+        let create = request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP;
+        assert_eq!(
+            admin_request(&conn, create, &[], config).await.0,
+            response::SUCCESS
+        );
+        let bad = admin_request(&conn, create, &[], br#"{"consumeEnable":false}"#).await;
+        assert_eq!(bad.0, response::INVALID_PARAMETER, "no group name");
+        let (code, got, _) = admin_request(
+            &other,
+            request::GET_SUBSCRIPTIONGROUP_CONFIG,
+            &get("g-adm"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            code,
+            response::SUCCESS,
+            "every shard answers for the broker"
+        );
+        assert_eq!(got["consumeEnable"], false);
+        assert_eq!(got["retryMaxTimes"], 3);
+        assert_eq!(got["consumeBroadcastEnable"], true);
+        let pull = |queue_offset: &'static str| {
+            [
+                ("consumerGroup", "g-adm"),
+                ("topic", "adm"),
+                ("queueId", "0"),
+                ("queueOffset", queue_offset),
+                ("maxMsgNums", "32"),
+                ("sysFlag", "4"),
+                ("subscription", "*"),
+                ("subVersion", "0"),
+            ]
+        };
+        let refused = admin_request(&conn, request::PULL_MESSAGE, &pull("0"), &[]).await;
+        assert_eq!(refused.0, response::NO_PERMISSION, "consumeEnable is false");
+        let enabled = br#"{"groupName":"g-adm","consumeEnable":true,"retryMaxTimes":3}"#;
+        assert_eq!(
+            admin_request(&conn, create, &[], enabled).await.0,
+            response::SUCCESS
+        );
+        let pulled = admin_request(&conn, request::PULL_MESSAGE, &pull("0"), &[]).await;
+        assert_eq!(pulled.0, response::SUCCESS);
+
+        // A member, then its connection as mqadmin consumerConnection shows it.
+        let heartbeat = br#"{"clientID":"10.0.0.9@7","consumerDataSet":[{"consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","consumeType":"CONSUME_PASSIVELY","groupName":"g-adm","messageModel":"CLUSTERING","subscriptionDataSet":[{"expressionType":"TAG","subString":"a || b","subVersion":1,"topic":"adm"}]}],"producerDataSet":[]}"#;
+        assert_eq!(
+            admin_request(&conn, request::HEART_BEAT, &[], heartbeat)
+                .await
+                .0,
+            0
+        );
+        let group = [("consumerGroup", "g-adm")];
+        let (code, connections, _) =
+            admin_request(&conn, request::GET_CONSUMER_CONNECTION_LIST, &group, &[]).await;
+        assert_eq!(code, response::SUCCESS);
+        assert_eq!(connections["connectionSet"][0]["clientId"], "10.0.0.9@7");
+        assert!(connections["connectionSet"][0]["clientAddr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"));
+        assert_eq!(connections["messageModel"], "CLUSTERING");
+        assert_eq!(connections["consumeFromWhere"], "CONSUME_FROM_FIRST_OFFSET");
+        assert_eq!(
+            connections["subscriptionTable"]["adm"]["tagsSet"],
+            serde_json::json!(["a", "b"])
+        );
+        let nobody = [("consumerGroup", "g-none")];
+        let (code, _, _) =
+            admin_request(&conn, request::GET_CONSUMER_CONNECTION_LIST, &nobody, &[]).await;
+        assert_eq!(code, response::CONSUMER_NOT_ONLINE);
+        let (code, all, _) =
+            admin_request(&other, request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, &[], &[]).await;
+        assert_eq!(code, response::SUCCESS);
+        assert_eq!(all["subscriptionGroupTable"]["g-adm"]["retryMaxTimes"], 3);
+
+        // Topic stats and consume stats: this shard's queues under its broker name.
+        let commit = [
+            ("consumerGroup", "g-adm"),
+            ("topic", "adm"),
+            ("queueId", "0"),
+            ("commitOffset", "2"),
+        ];
+        assert_eq!(
+            admin_request(&conn, request::UPDATE_CONSUMER_OFFSET, &commit, &[])
+                .await
+                .0,
+            0
+        );
+        let (code, _, body) = admin_request(
+            &conn,
+            request::GET_TOPIC_STATS_INFO,
+            &[("topic", "adm")],
+            &[],
+        )
+        .await;
+        assert_eq!(code, response::SUCCESS);
+        let stats = fastjson_queue_map(&body, "offsetTable");
+        assert_eq!(stats.len(), 2, "the shard's 2 of 4 queues");
+        let q0 = stats.iter().find(|(k, _)| k["queueId"] == 0).unwrap();
+        assert_eq!(q0.0["brokerName"], name.as_str());
+        assert_eq!(
+            (q0.1["minOffset"].as_i64(), q0.1["maxOffset"].as_i64()),
+            (Some(0), Some(3))
+        );
+        assert!(q0.1["lastUpdateTimestamp"].as_i64().unwrap() > 1_600_000_000_000);
+        let (code, _, body) = admin_request(&conn, request::GET_CONSUME_STATS, &group, &[]).await;
+        assert_eq!(code, response::SUCCESS);
+        let progress = fastjson_queue_map(&body, "offsetTable");
+        let q0 = progress.iter().find(|(k, _)| k["queueId"] == 0).unwrap();
+        assert_eq!(q0.1["brokerOffset"], 3);
+        assert_eq!(q0.1["consumerOffset"], 2);
+        let missing = admin_request(
+            &conn,
+            request::GET_TOPIC_STATS_INFO,
+            &[("topic", "nope")],
+            &[],
+        );
+        assert_eq!(missing.await.0, response::TOPIC_NOT_EXIST);
+
+        // mqadmin deleteSubGroup with its offsets: the group is gone.
+        let delete = [("groupName", "g-adm"), ("cleanOffset", "true")];
+        assert_eq!(
+            admin_request(&conn, request::DELETE_SUBSCRIPTIONGROUP, &delete, &[])
+                .await
+                .0,
+            0
+        );
+        let (code, _, _) = admin_request(
+            &other,
+            request::GET_SUBSCRIPTIONGROUP_CONFIG,
+            &get("g-adm"),
+            &[],
+        )
+        .await;
+        assert_eq!(code, response::SUBSCRIPTION_GROUP_NOT_EXIST);
+        let query = [
+            ("consumerGroup", "g-adm"),
+            ("topic", "adm"),
+            ("queueId", "0"),
+            ("setZeroIfNotFound", "false"),
+        ];
+        let (code, _, _) = admin_request(&conn, request::QUERY_CONSUMER_OFFSET, &query, &[]).await;
+        assert_eq!(code, response::QUERY_NOT_FOUND, "its offsets went with it");
+    });
+    assert_eq!(broker.stop(), Some(0));
+}

@@ -143,7 +143,7 @@ fn native_interop(client: &str, broker: &Broker, home: &Path) {
                 let body = String::from_utf8(r.payload).unwrap();
                 let i: u32 = body.trim_start_matches("body-").parse().unwrap();
                 assert_eq!(r.keys, [format!("k{i}")], "keys of {body}");
-                assert_eq!(r.tags, if i % 2 == 0 { "even" } else { "odd" });
+                assert_eq!(r.tags, if i.is_multiple_of(2) { "even" } else { "odd" });
                 seen.push(body);
             }
         }
@@ -207,7 +207,7 @@ fn scenario(client: &str) {
     assert_eq!(once(&bodies(&all)), expected(0..20));
     for m in all.as_array().unwrap() {
         let i: u32 = m["body"].as_str().unwrap()[5..].parse().unwrap();
-        assert_eq!(m["tags"], if i % 2 == 0 { "even" } else { "odd" }, "{m}");
+        assert_eq!(m["tags"], if i.is_multiple_of(2) { "even" } else { "odd" }, "{m}");
     }
 
     // A tag subscription: the broker sends only the odd ones.

@@ -39,6 +39,16 @@ impl ShardStore {
 
     /// When the queue's first record was stored, or `None` for an empty queue.
     pub async fn earliest_store_time(&self, topic_id: u32, queue_id: u32) -> Result<Option<u64>> {
+        self.store_time_at(topic_id, queue_id, 0).await
+    }
+
+    /// When the record at `offset` of the queue was stored, or `None` past its end.
+    pub async fn store_time_at(
+        &self,
+        topic_id: u32,
+        queue_id: u32,
+        offset: u64,
+    ) -> Result<Option<u64>> {
         let Some(index) = self
             .inner
             .queues
@@ -48,10 +58,10 @@ impl ShardStore {
         else {
             return Ok(None);
         };
-        if index.borrow().is_empty() {
+        if offset >= index.borrow().len() {
             return Ok(None);
         }
-        Ok(Some(entry_at(&index, 0).await?.store_ms))
+        Ok(Some(entry_at(&index, offset).await?.store_ms))
     }
 
     /// True when the batch holding `offset` is still in the hot tail (RocketMQ's "still in

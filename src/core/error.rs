@@ -27,6 +27,8 @@ pub enum CoreError {
     },
     #[error("topic {} is not {what}", Shown(.topic))]
     NoPermission { topic: String, what: &'static str },
+    #[error("subscription group {} may not {what}", Shown(.group))]
+    GroupNoPermission { group: String, what: &'static str },
     #[error("{0}")]
     Topic(#[from] TopicError),
     #[error("{0}")]

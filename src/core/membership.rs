@@ -77,6 +77,7 @@ impl Core {
                 .map_err(|reason| CoreError::InvalidArgument(reason.into()))?;
             Filter::parse(&subscription.filter)?;
         }
+        self.check_may_consume(&call.group, call.mode == super::groups::Mode::Broadcasting)?;
         match self
             .group_op(&call.group.clone(), GroupOp::Join(call))
             .await?

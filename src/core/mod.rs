@@ -17,6 +17,7 @@
 //! - [`admin`]: topic create / update / delete / status across shards.
 //! - [`groups`]: consumer groups on their coordinator shard; [`membership`] wires them to calls
 //!   and notifications.
+//! - [`group_configs`]: subscription group settings (process-wide), what they refuse.
 //! - [`filter`]: tag and SQL92 filters.
 //! - [`locks`]: queue locks for orderly consumption.
 //! - [`remote`]: the calls one shard makes on another, and their handler.
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod error;
 pub mod filter;
+pub mod group_configs;
 pub mod groups;
 pub mod locks;
 pub mod membership;
@@ -46,6 +48,7 @@ use shardmq_shards::ShardStore;
 
 pub use error::{CoreError, CoreResult};
 use filter::FilterCache;
+use group_configs::GroupConfigs;
 use groups::persist::GroupRecord;
 use groups::Coordinator;
 use locks::QueueLocks;
@@ -89,6 +92,8 @@ pub struct Core {
     pub shard_count: u32,
     pub store: ShardStore,
     pub topics: TopicView,
+    /// Subscription group settings, process-wide.
+    pub group_configs: Arc<GroupConfigs>,
     pub config: CoreConfig,
     mesh: CoreMesh,
     shutting_down: Cell<bool>,
@@ -114,6 +119,7 @@ impl Core {
         store: ShardStore,
         shard_count: u32,
         registry: Arc<TopicRegistry>,
+        group_configs: Arc<GroupConfigs>,
         config: CoreConfig,
         mesh: CoreMesh,
         groups: Vec<GroupRecord>,
@@ -123,6 +129,7 @@ impl Core {
             shard_count,
             store,
             topics: TopicView::new(registry),
+            group_configs,
             locks: QueueLocks::new(config.queue_lock_expiry),
             config,
             mesh,

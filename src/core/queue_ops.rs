@@ -61,6 +61,10 @@ pub enum QueueOp {
         timestamp_ms: u64,
     },
     EarliestStoreTime,
+    /// When the record at `offset` was stored (`None` past the end).
+    StoreTimeAt {
+        offset: u64,
+    },
     /// Take or renew the group's lock of the queue for `member_id` (orderly consumption).
     Lock {
         group: String,
@@ -169,6 +173,9 @@ impl Core {
             )),
             QueueOp::EarliestStoreTime => {
                 QueueAnswer::Time(self.store.earliest_store_time(topic_id, queue_id).await?)
+            }
+            QueueOp::StoreTimeAt { offset } => {
+                QueueAnswer::Time(self.store.store_time_at(topic_id, queue_id, offset).await?)
             }
             QueueOp::Lock { group, member_id } => QueueAnswer::Locked(self.locks.lock(
                 &group,

@@ -290,27 +290,14 @@ impl TopicRegistry {
     }
 
     fn persist(&self, table: &TopicTable) -> Result<(), TopicError> {
-        use std::io::Write;
-        let io = |source| TopicError::Io {
-            path: self.path.clone(),
-            source,
-        };
         let stored = StoredRegistry {
             next_topic_id: table.next_topic_id,
             topics: table.topics.values().cloned().collect(),
         };
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
+        crate::json_file::replace(&self.path, &stored).map_err(|source| TopicError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

@@ -10,8 +10,11 @@
 //! - [`stored`]: the stored-message record that pull responses carry.
 //! - [`batch_body`]: the SEND_BATCH_MESSAGE body.
 //! - [`bodies`]: the JSON bodies (heartbeats, locks, routes, cluster info, topic configs).
+//! - [`admin_bodies`]: the admin bodies (topic and consume stats, connections, subscription
+//!   group configs).
 //! - [`msg_id`]: offset message ids.
 
+pub mod admin_bodies;
 pub mod batch_body;
 mod binary;
 pub mod bodies;

@@ -41,7 +41,9 @@ fn core_code(err: &CoreError) -> ErrorCode {
             ErrorCode::TopicNotFound
         }
         CoreError::QueueNotFound { .. } => ErrorCode::QueueNotFound,
-        CoreError::NoPermission { .. } => ErrorCode::NoPermission,
+        CoreError::NoPermission { .. } | CoreError::GroupNoPermission { .. } => {
+            ErrorCode::NoPermission
+        }
         CoreError::Topic(TopicError::Exists(_)) => ErrorCode::TopicExists,
         CoreError::Topic(TopicError::Invalid(_) | TopicError::TooMany(_)) => {
             ErrorCode::InvalidArgument

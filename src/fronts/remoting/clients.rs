@@ -25,6 +25,7 @@ use shardmq_protocol::remoting::RemotingCommand;
 use super::connection::Remoting;
 use super::dispatch::Handler;
 use super::error::Refusal;
+use super::state::MemberMeta;
 use crate::core::filter::Filter;
 use crate::core::groups::{FilterKind, FilterSpec, JoinCall, Mode, Strategy, Subscription};
 use crate::server::connection::Conn;
@@ -89,6 +90,21 @@ pub async fn heartbeat(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Hand
             .clients
             .borrow_mut()
             .insert((group.clone(), data.client_id.clone()));
+        let meta = MemberMeta {
+            addr: conn.proto.peer_addr,
+            language: req.language.clone(),
+            version: req.version,
+            consume_type: consumer.consume_type,
+            message_model: if consumer.broadcasting {
+                "BROADCASTING"
+            } else {
+                "CLUSTERING"
+            },
+            consume_from_where: consumer.consume_from_where,
+        };
+        conn.proto
+            .shard
+            .remember_member(group, &data.client_id, meta);
     }
     Ok(RemotingCommand::response_to(req, response::SUCCESS))
 }
@@ -98,6 +114,9 @@ pub async fn unregister(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Han
     let client = f.str(&["clientID"])?.to_string();
     if let Some(group) = f.opt_str(&["consumerGroup"]).filter(|g| !g.is_empty()) {
         conn.ctx.core.leave_group(group, &client, None).await?;
+        conn.proto
+            .shard
+            .forget_member(group, &client, conn.proto.peer_addr);
         conn.proto
             .clients
             .borrow_mut()

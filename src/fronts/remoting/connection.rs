@@ -53,6 +53,10 @@ impl GroupNotifier for Notifier {
         let Some(conn) = self.connection.upgrade() else {
             return;
         };
+        let disabled = conn.ctx.core.group_configs.get(group);
+        if disabled.is_some_and(|c| !c.notify_consumer_ids_changed_enable) {
+            return;
+        }
         let mut notify = RemotingCommand::request(
             request::NOTIFY_CONSUMER_IDS_CHANGED,
             conn.proto.next_opaque(),
@@ -103,6 +107,11 @@ impl Protocol for Remoting {
 
     fn closed(conn: &Conn<Self>) {
         let clients = std::mem::take(&mut *conn.proto.clients.borrow_mut());
+        for (group, client) in &clients {
+            conn.proto
+                .shard
+                .forget_member(group, client, conn.proto.peer_addr);
+        }
         conn.ctx.core.connection_closed(conn.proto.notify, clients);
     }
 }

@@ -11,7 +11,7 @@ use shardmq_shards::durability::Appended;
 
 use super::connection::Remoting;
 use super::error::Refusal;
-use super::{admin, clients, offsets, pull, send};
+use super::{admin, clients, group_admin, offsets, pull, send};
 use crate::server::connection::{Conn, LaterReply};
 
 /// What a request is answered with.
@@ -74,6 +74,13 @@ pub async fn dispatch(conn: &Rc<Conn<Remoting>>, req: RemotingCommand) -> Answer
         code::DELETE_TOPIC_IN_BROKER => admin::delete_topic(conn, &req).await,
         code::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(conn, &req).await,
         code::GET_BROKER_RUNTIME_INFO => admin::runtime_info(conn, &req).await,
+        code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => group_admin::update_group(conn, &req).await,
+        code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => group_admin::all_group_configs(conn, &req).await,
+        code::GET_SUBSCRIPTIONGROUP_CONFIG => group_admin::group_config(conn, &req).await,
+        code::DELETE_SUBSCRIPTIONGROUP => group_admin::delete_group(conn, &req).await,
+        code::GET_TOPIC_STATS_INFO => group_admin::topic_stats(conn, &req).await,
+        code::GET_CONSUME_STATS => group_admin::consume_stats(conn, &req).await,
+        code::GET_CONSUMER_CONNECTION_LIST => group_admin::consumer_connections(conn, &req).await,
         other => Err(Refusal::new(
             response::REQUEST_CODE_NOT_SUPPORTED,
             format!(" request type {other} not supported"),

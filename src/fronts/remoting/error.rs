@@ -42,7 +42,9 @@ impl From<CoreError> for Refusal {
                 code::TOPIC_NOT_EXIST
             }
             CoreError::Topic(TopicError::Exists(_)) => code::TOPIC_EXIST_ALREADY,
-            CoreError::NoPermission { .. } => code::NO_PERMISSION,
+            CoreError::NoPermission { .. } | CoreError::GroupNoPermission { .. } => {
+                code::NO_PERMISSION
+            }
             CoreError::Storage(StorageError::Closed(_))
             | CoreError::ShuttingDown
             | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,

@@ -9,7 +9,8 @@
 //! - [`connection`]: the protocol's part of a connection; group-change pushes.
 //! - [`frame_io`]: remoting frames on a socket.
 //! - [`dispatch`]: requests by code; [`send`], [`pull`], [`offsets`], [`clients`] (heartbeats,
-//!   client lists, locks), [`admin`] hold the handlers.
+//!   client lists, locks), [`admin`] (topics, runtime info), [`group_admin`] (subscription
+//!   groups, topic and consume stats, connections) hold the handlers.
 //! - [`shard_queues`]: shards as RocketMQ brokers, their queue numbers.
 //! - [`state`]: what a shard's front end keeps; the directory of every shard's broker.
 //! - [`error`]: core errors as response codes.
@@ -20,6 +21,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod frame_io;
+pub mod group_admin;
 pub mod listener;
 pub mod offsets;
 pub mod pull;

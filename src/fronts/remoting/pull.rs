@@ -105,6 +105,7 @@ async fn start(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<Answe
     let f = Fields(&req.ext);
     let group = f.str(&["consumerGroup"])?.to_string();
     crate::core::Core::check_group(&group)?;
+    conn.ctx.core.check_may_consume(&group, false)?;
     let (topic, global) = super::dispatch::global_queue(conn, &f)?;
     let local: u32 = f.num(&["queueId"])?;
     let offset: i64 = f.num(&["queueOffset"])?;

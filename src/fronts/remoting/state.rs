@@ -1,7 +1,12 @@
 //! What the remoting front end of one shard knows beyond the core: how its queues are numbered
 //! for RocketMQ clients, its broker name and advertised address, the subscriptions its clients
 //! announced in heartbeats (so a pull that does not carry its expression finds it without a
-//! cross-shard call), and the directory of every shard's broker (for the name server).
+//! cross-shard call), what each client said of itself in its heartbeats (for the connection
+//! lists admin tools ask for), and the directory of every shard's broker (for the name server).
+//!
+//! A RocketMQ client heartbeats every broker of its routes, so each shard hears every remoting
+//! client of a group and needs no cross-shard call to describe it. Entries go when the client
+//! unregisters or its connection closes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -53,6 +58,20 @@ pub struct RemotingShard {
     pub directory: Arc<Directory>,
     /// `(group, topic)` → the filter the group's clients last announced here.
     subscriptions: RefCell<HashMap<(String, String), FilterSpec>>,
+    /// `(group, client id)` → what the client's last heartbeat here said of it.
+    members: RefCell<HashMap<(String, String), MemberMeta>>,
+}
+
+/// What a consumer's heartbeat says of it beyond its subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberMeta {
+    pub addr: SocketAddr,
+    /// `LanguageCode` name from the request header.
+    pub language: String,
+    pub version: i32,
+    pub consume_type: &'static str,
+    pub message_model: &'static str,
+    pub consume_from_where: &'static str,
 }
 
 impl RemotingShard {
@@ -69,6 +88,7 @@ impl RemotingShard {
             advertised,
             directory,
             subscriptions: RefCell::new(HashMap::new()),
+            members: RefCell::new(HashMap::new()),
         }
     }
 
@@ -76,6 +96,29 @@ impl RemotingShard {
         self.subscriptions
             .borrow_mut()
             .insert((group.to_string(), topic.to_string()), filter);
+    }
+
+    pub fn remember_member(&self, group: &str, client_id: &str, meta: MemberMeta) {
+        self.members
+            .borrow_mut()
+            .insert((group.to_string(), client_id.to_string()), meta);
+    }
+
+    /// Forgets a client of a group, if it was last heard from `addr` (a client that moved to
+    /// another connection keeps its entry).
+    pub fn forget_member(&self, group: &str, client_id: &str, addr: SocketAddr) {
+        let key = (group.to_string(), client_id.to_string());
+        let mut members = self.members.borrow_mut();
+        if members.get(&key).is_some_and(|m| m.addr == addr) {
+            members.remove(&key);
+        }
+    }
+
+    pub fn member(&self, group: &str, client_id: &str) -> Option<MemberMeta> {
+        self.members
+            .borrow()
+            .get(&(group.to_string(), client_id.to_string()))
+            .cloned()
     }
 
     pub fn subscription(&self, group: &str, topic: &str) -> Option<FilterSpec> {
