@@ -207,7 +207,11 @@ fn scenario(client: &str) {
     assert_eq!(once(&bodies(&all)), expected(0..20));
     for m in all.as_array().unwrap() {
         let i: u32 = m["body"].as_str().unwrap()[5..].parse().unwrap();
-        assert_eq!(m["tags"], if i.is_multiple_of(2) { "even" } else { "odd" }, "{m}");
+        assert_eq!(
+            m["tags"],
+            if i.is_multiple_of(2) { "even" } else { "odd" },
+            "{m}"
+        );
     }
 
     // A tag subscription: the broker sends only the odd ones.

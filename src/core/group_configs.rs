@@ -226,7 +226,10 @@ mod tests {
         let err = configs
             .upsert(SubscriptionGroupConfig::defaults("bad name!"))
             .unwrap_err();
-        assert!(err.to_string().contains("group name may only hold"), "{err}");
+        assert!(
+            err.to_string().contains("group name may only hold"),
+            "{err}"
+        );
         std::fs::write(dir.path().join(FILE), b"{nope").unwrap();
         let err = GroupConfigs::load(dir.path()).err().unwrap();
         assert!(
