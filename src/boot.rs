@@ -210,7 +210,10 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     let remoting_plan = args
         .remoting_plan(shard_count as u32)
         .map_err(BootError::Config)?;
-    let directory = Directory::new(&args.cluster_name);
+    let directory = Directory::new(
+        &args.cluster_name,
+        Duration::from_millis(args.remoting_idle_timeout_ms),
+    );
     let io_memory = io_memory_per_executor(shard_count);
     let mut handles = Vec::with_capacity(shard_count);
     let mut meshes = crate::mesh::build(shard_count as u32).into_iter();

@@ -81,6 +81,11 @@ pub struct BrokerArgs {
     /// (no VIP ports); the name server tells clients where they are.
     #[arg(long, default_value = "127.0.0.1:10911")]
     pub remoting_listen: String,
+    /// A RocketMQ remoting or name-server connection that sends no request for this long is
+    /// closed, in ms (Java's serverChannelMaxIdleTimeSeconds, 120 s; clients heartbeat every
+    /// 30 s and reconnect when they need to).
+    #[arg(long, default_value_t = 120_000)]
+    pub remoting_idle_timeout_ms: u64,
     /// The embedded RocketMQ name server, HOST:PORT, or `off`.
     #[arg(long, default_value = "127.0.0.1:9876")]
     pub namesrv_listen: String,

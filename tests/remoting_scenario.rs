@@ -552,3 +552,150 @@ fn subscription_groups_stats_and_connections_answer_as_admin_tools_expect() {
     });
     assert_eq!(broker.stop(), Some(0));
 }
+
+/// Writes raw bytes to a fresh connection and reports whether the broker closed it within 10 s
+/// (reading whatever it answered first).
+fn closed_after(addr: &str, bytes: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A frame: length prefix, header word (`kind` in the top byte), header, body.
+fn raw_frame(kind: u8, header: &[u8], header_len: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let len = 4 + header.len() + body.len();
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(&((u32::from(kind) << 24) | header_len).to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn bad_remoting_input_closes_its_connection_and_loses_nothing() {
+    let dir = data_dir();
+    let broker = Broker::start(
+        dir.path(),
+        &["--shards", "2", "--remoting-idle-timeout-ms", "1500"],
+    );
+    let (namesrv, native) = (broker.namesrv.clone(), broker.addr.clone());
+    create_topic(&broker.addr, "bad", 2);
+    let addr = run({
+        let namesrv = namesrv.clone();
+        move || async move {
+            let brokers = route(&namesrv, "bad").await.unwrap();
+            for i in 0..3 {
+                send(&brokers[0].1, "bad", 0, format!("kept-{i}").as_bytes(), "").await;
+            }
+            brokers[0].1.clone()
+        }
+    });
+    let json = |text: &str| raw_frame(0, text.as_bytes(), text.len() as u32, b"");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a length beyond 16 MiB",
+            0xFFFF_FFFFu32.to_be_bytes().to_vec(),
+        ),
+        (
+            "a length below the header word",
+            2u32.to_be_bytes().to_vec(),
+        ),
+        (
+            "a header length beyond the frame",
+            raw_frame(0, b"{}", 4000, b""),
+        ),
+        ("malformed JSON", json(r#"{"code":10,"opaque":"#)),
+        ("a JSON header that is not an object", json("[1,2,3]")),
+        ("an unknown header encoding", raw_frame(7, b"{}", 2, b"")),
+        (
+            "a truncated binary header",
+            raw_frame(1, &[0, 10, 0], 3, b""),
+        ),
+        ("a silent client (idle timeout)", Vec::new()),
+    ];
+    for (what, bytes) in &cases {
+        assert!(
+            closed_after(&addr, bytes),
+            "{what}: the connection stays open"
+        );
+    }
+    assert!(
+        closed_after(&namesrv, b""),
+        "a silent name-server client is closed too"
+    );
+    // A frame announced whole but cut short, then closed: nothing to answer, nothing breaks.
+    {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(&1000u32.to_be_bytes()).unwrap();
+        stream.write_all(&[0; 10]).unwrap();
+    }
+    let survivors = run(move || async move {
+        // A body that disagrees with its header: a batch send whose body is not a batch is
+        // refused, and the connection goes on serving.
+        let conn = connect(&addr).await;
+        let header = ext(&[
+            ("a", "pg"),
+            ("b", "bad"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "0"),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", ""),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "true"),
+        ]);
+        let garbage = [0xFFu8; 64];
+        let refused = conn
+            .request(request::SEND_BATCH_MESSAGE, &header, &garbage, WAIT)
+            .await
+            .unwrap();
+        assert_ne!(refused.code, response::SUCCESS);
+        assert!(
+            refused.remark.as_deref().is_some_and(|r| !r.is_empty()),
+            "{refused:?}"
+        );
+        let max = conn
+            .request(
+                request::GET_MAX_OFFSET,
+                &ext(&[("topic", "bad"), ("queueId", "0")]),
+                &[],
+                WAIT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            max.ext_i64("offset"),
+            Some(3),
+            "the same connection still answers"
+        );
+        // Every acknowledged message is there.
+        let client = Client::connect(&native, "check").await.unwrap();
+        let mut bodies = Vec::new();
+        for q in 0..2 {
+            let pulled = client.pull("bad", q, 0, 100, 1 << 20, 0).await.unwrap();
+            for (_, r) in pulled.to_owned_records().unwrap() {
+                bodies.push(String::from_utf8(r.payload).unwrap());
+            }
+        }
+        bodies
+    });
+    assert_eq!(survivors, ["kept-0", "kept-1", "kept-2"]);
+    assert_eq!(broker.stop(), Some(0));
+}

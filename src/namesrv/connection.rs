@@ -31,7 +31,7 @@ impl Protocol for NameServer {
         reader: &mut Reader,
         arrived: &dyn Fn() -> usize,
     ) -> Result<Option<InCommand>, FrameFailure> {
-        read_command(conn, reader, arrived).await
+        read_command(conn, reader, arrived, conn.proto.directory.client_idle).await
     }
 
     async fn handle(conn: &Rc<Conn<Self>>, frame: InCommand) -> (Handled, String) {

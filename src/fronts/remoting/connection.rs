@@ -76,7 +76,13 @@ impl Protocol for Remoting {
         reader: &mut Reader,
         arrived: &dyn Fn() -> usize,
     ) -> Result<Option<InCommand>, FrameFailure> {
-        read_command(conn, reader, arrived).await
+        read_command(
+            conn,
+            reader,
+            arrived,
+            conn.proto.shard.directory.client_idle,
+        )
+        .await
     }
 
     async fn handle(conn: &Rc<Conn<Self>>, frame: InCommand) -> (Handled, String) {

@@ -1,7 +1,10 @@
 //! Remoting frames on a socket. The 4-byte length prefix is checked against Java's 16 MiB frame
 //! limit before anything is allocated; the rest is read by `body::read_body`, whose memory and
 //! budget follow the bytes that arrive. A frame whose header cannot be decoded closes the
-//! connection (its opaque is unknown, so nothing can be answered), as the Java broker does.
+//! connection (its opaque is unknown, so nothing can be answered), as the Java broker does, and
+//! so does a connection that sends no request for the idle timeout.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::AsyncReadExt;
@@ -19,19 +22,29 @@ pub struct InCommand {
     pub held: Held,
 }
 
-/// Reads one command; `Ok(None)` at a clean end of stream.
+/// Reads one command; `Ok(None)` at a clean end of stream. A connection whose next frame does
+/// not begin within `idle` fails.
 pub async fn read_command<P>(
     conn: &Conn<P>,
     reader: &mut Reader,
     arrived: &dyn Fn() -> usize,
+    idle: Duration,
 ) -> Result<Option<InCommand>, FrameFailure> {
     let mut prefix = [0u8; 4];
     let mut filled = 0;
     while filled < prefix.len() {
-        let n = reader
-            .read(&mut prefix[filled..])
-            .await
-            .map_err(|e| FrameFailure::Ended(e.to_string()))?;
+        let read = reader.read(&mut prefix[filled..]);
+        let n = if filled == 0 {
+            glommio::timer::timeout(idle, async { Ok(read.await) })
+                .await
+                .map_err(|_| FrameFailure::Fatal {
+                    reason: format!("no request for {} ms (idle timeout)", idle.as_millis()),
+                    reply: None,
+                })?
+        } else {
+            read.await
+        }
+        .map_err(|e| FrameFailure::Ended(e.to_string()))?;
         if n == 0 {
             return if filled == 0 {
                 Ok(None)

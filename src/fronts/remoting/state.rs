@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use super::shard_queues::{broker_name, ShardQueues};
 use crate::core::groups::FilterSpec;
@@ -25,17 +26,22 @@ pub struct ShardBroker {
     pub addr: SocketAddr,
 }
 
-/// Every shard's broker, known once all of them are listening (before the ready line).
+/// Every shard's broker, known once all of them are listening (before the ready line), and
+/// what every RocketMQ-facing listener (brokers and name server) shares.
 #[derive(Debug, Default)]
 pub struct Directory {
     pub cluster: String,
+    /// A connection that sends no request for this long is closed (Java's
+    /// `serverChannelMaxIdleTimeSeconds`, 120 s; clients heartbeat every 30 s).
+    pub client_idle: Duration,
     brokers: OnceLock<Vec<ShardBroker>>,
 }
 
 impl Directory {
-    pub fn new(cluster: &str) -> Arc<Directory> {
+    pub fn new(cluster: &str, client_idle: Duration) -> Arc<Directory> {
         Arc::new(Directory {
             cluster: cluster.to_string(),
+            client_idle,
             brokers: OnceLock::new(),
         })
     }
