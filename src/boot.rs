@@ -130,7 +130,7 @@ fn io_memory_per_executor(shards: usize) -> usize {
     (share & !((1 << 20) - 1)).clamp(1 << 20, 10 << 20)
 }
 
-fn block_termination_signals() -> libc::sigset_t {
+pub(crate) fn block_termination_signals() -> libc::sigset_t {
     // SAFETY: building a signal set and masking it in the calling thread.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -142,7 +142,7 @@ fn block_termination_signals() -> libc::sigset_t {
     }
 }
 
-fn spawn_signal_thread(set: libc::sigset_t, shutdown: Arc<AtomicBool>) {
+pub(crate) fn spawn_signal_thread(set: libc::sigset_t, shutdown: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -188,6 +188,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     let cpus = args
         .shard_cpus(shard_count, &allowed)
         .map_err(BootError::Config)?;
+    args.external_namesrvs().map_err(BootError::Config)?;
     for shard_id in 0..shard_count {
         args.store_config(shard_id as u32)
             .validate()
@@ -260,7 +261,15 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     }
     drop(reports);
     let started = wait_until_ready(&ready, shard_count, &shutdown, &directory);
+    let registration = started
+        .is_ok()
+        .then(|| start_registration(&args, &directory, &topics, &shutdown))
+        .flatten();
     let mut first_error = started.err();
+    if let Some(registration) = registration {
+        // Ends after shutdown begins, once every shard is unregistered.
+        let _ = registration.join();
+    }
     for (k, handle) in handles.into_iter().enumerate().rev() {
         match handle.join() {
             Ok(Ok(())) => {}
@@ -286,6 +295,33 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             Ok(())
         }
     }
+}
+
+/// Starts registering with `--namesrv`'s name servers, if any (`namesrv::register`).
+fn start_registration(
+    args: &BrokerArgs,
+    directory: &Arc<Directory>,
+    topics: &Arc<TopicRegistry>,
+    shutdown: &Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let namesrvs = args.external_namesrvs().ok().filter(|n| !n.is_empty())?;
+    if directory.brokers().is_empty() {
+        tracing::warn!("--namesrv is set but remoting is off: nothing to register");
+        return None;
+    }
+    let core = args.core_config();
+    let registrar = crate::namesrv::register::Registrar {
+        namesrvs,
+        directory: directory.clone(),
+        topics: topics.clone(),
+        auto_create_queues: core.auto_create_topics.then_some(core.default_topic_queues),
+        shutdown: shutdown.clone(),
+    };
+    std::thread::Builder::new()
+        .name("namesrv-register".into())
+        .spawn(move || crate::namesrv::register::run(registrar))
+        .map_err(|e| tracing::error!(error = %e, "cannot start registering with the name servers"))
+        .ok()
 }
 
 fn wait_until_ready(

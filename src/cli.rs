@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a broker (embedded name server; data under --data-dir).
     Broker(BrokerArgs),
+    /// Run a RocketMQ name server alone, for brokers that register with it (`broker --namesrv`).
+    Namesrv(crate::namesrv::standalone::NamesrvArgs),
     /// Administer topics and queues of a running broker.
     Admin(AdminArgs),
     /// Load generator: produce / consume against a running broker, HDR latency, JSON report.

@@ -86,9 +86,15 @@ pub struct BrokerArgs {
     /// 30 s and reconnect when they need to).
     #[arg(long, default_value_t = 120_000)]
     pub remoting_idle_timeout_ms: u64,
-    /// The embedded RocketMQ name server, HOST:PORT, or `off`.
-    #[arg(long, default_value = "127.0.0.1:9876")]
-    pub namesrv_listen: String,
+    /// The embedded RocketMQ name server, HOST:PORT, or `off` [default: 127.0.0.1:9876, or off
+    /// when --namesrv is given].
+    #[arg(long)]
+    pub namesrv_listen: Option<String>,
+    /// External name servers to register with, `HOST:PORT;HOST:PORT` (Java's namesrvAddr):
+    /// every shard is registered at start, every 30 s and on topic changes, and unregistered
+    /// at shutdown; several brokers behind one name server form one cluster.
+    #[arg(long)]
+    pub namesrv: Option<String>,
     /// The address RocketMQ clients are told to reach the remoting listeners at (the host of
     /// --remoting-listen by default; needed when that is 0.0.0.0).
     #[arg(long)]
@@ -100,6 +106,9 @@ pub struct BrokerArgs {
     #[arg(long, default_value = "DefaultCluster")]
     pub cluster_name: String,
 }
+
+/// Where the embedded name server listens unless told otherwise (RocketMQ's port).
+pub const DEFAULT_NAMESRV_LISTEN: &str = "127.0.0.1:9876";
 
 /// Step between the remoting ports of consecutive shards: room for each one's VIP port
 /// (port − 2) without touching another shard's ports.
@@ -181,7 +190,19 @@ impl BrokerArgs {
 
     /// The embedded name server's address, or `None` when it is off.
     pub fn namesrv_listen(&self) -> Option<&str> {
-        listener_on(&self.namesrv_listen)
+        match &self.namesrv_listen {
+            Some(listen) => listener_on(listen),
+            None if self.namesrv.is_some() => None,
+            None => Some(DEFAULT_NAMESRV_LISTEN),
+        }
+    }
+
+    /// The external name servers of `--namesrv`, checked.
+    pub fn external_namesrvs(&self) -> Result<Vec<String>, String> {
+        match &self.namesrv {
+            Some(list) => crate::namesrv::register::parse_namesrv_list(list),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub fn flush_mode(&self) -> FlushMode {
@@ -343,6 +364,26 @@ mod tests {
             Wrapper::parse_from(["x", "--remoting-listen", "off", "--namesrv-listen", "OFF"]).args;
         assert_eq!(off.remoting_plan(2), Ok(None));
         assert_eq!(off.namesrv_listen(), None);
+        let default = Wrapper::parse_from(["x"]).args;
+        assert_eq!(default.namesrv_listen(), Some(DEFAULT_NAMESRV_LISTEN));
+        let external = Wrapper::parse_from(["x", "--namesrv", "127.0.0.1:9876"]).args;
+        assert_eq!(
+            external.namesrv_listen(),
+            None,
+            "registering instead of embedding"
+        );
+        assert_eq!(external.external_namesrvs().unwrap(), ["127.0.0.1:9876"]);
+        let both = [
+            "x",
+            "--namesrv",
+            "127.0.0.1:9876",
+            "--namesrv-listen",
+            "127.0.0.1:0",
+        ];
+        assert_eq!(
+            Wrapper::parse_from(both).args.namesrv_listen(),
+            Some("127.0.0.1:0")
+        );
         let high = Wrapper::parse_from(["x", "--remoting-listen", "127.0.0.1:65534"]).args;
         assert!(high.remoting_plan(2).is_err());
         let bad = Wrapper::parse_from(["x", "--remoting-listen", "nowhere"]).args;

@@ -21,6 +21,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
+        Command::Namesrv(args) => shardmq::namesrv::standalone::run_until_signalled(args),
         Command::Admin(args) => match shardmq::admin::run(args) {
             Ok(out) => {
                 print(out);

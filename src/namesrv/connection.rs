@@ -1,16 +1,18 @@
-//! The name-server protocol on one connection: remoting frames (`fronts::remoting::frame_io`),
-//! answered from the broker's registry (`routes`). Runs on shard 0.
+//! The embedded name server on one connection: remoting frames (`fronts::remoting::frame_io`),
+//! answered by `service` from the broker's own shards (`routes`) and the brokers that
+//! registered with it. Runs on shard 0.
 
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use glommio::net::TcpStream;
-use shardmq_protocol::remoting::bodies;
-use shardmq_protocol::remoting::codes::{request as code, response};
-use shardmq_protocol::remoting::ext::Fields;
+
+use shardmq_protocol::remoting::bodies::{BrokerData, QueueData};
 use shardmq_protocol::remoting::RemotingCommand;
 
+use super::registry::BrokerRegistry;
 use super::routes;
+use super::service::{self, OwnBrokers};
 use crate::fronts::remoting::dispatch::refused;
 use crate::fronts::remoting::error::Refusal;
 use crate::fronts::remoting::frame_io::{read_command, reply, InCommand};
@@ -20,6 +22,8 @@ use crate::server::context::ShardContext;
 
 pub struct NameServer {
     directory: Arc<Directory>,
+    /// Other brokers that registered with this name server.
+    registry: Arc<Mutex<BrokerRegistry>>,
 }
 
 impl Protocol for NameServer {
@@ -50,45 +54,37 @@ impl Protocol for NameServer {
     fn closed(_conn: &Conn<Self>) {}
 }
 
-fn answer(conn: &Conn<NameServer>, req: &RemotingCommand) -> Result<RemotingCommand, Refusal> {
-    let core = &conn.ctx.core;
-    let directory = &conn.proto.directory;
-    let ok = || RemotingCommand::response_to(req, response::SUCCESS);
-    match req.code {
-        code::GET_ROUTEINFO_BY_TOPIC => {
-            let topic = Fields(&req.ext).str(&["topic"])?;
-            let (brokers, queues) = routes::route(core, directory, topic).ok_or_else(|| {
-                Refusal::new(
-                    response::TOPIC_NOT_EXIST,
-                    format!("No topic route info in name server for the topic: {topic}"),
-                )
-            })?;
-            Ok(ok().with_body(bodies::topic_route(&brokers, &queues)))
-        }
-        code::GET_BROKER_CLUSTER_INFO => {
-            Ok(ok().with_body(bodies::cluster_info(&routes::brokers(directory))))
-        }
-        code::GET_ALL_TOPIC_LIST_FROM_NAMESERVER | code::GET_TOPICS_BY_CLUSTER => {
-            let names: Vec<String> = core.topics.list().iter().map(|t| t.name.clone()).collect();
-            Ok(ok().with_body(bodies::topic_list(&names)))
-        }
-        code::GET_KV_CONFIG => Err(Refusal::new(
-            response::QUERY_NOT_FOUND,
-            format!(
-                "No config item, Namespace: {} Key: {}",
-                Fields(&req.ext).opt_str(&["namespace"]).unwrap_or(""),
-                Fields(&req.ext).opt_str(&["key"]).unwrap_or("")
-            ),
-        )),
-        code::GET_KVLIST_BY_NAMESPACE => Err(Refusal::new(
-            response::QUERY_NOT_FOUND,
-            "No config item in this namespace",
-        )),
-        other => Err(Refusal::new(
-            response::REQUEST_CODE_NOT_SUPPORTED,
-            format!(" request type {other} not supported"),
-        )),
+/// The embedded name server's own brokers: the shards of this broker.
+struct Shards<'a> {
+    core: &'a crate::core::Core,
+    directory: &'a Directory,
+}
+
+impl OwnBrokers for Shards<'_> {
+    fn route(&self, topic: &str) -> Option<(Vec<BrokerData>, Vec<QueueData>)> {
+        routes::route(self.core, self.directory, topic)
     }
+
+    fn brokers(&self) -> Vec<BrokerData> {
+        routes::brokers(self.directory)
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.core
+            .topics
+            .list()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+}
+
+fn answer(conn: &Conn<NameServer>, req: &RemotingCommand) -> Result<RemotingCommand, Refusal> {
+    let own = Shards {
+        core: &conn.ctx.core,
+        directory: &conn.proto.directory,
+    };
+    service::answer(Some(&own), &conn.proto.registry, req)
 }
 
 /// Accepts name-server connections on shard 0 until shutdown.
@@ -98,13 +94,18 @@ pub async fn accept_loop(
     listener: glommio::net::TcpListener,
 ) {
     let serving = ctx.clone();
+    let registry = Arc::new(Mutex::new(BrokerRegistry::default()));
     crate::server::listener::accept_until_shutdown(ctx, listener, "namesrv", move |stream| {
-        glommio::spawn_local(serve(serving.clone(), directory.clone(), stream)).detach();
+        let proto = NameServer {
+            directory: directory.clone(),
+            registry: registry.clone(),
+        };
+        glommio::spawn_local(serve(serving.clone(), proto, stream)).detach();
     })
     .await;
 }
 
-async fn serve(ctx: Rc<ShardContext>, directory: Arc<Directory>, stream: TcpStream) {
-    let make = move |_: &Rc<ShardContext>, _: Weak<Conn<NameServer>>| NameServer { directory };
+async fn serve(ctx: Rc<ShardContext>, proto: NameServer, stream: TcpStream) {
+    let make = move |_: &Rc<ShardContext>, _: Weak<Conn<NameServer>>| proto;
     connection::serve(ctx, stream, make, |_| None).await;
 }

@@ -12,5 +12,10 @@
 //! (100, 101, 219: a name server without KV entries, as a fresh Java one). Unknown codes get
 //! REQUEST_CODE_NOT_SUPPORTED.
 
+mod blocking;
 pub mod connection;
+pub mod register;
+pub mod registry;
 pub mod routes;
+pub mod service;
+pub mod standalone;
