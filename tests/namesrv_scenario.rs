@@ -154,6 +154,13 @@ fn brokers_registered_with_one_name_server_form_a_cluster_clients_spread_over() 
         "{sent}"
     );
 
+    // A topic deleted on a broker leaves the name server (the other broker's share comes back
+    // with its next registration, which this topic change triggers at once).
+    create_topic(&a.addr, "gone", 2);
+    wait_route(&namesrv.addr, "gone", &[("a-00", 1), ("a-01", 1)]);
+    harness::admin_json(&a.addr, &["topic", "delete", "--name", "gone"]).unwrap();
+    wait_route(&namesrv.addr, "gone", &[]);
+
     // A broker that stops unregisters its shards at once.
     assert_eq!(b.stop(), Some(0));
     wait_route(&namesrv.addr, "cl", &[("a-00", 2), ("a-01", 2)]);

@@ -9,8 +9,11 @@
 //! A registration is split so that no body exceeds `REGISTER_BODY_BYTES_MAX` (well under the
 //! 16 MiB frame limit); each part is a registration of its own with a new data version, so a
 //! Java name server applies every part (it applies a body only when its version changed) and
-//! both merge the parts (topics a body does not list are kept).
+//! both merge the parts (topics a body does not list are kept). So a topic deleted here is
+//! deleted there explicitly (DELETE_TOPIC_IN_NAMESRV, as `mqadmin deleteTopic` does); another
+//! broker that still has it brings it back with its next registration.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -168,6 +171,21 @@ impl Round<'_> {
             .with_ext("brokerId", 0)
     }
 
+    /// Tells `peer` that `topics` are gone from this broker.
+    fn delete_topics(&mut self, peer: &mut Peer, topics: &[String]) -> Result<(), String> {
+        for topic in topics {
+            let opaque = self.next_opaque();
+            let req = RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV, opaque)
+                .with_ext("topic", topic)
+                .with_ext("clusterName", &self.registrar.directory.cluster);
+            let reply = peer.call(&req).map_err(|e| e.to_string())?;
+            if reply.code != response::SUCCESS {
+                return Err(format!("deleting {topic}: code {}", reply.code));
+            }
+        }
+        Ok(())
+    }
+
     /// Registers every shard with `peer`; the first failure ends the round for it.
     fn register_all(&mut self, peer: &mut Peer) -> Result<(), String> {
         let brokers = self.registrar.directory.brokers().to_vec();
@@ -231,12 +249,24 @@ pub fn run(registrar: Registrar) {
         version: crate::core::now_ms(),
     };
     let mut last: Option<(Instant, u64)> = None;
+    let mut known: BTreeSet<String> = BTreeSet::new();
     while !registrar.shutdown.load(Ordering::Acquire) {
         let version = registrar.topics.version();
         let due =
             last.is_none_or(|(at, seen)| at.elapsed() >= REGISTER_INTERVAL || seen != version);
         if due {
+            let current: BTreeSet<String> = registrar
+                .topics
+                .list()
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            let gone: Vec<String> = known.difference(&current).cloned().collect();
+            known = current;
             for peer in &mut peers {
+                if let Err(e) = round.delete_topics(peer, &gone) {
+                    tracing::warn!(namesrv = %peer.addr, error = %e, "cannot delete a topic there");
+                }
                 match round.register_all(peer) {
                     Ok(()) => tracing::debug!(namesrv = %peer.addr, "registered"),
                     Err(e) => {
