@@ -13,6 +13,7 @@
 //! - [`admin_bodies`]: the admin bodies (topic and consume stats, connections, subscription
 //!   group configs).
 //! - [`msg_id`]: offset message ids.
+//! - [`fuzzing`]: what the remoting fuzz targets check.
 
 pub mod admin_bodies;
 pub mod batch_body;
@@ -22,6 +23,7 @@ pub mod codes;
 pub mod command;
 mod cursor;
 pub mod ext;
+pub mod fuzzing;
 pub mod msg_id;
 pub mod properties;
 pub mod stored;
