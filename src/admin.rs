@@ -301,9 +301,25 @@ async fn group(client: &Client, command: GroupCommand) -> Result<Shown, AdminErr
 async fn describe(client: &Client, group: &str) -> Result<Shown, AdminError> {
     let d = client.describe_group(group).await?;
     let mut table = format!(
-        "group {} ({}, generation {}, {} members)\n{:<24} {:<24} {:>6} {:>6} {:>12} {:>12} {:>10}\n",
-        d.name, mode_name(d.mode), d.generation, d.members.len(), "MEMBER", "TOPIC", "QUEUE", "SHARD", "COMMITTED", "MAX", "LAG"
+        "group {} ({}, generation {}, {} members)\n",
+        d.name,
+        mode_name(d.mode),
+        d.generation,
+        d.members.len()
     );
+    for m in &d.members {
+        table.push_str(&format!(
+            "  member {} ({}, {}, idle {} ms)\n",
+            m.member_id,
+            m.protocol,
+            mode_name(m.mode),
+            m.idle_ms
+        ));
+    }
+    table.push_str(&format!(
+        "{:<24} {:<24} {:>6} {:>6} {:>12} {:>12} {:>10}\n",
+        "MEMBER", "TOPIC", "QUEUE", "SHARD", "COMMITTED", "MAX", "LAG"
+    ));
     let owner = |topic: &str, queue: u32| {
         d.members
             .iter()
@@ -336,6 +352,7 @@ async fn describe(client: &Client, group: &str) -> Result<Shown, AdminError> {
         .iter()
         .map(|m| json!({
             "member": m.member_id,
+            "protocol": m.protocol,
             "mode": mode_name(m.mode),
             "idleMs": m.idle_ms,
             "subscriptions": m.subscriptions.iter().map(|s| json!({"topic": s.topic, "filter": s.filter.expression, "kind": if s.filter.kind == 1 { "SQL92" } else { "TAG" }})).collect::<Vec<_>>(),

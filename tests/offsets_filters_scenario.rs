@@ -330,6 +330,7 @@ fn admin_lists_describes_resets_and_deletes_groups() {
     assert_eq!(list[0]["members"], 1);
     let described = harness::admin_json(addr, &["group", "describe", "--group", "adm"]).unwrap();
     assert_eq!(described["members"][0]["member"], "only");
+    assert_eq!(described["members"][0]["protocol"], "native");
     assert_eq!(
         described["members"][0]["assignment"]
             .as_array()

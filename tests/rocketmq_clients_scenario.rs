@@ -74,6 +74,13 @@ fn wait_members(broker: &Broker, group: &str, n: usize) {
         let described = admin_json(&broker.addr, &["group", "describe", "--group", group]);
         if let Ok(d) = &described {
             if d["members"].as_array().map(Vec::len) == Some(n) {
+                let protocols: Vec<&Value> = d["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| &m["protocol"])
+                    .collect();
+                assert!(protocols.iter().all(|p| *p == "remoting"), "{d}");
                 return;
             }
         }

@@ -308,6 +308,8 @@ pub struct MemberDescription {
     pub subscriptions: Vec<Subscription>,
     pub assignment: Vec<QueueRef>,
     pub idle_ms: u64,
+    /// The protocol the member speaks: `native` or `remoting` (RocketMQ clients).
+    pub protocol: String,
 }
 
 /// One queue of a group: where it is consumed to and how far behind.

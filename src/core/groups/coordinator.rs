@@ -16,6 +16,7 @@ struct Member {
     last_seen: Instant,
     session_timeout: Duration,
     notify: Option<NotifyTarget>,
+    protocol: &'static str,
 }
 
 struct Group {
@@ -160,6 +161,7 @@ impl Coordinator {
                 last_seen: now,
                 session_timeout: call.session_timeout,
                 notify: call.notify,
+                protocol: call.protocol,
             },
         );
         let changed_membership = joined
@@ -296,6 +298,7 @@ fn info(group: &Group, now: Instant) -> GroupInfo {
                 subscriptions: m.subscriptions.clone(),
                 assignment: group.assignment.get(id).cloned().unwrap_or_default(),
                 idle_ms: now.saturating_duration_since(m.last_seen).as_millis() as u64,
+                protocol: m.protocol,
             })
             .collect(),
     }
@@ -320,6 +323,7 @@ mod tests {
                 })
                 .collect(),
             session_timeout: Duration::from_secs(10),
+            protocol: "native",
             notify: Some(NotifyTarget {
                 shard: 0,
                 connection,

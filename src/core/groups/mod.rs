@@ -134,6 +134,8 @@ pub struct JoinCall {
     pub subscriptions: Vec<Subscription>,
     pub session_timeout: Duration,
     pub notify: Option<NotifyTarget>,
+    /// The protocol the member speaks (`native`, `remoting`), for operators.
+    pub protocol: &'static str,
 }
 
 /// What a member learns about its group.
@@ -156,6 +158,8 @@ pub struct MemberInfo {
     pub assignment: Vec<(String, u32)>,
     /// Milliseconds since its last heartbeat.
     pub idle_ms: u64,
+    /// `native` or `remoting`.
+    pub protocol: &'static str,
 }
 
 /// One group as an operator sees it.

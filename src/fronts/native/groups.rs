@@ -109,6 +109,7 @@ pub async fn join(
         subscriptions,
         session_timeout,
         notify: Some(session.notify),
+        protocol: "native",
     };
     let view = core.join_group(call).await?;
     session.joined.borrow_mut().insert((r.group, r.member_id));
@@ -241,6 +242,7 @@ pub async fn describe(core: &Core, id: u64, group: &str) -> Result<Reply, Native
                 .collect(),
             assignment: queue_refs(&m.assignment),
             idle_ms: m.idle_ms,
+            protocol: m.protocol.to_string(),
         })
         .collect();
     let queues = queues

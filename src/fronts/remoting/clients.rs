@@ -74,6 +74,7 @@ pub async fn heartbeat(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Hand
             subscriptions: subscriptions.clone(),
             session_timeout: CLIENT_SESSION,
             notify: Some(conn.proto.notify),
+            protocol: "remoting",
         };
         core.join_group(call).await.map_err(|e| match e {
             crate::core::CoreError::InvalidArgument(why) => {
