@@ -735,3 +735,99 @@ fn the_bench_drives_rocketmq_rust_over_remoting() {
     assert!(run.status.success(), "{run:?}");
     assert_eq!(json(&drain_path)["messages"], 1500);
 }
+
+/// The bench's RocketMQ driver against shardmq's own remoting port (2 shards), starting from
+/// the name server as a stock client does: sends of one and of batches, end to end, a drain.
+#[test]
+fn the_bench_drives_shardmq_over_remoting_following_the_routes() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let out = dir.path().join("reports");
+    std::fs::create_dir_all(&out).unwrap();
+    let report = |name: &str| out.join(name).to_str().unwrap().to_string();
+    let remoting = |args: &[&str], json_path: &str| {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--peer",
+            "shardmq-remoting",
+            "--peer-namesrv",
+            &broker.namesrv,
+        ]);
+        all.extend(["--json", json_path]);
+        let run = shardmq(&all);
+        assert!(run.status.success(), "{args:?}: {run:?}");
+        json(std::path::Path::new(json_path))
+    };
+    for batch in ["1", "50"] {
+        let path = report(&format!("produce-{batch}.json"));
+        let produced = remoting(
+            &[
+                "produce",
+                "--topic",
+                "rr",
+                "--messages",
+                "500",
+                "--size",
+                "128",
+                "--batch",
+                batch,
+            ],
+            &path,
+        );
+        assert_eq!(produced["system"], "shardmq-remoting");
+        assert_eq!(
+            (produced["messages"].as_u64(), produced["errors"].as_u64()),
+            (Some(500), Some(0))
+        );
+    }
+    // The broker holds them, spread over both shards' queues.
+    let status = harness::admin_json(&broker.addr, &["topic", "status", "--name", "rr"]).unwrap();
+    let shards: std::collections::BTreeSet<u64> = status["queueStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["max"].as_u64().unwrap_or(0) > 0)
+        .map(|q| q["shard"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shards.len(), 2, "{status}");
+    let path = report("e2e.json");
+    let e2e = remoting(
+        &[
+            "end-to-end",
+            "--peer-queues",
+            "4",
+            "--topic",
+            "re",
+            "--messages",
+            "1000",
+            "--size",
+            "64",
+            "--batch",
+            "10",
+            "--producers",
+            "2",
+            "--threads",
+            "2",
+        ],
+        &path,
+    );
+    for count in ["sent", "acked", "received", "endToEndSamples"] {
+        assert_eq!(e2e[count], 1000, "{count} in {e2e}");
+    }
+    let path = report("drain.json");
+    let drained = remoting(
+        &[
+            "consume",
+            "--peer-queues",
+            "4",
+            "--topic",
+            "rb",
+            "--messages",
+            "1500",
+        ],
+        &path,
+    );
+    assert_eq!(drained["messages"], 1500);
+    assert_eq!(broker.stop(), Some(0));
+}

@@ -250,6 +250,10 @@ pub struct PeerArgs {
     /// Queues of the topic a peer run creates (RocketMQ queues, Redis streams, NATS subjects).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub peer_queues: u32,
+    /// `--peer shardmq-remoting`: the running broker's RocketMQ name server, HOST:PORT
+    /// (namesrv= on its ready line).
+    #[arg(long)]
+    pub peer_namesrv: Option<String>,
 }
 
 impl ProduceArgs {
@@ -309,7 +313,7 @@ pub(crate) fn peer_has_tags(peer: Option<crate::peers::Peer>) -> bool {
     use crate::peers::Peer;
     matches!(
         peer,
-        None | Some(Peer::RocketmqRust) | Some(Peer::RocketmqRustSync)
+        None | Some(Peer::RocketmqRust | Peer::RocketmqRustSync | Peer::ShardmqRemoting)
     )
 }
 

@@ -39,6 +39,9 @@ pub enum Peer {
     RocketmqRust,
     /// rocketmq-rust with SYNC_FLUSH (durable per write, the `--flush sync` peer).
     RocketmqRustSync,
+    /// A running shardmq broker's RocketMQ port, reached from its name server
+    /// (`--peer-namesrv`) as a stock client reaches it: not started by the bench.
+    ShardmqRemoting,
 }
 
 pub(crate) fn free_port() -> Result<u16, BenchError> {
@@ -137,22 +140,41 @@ pub struct PeerTarget {
     pub wait: Duration,
     /// What subscribers (not group members: theirs is the group's) let through.
     pub filter: Option<crate::engine::BenchFilter>,
+    /// `addr` is a RocketMQ name server whose routes the driver follows.
+    pub routed: bool,
 }
 
 /// A run against a started peer, generic over the peer's driver type.
 trait PeerJob {
-    /// Where the peer listens comes in `addr`; the rest of the target is the job's.
+    /// Where the peer listens comes in `addr` (a name server when `routed`); the rest of the
+    /// target is the job's.
     fn run<D: Driver + From<PeerTarget>>(
         self,
         system: &'static str,
         addr: String,
+        routed: bool,
     ) -> Result<Report, BenchError>;
 }
 
-/// Starts `peer` (pinned to `cpu`), runs `job` against it, stops it (also on error).
-fn with_peer<J: PeerJob>(peer: Peer, cpu: Option<usize>, job: J) -> Result<Report, BenchError> {
+/// Starts `peer` (pinned to `--peer-cpu`), runs `job` against it, stops it (also on error).
+fn with_peer<J: PeerJob>(
+    peer: Peer,
+    peers: &crate::args::PeerArgs,
+    job: J,
+) -> Result<Report, BenchError> {
+    let cpu = peers.peer_cpu;
     let loopback = |server: &PeerServer| format!("127.0.0.1:{}", server.port);
     match peer {
+        Peer::ShardmqRemoting => {
+            let namesrv = peers.peer_namesrv.clone().ok_or_else(|| {
+                BenchError::InvalidArgs(
+                    "--peer shardmq-remoting needs --peer-namesrv: the running broker's name \
+                     server (namesrv= on its ready line)"
+                        .into(),
+                )
+            })?;
+            job.run::<remoting::RocketMq>("shardmq-remoting", namesrv, true)
+        }
         Peer::RocketmqRust | Peer::RocketmqRustSync => {
             let sync = peer == Peer::RocketmqRustSync;
             let servers = remoting::RocketMqServers::start(cpu, sync)?;
@@ -161,7 +183,7 @@ fn with_peer<J: PeerJob>(peer: Peer, cpu: Option<usize>, job: J) -> Result<Repor
             } else {
                 "rocketmq-rust"
             };
-            job.run::<remoting::RocketMq>(system, servers.broker_addr())
+            job.run::<remoting::RocketMq>(system, servers.broker_addr(), false)
         }
         Peer::Redis | Peer::RedisAlways => {
             let always = peer == Peer::RedisAlways;
@@ -171,11 +193,11 @@ fn with_peer<J: PeerJob>(peer: Peer, cpu: Option<usize>, job: J) -> Result<Repor
             } else {
                 "redis-streams"
             };
-            job.run::<redis::Redis>(system, loopback(&server))
+            job.run::<redis::Redis>(system, loopback(&server), false)
         }
         Peer::Nats => {
             let server = nats::start(cpu)?;
-            job.run::<nats::Nats>("nats-jetstream", loopback(&server))
+            job.run::<nats::Nats>("nats-jetstream", loopback(&server), false)
         }
     }
 }
@@ -207,6 +229,7 @@ pub fn run_workload(
             self,
             system: &'static str,
             addr: String,
+            routed: bool,
         ) -> Result<Report, BenchError> {
             let target = PeerTarget {
                 addr,
@@ -215,6 +238,7 @@ pub fn run_workload(
                 timeout: Duration::from_millis(self.args.run.timeout_ms),
                 wait: Duration::from_millis(u64::from(self.wait_ms)),
                 filter: None,
+                routed,
             };
             let measured = crate::engine::run(self.workload, per_topic::<D>(target))?;
             Ok(crate::produce::workload_report(
@@ -230,7 +254,7 @@ pub fn run_workload(
         workload,
         wait_ms,
     };
-    with_peer(peer, args.peers.peer_cpu, job)
+    with_peer(peer, &args.peers, job)
 }
 
 /// The consume workload against `peer`: fills the topic with `--messages` records (untimed,
@@ -242,6 +266,7 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
             self,
             system: &'static str,
             addr: String,
+            routed: bool,
         ) -> Result<Report, BenchError> {
             let args = self.0;
             let cpu = crate::runtime::choose_cpu(args.run.cpu, &crate::runtime::allowed_cpus())?;
@@ -252,6 +277,7 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 timeout: Duration::from_millis(args.run.timeout_ms),
                 wait: Duration::from_millis(u64::from(args.wait_ms)),
                 filter: args.filter.filter(),
+                routed,
             };
             let fill = Workload {
                 topics: vec![args.topic.clone()],
@@ -304,5 +330,5 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
             crate::consume::drain_report(system, args, selected, &measured)
         }
     }
-    with_peer(peer, args.peers.peer_cpu, Consume(args))
+    with_peer(peer, &args.peers, Consume(args))
 }

@@ -17,7 +17,7 @@ use shardmq_protocol::remoting::RemotingCommand;
 use super::connection::Remoting;
 use super::dispatch::Handler;
 use super::error::Refusal;
-use crate::core::topics::{TopicChange, PERM_READ, PERM_READ_WRITE, PERM_WRITE};
+use crate::core::topics::{TopicChange, TopicError, PERM_READ, PERM_READ_WRITE, PERM_WRITE};
 use crate::core::CoreError;
 use crate::server::connection::Conn;
 
@@ -41,15 +41,20 @@ pub async fn create_topic(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> H
         .checked_mul(conn.ctx.core.shard_count)
         .ok_or_else(|| Refusal::system(format!("{per_shard} queues per broker is too many")))?;
     let core = &conn.ctx.core;
+    let update = |current: u32| TopicChange {
+        queues: (queues != current).then_some(queues),
+        perm: Some(perm),
+    };
     let done = match core.topics.get(name) {
-        None => core.create_topic(name, queues, perm).await,
-        Some(topic) => {
-            let change = TopicChange {
-                queues: (queues != topic.queues).then_some(queues),
-                perm: Some(perm),
-            };
-            core.update_topic(name, change).await
-        }
+        None => match core.create_topic(name, queues, perm).await {
+            // Created meanwhile by another request: this one is an update, as in Java.
+            Err(CoreError::Topic(TopicError::Exists(_))) => {
+                let current = core.topic(name)?.queues;
+                core.update_topic(name, update(current)).await
+            }
+            other => other,
+        },
+        Some(topic) => core.update_topic(name, update(topic.queues)).await,
     };
     match done {
         Ok(_) => Ok(RemotingCommand::response_to(req, response::SUCCESS)),
@@ -63,7 +68,7 @@ pub async fn delete_topic(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> H
     match conn.ctx.core.delete_topic(&name).await {
         // Deleting what is not there is done, as in Java.
         Ok(_) | Err(CoreError::TopicNotFound(_)) => {}
-        Err(CoreError::Topic(crate::core::topics::TopicError::NotFound(_))) => {}
+        Err(CoreError::Topic(TopicError::NotFound(_))) => {}
         Err(err) => return Err(err.into()),
     }
     Ok(RemotingCommand::response_to(req, response::SUCCESS))

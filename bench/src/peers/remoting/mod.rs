@@ -25,10 +25,14 @@
 //! push consumer does; broadcasting members keep their offsets themselves, as RocketMQ's do.
 //! SQL92 needs the broker's `enablePropertyFilter`; without it the pulls fail and say so.
 //!
-//! The same driver will measure shardmq's own RocketMQ-compatible port once it exists.
+//! `--peer shardmq-remoting --peer-namesrv ADDR` drives a running shardmq broker's RocketMQ
+//! port the same way, starting from its name server as a stock client does: the route lists
+//! each shard as a broker of its own, and every queue is sent to and pulled from the broker the
+//! route names for it (`route`), with no shard awareness beyond that.
 
 pub mod command;
 pub mod connection;
+pub mod route;
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -38,6 +42,7 @@ use command::{
     PULL_MESSAGE, SEND_BATCH_MESSAGE, SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
 };
 use connection::RemotingConnection;
+use route::RoutedQueue;
 
 use crate::engine::{BenchFilter, Driver, GroupRun, Position, Publisher, Subscriber};
 use crate::error::BenchError;
@@ -148,7 +153,11 @@ impl RocketMqServers {
 
 /// Reaches a RocketMQ broker over remoting; one per bench executor.
 pub struct RocketMq {
+    /// The broker's address, or the name server's when `routed`.
     pub addr: String,
+    /// Start from the name server and follow the topic's route (`--peer shardmq-remoting`).
+    pub routed: bool,
+    pub system: &'static str,
     pub topic: String,
     pub queues: u32,
     pub timeout: Duration,
@@ -160,6 +169,12 @@ impl From<PeerTarget> for RocketMq {
     fn from(t: PeerTarget) -> Self {
         RocketMq {
             addr: t.addr,
+            routed: t.routed,
+            system: if t.routed {
+                "shardmq-remoting"
+            } else {
+                "rocketmq-rust"
+            },
             topic: t.topic,
             queues: t.queues,
             timeout: t.timeout,
@@ -179,10 +194,45 @@ fn subscription_of(filter: Option<&BenchFilter>) -> (String, &'static str) {
 }
 
 impl RocketMq {
-    async fn connect(&self) -> Result<RemotingConnection, BenchError> {
-        RemotingConnection::connect(&self.addr, self.timeout)
+    async fn connect_to(&self, addr: &str) -> Result<RemotingConnection, BenchError> {
+        RemotingConnection::connect(addr, self.timeout)
             .await
-            .map_err(peer_error)
+            .map_err(|e| self.error(e))
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> BenchError {
+        BenchError::Peer {
+            system: self.system,
+            message: message.to_string(),
+        }
+    }
+
+    /// The topic's queues as a client addresses them.
+    async fn route(&self) -> Result<Vec<RoutedQueue>, BenchError> {
+        if !self.routed {
+            return Ok(route::single_broker(&self.addr, self.queues));
+        }
+        let namesrv = self.connect_to(&self.addr).await?;
+        route::topic_route(&namesrv, &self.topic)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// The broker topics are created through, and how many queues to ask it for: with a name
+    /// server, the cluster's first broker and the queues spread over every broker (shardmq
+    /// makes a remoting topic of n queues n per shard).
+    async fn creation_target(&self) -> Result<(String, u32), BenchError> {
+        if !self.routed {
+            return Ok((self.addr.clone(), self.queues));
+        }
+        let namesrv = self.connect_to(&self.addr).await?;
+        let brokers = route::cluster_brokers(&namesrv)
+            .await
+            .map_err(|e| self.error(e))?;
+        let first = brokers
+            .first()
+            .ok_or_else(|| self.error("the name server knows no broker"))?;
+        Ok((first.clone(), self.queues.div_ceil(brokers.len() as u32)))
     }
 }
 
@@ -191,13 +241,15 @@ impl Driver for RocketMq {
     type Subscriber = RemotingSubscriber;
 
     fn system(&self) -> &'static str {
-        "rocketmq-rust"
+        self.system
     }
 
-    /// Creates (or updates) the topic with `queues` read and write queues; idempotent.
+    /// Creates (or updates) the topic with `queues` read and write queues; idempotent. Routed,
+    /// the count is what the route then holds (a multiple of the brokers).
     async fn queues(&self) -> Result<u32, BenchError> {
-        let connection = self.connect().await?;
-        let n = self.queues.to_string();
+        let (broker, per_broker) = self.creation_target().await?;
+        let connection = self.connect_to(&broker).await?;
+        let n = per_broker.to_string();
         let ext = [
             ("topic", self.topic.clone()),
             ("defaultTopic", "TBW102".into()),
@@ -211,11 +263,11 @@ impl Driver for RocketMq {
         let reply = connection
             .request(UPDATE_AND_CREATE_TOPIC, &ext, &[], Duration::ZERO)
             .await
-            .map_err(peer_error)?;
+            .map_err(|e| self.error(e))?;
         if reply.code != SUCCESS {
-            return Err(peer_error(failed("creating the topic", &reply)));
+            return Err(self.error(failed("creating the topic", &reply)));
         }
-        Ok(self.queues)
+        Ok(self.route().await?.len() as u32)
     }
 
     async fn publisher(
@@ -223,9 +275,26 @@ impl Driver for RocketMq {
         _index: u32,
         _queues: &[u32],
     ) -> Result<RemotingPublisher, BenchError> {
+        let route = self.route().await?;
+        let mut brokers: Vec<String> = route.iter().map(|q| q.broker_addr.clone()).collect();
+        brokers.sort();
+        brokers.dedup();
+        let mut connections = Vec::with_capacity(brokers.len());
+        for addr in &brokers {
+            connections.push(self.connect_to(addr).await?);
+        }
+        let slots = route
+            .iter()
+            .map(|q| {
+                let broker = brokers.binary_search(&q.broker_addr).expect("listed above");
+                (broker, q.queue_id)
+            })
+            .collect();
         Ok(RemotingPublisher {
-            connection: self.connect().await?,
+            connections,
+            slots,
             topic: self.topic.clone(),
+            system: self.system,
         })
     }
 
@@ -249,7 +318,8 @@ impl Driver for RocketMq {
         members: u32,
     ) -> Result<Vec<RemotingSubscriber>, BenchError> {
         let mut subscribers = Vec::new();
-        for queue in (0..self.queues).filter(|q| group.broadcasting || q % members == member) {
+        let total = self.route().await?.len() as u32;
+        for queue in (0..total).filter(|q| group.broadcasting || q % members == member) {
             let pulls = Pulls {
                 group: group.name.clone(),
                 filter: group.filter.clone(),
@@ -276,10 +346,16 @@ impl RocketMq {
         from: Position,
         pulls: Pulls,
     ) -> Result<RemotingSubscriber, BenchError> {
-        let connection = self.connect().await?;
+        let routed = self
+            .route()
+            .await?
+            .into_iter()
+            .nth(queue as usize)
+            .ok_or_else(|| self.error(format!("queue {queue} is not in the topic's route")))?;
+        let connection = self.connect_to(&routed.broker_addr).await?;
         let ext = [
             ("topic", self.topic.clone()),
-            ("queueId", queue.to_string()),
+            ("queueId", routed.queue_id.to_string()),
         ];
         let (code, name) = match from {
             Position::Start => (GET_MIN_OFFSET, "GET_MIN_OFFSET"),
@@ -288,15 +364,16 @@ impl RocketMq {
         let reply = connection
             .request(code, &ext, &[], Duration::ZERO)
             .await
-            .map_err(peer_error)?;
+            .map_err(|e| self.error(e))?;
         let offset = match (reply.code, reply.ext_i64("offset")) {
             (SUCCESS, Some(offset)) => offset,
-            _ => return Err(peer_error(failed(name, &reply))),
+            _ => return Err(self.error(failed(name, &reply))),
         };
         Ok(RemotingSubscriber {
             connection,
             topic: self.topic.clone(),
-            queue,
+            queue: routed.queue_id,
+            system: self.system,
             offset,
             wait: self.wait,
             pulls,
@@ -305,8 +382,12 @@ impl RocketMq {
 }
 
 pub struct RemotingPublisher {
-    connection: RemotingConnection,
+    /// One connection per broker of the route.
+    connections: Vec<RemotingConnection>,
+    /// Bench queue → (its broker's connection, its queue id there).
+    slots: Vec<(usize, u32)>,
     topic: String,
+    system: &'static str,
 }
 
 /// One request's records: SEND_MESSAGE_V2 when `count` is 1, else a SEND_BATCH_MESSAGE body.
@@ -334,6 +415,14 @@ impl Publisher for RemotingPublisher {
     }
 
     async fn publish(&self, queue: u32, batch: &RemotingBatch) -> Result<u32, BenchError> {
+        let error = |message: String| BenchError::Peer {
+            system: self.system,
+            message,
+        };
+        let &(broker, queue) = self
+            .slots
+            .get(queue as usize)
+            .ok_or_else(|| error(format!("queue {queue} is not in the topic's route")))?;
         let born_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -356,13 +445,12 @@ impl Publisher for RemotingPublisher {
             ext.push(("m", "true".into()));
             SEND_BATCH_MESSAGE
         };
-        let reply = self
-            .connection
+        let reply = self.connections[broker]
             .request(code, &ext, &batch.body, Duration::ZERO)
             .await
-            .map_err(peer_error)?;
+            .map_err(error)?;
         if reply.code != SUCCESS {
-            return Err(peer_error(failed("send", &reply)));
+            return Err(error(failed("send", &reply)));
         }
         Ok(batch.count)
     }
@@ -371,10 +459,21 @@ impl Publisher for RemotingPublisher {
 pub struct RemotingSubscriber {
     connection: RemotingConnection,
     topic: String,
+    /// The queue's id on its broker.
     queue: u32,
+    system: &'static str,
     offset: i64,
     wait: Duration,
     pulls: Pulls,
+}
+
+impl RemotingSubscriber {
+    fn error(&self, message: impl std::fmt::Display) -> BenchError {
+        BenchError::Peer {
+            system: self.system,
+            message: message.to_string(),
+        }
+    }
 }
 
 impl Subscriber for RemotingSubscriber {
@@ -406,11 +505,11 @@ impl Subscriber for RemotingSubscriber {
             .connection
             .request(PULL_MESSAGE, &ext, &[], self.wait)
             .await
-            .map_err(peer_error)?;
+            .map_err(|e| self.error(e))?;
         let next = reply.ext_i64("nextBeginOffset");
         match reply.code {
             SUCCESS => {
-                let count = for_each_stored_body(&reply.body, each).map_err(peer_error)?;
+                let count = for_each_stored_body(&reply.body, each).map_err(|e| self.error(e))?;
                 self.offset = next.unwrap_or(self.offset + count as i64);
                 Ok(count)
             }
@@ -422,7 +521,7 @@ impl Subscriber for RemotingSubscriber {
                 }
                 Ok(0)
             }
-            _ => Err(peer_error(failed("pull", &reply))),
+            _ => Err(self.error(failed("pull", &reply))),
         }
     }
 }
