@@ -106,17 +106,18 @@ fn local_queues(conn: &Conn<Remoting>, topic: &str) -> Result<Vec<(MessageQueue,
         .collect())
 }
 
-/// When the record at `offset` was stored, 0 when there is none.
-async fn store_time(core: &Core, topic: &str, queue: u32, offset: u64) -> Result<i64, Refusal> {
-    Ok(
-        match core
-            .queue_op(topic, queue, QueueOp::StoreTimeAt { offset })
-            .await?
-        {
-            QueueAnswer::Time(Some(ms)) => ms as i64,
-            _ => 0,
-        },
-    )
+/// When the record before `end` was stored (the last of `..end`), 0 when there is none.
+async fn last_store_time(core: &Core, topic: &str, queue: u32, end: u64) -> Result<i64, Refusal> {
+    let Some(offset) = end.checked_sub(1) else {
+        return Ok(0);
+    };
+    let answer = core
+        .queue_op(topic, queue, QueueOp::StoreTimeAt { offset })
+        .await?;
+    Ok(match answer {
+        QueueAnswer::Time(Some(ms)) => ms as i64,
+        _ => 0,
+    })
 }
 
 pub async fn topic_stats(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Handler {
@@ -125,10 +126,7 @@ pub async fn topic_stats(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Ha
     let mut offsets = Vec::new();
     for (mq, queue) in local_queues(conn, &topic)? {
         let (min, max) = core.queue_offsets(&topic, queue).await?;
-        let last = match max.checked_sub(1) {
-            Some(last) => store_time(core, &topic, queue, last).await?,
-            None => 0,
-        };
+        let last = last_store_time(core, &topic, queue, max).await?;
         let offset = TopicOffset {
             min_offset: min as i64,
             max_offset: max as i64,
@@ -178,10 +176,7 @@ pub async fn consume_stats(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> 
                 group: group.clone(),
             };
             let committed = core.offset_op(&topic, queue, query).await?.unwrap_or(0);
-            let last = match committed.checked_sub(1) {
-                Some(last) => store_time(core, &topic, queue, last).await?,
-                None => 0,
-            };
+            let last = last_store_time(core, &topic, queue, committed).await?;
             let progress = OffsetWrapper {
                 broker_offset: max as i64,
                 consumer_offset: committed as i64,
