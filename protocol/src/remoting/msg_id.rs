@@ -5,14 +5,27 @@
 use std::net::{IpAddr, SocketAddr};
 
 pub fn offset_msg_id(store_host: SocketAddr, physical_offset: i64) -> String {
-    let mut bytes = Vec::with_capacity(28);
+    let mut out = String::with_capacity(56);
+    push_offset_msg_id(&mut out, store_host, physical_offset);
+    out
+}
+
+/// Appends the offset message id to `out` (a batch's ids are joined into one string; this is
+/// on the send path, once per message, so it formats without allocating).
+pub fn push_offset_msg_id(out: &mut String, store_host: SocketAddr, physical_offset: i64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut push = |bytes: &[u8]| {
+        for &b in bytes {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    };
     match store_host.ip() {
-        IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
+        IpAddr::V4(ip) => push(&ip.octets()),
+        IpAddr::V6(ip) => push(&ip.octets()),
     }
-    bytes.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    bytes.extend_from_slice(&physical_offset.to_be_bytes());
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    push(&i32::from(store_host.port()).to_be_bytes());
+    push(&physical_offset.to_be_bytes());
 }
 
 /// The host and commit-log offset an offset message id names; `None` if it is not one.

@@ -23,16 +23,20 @@ pub mod key {
     pub const TRANSIENT_PREFIX: &str = "__RMQ.TRANSIENT.";
 }
 
+/// The well-formed pairs of a property string as they come, borrowed (duplicates included:
+/// a later one replaces an earlier one, which the caller applies, as [`parse`] does). What the
+/// send path reads, without allocating.
+pub fn pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split(PROPERTY_SEPARATOR).filter_map(|pair| {
+        let (name, value) = pair.split_once(NAME_VALUE_SEPARATOR)?;
+        (!name.is_empty() && !value.is_empty()).then_some((name, value))
+    })
+}
+
 /// The pairs of a property string, in order, later duplicates replacing earlier ones.
 pub fn parse(text: &str) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = Vec::new();
-    for pair in text.split(PROPERTY_SEPARATOR) {
-        let Some((name, value)) = pair.split_once(NAME_VALUE_SEPARATOR) else {
-            continue;
-        };
-        if name.is_empty() || value.is_empty() {
-            continue;
-        }
+    for (name, value) in self::pairs(text) {
         match pairs.iter_mut().find(|(n, _)| n == name) {
             Some(existing) => existing.1 = value.to_owned(),
             None => pairs.push((name.to_owned(), value.to_owned())),

@@ -23,7 +23,7 @@ use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::limits::{validate_topic_name, BATCH_RECORDS_MAX};
 use shardmq_protocol::remoting::codes::{request, response};
 use shardmq_protocol::remoting::ext::Fields;
-use shardmq_protocol::remoting::msg_id::offset_msg_id;
+use shardmq_protocol::remoting::msg_id::push_offset_msg_id;
 use shardmq_protocol::remoting::properties::{self, key};
 use shardmq_protocol::remoting::{batch_body, RemotingCommand};
 use shardmq_protocol::{Property, Record, ValidatedBatch};
@@ -79,13 +79,13 @@ fn host_bytes(addr: SocketAddr) -> Vec<u8> {
 }
 
 /// Refuses what would need a message kind shardmq does not have yet.
-fn check_kind(properties: &[(String, String)], sys_flag: i32) -> Result<(), Refusal> {
+fn check_kind(props: &str, sys_flag: i32) -> Result<(), Refusal> {
     if sys_flag & TRANSACTION_TYPE == TRANSACTION_PREPARED {
         return Err(Refusal::system(
             "transactional (half) messages are not supported by this broker yet",
         ));
     }
-    for (name, value) in properties {
+    for (name, value) in properties::pairs(props) {
         let delayed = (name == key::DELAY && value.trim() != "0") || name.starts_with("TIMER_");
         if delayed {
             return Err(Refusal::system(format!(
@@ -103,8 +103,7 @@ fn record_of(
     body: &[u8],
     props: &str,
 ) -> Result<Record, Refusal> {
-    let pairs = properties::parse(props);
-    check_kind(&pairs, h.sys_flag)?;
+    check_kind(props, h.sys_flag)?;
     let mut record = Record {
         born_timestamp_ms: u64::try_from(h.born_timestamp).unwrap_or(0),
         born_host: born_host.to_vec(),
@@ -114,9 +113,10 @@ fn record_of(
         payload: body.to_vec(),
         ..Record::default()
     };
-    for (name, value) in pairs {
-        match name.as_str() {
-            key::TAGS => record.tags = value,
+    // Later duplicates replace earlier ones (`properties::parse`'s rule).
+    for (name, value) in properties::pairs(props) {
+        match name {
+            key::TAGS => record.tags = value.to_owned(),
             key::KEYS => {
                 record.keys = value
                     .split(' ')
@@ -124,9 +124,15 @@ fn record_of(
                     .map(str::to_owned)
                     .collect()
             }
-            key::UNIQ_KEY => record.unique_id = value,
+            key::UNIQ_KEY => record.unique_id = value.to_owned(),
             n if n.starts_with(key::TRANSIENT_PREFIX) => {}
-            _ => record.properties.push(Property { name, value }),
+            _ => match record.properties.iter_mut().find(|p| p.name == name) {
+                Some(existing) => existing.value = value.to_owned(),
+                None => record.properties.push(Property {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                }),
+            },
         }
     }
     Ok(record)
@@ -195,11 +201,15 @@ async fn try_send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<An
         .map_err(|e| Refusal::from(CoreError::BadBatch(e)))?;
     let produced = conn.ctx.core.produce(h.topic, global, batch).await?;
     let advertised = conn.proto.shard.advertised;
-    let ids: Vec<String> = (0..u64::from(produced.count))
-        .map(|i| offset_msg_id(advertised, (produced.position + i) as i64))
-        .collect();
+    let mut ids = String::with_capacity(57 * produced.count as usize);
+    for i in 0..u64::from(produced.count) {
+        if i > 0 {
+            ids.push(',');
+        }
+        push_offset_msg_id(&mut ids, advertised, (produced.position + i) as i64);
+    }
     let mut response = RemotingCommand::response_to(req, response::SUCCESS)
-        .with_ext("msgId", ids.join(","))
+        .with_ext("msgId", ids)
         .with_ext("queueId", local)
         .with_ext("queueOffset", produced.base_offset)
         .with_ext("MSG_REGION", "DefaultRegion")
@@ -211,4 +221,52 @@ async fn try_send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<An
         Ack::Now => Answer::Now(response),
         Ack::AfterSync(end) => Answer::AfterSync(response, end),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(properties: &str, sys_flag: i32) -> SendHeader<'_> {
+        SendHeader {
+            topic: "t",
+            queue_id: 0,
+            sys_flag,
+            born_timestamp: 7,
+            flag: 3,
+            properties,
+            reconsume_times: 0,
+            batch: false,
+        }
+    }
+
+    #[test]
+    fn properties_become_record_fields_later_duplicates_winning() {
+        let props = "TAGS\u{1}a\u{2}TAGS\u{1}b\u{2}x\u{1}1\u{2}KEYS\u{1}k1  k2\u{2}x\u{1}2\u{2}\
+                     UNIQ_KEY\u{1}u\u{2}__RMQ.TRANSIENT.y\u{1}z\u{2}bad\u{2}\u{1}novalue\u{2}";
+        let h = header(props, 0);
+        let record = record_of(&h, &[1, 2], h.flag, b"body", h.properties).unwrap();
+        assert_eq!(record.tags, "b");
+        assert_eq!(record.keys, ["k1", "k2"]);
+        assert_eq!(record.unique_id, "u");
+        assert_eq!(
+            record.properties,
+            [Property {
+                name: "x".into(),
+                value: "2".into()
+            }]
+        );
+        assert_eq!((record.flag, record.born_timestamp_ms), (3, 7));
+        assert_eq!(record.payload, b"body");
+    }
+
+    #[test]
+    fn message_kinds_not_built_yet_are_refused() {
+        let delayed = header("DELAY\u{1}3\u{2}", 0);
+        assert!(record_of(&delayed, &[], 0, b"", delayed.properties).is_err());
+        let undelayed = header("DELAY\u{1}0\u{2}", 0);
+        assert!(record_of(&undelayed, &[], 0, b"", undelayed.properties).is_ok());
+        let half = header("", TRANSACTION_PREPARED);
+        assert!(record_of(&half, &[], 0, b"", half.properties).is_err());
+    }
 }
