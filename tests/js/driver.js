@@ -40,15 +40,25 @@ async function produceOns() {
   const httpclient = { request: async () => { throw new Error('unused'); } };
   const p = new Producer({ httpclient, nameSrv: args.namesrv, producerGroup: args.group || 'pg_ons' });
   await p.ready();
+  // ali-ons sends return promises: "async" sends are several in flight at once (mixed: the odd
+  // ones), awaited together at the end; sync ones are awaited one by one.
   const sent = [];
+  const pending = [];
   for (let i = args.from || 0; i < (args.from || 0) + args.n; i++) {
     const m = new Message(args.topic, tagOf(i), 'body-' + i);
     m.keys = ['k' + i];
     m.properties.seq = String(i);
-    const r = await p.send(m);
-    sent.push({ i, status: r.sendStatus, msgId: r.msgId, broker: r.messageQueue.brokerName });
+    const done = (r, async) =>
+      sent.push({ i, status: r.sendStatus, msgId: r.msgId, broker: r.messageQueue.brokerName, async });
+    if (args.mode === 'async' || (args.mode === 'mixed' && i % 2)) {
+      pending.push(p.send(m).then((r) => done(r, true)));
+    } else {
+      done(await p.send(m), false);
+    }
   }
+  await Promise.all(pending);
   await p.close();
+  sent.sort((a, b) => a.i - b.i);
   return sent;
 }
 
