@@ -1,10 +1,13 @@
 //! The per-shard watchdog: closes connections that hold resources without making progress.
 //!
-//! Two stalls are watched, both bounded by the shard's stall timeout (`--stall-timeout-ms`):
+//! Two stalls are watched, both bounded by the shard's stall timeout (`--stall-timeout-ms`),
+//! and, for protocols that ask for it, idleness:
 //! - a frame whose header has arrived but whose body has not, in full, within the timeout (a
 //!   client that announces a large frame and sends nothing holds a read buffer and budget);
 //! - a write to the socket that has not completed within the timeout (a client that does not
-//!   read its replies holds queued replies, their budget, and its connection slot).
+//!   read its replies holds queued replies, their budget, and its connection slot);
+//! - no frame begun within the connection's idle timeout (RocketMQ's 120 s: a client that
+//!   connects and sends nothing, or stops, is closed as the Java broker closes it).
 //!
 //! Cost on the request path: a connection stamps a `Cell` with the watchdog's coarse tick when a
 //! body read or a socket write starts, and clears it when it ends; no timer per request. The
@@ -35,6 +38,11 @@ pub struct Progress {
     tick: Rc<Cell<u64>>,
     body_since: Cell<u64>,
     write_since: Cell<u64>,
+    /// Waiting for the next frame since this tick, and how many ticks it may wait (0: forever).
+    idle_since: Cell<u64>,
+    idle_ticks: Cell<u64>,
+    idle_limit: Cell<Duration>,
+    period: Duration,
     closer: Rc<Closer>,
     peer: String,
 }
@@ -54,6 +62,22 @@ impl Progress {
 
     pub fn write_done(&self) {
         self.write_since.set(0);
+    }
+
+    /// The connection waits for its next frame, at most `limit`.
+    pub fn idle_started(&self, limit: Duration) {
+        if self.idle_limit.get() != limit {
+            self.idle_limit.set(limit);
+            let ticks = limit.as_nanos().div_ceil(self.period.as_nanos()).max(1);
+            self.idle_ticks
+                .set(u64::try_from(ticks).unwrap_or(u64::MAX));
+        }
+        self.idle_since.set(self.tick.get());
+    }
+
+    /// The next frame has begun.
+    pub fn idle_done(&self) {
+        self.idle_since.set(0);
     }
 }
 
@@ -94,6 +118,10 @@ impl Watchdog {
             tick: self.tick.clone(),
             body_since: Cell::new(0),
             write_since: Cell::new(0),
+            idle_since: Cell::new(0),
+            idle_ticks: Cell::new(0),
+            idle_limit: Cell::new(Duration::ZERO),
+            period: self.period,
             closer,
             peer: peer.to_string(),
         });
@@ -118,21 +146,32 @@ impl Watchdog {
         let now = self.tick.get() + 1;
         self.tick.set(now);
         let stalled = |since: u64| since != 0 && now - since >= self.stall_ticks;
+        let idle = |p: &Progress| {
+            let since = p.idle_since.get();
+            since != 0 && p.idle_ticks.get() != 0 && now - since >= p.idle_ticks.get()
+        };
         for progress in self.watched.borrow().values() {
             let reason = if stalled(progress.body_since.get()) {
                 "a frame's body did not arrive"
             } else if stalled(progress.write_since.get()) {
                 "the client did not read its replies"
+            } else if idle(progress) {
+                "no request"
             } else {
                 continue;
             };
             if progress.closer.is_closed() {
                 continue;
             }
-            let reason = format!(
-                "{reason} within the stall timeout of {} ms",
-                self.stall.as_millis()
-            );
+            let limit = if reason == "no request" {
+                format!(
+                    "the idle timeout of {} ms",
+                    progress.idle_limit.get().as_millis()
+                )
+            } else {
+                format!("the stall timeout of {} ms", self.stall.as_millis())
+            };
+            let reason = format!("{reason} within {limit}");
             tracing::warn!(shard = self.shard_id, peer = %progress.peer, %reason, "closing connection");
             progress.closer.close(reason);
         }
@@ -168,5 +207,34 @@ mod tests {
         drop(watched_a);
         assert_eq!(watchdog.watched(), 1);
         drop(watched_b);
+    }
+
+    #[test]
+    fn a_connection_waiting_for_a_frame_past_its_idle_limit_closes() {
+        // Stall 400 ms: a period of 100 ms; idle limit 250 ms: 3 ticks.
+        let watchdog = Watchdog::new(0, Duration::from_millis(400));
+        let (idle, busy) = (Rc::new(Closer::default()), Rc::new(Closer::default()));
+        let watched_idle = watchdog.watch(idle.clone(), "idle");
+        let watched_busy = watchdog.watch(busy.clone(), "busy");
+        watched_idle
+            .progress
+            .idle_started(Duration::from_millis(250));
+        watched_busy
+            .progress
+            .idle_started(Duration::from_millis(250));
+        for _ in 0..2 {
+            watchdog.sweep();
+        }
+        // A frame begins on one of them, and it waits for its next one afresh.
+        watched_busy.progress.idle_done();
+        watched_busy
+            .progress
+            .idle_started(Duration::from_millis(250));
+        assert!(!idle.is_closed());
+        watchdog.sweep();
+        assert!(idle.is_closed());
+        assert!(idle.reason().unwrap().contains("idle timeout of 250 ms"));
+        assert!(!busy.is_closed());
+        drop((watched_idle, watched_busy));
     }
 }

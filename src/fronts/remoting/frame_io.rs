@@ -32,19 +32,13 @@ pub async fn read_command<P>(
 ) -> Result<Option<InCommand>, FrameFailure> {
     let mut prefix = [0u8; 4];
     let mut filled = 0;
+    // The watchdog closes the connection if no frame begins within `idle` (no timer per read).
+    conn.progress.idle_started(idle);
     while filled < prefix.len() {
-        let read = reader.read(&mut prefix[filled..]);
-        let n = if filled == 0 {
-            glommio::timer::timeout(idle, async { Ok(read.await) })
-                .await
-                .map_err(|_| FrameFailure::Fatal {
-                    reason: format!("no request for {} ms (idle timeout)", idle.as_millis()),
-                    reply: None,
-                })?
-        } else {
-            read.await
-        }
-        .map_err(|e| FrameFailure::Ended(e.to_string()))?;
+        let n = reader
+            .read(&mut prefix[filled..])
+            .await
+            .map_err(|e| FrameFailure::Ended(e.to_string()))?;
         if n == 0 {
             return if filled == 0 {
                 Ok(None)
@@ -53,6 +47,7 @@ pub async fn read_command<P>(
             };
         }
         filled += n;
+        conn.progress.idle_done();
         conn.progress.body_started();
     }
     let len = frame_length(prefix).map_err(|e| FrameFailure::Fatal {
