@@ -246,3 +246,16 @@ fn split_concatenated_batches() {
         vec![0, 2, 4]
     );
 }
+
+#[test]
+fn a_batch_encoded_for_the_store_is_what_validation_would_have_made() {
+    let records: Vec<Record> = (0..5).map(record).collect();
+    let encoded = ValidatedBatch::encode(&records).unwrap();
+    let checked = ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).unwrap();
+    assert_eq!(encoded.header(), checked.header());
+    assert_eq!(encoded.tag_codes(), checked.tag_codes());
+    assert!(
+        ValidatedBatch::encode(&[]).is_err(),
+        "no records is not a batch"
+    );
+}

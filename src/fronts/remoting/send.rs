@@ -19,7 +19,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::limits::{validate_topic_name, BATCH_RECORDS_MAX};
 use shardmq_protocol::remoting::codes::{request, response};
 use shardmq_protocol::remoting::ext::Fields;
@@ -197,8 +196,8 @@ async fn try_send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<An
     let records = records_of(&h, req, &host_bytes(conn.proto.peer_addr))?;
     let (local, global) = target_queue(conn, &h).await?;
     let unique_id = records[0].unique_id.clone();
-    let batch = ValidatedBatch::new(bytes::BytesMut::from(&encode_batch(&records)[..]))
-        .map_err(|e| Refusal::from(CoreError::BadBatch(e)))?;
+    let batch =
+        ValidatedBatch::encode(&records).map_err(|e| Refusal::from(CoreError::BadBatch(e)))?;
     let produced = conn.ctx.core.produce(h.topic, global, batch).await?;
     let advertised = conn.proto.shard.advertised;
     let mut ids = String::with_capacity(57 * produced.count as usize);
