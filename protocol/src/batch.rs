@@ -343,15 +343,13 @@ impl ValidatedBatch {
                 format!("{} records, not 1..={BATCH_RECORDS_MAX}", records.len()),
             ));
         }
-        let encoded = encode_batch(records);
-        let header = BatchHeader::parse(&encoded)?;
-        let mut bytes = BytesMut::with_capacity(encoded.len() + 16);
-        let misalignment = bytes.as_ptr() as usize % 16;
-        if misalignment != 0 {
-            bytes.resize(16 - misalignment, 0);
-            bytes::Buf::advance(&mut bytes, 16 - misalignment);
-        }
-        bytes.extend_from_slice(&encoded);
+        let bytes = encode_batch_bytes(records).unwrap_or_else(|| {
+            let encoded = encode_batch(records);
+            let mut bytes = aligned_bytes(encoded.len());
+            bytes.extend_from_slice(&encoded);
+            bytes
+        });
+        let header = BatchHeader::parse(&bytes)?;
         assert!(
             (bytes.as_ptr() as usize).is_multiple_of(16),
             "an encoded batch is 16-byte aligned"
@@ -653,8 +651,14 @@ where
 /// Fills in the producer's header fields of a serialized body that follows a reserved header.
 fn seal(mut out: AlignedVec<16>, flags: u8, record_count: usize, first_ms: u64) -> AlignedVec<16> {
     let body_len = out.len() - BATCH_HEADER_BYTES;
-    let batch_len = BATCH_HEADER_BYTES + align_up(body_len);
-    out.resize(batch_len, 0);
+    out.resize(BATCH_HEADER_BYTES + align_up(body_len), 0);
+    seal_in_place(&mut out, body_len, flags, record_count, first_ms);
+    out
+}
+
+/// Writes the header of a batch whose body (`body_len` bytes) and padding follow it in `out`.
+fn seal_in_place(out: &mut [u8], body_len: usize, flags: u8, record_count: usize, first_ms: u64) {
+    let batch_len = out.len();
     let body_crc = crc32fast::hash(&out[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + body_len]);
     out[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
     out[4] = BATCH_VERSION;
@@ -664,7 +668,58 @@ fn seal(mut out: AlignedVec<16>, flags: u8, record_count: usize, first_ms: u64) 
     out[16..20].copy_from_slice(&body_crc.to_le_bytes());
     out[24..28].copy_from_slice(&(record_count as u32).to_le_bytes());
     out[48..56].copy_from_slice(&first_ms.to_le_bytes());
-    out
+}
+
+/// A `BytesMut` as the writer rkyv serializes into (positions from its start).
+struct BytesWriter(BytesMut);
+
+impl rkyv::ser::Positional for BytesWriter {
+    fn pos(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<E> rkyv::ser::Writer<E> for BytesWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// An empty `BytesMut` of at least `capacity` whose start is 16-byte aligned.
+fn aligned_bytes(capacity: usize) -> BytesMut {
+    let mut bytes = BytesMut::with_capacity(capacity + 16);
+    let misalignment = bytes.as_ptr() as usize % 16;
+    if misalignment != 0 {
+        bytes.resize(16 - misalignment, 0);
+        bytes::Buf::advance(&mut bytes, 16 - misalignment);
+    }
+    bytes
+}
+
+/// [`encode_batch`] straight into a `BytesMut` (what the store keeps), 16-byte aligned; `None`
+/// in the unlikely case that growing the buffer lost the alignment.
+fn encode_batch_bytes(records: &[Record]) -> Option<BytesMut> {
+    let estimate: usize = records.iter().map(Record::encoded_bytes_estimate).sum();
+    let mut bytes = aligned_bytes(BATCH_HEADER_BYTES + estimate);
+    bytes.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
+    let writer =
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(&RecordSlice(records), BytesWriter(bytes))
+            .unwrap_or_else(|e| panic!("serializing records into memory failed: {e}"));
+    let mut bytes = writer.0;
+    if !(bytes.as_ptr() as usize).is_multiple_of(16) {
+        return None;
+    }
+    let body_len = bytes.len() - BATCH_HEADER_BYTES;
+    bytes.resize(BATCH_HEADER_BYTES + align_up(body_len), 0);
+    seal_in_place(
+        &mut bytes,
+        body_len,
+        0,
+        records.len(),
+        records[0].born_timestamp_ms,
+    );
+    Some(bytes)
 }
 
 /// Encodes records as one batch, serializing the archive straight after a reserved header.

@@ -254,6 +254,17 @@ fn a_batch_encoded_for_the_store_is_what_validation_would_have_made() {
     let checked = ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).unwrap();
     assert_eq!(encoded.header(), checked.header());
     assert_eq!(encoded.tag_codes(), checked.tag_codes());
+    let stamp = Stamp {
+        topic_id: 1,
+        queue_id: 2,
+        base_offset: 9,
+        append_timestamp_ms: 1,
+    };
+    assert_eq!(
+        encoded.stamp(stamp),
+        checked.stamp(stamp),
+        "byte for byte the batch encode_batch makes"
+    );
     assert!(
         ValidatedBatch::encode(&[]).is_err(),
         "no records is not a batch"
