@@ -42,7 +42,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::limits::{align_up, BATCH_BYTES_MAX, BATCH_RECORDS_MAX};
-pub use crate::record::{ArchivedProperty, ArchivedRecord, Property, Record};
+pub use crate::record::{ArchivedProperty, ArchivedRecord, Property, Record, RecordRef};
 
 pub const BATCH_HEADER_BYTES: usize = 64;
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SMQB");
@@ -336,19 +336,14 @@ impl ValidatedBatch {
     /// translates another protocol's messages appends, without the second CRC pass and archive
     /// check that bytes from a client need. The bytes are 16-byte aligned, as the archive wants.
     /// Refused like a client's batch when the records exceed a batch's limits (count, bytes).
-    pub fn encode(records: &[Record]) -> Result<Self, ProtocolError> {
+    pub fn encode(records: &[RecordRef<'_>]) -> Result<Self, ProtocolError> {
         if records.is_empty() || records.len() > BATCH_RECORDS_MAX as usize {
             return Err(bad(
                 "record_count",
                 format!("{} records, not 1..={BATCH_RECORDS_MAX}", records.len()),
             ));
         }
-        let bytes = encode_batch_bytes(records).unwrap_or_else(|| {
-            let encoded = encode_batch(records);
-            let mut bytes = aligned_bytes(encoded.len());
-            bytes.extend_from_slice(&encoded);
-            bytes
-        });
+        let bytes = encode_batch_bytes(records);
         let header = BatchHeader::parse(&bytes)?;
         assert!(
             (bytes.as_ptr() as usize).is_multiple_of(16),
@@ -359,7 +354,7 @@ impl ValidatedBatch {
             header,
             tag_codes: records
                 .iter()
-                .map(|r| crate::record::tag_code(&r.tags))
+                .map(|r| crate::record::tag_code(r.tags))
                 .collect(),
         })
     }
@@ -627,9 +622,9 @@ impl BatchBuilder {
 
 /// Archives a slice of records exactly as a `Vec<Record>` would be archived, without first
 /// copying the records into a `Vec`.
-struct RecordSlice<'a>(&'a [Record]);
+struct RecordSlice<'a, R = Record>(&'a [R]);
 
-impl Archive for RecordSlice<'_> {
+impl<R: Archive<Archived = ArchivedRecord>> Archive for RecordSlice<'_, R> {
     type Archived = ArchivedRecords;
     type Resolver = rkyv::vec::VecResolver;
 
@@ -638,10 +633,10 @@ impl Archive for RecordSlice<'_> {
     }
 }
 
-impl<S> Serialize<S> for RecordSlice<'_>
+impl<S, R> Serialize<S> for RecordSlice<'_, R>
 where
     S: rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
-    Record: Serialize<S>,
+    R: Archive<Archived = ArchivedRecord> + Serialize<S>,
 {
     fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
         ArchivedVec::<ArchivedRecord>::serialize_from_slice(self.0, serializer)
@@ -697,10 +692,12 @@ fn aligned_bytes(capacity: usize) -> BytesMut {
     bytes
 }
 
-/// [`encode_batch`] straight into a `BytesMut` (what the store keeps), 16-byte aligned; `None`
-/// in the unlikely case that growing the buffer lost the alignment.
-fn encode_batch_bytes(records: &[Record]) -> Option<BytesMut> {
-    let estimate: usize = records.iter().map(Record::encoded_bytes_estimate).sum();
+/// The batch [`encode_batch`] makes of the same records, from borrowed ones, straight into a
+/// 16-byte aligned `BytesMut` (what the store keeps). The archive's layout follows positions,
+/// not addresses, so if growing the buffer lost the alignment a copy into an aligned one is
+/// still the same valid archive.
+fn encode_batch_bytes(records: &[RecordRef<'_>]) -> BytesMut {
+    let estimate: usize = records.iter().map(RecordRef::encoded_bytes_estimate).sum();
     let mut bytes = aligned_bytes(BATCH_HEADER_BYTES + estimate);
     bytes.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
     let writer =
@@ -708,18 +705,15 @@ fn encode_batch_bytes(records: &[Record]) -> Option<BytesMut> {
             .unwrap_or_else(|e| panic!("serializing records into memory failed: {e}"));
     let mut bytes = writer.0;
     if !(bytes.as_ptr() as usize).is_multiple_of(16) {
-        return None;
+        let mut aligned = aligned_bytes(bytes.len());
+        aligned.extend_from_slice(&bytes);
+        bytes = aligned;
     }
     let body_len = bytes.len() - BATCH_HEADER_BYTES;
     bytes.resize(BATCH_HEADER_BYTES + align_up(body_len), 0);
-    seal_in_place(
-        &mut bytes,
-        body_len,
-        0,
-        records.len(),
-        records[0].born_timestamp_ms,
-    );
-    Some(bytes)
+    let first_ms = records[0].born_timestamp_ms;
+    seal_in_place(&mut bytes, body_len, 0, records.len(), first_ms);
+    bytes
 }
 
 /// Encodes records as one batch, serializing the archive straight after a reserved header.

@@ -250,7 +250,8 @@ fn split_concatenated_batches() {
 #[test]
 fn a_batch_encoded_for_the_store_is_what_validation_would_have_made() {
     let records: Vec<Record> = (0..5).map(record).collect();
-    let encoded = ValidatedBatch::encode(&records).unwrap();
+    let borrowed: Vec<RecordRef<'_>> = records.iter().map(Record::borrowed).collect();
+    let encoded = ValidatedBatch::encode(&borrowed).unwrap();
     let checked = ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).unwrap();
     assert_eq!(encoded.header(), checked.header());
     assert_eq!(encoded.tag_codes(), checked.tag_codes());

@@ -27,7 +27,7 @@ pub mod text;
 pub use batch::{BatchBuilder, BatchHeader, BatchView, ValidatedBatch};
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{FrameHeader, FrameKind};
-pub use record::{Property, Record};
+pub use record::{Property, Record, RecordRef};
 
 #[cfg(test)]
 mod garbage_tests;

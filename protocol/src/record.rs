@@ -10,7 +10,12 @@
 //! ([`tag_code`], Java `String.hashCode` semantics so a RocketMQ client's subscription hashes
 //! agree) and kept in the queue index.
 
-use rkyv::{Archive, Deserialize, Serialize};
+use rkyv::munge::munge;
+use rkyv::rancor::{Fallible, Source};
+use rkyv::ser::{Allocator, Writer};
+use rkyv::string::{ArchivedString, StringResolver};
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::{Archive, Deserialize, Place, Serialize};
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Property {
@@ -41,6 +46,113 @@ pub struct Record {
     /// Every other property, in the producer's order.
     pub properties: Vec<Property>,
     pub payload: Vec<u8>,
+}
+
+/// A record whose bytes and texts are borrowed (a front end translating another protocol's
+/// message, which already holds them): archived exactly as the [`Record`] with the same fields
+/// (the impls below serialize the fields in `Record`'s order, so the bytes are identical), so
+/// encoding it skips copying each payload into a `Record` first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordRef<'a> {
+    pub born_timestamp_ms: u64,
+    pub born_host: &'a [u8],
+    pub flag: i32,
+    pub sys_flag: u32,
+    pub reconsume_times: u32,
+    pub tags: &'a str,
+    pub keys: Vec<String>,
+    pub unique_id: &'a str,
+    pub properties: Vec<Property>,
+    pub payload: &'a [u8],
+}
+
+pub struct RecordRefResolver {
+    born_host: VecResolver,
+    tags: StringResolver,
+    keys: VecResolver,
+    unique_id: StringResolver,
+    properties: VecResolver,
+    payload: VecResolver,
+}
+
+impl Archive for RecordRef<'_> {
+    type Archived = ArchivedRecord;
+    type Resolver = RecordRefResolver;
+
+    fn resolve(&self, r: Self::Resolver, out: Place<ArchivedRecord>) {
+        munge!(let ArchivedRecord {
+            born_timestamp_ms, born_host, flag, sys_flag, reconsume_times, tags, keys, unique_id,
+            properties, payload
+        } = out);
+        self.born_timestamp_ms.resolve((), born_timestamp_ms);
+        ArchivedVec::resolve_from_len(self.born_host.len(), r.born_host, born_host);
+        self.flag.resolve((), flag);
+        self.sys_flag.resolve((), sys_flag);
+        self.reconsume_times.resolve((), reconsume_times);
+        ArchivedString::resolve_from_str(self.tags, r.tags, tags);
+        ArchivedVec::resolve_from_len(self.keys.len(), r.keys, keys);
+        ArchivedString::resolve_from_str(self.unique_id, r.unique_id, unique_id);
+        ArchivedVec::resolve_from_len(self.properties.len(), r.properties, properties);
+        ArchivedVec::resolve_from_len(self.payload.len(), r.payload, payload);
+    }
+}
+
+impl<S> Serialize<S> for RecordRef<'_>
+where
+    S: Fallible + Allocator + Writer + ?Sized,
+    S::Error: Source,
+    String: Serialize<S>,
+    Property: Serialize<S>,
+{
+    fn serialize(&self, s: &mut S) -> Result<RecordRefResolver, S::Error> {
+        Ok(RecordRefResolver {
+            born_host: ArchivedVec::<u8>::serialize_from_slice(self.born_host, s)?,
+            tags: ArchivedString::serialize_from_str(self.tags, s)?,
+            keys: ArchivedVec::<ArchivedString>::serialize_from_slice(&self.keys, s)?,
+            unique_id: ArchivedString::serialize_from_str(self.unique_id, s)?,
+            properties: ArchivedVec::<ArchivedProperty>::serialize_from_slice(&self.properties, s)?,
+            payload: ArchivedVec::<u8>::serialize_from_slice(self.payload, s)?,
+        })
+    }
+}
+
+impl Record {
+    /// This record, borrowed (keys and properties copied).
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            born_timestamp_ms: self.born_timestamp_ms,
+            born_host: &self.born_host,
+            flag: self.flag,
+            sys_flag: self.sys_flag,
+            reconsume_times: self.reconsume_times,
+            tags: &self.tags,
+            keys: self.keys.clone(),
+            unique_id: &self.unique_id,
+            properties: self.properties.clone(),
+            payload: &self.payload,
+        }
+    }
+}
+
+impl RecordRef<'_> {
+    /// As [`Record::encoded_bytes_estimate`].
+    pub fn encoded_bytes_estimate(&self) -> usize {
+        self.payload.len()
+            + self.born_host.len()
+            + self.tags.len()
+            + self.unique_id.len()
+            + self
+                .keys
+                .iter()
+                .map(|k| k.len() + ENTRY_OVERHEAD_BYTES)
+                .sum::<usize>()
+            + self
+                .properties
+                .iter()
+                .map(|p| p.name.len() + p.value.len() + ENTRY_OVERHEAD_BYTES)
+                .sum::<usize>()
+            + RECORD_OVERHEAD_BYTES
+    }
 }
 
 /// Bytes an encoded record takes beyond its variable-length fields, at most: the archived record

@@ -25,7 +25,7 @@ use shardmq_protocol::remoting::ext::Fields;
 use shardmq_protocol::remoting::msg_id::push_offset_msg_id;
 use shardmq_protocol::remoting::properties::{self, key};
 use shardmq_protocol::remoting::{batch_body, RemotingCommand};
-use shardmq_protocol::{Property, Record, ValidatedBatch};
+use shardmq_protocol::{Property, RecordRef, ValidatedBatch};
 
 use super::connection::Remoting;
 use super::dispatch::{refused, Answer};
@@ -95,27 +95,28 @@ fn check_kind(props: &str, sys_flag: i32) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn record_of(
-    h: &SendHeader,
-    born_host: &[u8],
+/// The record of one message, borrowing its body and texts from the request.
+fn record_of<'a>(
+    h: &SendHeader<'_>,
+    born_host: &'a [u8],
     flag: i32,
-    body: &[u8],
-    props: &str,
-) -> Result<Record, Refusal> {
+    body: &'a [u8],
+    props: &'a str,
+) -> Result<RecordRef<'a>, Refusal> {
     check_kind(props, h.sys_flag)?;
-    let mut record = Record {
+    let mut record = RecordRef {
         born_timestamp_ms: u64::try_from(h.born_timestamp).unwrap_or(0),
-        born_host: born_host.to_vec(),
+        born_host,
         flag,
         sys_flag: h.sys_flag as u32,
         reconsume_times: u32::try_from(h.reconsume_times).unwrap_or(0),
-        payload: body.to_vec(),
-        ..Record::default()
+        payload: body,
+        ..RecordRef::default()
     };
     // Later duplicates replace earlier ones (`properties::parse`'s rule).
     for (name, value) in properties::pairs(props) {
         match name {
-            key::TAGS => record.tags = value.to_owned(),
+            key::TAGS => record.tags = value,
             key::KEYS => {
                 record.keys = value
                     .split(' ')
@@ -123,7 +124,7 @@ fn record_of(
                     .map(str::to_owned)
                     .collect()
             }
-            key::UNIQ_KEY => record.unique_id = value.to_owned(),
+            key::UNIQ_KEY => record.unique_id = value,
             n if n.starts_with(key::TRANSIENT_PREFIX) => {}
             _ => match record.properties.iter_mut().find(|p| p.name == name) {
                 Some(existing) => existing.value = value.to_owned(),
@@ -137,11 +138,11 @@ fn record_of(
     Ok(record)
 }
 
-fn records_of(
-    h: &SendHeader,
-    req: &RemotingCommand,
-    born_host: &[u8],
-) -> Result<Vec<Record>, Refusal> {
+fn records_of<'a>(
+    h: &SendHeader<'a>,
+    req: &'a RemotingCommand,
+    born_host: &'a [u8],
+) -> Result<Vec<RecordRef<'a>>, Refusal> {
     if !h.batch {
         return Ok(vec![record_of(
             h,
@@ -193,9 +194,10 @@ pub async fn send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Answer {
 
 async fn try_send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<Answer, Refusal> {
     let h = header(req)?;
-    let records = records_of(&h, req, &host_bytes(conn.proto.peer_addr))?;
+    let born_host = host_bytes(conn.proto.peer_addr);
+    let records = records_of(&h, req, &born_host)?;
     let (local, global) = target_queue(conn, &h).await?;
-    let unique_id = records[0].unique_id.clone();
+    let unique_id = records[0].unique_id.to_string();
     let batch =
         ValidatedBatch::encode(&records).map_err(|e| Refusal::from(CoreError::BadBatch(e)))?;
     let produced = conn.ctx.core.produce(h.topic, global, batch).await?;
