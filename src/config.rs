@@ -81,9 +81,10 @@ pub struct BrokerArgs {
     /// (no VIP ports); the name server tells clients where they are.
     #[arg(long, default_value = "127.0.0.1:10911")]
     pub remoting_listen: String,
-    /// A RocketMQ remoting or name-server connection that sends no request for this long is
-    /// closed, in ms (Java's serverChannelMaxIdleTimeSeconds, 120 s; clients heartbeat every
-    /// 30 s and reconnect when they need to).
+    /// A RocketMQ remoting or name-server connection that neither sends a request nor receives
+    /// a reply for this long is closed, in ms (Java's serverChannelMaxIdleTimeSeconds, 120 s;
+    /// clients heartbeat every 30 s and reconnect when they need to). Keep it above the longest
+    /// long poll clients park (30 s for push consumers). 0: never.
     #[arg(long, default_value_t = 120_000)]
     pub remoting_idle_timeout_ms: u64,
     /// The embedded RocketMQ name server, HOST:PORT, or `off` [default: 127.0.0.1:9876, or off

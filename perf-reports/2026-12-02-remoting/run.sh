@@ -5,8 +5,11 @@
 # `shardmq bench report`. 1 KB messages, 8 queues, TCP_NODELAY everywhere.
 #   rt:      single-message sync sends, one in flight (round trip), 1 shard on CPU 1, bench CPU 0
 #   batch:   produce in batches of 100 and of 1000, 4 in flight, 1 shard on CPU 1, bench CPU 0
-#   shards2: a 2-shard broker (CPUs 0,1), batches of 100, 8 in flight, bench on both CPUs:
+#   shards2: a 2-shard broker (CPUs 0,1), batches of 100, 2 producers x 4 in flight on both CPUs:
 #            native (shard-aware) vs remoting (no shard awareness, routes only)
+#   cpu:     the broker's own CPU (utime + stime from /proc) per million messages, batches of 100,
+#            native and remoting alternated ROUNDS times in one broker: what the translation costs,
+#            less at the mercy of this VM's throughput swings than msg/s
 # Each scenario runs ROUNDS (3) alternating rounds; results under <scenario>/round-<r>/.
 # Usage: perf-reports/2026-12-02-remoting/run.sh [scenario...]
 #   rocketmq-rust: rocketmq-namesrv-rust and rocketmq-broker-rust on PATH (../shared/peers).
@@ -64,6 +67,27 @@ batch() {
   produce_scenario batch1000 "--shards 1 --cpus 1" "--cpu 0" "--messages 2000000 --size 1024 --batch 1000 --in-flight 4"
 }
 shards2() { produce_scenario shards2 "--shards 2 --cpus 0,1" "--threads 2 --producers 2 --cpus 0,1" "--messages 2000000 --size 1024 --batch 100 --in-flight 4"; }
+
+cpu() {
+  mkdir -p cpu; : > cpu/broker-cpu.txt
+  broker --shards 1 --cpus 1
+  local r sys
+  for r in $(seq "$ROUNDS"); do
+    for sys in native remoting; do
+      local before after
+      before=$(awk '{print $14 + $15}' /proc/$BROKER/stat)
+      if [ $sys = native ]; then
+        "$B" bench --broker "$ADDR" produce --topic t --cpu 0 --messages 2000000 --size 1024 --batch 100 --in-flight 4 > /dev/null 2>&1
+      else
+        "$B" bench produce --peer shardmq-remoting --peer-namesrv "$NAMESRV" --peer-queues $QUEUES --topic tr \
+          --cpu 0 --messages 2000000 --size 1024 --batch 100 --in-flight 4 > /dev/null 2>&1
+      fi
+      after=$(awk '{print $14 + $15}' /proc/$BROKER/stat)
+      echo "round $r $sys broker CPU-s per million messages: $(echo "scale=3; ($after - $before) / $(getconf CLK_TCK) / 2" | bc)" | tee -a cpu/broker-cpu.txt
+    done
+  done
+  stop
+}
 
 for scenario in "${@:-rt batch shards2}"; do
   for s in $scenario; do $s; done

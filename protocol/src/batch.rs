@@ -698,19 +698,21 @@ fn aligned_bytes(capacity: usize) -> BytesMut {
 /// still the same valid archive.
 fn encode_batch_bytes(records: &[RecordRef<'_>]) -> BytesMut {
     let estimate: usize = records.iter().map(RecordRef::encoded_bytes_estimate).sum();
-    let mut bytes = aligned_bytes(BATCH_HEADER_BYTES + estimate);
+    // Room for the padding too; never more up front than a batch may hold.
+    let capacity = (BATCH_HEADER_BYTES + estimate + 16).min(BATCH_BYTES_MAX as usize);
+    let mut bytes = aligned_bytes(capacity);
     bytes.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
     let writer =
         rkyv::api::high::to_bytes_in::<_, rancor::Error>(&RecordSlice(records), BytesWriter(bytes))
             .unwrap_or_else(|e| panic!("serializing records into memory failed: {e}"));
     let mut bytes = writer.0;
+    let body_len = bytes.len() - BATCH_HEADER_BYTES;
+    bytes.resize(BATCH_HEADER_BYTES + align_up(body_len), 0);
     if !(bytes.as_ptr() as usize).is_multiple_of(16) {
         let mut aligned = aligned_bytes(bytes.len());
         aligned.extend_from_slice(&bytes);
         bytes = aligned;
     }
-    let body_len = bytes.len() - BATCH_HEADER_BYTES;
-    bytes.resize(BATCH_HEADER_BYTES + align_up(body_len), 0);
     let first_ms = records[0].born_timestamp_ms;
     seal_in_place(&mut bytes, body_len, 0, records.len(), first_ms);
     bytes

@@ -249,7 +249,22 @@ fn split_concatenated_batches() {
 
 #[test]
 fn a_batch_encoded_for_the_store_is_what_validation_would_have_made() {
-    let records: Vec<Record> = (0..5).map(record).collect();
+    // Distinct non-zero fixed fields and texts longer than rkyv's inline 8 bytes, so a field
+    // out of place in `RecordRef`'s impls changes the bytes.
+    let records: Vec<Record> = (0..5u8)
+        .map(|i| Record {
+            flag: 11 + i32::from(i),
+            sys_flag: 22 + u32::from(i),
+            reconsume_times: 33 + u32::from(i),
+            tags: format!("a-long-tag-{i}"),
+            keys: vec![format!("a-long-key-{i}"), format!("another-long-key-{i}")],
+            properties: vec![Property {
+                name: format!("a-long-name-{i}"),
+                value: format!("a-long-value-{i}"),
+            }],
+            ..record(i)
+        })
+        .collect();
     let borrowed: Vec<RecordRef<'_>> = records.iter().map(Record::borrowed).collect();
     let encoded = ValidatedBatch::encode(&borrowed).unwrap();
     let checked = ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).unwrap();

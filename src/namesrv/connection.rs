@@ -77,6 +77,10 @@ impl OwnBrokers for Shards<'_> {
             .map(|t| t.name.clone())
             .collect()
     }
+
+    fn cluster(&self) -> &str {
+        &self.directory.cluster
+    }
 }
 
 fn answer(conn: &Conn<NameServer>, req: &RemotingCommand) -> Result<RemotingCommand, Refusal> {

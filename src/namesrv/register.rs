@@ -120,6 +120,8 @@ pub fn split(topics: Vec<TopicConfig>, max_bytes: usize) -> Vec<Vec<TopicConfig>
 struct Peer {
     addr: String,
     stream: Option<TcpStream>,
+    /// Topics deleted here that this name server has not confirmed deleting yet.
+    deletions: BTreeSet<String>,
 }
 
 impl Peer {
@@ -140,12 +142,24 @@ impl Peer {
     }
 
     /// Sends a request; a failure drops the connection so the next call reconnects.
+    /// Sends a request; a failure drops the connection, and a request that failed on a
+    /// connection opened in an earlier round (which the name server may have closed as idle) is
+    /// sent once more on a fresh one.
     fn call(&mut self, req: &RemotingCommand) -> Result<RemotingCommand, FrameError> {
+        let reused = self.stream.is_some();
         let result = self.connect().and_then(|stream| call(stream, req));
-        if result.is_err() {
+        if result.is_ok() {
+            return result;
+        }
+        self.stream = None;
+        if !reused {
+            return result;
+        }
+        let retried = self.connect().and_then(|stream| call(stream, req));
+        if retried.is_err() {
             self.stream = None;
         }
-        result
+        retried
     }
 }
 
@@ -172,16 +186,18 @@ impl Round<'_> {
     }
 
     /// Tells `peer` that `topics` are gone from this broker.
-    fn delete_topics(&mut self, peer: &mut Peer, topics: &[String]) -> Result<(), String> {
-        for topic in topics {
+    /// Tells `peer` of the topics it has yet to delete; each leaves the list once confirmed.
+    fn delete_topics(&mut self, peer: &mut Peer) -> Result<(), String> {
+        for topic in peer.deletions.clone() {
             let opaque = self.next_opaque();
             let req = RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV, opaque)
-                .with_ext("topic", topic)
+                .with_ext("topic", &topic)
                 .with_ext("clusterName", &self.registrar.directory.cluster);
             let reply = peer.call(&req).map_err(|e| e.to_string())?;
             if reply.code != response::SUCCESS {
                 return Err(format!("deleting {topic}: code {}", reply.code));
             }
+            peer.deletions.remove(&topic);
         }
         Ok(())
     }
@@ -241,6 +257,7 @@ pub fn run(registrar: Registrar) {
         .map(|addr| Peer {
             addr: addr.clone(),
             stream: None,
+            deletions: BTreeSet::new(),
         })
         .collect();
     let mut round = Round {
@@ -264,7 +281,10 @@ pub fn run(registrar: Registrar) {
             let gone: Vec<String> = known.difference(&current).cloned().collect();
             known = current;
             for peer in &mut peers {
-                if let Err(e) = round.delete_topics(peer, &gone) {
+                peer.deletions.extend(gone.iter().cloned());
+                // A topic created again since it was deleted is registered, not deleted.
+                peer.deletions.retain(|t| !known.contains(t));
+                if let Err(e) = round.delete_topics(peer) {
                     tracing::warn!(namesrv = %peer.addr, error = %e, "cannot delete a topic there");
                 }
                 match round.register_all(peer) {

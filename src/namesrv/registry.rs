@@ -59,6 +59,18 @@ impl BrokerRegistry {
         if !self.brokers.contains_key(&reg.broker_name) && self.brokers.len() >= BROKERS_MAX {
             return Err(format!("{BROKERS_MAX} brokers are registered already"));
         }
+        let known = self.brokers.get(&reg.broker_name).map(|b| &b.topics);
+        let added = reg
+            .topics
+            .iter()
+            .filter(|t| known.is_none_or(|k| !k.contains_key(&t.name)))
+            .count();
+        if known.map_or(0, BTreeMap::len) + added > TOPICS_PER_BROKER_MAX {
+            return Err(format!(
+                "broker {} would have more than {TOPICS_PER_BROKER_MAX} topics",
+                reg.broker_name
+            ));
+        }
         let entry = self
             .brokers
             .entry(reg.broker_name.clone())
@@ -69,17 +81,6 @@ impl BrokerRegistry {
                 last_seen: now,
                 expiry: reg.expiry,
             });
-        let added = reg
-            .topics
-            .iter()
-            .filter(|t| !entry.topics.contains_key(&t.name))
-            .count();
-        if entry.topics.len() + added > TOPICS_PER_BROKER_MAX {
-            return Err(format!(
-                "broker {} would have more than {TOPICS_PER_BROKER_MAX} topics",
-                reg.broker_name
-            ));
-        }
         entry.cluster = reg.cluster;
         entry.addr = reg.broker_addr;
         entry.last_seen = now;
@@ -251,5 +252,15 @@ mod tests {
         let err = r.register(reg("one-more", "h:1", vec![topic("t", 1)]), now);
         assert!(err.unwrap_err().contains("brokers are registered already"));
         assert!(r.route("t").0.is_empty());
+        let mut fresh = BrokerRegistry::default();
+        let many: Vec<_> = (0..=TOPICS_PER_BROKER_MAX)
+            .map(|i| topic(&format!("t{i}"), 1))
+            .collect();
+        let err = fresh.register(reg("big", "h:1", many), now).unwrap_err();
+        assert!(err.contains("topics"), "{err}");
+        assert!(
+            fresh.brokers().is_empty(),
+            "a refused first registration leaves no broker"
+        );
     }
 }

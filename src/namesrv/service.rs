@@ -25,6 +25,8 @@ pub trait OwnBrokers {
     fn route(&self, topic: &str) -> Option<(Vec<BrokerData>, Vec<QueueData>)>;
     fn brokers(&self) -> Vec<BrokerData>;
     fn topics(&self) -> Vec<String>;
+    /// The cluster the own brokers belong to.
+    fn cluster(&self) -> &str;
 }
 
 fn lock(registry: &Mutex<BrokerRegistry>) -> std::sync::MutexGuard<'_, BrokerRegistry> {
@@ -65,7 +67,10 @@ pub fn answer(
             let cluster = (req.code == code::GET_TOPICS_BY_CLUSTER)
                 .then(|| f.opt_str(&["cluster"]))
                 .flatten();
-            let mut names = own.map(|o| o.topics()).unwrap_or_default();
+            let mut names = own
+                .filter(|o| cluster.is_none_or(|c| c == o.cluster()))
+                .map(|o| o.topics())
+                .unwrap_or_default();
             names.extend(lock(registry).topics(cluster));
             names.sort();
             names.dedup();

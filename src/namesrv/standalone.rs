@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::blocking::{read_command, write_command, FrameError};
+use super::blocking::{read_frame_rest, wait_for_frame, write_command, FrameError};
 use super::registry::BrokerRegistry;
 use super::service;
 use crate::fronts::remoting::dispatch::refused;
@@ -89,10 +89,17 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: std::net::SocketAddr, ma
     let spawned = std::thread::Builder::new()
         .name("namesrv-conn".into())
         .spawn(move || {
+            // Releases the slot however the thread ends, a panic included.
+            struct Slot<'a>(&'a AtomicUsize);
+            impl Drop for Slot<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            let _slot = Slot(&serving.connections);
             if let Err(reason) = serve(&serving, stream) {
                 tracing::info!(%peer, %reason, "namesrv connection closed");
             }
-            serving.connections.fetch_sub(1, Ordering::AcqRel);
         });
     if let Err(e) = spawned {
         shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -133,26 +140,31 @@ fn serve(shared: &Shared, mut stream: TcpStream) -> Result<(), String> {
         .set_write_timeout(Some(STALL_TIMEOUT))
         .map_err(|e| e.to_string())?;
     loop {
-        // The idle timeout until a frame starts; a frame's rest must follow within the stall
-        // timeout (`read_command` reads the prefix, then the body, under one socket timeout:
-        // the shorter of the two bounds both).
-        let timeout = shared.idle.min(STALL_TIMEOUT).max(Duration::from_millis(1));
+        // The idle timeout until a frame begins; then the whole frame within the stall timeout.
         stream
-            .set_read_timeout(Some(timeout))
+            .set_read_timeout(Some(shared.idle))
             .map_err(|e| e.to_string())?;
-        let mut reserved = Reserved { shared, bytes: 0 };
-        let mut grow = |bytes: usize| reserved.take(bytes);
-        let command = match read_command(&mut stream, &mut grow) {
-            Ok(command) => command,
+        let first = match wait_for_frame(&mut stream) {
+            Ok(first) => first,
             Err(FrameError::Closed) => return Ok(()),
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(format!(
                     "no request for {} ms (idle timeout)",
-                    timeout.as_millis()
+                    shared.idle.as_millis()
                 ))
             }
             Err(e) => return Err(e.to_string()),
         };
+        let mut reserved = Reserved { shared, bytes: 0 };
+        let mut grow = |bytes: usize| reserved.take(bytes);
+        let deadline = std::time::Instant::now() + STALL_TIMEOUT;
+        let command = read_frame_rest(&mut stream, first, deadline, &mut grow)
+            .map_err(|e| format!("{e} (a frame must arrive whole within {STALL_TIMEOUT:?})"))?;
         if command.is_response() {
             continue;
         }

@@ -60,15 +60,23 @@ impl Progress {
         self.write_since.set(self.tick.get());
     }
 
+    /// A write of replies finished: the connection is in use, so its idle wait starts afresh.
     pub fn write_done(&self) {
         self.write_since.set(0);
+        if self.idle_since.get() != 0 {
+            self.idle_since.set(self.tick.get());
+        }
     }
 
     /// The connection waits for its next frame, at most `limit`.
     pub fn idle_started(&self, limit: Duration) {
         if self.idle_limit.get() != limit {
             self.idle_limit.set(limit);
-            let ticks = limit.as_nanos().div_ceil(self.period.as_nanos()).max(1);
+            // A zero limit watches nothing (0 ticks); any other waits at least one tick.
+            let ticks = match limit.as_nanos() {
+                0 => 0,
+                nanos => nanos.div_ceil(self.period.as_nanos()).max(1),
+            };
             self.idle_ticks
                 .set(u64::try_from(ticks).unwrap_or(u64::MAX));
         }
@@ -235,6 +243,16 @@ mod tests {
         assert!(idle.is_closed());
         assert!(idle.reason().unwrap().contains("idle timeout of 250 ms"));
         assert!(!busy.is_closed());
-        drop((watched_idle, watched_busy));
+        let never = Rc::new(Closer::default());
+        let watched_never = watchdog.watch(never.clone(), "never");
+        watched_never
+            .progress
+            .idle_started(Duration::from_millis(250));
+        watched_never.progress.idle_started(Duration::ZERO);
+        for _ in 0..10 {
+            watchdog.sweep();
+        }
+        assert!(!never.is_closed(), "a zero idle limit never closes");
+        drop((watched_idle, watched_busy, watched_never));
     }
 }

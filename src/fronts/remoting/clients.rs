@@ -52,6 +52,12 @@ pub async fn heartbeat(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Hand
     for consumer in &data.consumers {
         let group = &consumer.group_name;
         crate::core::Core::check_group(group)?;
+        // A group its config disables does not join; Java answers the heartbeat all the same
+        // and refuses the group's pulls (NO_PERMISSION), as `pull` does here.
+        if let Err(refused) = core.check_may_consume(group, consumer.broadcasting) {
+            tracing::debug!(%group, reason = %refused, "heartbeat of a disabled group not joined");
+            continue;
+        }
         core.ensure_system_topic(&format!("%RETRY%{group}"), RETRY_QUEUES)
             .await?;
         let subscriptions: Vec<Subscription> = consumer
@@ -96,11 +102,6 @@ pub async fn heartbeat(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Hand
             language: req.language.clone(),
             version: req.version,
             consume_type: consumer.consume_type,
-            message_model: if consumer.broadcasting {
-                "BROADCASTING"
-            } else {
-                "CLUSTERING"
-            },
             consume_from_where: consumer.consume_from_where,
         };
         conn.proto

@@ -29,6 +29,9 @@ use crate::core::queue_ops::{QueueAnswer, QueueOp};
 use crate::core::Core;
 use crate::server::connection::Conn;
 
+/// The most topics one GET_CONSUME_STATS may name in its `topicList`.
+const STATS_TOPICS_MAX: usize = 1024;
+
 pub async fn update_group(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Handler {
     let config = SubscriptionGroupConfig::parse(&req.body)
         .map_err(|e| Refusal::new(response::INVALID_PARAMETER, e))?;
@@ -61,8 +64,10 @@ pub async fn group_config(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> H
 pub async fn all_group_configs(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Handler {
     let core = &conn.ctx.core;
     let mut configs = core.group_configs.list();
+    let configured: std::collections::BTreeSet<String> =
+        configs.iter().map(|c| c.group_name.clone()).collect();
     for info in core.list_groups().await? {
-        if !configs.iter().any(|c| c.group_name == info.name) {
+        if !configured.contains(&info.name) {
             configs.push(SubscriptionGroupConfig::defaults(&info.name));
         }
     }
@@ -140,22 +145,32 @@ pub async fn topic_stats(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Ha
 
 /// The topics GET_CONSUME_STATS covers: its `topicList`, else its `topic`, else every topic the
 /// group subscribes to.
-fn stats_topics(f: &Fields<'_>, info: Option<&GroupInfo>) -> Vec<String> {
-    let listed: Vec<String> = f
+fn stats_topics(f: &Fields<'_>, info: Option<&GroupInfo>) -> Result<Vec<String>, Refusal> {
+    let listed: std::collections::BTreeSet<String> = f
         .opt_str(&["topicList"])
         .unwrap_or("")
         .split(';')
         .filter(|t| !t.trim().is_empty())
         .map(|t| t.trim().to_string())
         .collect();
+    if listed.len() > STATS_TOPICS_MAX {
+        return Err(Refusal::new(
+            response::INVALID_PARAMETER,
+            format!(
+                "topicList names {} topics; at most {STATS_TOPICS_MAX}",
+                listed.len()
+            ),
+        ));
+    }
     if !listed.is_empty() {
-        return listed;
+        return Ok(listed.into_iter().collect());
     }
     if let Some(topic) = f.opt_str(&["topic"]).filter(|t| !t.trim().is_empty()) {
-        return vec![topic.trim().to_string()];
+        return Ok(vec![topic.trim().to_string()]);
     }
-    info.map(|i| i.subscriptions.iter().map(|s| s.topic.clone()).collect())
-        .unwrap_or_default()
+    Ok(info
+        .map(|i| i.subscriptions.iter().map(|s| s.topic.clone()).collect())
+        .unwrap_or_default())
 }
 
 pub async fn consume_stats(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Handler {
@@ -165,7 +180,7 @@ pub async fn consume_stats(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> 
     let core = &conn.ctx.core;
     let info = core.group_info(&group).await?;
     let mut offsets = Vec::new();
-    for topic in stats_topics(&f, info.as_ref()) {
+    for topic in stats_topics(&f, info.as_ref())? {
         // A topic that does not exist is left out, as Java leaves it out.
         let Ok(queues) = local_queues(conn, &topic) else {
             continue;

@@ -24,6 +24,7 @@ use shardmq_protocol::remoting::codes::{request, response};
 use shardmq_protocol::remoting::ext::Fields;
 use shardmq_protocol::remoting::msg_id::push_offset_msg_id;
 use shardmq_protocol::remoting::properties::{self, key};
+use shardmq_protocol::remoting::stored::PROPERTIES_BYTES_MAX;
 use shardmq_protocol::remoting::{batch_body, RemotingCommand};
 use shardmq_protocol::{Property, RecordRef, ValidatedBatch};
 
@@ -77,14 +78,15 @@ fn host_bytes(addr: SocketAddr) -> Vec<u8> {
     out
 }
 
-/// Refuses what would need a message kind shardmq does not have yet.
-fn check_kind(props: &str, sys_flag: i32) -> Result<(), Refusal> {
-    if sys_flag & TRANSACTION_TYPE == TRANSACTION_PREPARED {
+/// Refuses what would need a message kind shardmq does not have yet: a transactional half
+/// message, or a delay (`DELAY` other than 0, any `TIMER_*` property) as the record carries it.
+fn check_kind(record: &RecordRef<'_>) -> Result<(), Refusal> {
+    if record.sys_flag as i32 & TRANSACTION_TYPE == TRANSACTION_PREPARED {
         return Err(Refusal::system(
             "transactional (half) messages are not supported by this broker yet",
         ));
     }
-    for (name, value) in properties::pairs(props) {
+    for Property { name, value } in &record.properties {
         let delayed = (name == key::DELAY && value.trim() != "0") || name.starts_with("TIMER_");
         if delayed {
             return Err(Refusal::system(format!(
@@ -95,7 +97,9 @@ fn check_kind(props: &str, sys_flag: i32) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The record of one message, borrowing its body and texts from the request.
+/// The record of one message, borrowing its body and texts from the request. Its properties
+/// are bounded as Java bounds them (32767 bytes), so reading them is cheap whatever a client
+/// sends; a later duplicate replaces an earlier one (`properties::parse`'s rule).
 fn record_of<'a>(
     h: &SendHeader<'_>,
     born_host: &'a [u8],
@@ -103,7 +107,15 @@ fn record_of<'a>(
     body: &'a [u8],
     props: &'a str,
 ) -> Result<RecordRef<'a>, Refusal> {
-    check_kind(props, h.sys_flag)?;
+    if props.len() > PROPERTIES_BYTES_MAX {
+        return Err(Refusal::new(
+            response::MESSAGE_ILLEGAL,
+            format!(
+                "the message properties length is too long: {} bytes, at most {PROPERTIES_BYTES_MAX}",
+                props.len()
+            ),
+        ));
+    }
     let mut record = RecordRef {
         born_timestamp_ms: u64::try_from(h.born_timestamp).unwrap_or(0),
         born_host,
@@ -113,7 +125,7 @@ fn record_of<'a>(
         payload: body,
         ..RecordRef::default()
     };
-    // Later duplicates replace earlier ones (`properties::parse`'s rule).
+    let mut user: Vec<(&str, &str)> = Vec::new();
     for (name, value) in properties::pairs(props) {
         match name {
             key::TAGS => record.tags = value,
@@ -126,16 +138,30 @@ fn record_of<'a>(
             }
             key::UNIQ_KEY => record.unique_id = value,
             n if n.starts_with(key::TRANSIENT_PREFIX) => {}
-            _ => match record.properties.iter_mut().find(|p| p.name == name) {
-                Some(existing) => existing.value = value.to_owned(),
-                None => record.properties.push(Property {
-                    name: name.to_owned(),
-                    value: value.to_owned(),
-                }),
-            },
+            _ => user.push((name, value)),
         }
     }
+    record.properties = last_of_each(user);
+    check_kind(&record)?;
     Ok(record)
+}
+
+/// The pairs in first-appearance order, each with its last value.
+fn last_of_each(pairs: Vec<(&str, &str)>) -> Vec<Property> {
+    let mut last: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for &(name, value) in &pairs {
+        last.insert(name, value);
+    }
+    let mut out = Vec::with_capacity(last.len());
+    for (name, _) in pairs {
+        if let Some(value) = last.remove(name) {
+            out.push(Property {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+        }
+    }
+    out
 }
 
 fn records_of<'a>(
@@ -269,5 +295,26 @@ mod tests {
         assert!(record_of(&undelayed, &[], 0, b"", undelayed.properties).is_ok());
         let half = header("", TRANSACTION_PREPARED);
         assert!(record_of(&half, &[], 0, b"", half.properties).is_err());
+        let undone = header("DELAY\u{1}3\u{2}DELAY\u{1}0\u{2}", 0);
+        assert!(
+            record_of(&undone, &[], 0, b"", undone.properties).is_ok(),
+            "the last DELAY is the one the record keeps"
+        );
+        let huge = "x\u{1}y\u{2}".repeat(PROPERTIES_BYTES_MAX / 4 + 1);
+        let long = header(&huge, 0);
+        let refused = record_of(&long, &[], 0, b"", long.properties).unwrap_err();
+        assert_eq!(refused.code, response::MESSAGE_ILLEGAL);
+    }
+
+    #[test]
+    fn duplicate_properties_keep_their_first_place_and_last_value() {
+        let h = header("a\u{1}1\u{2}b\u{1}2\u{2}a\u{1}3\u{2}", 0);
+        let record = record_of(&h, &[], 0, b"", h.properties).unwrap();
+        let pairs: Vec<(&str, &str)> = record
+            .properties
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "3"), ("b", "2")]);
     }
 }

@@ -5,8 +5,11 @@
 //! lists admin tools ask for), and the directory of every shard's broker (for the name server).
 //!
 //! A RocketMQ client heartbeats every broker of its routes, so each shard hears every remoting
-//! client of a group and needs no cross-shard call to describe it. Entries go when the client
-//! unregisters or its connection closes.
+//! client of a group and needs no cross-shard call to describe it. Member entries go when the
+//! client unregisters or its connection closes; subscriptions stay (they are the group's, and
+//! a pull without one falls back to the group's record). Both maps are bounded
+//! (`REMEMBERED_MAX` entries): past that, nothing more is remembered, which costs a pull a
+//! cross-shard call and a connection list a client's address, never a wrong answer.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,6 +19,9 @@ use std::time::Duration;
 
 use super::shard_queues::{broker_name, ShardQueues};
 use crate::core::groups::FilterSpec;
+
+/// The most subscriptions, and separately the most members, one shard remembers.
+pub const REMEMBERED_MAX: usize = 65_536;
 
 /// One shard as a RocketMQ broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +82,6 @@ pub struct MemberMeta {
     pub language: String,
     pub version: i32,
     pub consume_type: &'static str,
-    pub message_model: &'static str,
     pub consume_from_where: &'static str,
 }
 
@@ -99,15 +104,19 @@ impl RemotingShard {
     }
 
     pub fn remember_subscription(&self, group: &str, topic: &str, filter: FilterSpec) {
-        self.subscriptions
-            .borrow_mut()
-            .insert((group.to_string(), topic.to_string()), filter);
+        let mut subscriptions = self.subscriptions.borrow_mut();
+        let key = (group.to_string(), topic.to_string());
+        if subscriptions.len() < REMEMBERED_MAX || subscriptions.contains_key(&key) {
+            subscriptions.insert(key, filter);
+        }
     }
 
     pub fn remember_member(&self, group: &str, client_id: &str, meta: MemberMeta) {
-        self.members
-            .borrow_mut()
-            .insert((group.to_string(), client_id.to_string()), meta);
+        let mut members = self.members.borrow_mut();
+        let key = (group.to_string(), client_id.to_string());
+        if members.len() < REMEMBERED_MAX || members.contains_key(&key) {
+            members.insert(key, meta);
+        }
     }
 
     /// Forgets a client of a group, if it was last heard from `addr` (a client that moved to
