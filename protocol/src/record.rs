@@ -137,21 +137,11 @@ impl Record {
 impl RecordRef<'_> {
     /// As [`Record::encoded_bytes_estimate`].
     pub fn encoded_bytes_estimate(&self) -> usize {
-        self.payload.len()
-            + self.born_host.len()
-            + self.tags.len()
-            + self.unique_id.len()
-            + self
-                .keys
-                .iter()
-                .map(|k| k.len() + ENTRY_OVERHEAD_BYTES)
-                .sum::<usize>()
-            + self
-                .properties
-                .iter()
-                .map(|p| p.name.len() + p.value.len() + ENTRY_OVERHEAD_BYTES)
-                .sum::<usize>()
-            + RECORD_OVERHEAD_BYTES
+        estimate(
+            self.payload.len() + self.born_host.len() + self.tags.len() + self.unique_id.len(),
+            &self.keys,
+            &self.properties,
+        )
     }
 }
 
@@ -161,25 +151,29 @@ pub const RECORD_OVERHEAD_BYTES: usize = 160;
 /// Bytes a key or property adds beyond its text: string headers and alignment.
 const ENTRY_OVERHEAD_BYTES: usize = 24;
 
+/// The estimate of a record with `flat` bytes of payload, host, tags and id, and these keys and
+/// properties (shared by [`Record`] and [`RecordRef`]).
+fn estimate(flat: usize, keys: &[String], properties: &[Property]) -> usize {
+    flat + keys
+        .iter()
+        .map(|k| k.len() + ENTRY_OVERHEAD_BYTES)
+        .sum::<usize>()
+        + properties
+            .iter()
+            .map(|p| p.name.len() + p.value.len() + ENTRY_OVERHEAD_BYTES)
+            .sum::<usize>()
+        + RECORD_OVERHEAD_BYTES
+}
+
 impl Record {
     /// A close upper estimate of the bytes this record adds to an encoded batch: what the
     /// producer, the batch builder and the encoder all size batches by.
     pub fn encoded_bytes_estimate(&self) -> usize {
-        self.payload.len()
-            + self.born_host.len()
-            + self.tags.len()
-            + self.unique_id.len()
-            + self
-                .keys
-                .iter()
-                .map(|k| k.len() + ENTRY_OVERHEAD_BYTES)
-                .sum::<usize>()
-            + self
-                .properties
-                .iter()
-                .map(|p| p.name.len() + p.value.len() + ENTRY_OVERHEAD_BYTES)
-                .sum::<usize>()
-            + RECORD_OVERHEAD_BYTES
+        estimate(
+            self.payload.len() + self.born_host.len() + self.tags.len() + self.unique_id.len(),
+            &self.keys,
+            &self.properties,
+        )
     }
 }
 
