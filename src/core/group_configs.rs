@@ -13,8 +13,9 @@
 //! `consumeTimeoutMinute` are kept for the message kinds that use them (send back, retries);
 //! the rest is stored and answered back as it came.
 //!
-//! The check sits on the pull path, so it costs one atomic load while no group is configured
-//! and a short uncontended lock otherwise.
+//! The check sits on the pull path, so each shard reads a [`GroupConfigView`]: one atomic load
+//! of the registry's version, and its own copy of the table, refreshed only when that moved (as
+//! the topic registry's views do); no lock shared between shards on the request path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,6 +104,12 @@ impl GroupConfigs {
         lock(&self.current).get(group).cloned()
     }
 
+    fn snapshot(&self) -> (u64, Arc<Table>) {
+        let table = lock(&self.current).clone();
+        // Read after the table: a change swaps it, then bumps the version.
+        (self.version.load(Ordering::Acquire), table)
+    }
+
     /// Every configured group, by name.
     pub fn list(&self) -> Vec<SubscriptionGroupConfig> {
         lock(&self.current).values().cloned().collect()
@@ -149,20 +156,56 @@ impl GroupConfigs {
     }
 }
 
+/// What the request path needs of a group's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPermissions {
+    pub consume: bool,
+    pub broadcast: bool,
+    pub notify: bool,
+}
+
+/// One shard's copy of the configs; it lives in that shard's `Core`.
+pub struct GroupConfigView {
+    configs: Arc<GroupConfigs>,
+    local: std::cell::RefCell<(u64, Arc<Table>)>,
+}
+
+impl GroupConfigView {
+    pub fn new(configs: Arc<GroupConfigs>) -> GroupConfigView {
+        let local = std::cell::RefCell::new(configs.snapshot());
+        GroupConfigView { configs, local }
+    }
+
+    /// The group's permissions, `None` when it is not configured.
+    pub fn permissions(&self, group: &str) -> Option<GroupPermissions> {
+        if self.configs.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        if self.local.borrow().0 != self.configs.version() {
+            *self.local.borrow_mut() = self.configs.snapshot();
+        }
+        self.local.borrow().1.get(group).map(|c| GroupPermissions {
+            consume: c.consume_enable,
+            broadcast: c.consume_broadcast_enable,
+            notify: c.notify_consumer_ids_changed_enable,
+        })
+    }
+}
+
 impl Core {
     /// Refuses consumption by a group its config disables: any consumption when
     /// `consumeEnable` is false, broadcasting when `consumeBroadcastEnable` is false.
     pub fn check_may_consume(&self, group: &str, broadcasting: bool) -> CoreResult<()> {
-        let Some(config) = self.group_configs.get(group) else {
+        let Some(config) = self.group_view.permissions(group) else {
             return Ok(());
         };
-        if !config.consume_enable {
+        if !config.consume {
             return Err(CoreError::GroupNoPermission {
                 group: group.to_string(),
                 what: "consume (consumeEnable is false)",
             });
         }
-        if broadcasting && !config.consume_broadcast_enable {
+        if broadcasting && !config.broadcast {
             return Err(CoreError::GroupNoPermission {
                 group: group.to_string(),
                 what: "consume by broadcasting (consumeBroadcastEnable is false)",
@@ -217,6 +260,25 @@ mod tests {
         assert!(reloaded.remove("h").unwrap());
         assert!(!reloaded.remove("h").unwrap());
         assert_eq!(GroupConfigs::load(dir.path()).unwrap().list().len(), 1);
+    }
+
+    #[test]
+    fn a_shard_view_follows_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = Arc::new(GroupConfigs::load(dir.path()).unwrap());
+        let view = GroupConfigView::new(configs.clone());
+        assert_eq!(view.permissions("g"), None);
+        let mut config = SubscriptionGroupConfig::defaults("g");
+        config.consume_enable = false;
+        configs.upsert(config.clone()).unwrap();
+        assert_eq!(view.permissions("g").map(|p| p.consume), Some(false));
+        config.consume_enable = true;
+        config.notify_consumer_ids_changed_enable = false;
+        configs.upsert(config).unwrap();
+        let seen = view.permissions("g").unwrap();
+        assert!(seen.consume && !seen.notify && seen.broadcast);
+        configs.remove("g").unwrap();
+        assert_eq!(view.permissions("g"), None);
     }
 
     #[test]

@@ -48,7 +48,7 @@ use shardmq_shards::ShardStore;
 
 pub use error::{CoreError, CoreResult};
 use filter::FilterCache;
-use group_configs::GroupConfigs;
+use group_configs::{GroupConfigView, GroupConfigs};
 use groups::persist::GroupRecord;
 use groups::Coordinator;
 use locks::QueueLocks;
@@ -92,8 +92,9 @@ pub struct Core {
     pub shard_count: u32,
     pub store: ShardStore,
     pub topics: TopicView,
-    /// Subscription group settings, process-wide.
+    /// Subscription group settings, process-wide, and this shard's view of them.
     pub group_configs: Arc<GroupConfigs>,
+    pub group_view: GroupConfigView,
     pub config: CoreConfig,
     mesh: CoreMesh,
     shutting_down: Cell<bool>,
@@ -129,6 +130,7 @@ impl Core {
             shard_count,
             store,
             topics: TopicView::new(registry),
+            group_view: GroupConfigView::new(group_configs.clone()),
             group_configs,
             locks: QueueLocks::new(config.queue_lock_expiry),
             config,

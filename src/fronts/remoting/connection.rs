@@ -53,8 +53,8 @@ impl GroupNotifier for Notifier {
         let Some(conn) = self.connection.upgrade() else {
             return;
         };
-        let disabled = conn.ctx.core.group_configs.get(group);
-        if disabled.is_some_and(|c| !c.notify_consumer_ids_changed_enable) {
+        let permissions = conn.ctx.core.group_view.permissions(group);
+        if permissions.is_some_and(|p| !p.notify) {
             return;
         }
         let mut notify = RemotingCommand::request(
