@@ -3,17 +3,11 @@
 
 use rkyv::util::AlignedVec;
 
-use crate::batch::{
-    encode_batch, split_batches, stamp, validate_incoming, validate_stored, Record, Stamp,
-};
+use crate::batch::{encode_batch, stamp, validate_incoming, Record, Stamp};
 use crate::envelope;
-use crate::frame::FRAME_HEADER_BYTES;
 use crate::messages::{
-    CreateTopic, ErrorReply, Hello, HelloReply, ListTopics, Produce, ProduceReply, Pull, PullReply,
-    QueueOffsets, QueueOffsetsReply, ShardMap, ShardMapRequest, ShardStats, ShardStatsRequest,
-    TopicInfo, TopicList,
+    CreateTopic, ErrorReply, Hello, Produce, Pull, QueueOffsets, TopicInfo, TopicList,
 };
-use crate::FrameHeader;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -39,55 +33,7 @@ impl Rng {
     }
 }
 
-fn decode_everything(bytes: &[u8]) {
-    if let Ok(header) =
-        <&[u8; FRAME_HEADER_BYTES]>::try_from(bytes.get(..FRAME_HEADER_BYTES).unwrap_or(&[]))
-    {
-        let _ = FrameHeader::decode(header);
-    }
-    let _ = envelope::split(bytes);
-    if let Ok((meta, _)) = envelope::split(bytes) {
-        decode_every_kind(meta);
-    }
-    decode_every_kind(bytes);
-    let _ = validate_incoming(bytes);
-    let _ = validate_stored(bytes);
-    if let Ok(views) = split_batches(bytes) {
-        for view in views {
-            if let Ok(records) = view.records() {
-                for (_, record) in records.iter() {
-                    let _ = record.tag_code();
-                }
-            }
-        }
-    }
-    let _ = crate::batch::ValidatedBatch::new(bytes::BytesMut::from(bytes));
-}
-
-/// The metadata of every request and reply kind, decoded from the same bytes.
-fn decode_every_kind(meta: &[u8]) {
-    let _ = envelope::decode_meta::<Hello>(meta);
-    let _ = envelope::decode_meta::<HelloReply>(meta);
-    let _ = envelope::decode_meta::<CreateTopic>(meta);
-    let _ = envelope::decode_meta::<TopicInfo>(meta);
-    let _ = envelope::decode_meta::<ListTopics>(meta);
-    let _ = envelope::decode_meta::<TopicList>(meta);
-    let _ = envelope::decode_meta::<Produce>(meta);
-    let _ = envelope::decode_meta::<ProduceReply>(meta);
-    let _ = envelope::decode_meta::<Pull>(meta);
-    let _ = envelope::decode_meta::<PullReply>(meta);
-    let _ = envelope::decode_meta::<QueueOffsets>(meta);
-    let _ = envelope::decode_meta::<QueueOffsetsReply>(meta);
-    let _ = envelope::decode_meta::<ShardMapRequest>(meta);
-    let _ = envelope::decode_meta::<ShardMap>(meta);
-    let _ = envelope::decode_meta::<ShardStatsRequest>(meta);
-    let _ = envelope::decode_meta::<ShardStats>(meta);
-    let _ = envelope::decode_meta::<ErrorReply>(meta);
-    let _ = envelope::decode_meta::<crate::messages::UpdateTopic>(meta);
-    let _ = envelope::decode_meta::<crate::messages::DeleteTopic>(meta);
-    let _ = envelope::decode_meta::<crate::messages::TopicStatusRequest>(meta);
-    let _ = envelope::decode_meta::<crate::messages::TopicStatus>(meta);
-}
+use crate::fuzzing::native as decode_everything;
 
 #[test]
 fn random_bytes_never_panic_a_decoder() {

@@ -11,12 +11,14 @@
 //! - [`remoting`]: RocketMQ remoting frames, headers, stored-message records, batch bodies.
 //! - [`routing`]: the one pure function that maps a queue to its owning shard.
 //! - [`text`]: peer-supplied text shown in replies and logs, escaped and bounded.
+//! - [`fuzzing`]: what the native fuzz target checks (remoting has its own, `remoting::fuzzing`).
 //! - [`error`]: [`ProtocolError`] (decoding failures) and [`ErrorCode`] (codes on the wire).
 
 pub mod batch;
 pub mod envelope;
 pub mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod limits;
 pub mod messages;
 pub mod record;

@@ -1,5 +1,5 @@
-//! The remoting fuzz targets' checks (`remoting::fuzzing`) over their committed corpus
-//! (`fuzz/corpus/remoting_frame`, `fuzz/corpus/remoting_bodies`) and over the seeds below, on
+//! The fuzz targets' checks (`remoting::fuzzing`, `fuzzing`) over their committed corpus
+//! (`fuzz/corpus/remoting_frame`, `remoting_bodies`, `native_frame`) and over the seeds below, on
 //! stable, in every test run: a crash the fuzzer once found stays fixed once its input is in
 //! the corpus. `SHARDMQ_WRITE_SEEDS=1 cargo test -p shardmq-protocol --test fuzz_corpus` writes
 //! the seeds into the corpus (what `cargo fuzz run` starts from).
@@ -120,5 +120,46 @@ fn the_body_corpus_decodes_without_panics() {
     assert!(inputs.len() > body_seeds().len(), "the corpus is committed");
     for input in &inputs {
         fuzzing::bodies(input);
+    }
+}
+
+fn native_seeds() -> Vec<Vec<u8>> {
+    use shardmq_protocol::batch::encode_batch;
+    use shardmq_protocol::envelope;
+    use shardmq_protocol::messages::{CreateTopic, Produce};
+    let batch = encode_batch(&[shardmq_protocol::Record {
+        tags: "t".into(),
+        keys: vec!["k".into()],
+        payload: b"payload".to_vec(),
+        ..Default::default()
+    }])
+    .to_vec();
+    let create = envelope::encode(&CreateTopic {
+        name: "orders".into(),
+        queues: 8,
+        perm: None,
+    })
+    .unwrap();
+    let mut produce = envelope::encode_prefix(
+        &Produce {
+            topic: "orders".into(),
+            queue_id: 1,
+        },
+        batch.len(),
+    )
+    .unwrap();
+    produce.extend_from_slice(&batch);
+    vec![batch, create, produce]
+}
+
+#[test]
+fn the_native_corpus_decodes_without_panics() {
+    let inputs = inputs("native_frame", native_seeds());
+    assert!(
+        inputs.len() > native_seeds().len(),
+        "the corpus is committed"
+    );
+    for input in &inputs {
+        shardmq_protocol::fuzzing::native(input);
     }
 }
