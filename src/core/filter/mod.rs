@@ -10,6 +10,7 @@
 //! A filter is parsed once per subscription (a bad one is refused when the member joins) and
 //! cached per shard by its text, so a pull only looks it up.
 
+pub mod fuzzing;
 pub mod sql;
 
 use std::collections::HashSet;
