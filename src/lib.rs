@@ -13,6 +13,7 @@
 //! - [`config`]: broker flags and how they map onto store and core configs.
 //! - [`layout`]: the shard count and routing a data directory was written with.
 //! - [`lock`]: the data directory lock.
+//! - [`sync`]: the registries' shared lock helper.
 //! - [`json_file`]: JSON files replaced atomically (topics, layout, subscription groups).
 //! - [`limits`]: every bound the broker enforces.
 //! - [`tune`]: `shardmq tune`, host checks for a thread-per-core io_uring broker.
@@ -32,4 +33,5 @@ pub mod lock;
 pub mod mesh;
 pub mod namesrv;
 pub mod server;
+pub mod sync;
 pub mod tune;

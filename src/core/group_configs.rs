@@ -28,6 +28,7 @@ use shardmq_protocol::remoting::admin_bodies::SubscriptionGroupConfig;
 
 use super::error::{CoreError, CoreResult};
 use super::Core;
+use crate::sync::lock;
 
 /// The most configured groups (a bound on the file and on every answer listing them).
 pub const GROUP_CONFIGS_MAX: usize = 100_000;
@@ -59,11 +60,6 @@ pub struct GroupConfigs {
     len: AtomicUsize,
     current: Mutex<Arc<Table>>,
     changes: Mutex<()>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Changes build a new table and swap it in last: a poisoned lock is still consistent.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl GroupConfigs {

@@ -26,6 +26,7 @@ use shardmq_protocol::text::Shown;
 use thiserror::Error;
 
 use crate::limits::TOPICS_MAX;
+use crate::sync::lock;
 
 /// RocketMQ's permission bits (`PermName`).
 pub const PERM_READ: u8 = 4;
@@ -107,14 +108,6 @@ pub struct TopicRegistry {
     current: Mutex<Arc<TopicTable>>,
     /// Held by a change from its checks to its file write and swap.
     changes: Mutex<()>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every change builds a new table and swaps it in last, so a panic cannot leave a table
-    // half-updated; a poisoned lock is still safe to use.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn validate_queues(queues: u32) -> Result<(), TopicError> {

@@ -19,6 +19,7 @@ use shardmq_protocol::remoting::RemotingCommand;
 
 use super::registry::{BrokerRegistry, Registration, BROKER_EXPIRY_DEFAULT};
 use crate::fronts::remoting::error::Refusal;
+use crate::sync::lock;
 
 /// The brokers a name server knows without registration: an embedded one's own shards.
 pub trait OwnBrokers {
@@ -27,11 +28,6 @@ pub trait OwnBrokers {
     fn topics(&self) -> Vec<String>;
     /// The cluster the own brokers belong to.
     fn cluster(&self) -> &str;
-}
-
-fn lock(registry: &Mutex<BrokerRegistry>) -> std::sync::MutexGuard<'_, BrokerRegistry> {
-    // Every registry change is a single map operation: a poisoned lock is still consistent.
-    registry.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Answers one request.

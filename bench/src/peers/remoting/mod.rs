@@ -60,9 +60,10 @@ const PULL_COMMIT_OFFSET: u32 = 0x1;
 const PULL_SUSPEND: u32 = 0x2;
 const PULL_SUBSCRIPTION: u32 = 0x4;
 
-fn peer_error(message: impl std::fmt::Display) -> BenchError {
+/// A failure of the peer `system` (the driver's system name).
+fn peer_error(system: &'static str, message: impl std::fmt::Display) -> BenchError {
     BenchError::Peer {
-        system: "rocketmq-rust",
+        system,
         message: message.to_string(),
     }
 }
@@ -138,7 +139,10 @@ impl RocketMqServers {
             },
         )?;
         if let Some(e) = config_error {
-            return Err(peer_error(format!("writing broker.toml: {e}")));
+            return Err(peer_error(
+                "rocketmq-rust",
+                format!("writing broker.toml: {e}"),
+            ));
         }
         Ok(RocketMqServers {
             _namesrv: namesrv,
@@ -201,10 +205,7 @@ impl RocketMq {
     }
 
     fn error(&self, message: impl std::fmt::Display) -> BenchError {
-        BenchError::Peer {
-            system: self.system,
-            message: message.to_string(),
-        }
+        peer_error(self.system, message)
     }
 
     /// The topic's queues as a client addresses them.
@@ -415,10 +416,7 @@ impl Publisher for RemotingPublisher {
     }
 
     async fn publish(&self, queue: u32, batch: &RemotingBatch) -> Result<u32, BenchError> {
-        let error = |message: String| BenchError::Peer {
-            system: self.system,
-            message,
-        };
+        let error = |message: String| peer_error(self.system, message);
         let &(broker, queue) = self
             .slots
             .get(queue as usize)
@@ -469,10 +467,7 @@ pub struct RemotingSubscriber {
 
 impl RemotingSubscriber {
     fn error(&self, message: impl std::fmt::Display) -> BenchError {
-        BenchError::Peer {
-            system: self.system,
-            message: message.to_string(),
-        }
+        peer_error(self.system, message)
     }
 }
 
