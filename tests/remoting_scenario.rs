@@ -412,6 +412,14 @@ fn subscription_groups_stats_and_connections_answer_as_admin_tools_expect() {
         );
         let bad = admin_request(&conn, create, &[], br#"{"consumeEnable":false}"#).await;
         assert_eq!(bad.0, response::INVALID_PARAMETER, "no group name");
+        let padding = "x".repeat(70_000);
+        let huge = format!(r#"{{"groupName":"g-huge","note":"{padding}"}}"#);
+        let refused = admin_request(&conn, create, &[], huge.as_bytes()).await;
+        assert_eq!(
+            refused.0,
+            response::INVALID_PARAMETER,
+            "a config beyond 64 KiB"
+        );
         let (code, got, _) = admin_request(
             &other,
             request::GET_SUBSCRIPTIONGROUP_CONFIG,

@@ -31,8 +31,20 @@ use crate::server::connection::Conn;
 
 /// The most topics one GET_CONSUME_STATS may name in its `topicList`.
 const STATS_TOPICS_MAX: usize = 1024;
+/// The largest UPDATE_AND_CREATE_SUBSCRIPTIONGROUP body (Java's are a few hundred bytes).
+const GROUP_CONFIG_BYTES_MAX: usize = 64 * 1024;
 
 pub async fn update_group(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Handler {
+    // Every config is kept in memory on every shard and rewritten with the file on each change.
+    if req.body.len() > GROUP_CONFIG_BYTES_MAX {
+        return Err(Refusal::new(
+            response::INVALID_PARAMETER,
+            format!(
+                "a subscription group config of {} bytes; at most {GROUP_CONFIG_BYTES_MAX}",
+                req.body.len()
+            ),
+        ));
+    }
     let config = SubscriptionGroupConfig::parse(&req.body)
         .map_err(|e| Refusal::new(response::INVALID_PARAMETER, e))?;
     Core::check_group(&config.group_name)?;
