@@ -53,6 +53,31 @@ pub struct BrokerArgs {
     /// How often queue indexes are persisted and the recovery checkpoint advanced, in ms.
     #[arg(long, default_value_t = 2000)]
     pub checkpoint_interval_ms: u64,
+    /// Sealed segments older than this are deleted (RocketMQ's fileReservedTime, 72 h), e.g.
+    /// `72h`, `30m`, `7d`, or `off` to keep them until a size limit or the disk needs the room.
+    #[arg(long, default_value = "72h", value_parser = parse_retention)]
+    pub retention: OrOff<Duration>,
+    /// Each shard's log is kept under this size (e.g. 100GiB) by deleting its oldest segments;
+    /// `off`: no limit. Size it to the disk divided by the shard count, minus one segment per
+    /// shard for the one being written and one reserved ahead.
+    #[arg(long, default_value = "off", value_parser = parse_optional_bytes)]
+    pub retention_bytes: OrOff<u64>,
+    /// How often each shard checks what retention must delete and how full the disk is, in ms
+    /// (RocketMQ: 10 s).
+    #[arg(long, default_value_t = 10_000)]
+    pub retention_interval_ms: u64,
+    /// Disk use (percent of the data directory's filesystem) at which a warning is logged.
+    #[arg(long, default_value_t = 75.0)]
+    pub disk_warn_percent: f64,
+    /// Disk use at which the oldest segments are deleted even before they expire (RocketMQ's
+    /// diskSpaceCleanForciblyRatio, 85%).
+    #[arg(long, default_value_t = 85.0)]
+    pub disk_force_clean_percent: f64,
+    /// Disk use at which shards refuse writes, natively with "writes refused" and over
+    /// remoting with SERVICE_NOT_AVAILABLE, while reads go on (RocketMQ's
+    /// diskSpaceWarningLevelRatio, 90%). 100: only a disk that is really full stops writes.
+    #[arg(long, default_value_t = 90.0)]
+    pub disk_refuse_percent: f64,
     /// A connection is closed when a frame's body has not fully arrived this long after its
     /// header, or a write of its replies has not completed for this long (a client that
     /// announces data and sends none, or does not read its replies, holds memory), in ms.
@@ -149,6 +174,54 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     value
         .checked_mul(multiplier)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A limit that may be `off` (a flag value; clap treats a bare `Option` field as "flag may be
+/// absent" instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrOff<T>(pub Option<T>);
+
+/// `off` or a size (see [`parse_bytes`]).
+pub fn parse_optional_bytes(text: &str) -> Result<OrOff<u64>, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(OrOff(None));
+    }
+    parse_bytes(text).map(|b| OrOff(Some(b)))
+}
+
+/// `off` or a duration like `500ms`, `30s`, `10m`, `72h`, `7d`.
+pub fn parse_retention(text: &str) -> Result<OrOff<Duration>, String> {
+    parse_duration_or_off(text).map(OrOff)
+}
+
+fn parse_duration_or_off(text: &str) -> Result<Option<Duration>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 72h (or off)"))?;
+    let ms_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s, m, h or d"
+            ))
+        }
+    };
+    value
+        .checked_mul(ms_per_unit)
+        .map(|ms| Some(Duration::from_millis(ms)))
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 impl BrokerArgs {
@@ -270,6 +343,17 @@ impl BrokerArgs {
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms.max(10));
         config.offsets_flush_interval =
             Duration::from_millis(self.offsets_flush_interval_ms.max(10));
+        config.retention = shardmq_shards::RetentionConfig {
+            max_age: self.retention.0,
+            max_bytes: self.retention_bytes.0,
+            interval: Duration::from_millis(self.retention_interval_ms.max(10)),
+            marks: shardmq_shards::DiskMarks {
+                warn_percent: self.disk_warn_percent,
+                force_clean_percent: self.disk_force_clean_percent,
+                refuse_percent: self.disk_refuse_percent,
+            },
+            ..config.retention
+        };
         config
     }
 }
@@ -336,6 +420,27 @@ mod tests {
         assert_eq!(parse_bytes("2m"), Ok(2 << 20));
         assert!(parse_bytes("12 parsecs").is_err());
         assert!(parse_bytes("GiB").is_err());
+    }
+
+    #[test]
+    fn retention_values_parse() {
+        let hours = Duration::from_secs(72 * 3600);
+        assert_eq!(parse_retention("72h"), Ok(OrOff(Some(hours))));
+        assert_eq!(
+            parse_retention("500ms"),
+            Ok(OrOff(Some(Duration::from_millis(500))))
+        );
+        assert_eq!(parse_retention("OFF"), Ok(OrOff(None)));
+        assert!(parse_retention("3 weeks").is_err());
+        assert!(parse_retention("h").is_err());
+        assert_eq!(parse_optional_bytes("off"), Ok(OrOff(None)));
+        assert_eq!(parse_optional_bytes("1GiB"), Ok(OrOff(Some(1 << 30))));
+        let args = Wrapper::parse_from(["x", "--retention", "2s", "--retention-bytes", "1MiB"]);
+        let retention = args.args.store_config(0).retention;
+        assert_eq!(retention.max_age, Some(Duration::from_secs(2)));
+        assert_eq!(retention.max_bytes, Some(1 << 20));
+        let default = Wrapper::parse_from(["x"]).args.store_config(0).retention;
+        assert_eq!((default.max_age, default.max_bytes), (Some(hours), None));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub enum ErrorCode {
     /// Another shard that had to serve part of the request is not taking calls (it is
     /// stopping); retry.
     Unavailable = 23,
+    /// The shard refuses writes because its disk is (nearly) full; reads go on, and writes
+    /// resume by themselves once space is freed. Nothing of the request was stored; retry later.
+    WritesRefused = 24,
 }
 
 impl ErrorCode {
@@ -79,6 +82,7 @@ impl ErrorCode {
             21 => ShuttingDown,
             22 => Unsupported,
             23 => Unavailable,
+            24 => WritesRefused,
             _ => return None,
         })
     }

@@ -43,6 +43,17 @@ impl ShardStore {
         if self.inner.closing.get() {
             return Err(StorageError::Closed(self.shard_id()));
         }
+        if let Some(used) = self.inner.disk_refusal.get() {
+            let marks = &self.inner.config.retention.marks;
+            return Err(StorageError::WritesRefused {
+                shard_id: self.shard_id(),
+                reason: format!(
+                    "the disk holding {} is {used:.1}% full (writes stop at {}%)",
+                    self.dir().display(),
+                    marks.refuse_percent
+                ),
+            });
+        }
         self.inner.log.check_failed()
     }
 

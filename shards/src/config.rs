@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::StorageError;
+use crate::retention::RetentionConfig;
 
 /// When a produce is acknowledged, and how the log reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct StoreConfig {
     pub checkpoint_interval: Duration,
     /// How often changed consumer offsets are written (what a crash can lose at most).
     pub offsets_flush_interval: Duration,
+    /// What is deleted when (see `retention`).
+    pub retention: RetentionConfig,
 }
 
 impl StoreConfig {
@@ -52,6 +55,7 @@ impl StoreConfig {
             index_resident_chunks: 16,
             checkpoint_interval: Duration::from_secs(2),
             offsets_flush_interval: Duration::from_secs(1),
+            retention: RetentionConfig::default(),
         }
     }
 
@@ -75,6 +79,21 @@ impl StoreConfig {
                 "hot tail of {} bytes must be at least 4x what the writer holds ({in_writer} bytes)",
                 self.hot_tail_bytes
             ));
+        }
+        let marks = &self.retention.marks;
+        if !(0.0..=100.0).contains(&marks.refuse_percent)
+            || marks.force_clean_percent > marks.refuse_percent
+            || marks.warn_percent > marks.force_clean_percent
+        {
+            return fail(format!(
+                "disk marks must satisfy warn {} <= force clean {} <= refuse {} <= 100",
+                marks.warn_percent, marks.force_clean_percent, marks.refuse_percent
+            ));
+        }
+        if self.retention.segments_per_pass == 0 || self.retention.interval.is_zero() {
+            return fail(
+                "retention must run at an interval and delete at least one segment per pass".into(),
+            );
         }
         if self.index_resident_chunks < 2 {
             return fail("index_resident_chunks must be at least 2".into());

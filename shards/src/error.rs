@@ -21,14 +21,6 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
-    #[error("shard {shard_id}: index of topic {topic_id} queue {queue_id} lags the checkpoint: has {have} entries, log batch starts at offset {batch_base}")]
-    IndexGap {
-        shard_id: u32,
-        topic_id: u32,
-        queue_id: u32,
-        have: u64,
-        batch_base: u64,
-    },
     #[error(
         "offset {offset} is out of range [{min}, {max}) for topic {topic_id} queue {queue_id}"
     )]
@@ -45,6 +37,12 @@ pub enum StorageError {
         position: u64,
         what: String,
     },
+    #[error("shard {shard_id} refuses writes: {reason}; reads go on, and writes resume by themselves once space is freed")]
+    WritesRefused { shard_id: u32, reason: String },
+    /// A read planned before retention deleted the segment it needed (the caller answers with
+    /// the queue's new start).
+    #[error("log position {0} was deleted by retention while a read was planned")]
+    PositionDeleted(u64),
     #[error("the store of shard {0} is closed")]
     Closed(u32),
     #[error("invalid store configuration: {0}")]

@@ -2,7 +2,16 @@
 //! record `n` starts in the shard log, so a consumer seeks by queue offset in O(1); it also holds
 //! the record's tag code and store time (bytes: `index_format`).
 //!
-//! The entry count is recovered from the last chunk's first empty slot.
+//! Offsets below [`QueueIndex::first`] are gone: retention deleted the segments their batches
+//! were in (or recovery found the log starting past them). Their chunks leave memory, and the
+//! file ranges of whole chunks below it are punched out (`release_chunks_below_first`); a lookup
+//! below `first` is a caller's bug. `first` is not stored: recovery derives it from where the
+//! log starts.
+//!
+//! The entry count is recovered from the last chunk in the file: its entries are the run of
+//! filled slots that starts at its first filled slot (a queue whose start recovery moved
+//! forward has empty slots before its first entry; slots after the run are stale, from a torn
+//! chunk write).
 //!
 //! Memory: up to `resident_max` chunks stay in memory per queue. A chunk is evicted only once
 //! persisted, and the tail chunk is never evicted; a lookup that misses loads the chunk back.
@@ -60,6 +69,8 @@ pub struct BatchEntries<'a> {
 /// What a lookup found.
 pub enum Lookup {
     Hit(IndexEntry),
+    /// An empty slot: only below `first` or in a file recovery is still checking.
+    Empty,
     /// The chunk is on disk only: load it with [`QueueIndex::load_chunk`] and retry.
     Evicted(u64),
 }
@@ -77,6 +88,10 @@ pub struct QueueIndex {
     /// Read-only handle for loading evicted chunks, opened on first use.
     reader: Option<Rc<DmaFile>>,
     len: u64,
+    /// The queue's lowest offset still stored (see the module doc).
+    first: u64,
+    /// Chunks below this one were released (punched out of the file).
+    released_below: u64,
     chunks: BTreeMap<u64, Chunk>,
     resident_max: usize,
     tick: Cell<u64>,
@@ -108,6 +123,8 @@ impl QueueIndex {
             file: None,
             reader: None,
             len: 0,
+            first: 0,
+            released_below: 0,
             chunks: BTreeMap::new(),
             resident_max,
             tick: Cell::new(0),
@@ -142,17 +159,10 @@ impl QueueIndex {
         index.file = Some(Rc::new(file));
         if chunk_count > 0 {
             let last = chunk_count - 1;
-            let bytes = index.read_chunk(last).await?;
-            let filled = (0..INDEX_CHUNK_ENTRIES)
-                .take_while(|i| {
-                    let at = *i as usize * INDEX_ENTRY_BYTES;
-                    IndexEntry::decode(&bytes[at..at + INDEX_ENTRY_BYTES]).is_some()
-                })
-                .count() as u64;
+            let mut bytes = index.read_chunk(last).await?;
+            let filled = filled_run_end(&bytes);
             index.len = last * INDEX_CHUNK_ENTRIES + filled;
-            // Slots after the first empty one are stale (a torn chunk write): never trust or
-            // rewrite them.
-            let mut bytes = bytes;
+            // Slots after the run are stale (a torn chunk write): never trust or rewrite them.
             bytes[filled as usize * INDEX_ENTRY_BYTES..].fill(0);
             index.chunks.insert(last, Chunk::new(bytes, filled));
         }
@@ -185,6 +195,59 @@ impl QueueIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The queue's lowest offset still stored; `first == len` when nothing is.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Moves the queue's start forward to `to` (retention deleted what lies before it). Chunks
+    /// wholly below it leave memory.
+    pub fn advance_first(&mut self, to: u64) {
+        assert!(
+            to <= self.len,
+            "index {}: start {to} past the end {}",
+            self.path.display(),
+            self.len
+        );
+        if to <= self.first {
+            return;
+        }
+        self.first = to;
+        let first_chunk = to / INDEX_CHUNK_ENTRIES;
+        self.chunks.retain(|no, _| *no >= first_chunk);
+    }
+
+    /// Recovery found the log holding this queue's batches only from `offset` on, past the
+    /// index's end: the entries between were in deleted segments (or lost with the index file).
+    /// The queue continues at `offset`, which becomes its start.
+    pub fn skip_to(&mut self, offset: u64) {
+        assert!(offset > self.len, "skip_to must move past the end");
+        let chunk_no = offset / INDEX_CHUNK_ENTRIES;
+        self.chunks.retain(|no, _| *no >= chunk_no);
+        if let Some(chunk) = self.chunks.get_mut(&chunk_no) {
+            // Slots before the new start are gone; empty, they let `open` find the run again.
+            let keep_from = (offset % INDEX_CHUNK_ENTRIES) as usize * INDEX_ENTRY_BYTES;
+            chunk.bytes[..keep_from].fill(0);
+            chunk.persisted = 0;
+        }
+        self.len = offset;
+        self.first = offset;
+    }
+
+    /// The chunk range `[from, to)` that lies wholly below `first` and was not released yet,
+    /// for the caller to punch out of the file; marks it released. The file's last chunk is
+    /// never released: `open` counts entries from it.
+    pub fn release_chunks_below_first(&mut self) -> Option<(u64, u64)> {
+        let last_in_file = self.len.saturating_sub(1) / INDEX_CHUNK_ENTRIES;
+        let to = (self.first / INDEX_CHUNK_ENTRIES).min(last_in_file);
+        if to <= self.released_below {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.released_below, to);
+        self.chunks.retain(|no, _| *no >= to);
+        Some((from, to))
     }
 
     pub fn push(&mut self, entry: IndexEntry) {
@@ -242,6 +305,9 @@ impl QueueIndex {
 
     pub fn get(&self, offset: u64) -> Lookup {
         assert!(offset < self.len, "index lookup past the end");
+        if offset < self.first && offset / INDEX_CHUNK_ENTRIES < self.released_below {
+            return Lookup::Empty;
+        }
         let chunk_no = offset / INDEX_CHUNK_ENTRIES;
         let Some(chunk) = self.chunks.get(&chunk_no) else {
             return Lookup::Evicted(chunk_no);
@@ -251,11 +317,7 @@ impl QueueIndex {
         let at = (offset % INDEX_CHUNK_ENTRIES) as usize * INDEX_ENTRY_BYTES;
         match IndexEntry::decode(&chunk.bytes[at..at + INDEX_ENTRY_BYTES]) {
             Some(entry) => Lookup::Hit(entry),
-            None => panic!(
-                "index {}: empty slot at offset {offset} below len {}",
-                self.path.display(),
-                self.len
-            ),
+            None => Lookup::Empty,
         }
     }
 
@@ -404,6 +466,8 @@ impl QueueIndex {
         }
         let tail_chunk = new_len / INDEX_CHUNK_ENTRIES;
         self.chunks.retain(|no, _| *no <= tail_chunk);
+        self.first = self.first.min(new_len);
+        self.released_below = self.released_below.min(tail_chunk);
         let chunk = self.chunks.entry(tail_chunk).or_insert_with(Chunk::empty);
         let keep = (new_len % INDEX_CHUNK_ENTRIES) as usize * INDEX_ENTRY_BYTES;
         chunk.bytes[keep..].fill(0);
@@ -433,6 +497,40 @@ impl QueueIndex {
             .count();
         unpersisted_full * 2 >= self.resident_max
     }
+}
+
+/// One past the last slot of the run of filled slots that starts at the chunk's first filled
+/// slot; 0 for a chunk with none.
+fn filled_run_end(bytes: &[u8]) -> u64 {
+    let filled = |i: &u64| {
+        let at = *i as usize * INDEX_ENTRY_BYTES;
+        IndexEntry::decode(&bytes[at..at + INDEX_ENTRY_BYTES]).is_some()
+    };
+    let Some(start) = (0..INDEX_CHUNK_ENTRIES).find(filled) else {
+        return 0;
+    };
+    (start..INDEX_CHUNK_ENTRIES)
+        .find(|i| !filled(i))
+        .unwrap_or(INDEX_CHUNK_ENTRIES)
+}
+
+/// Punches the chunks below the queue's start out of its file (they stay readable as empty
+/// slots, take no disk space, and keep later chunks where they are).
+pub async fn release_below_first(index: &std::cell::RefCell<QueueIndex>) -> Result<()> {
+    let Some((from, to)) = index.borrow_mut().release_chunks_below_first() else {
+        return Ok(());
+    };
+    let (file, path) = {
+        let index = index.borrow();
+        (index.current_file(), index.path().clone())
+    };
+    let Some(file) = file else {
+        return Ok(());
+    };
+    let bytes = (to - from) * INDEX_CHUNK_BYTES as u64;
+    file.deallocate(chunk_position(from), bytes)
+        .await
+        .map_err(|e| StorageError::glommio(&path, e))
 }
 
 /// Writes every dirty chunk of `index` (borrowed only between awaits) and returns the file, so
@@ -537,6 +635,7 @@ mod tests {
         match index.get(offset) {
             Lookup::Hit(e) => e,
             Lookup::Evicted(no) => panic!("chunk {no} evicted"),
+            Lookup::Empty => panic!("empty slot at {offset}"),
         }
     }
 
@@ -564,7 +663,7 @@ mod tests {
                 let lookup = index.borrow().get(5);
                 let loader = match lookup {
                     Lookup::Evicted(no) => index.borrow().chunk_loader(no),
-                    Lookup::Hit(_) => panic!("chunk 0 should have been evicted"),
+                    Lookup::Hit(_) | Lookup::Empty => panic!("chunk 0 should have been evicted"),
                 };
                 let (reader, loaded) = loader.await.unwrap();
                 index.borrow_mut().insert_loaded(0, reader, loaded);
@@ -574,6 +673,68 @@ mod tests {
                 let reopened = QueueIndex::open(path.clone(), 2).await.unwrap();
                 assert_eq!(reopened.len(), total + 1);
                 assert_eq!(hit(&reopened, total), entry(total));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn chunks_below_the_start_are_punched_out_and_a_moved_start_reopens() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.idx");
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(2 << 20)
+            .spawn(move || async move {
+                crate::iopoll_probe::prime(path.parent().unwrap())
+                    .await
+                    .unwrap();
+                let index = std::cell::RefCell::new(QueueIndex::new(path.clone(), 8));
+                let total = INDEX_CHUNK_ENTRIES * 4 + 3;
+                for i in 0..total {
+                    index.borrow_mut().push(entry(i));
+                }
+                persist(&index)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .fdatasync()
+                    .await
+                    .unwrap();
+                let blocks = || std::fs::metadata(&path).unwrap().blocks();
+                let full = blocks();
+                index
+                    .borrow_mut()
+                    .advance_first(INDEX_CHUNK_ENTRIES * 3 + 1);
+                release_below_first(&index).await.unwrap();
+                assert!(
+                    blocks() <= full - 3 * (INDEX_CHUNK_BYTES as u64 / 512),
+                    "three chunks released: {} of {full} blocks left",
+                    blocks()
+                );
+                assert!(matches!(index.borrow().get(5), Lookup::Empty));
+                assert_eq!(hit(&index.borrow(), total - 1), entry(total - 1));
+                let _ = index.borrow_mut().take_files();
+
+                // A queue moved forward by recovery (entries before it gone) reopens with the
+                // same length: its last chunk starts with empty slots.
+                let moved_path = path.with_file_name("moved.idx");
+                let moved = std::cell::RefCell::new(QueueIndex::new(moved_path.clone(), 8));
+                for i in 0..10 {
+                    moved.borrow_mut().push(entry(i));
+                }
+                let start = INDEX_CHUNK_ENTRIES * 2 + 100;
+                moved.borrow_mut().skip_to(start);
+                for i in start..start + 7 {
+                    moved.borrow_mut().push(entry(i));
+                }
+                persist(&moved).await.unwrap();
+                let _ = moved.borrow_mut().take_files();
+                let reopened = QueueIndex::open(moved_path, 8).await.unwrap();
+                assert_eq!(reopened.len(), start + 7);
+                assert_eq!(hit(&reopened, start), entry(start));
+                assert!(matches!(reopened.get(start - 1), Lookup::Empty));
             })
             .unwrap()
             .join()

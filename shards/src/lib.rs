@@ -16,6 +16,7 @@
 //! - [`checkpoint`]: the position recovery starts from.
 //! - [`snapshot_file`]: small files replaced whole (checkpoint, consumer offsets).
 //! - [`recovery`]: CRC scan, torn-tail cut, index rebuild.
+//! - [`retention`]: deleting old segments by age, size and disk water marks.
 //! - [`iopoll_probe`]: a guard against a glommio device-probe bug; run before opening files.
 //! - [`consumer_offsets`]: each consumer group's progress on this shard's queues.
 //! - [`config`], [`error`].
@@ -34,6 +35,7 @@ pub mod prefetch;
 pub mod read;
 pub mod read_plan;
 pub mod recovery;
+pub mod retention;
 pub mod search;
 pub mod segment;
 pub mod snapshot_file;
@@ -44,7 +46,10 @@ pub use append::AppendOutcome;
 pub use config::{FlushMode, StoreConfig};
 pub use error::StorageError;
 pub use read::{ReadOutcome, ReadRequest, StoredBatch};
+pub use retention::{DiskMarks, RetentionConfig};
 pub use store::ShardStore;
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod store_tests;

@@ -77,15 +77,18 @@ impl ShardStore {
             .borrow()
             .get(&(topic_id, queue_id))
             .cloned();
-        let max_offset = index.as_ref().map_or(0, |i| i.borrow().len());
+        let (min_offset, max_offset) = index.as_ref().map_or((0, 0), |i| {
+            let i = i.borrow();
+            (i.first(), i.len())
+        });
         let out_of_range = || StorageError::OffsetOutOfRange {
             topic_id,
             queue_id,
             offset: request.offset,
-            min: 0,
+            min: min_offset,
             max: max_offset,
         };
-        if request.offset > max_offset {
+        if request.offset > max_offset || request.offset < min_offset {
             return Err(out_of_range());
         }
         let Some(index) = index else {
@@ -102,9 +105,15 @@ impl ShardStore {
             request.max_messages,
             request.max_bytes,
         );
-        let (planned, batches, from_disk) = match self.inner.prefetch.take(key) {
-            Some(pull) => pull.await?,
-            None => self.read_planned(&index, request.clone()).await?,
+        let pulled = match self.inner.prefetch.take(key) {
+            Some(pull) => pull.await,
+            None => self.read_planned(&index, request.clone()).await,
+        };
+        let (planned, batches, from_disk) = match pulled {
+            Err(StorageError::PositionDeleted(_)) => {
+                return Err(deleted_meanwhile(&index, &request, topic_id, queue_id))
+            }
+            other => other?,
         };
         for (batch, plan) in batches.iter().zip(&planned) {
             assert_matches_plan(&batch.bytes, plan, topic_id, queue_id);
@@ -121,11 +130,14 @@ impl ShardStore {
                 },
             );
         }
-        let max_offset = max_offset.max(index.borrow().len());
+        let (min_offset, max_offset) = {
+            let index = index.borrow();
+            (index.first(), max_offset.max(index.len()))
+        };
         Ok(ReadOutcome {
             batches,
             next_offset,
-            min_offset: 0,
+            min_offset,
             max_offset,
         })
     }
@@ -147,15 +159,23 @@ impl ShardStore {
         };
         let (planned, scanned_to) =
             read_plan::plan_filtered(index, request.offset, &limits, codes).await?;
-        let (batches, _) = self.fetch(&planned).await?;
+        let (batches, _) = match self.fetch(&planned).await {
+            Err(StorageError::PositionDeleted(_)) => {
+                return Err(deleted_meanwhile(index, request, topic_id, queue_id))
+            }
+            other => other?,
+        };
         for (batch, plan) in batches.iter().zip(&planned) {
             assert_matches_plan(&batch.bytes, plan, topic_id, queue_id);
         }
-        let max_offset = limits.max_offset.max(index.borrow().len());
+        let (min_offset, max_offset) = {
+            let index = index.borrow();
+            (index.first(), limits.max_offset.max(index.len()))
+        };
         Ok(ReadOutcome {
             batches,
             next_offset: scanned_to,
-            min_offset: 0,
+            min_offset,
             max_offset,
         })
     }
@@ -200,7 +220,7 @@ impl ShardStore {
 
     /// The planned batches' bytes, from the hot tail or from disk; true if any came from disk.
     async fn fetch(&self, planned: &[PlannedBatch]) -> Result<(Vec<StoredBatch>, bool)> {
-        let (sources, spans) = self.sources(planned);
+        let (sources, spans) = self.sources(planned)?;
         let reads: Vec<_> = spans
             .into_iter()
             .map(|(segment, start, len)| {
@@ -233,7 +253,9 @@ impl ShardStore {
 
     /// Where each planned batch comes from, and the disk spans to read: `(segment, start,
     /// length)`. Decided without awaiting, so the hot tail keeps what it was counted on for.
-    fn sources(&self, planned: &[PlannedBatch]) -> (Vec<Source>, Vec<Span>) {
+    /// A batch whose segment retention deleted since the read was planned is
+    /// [`StorageError::PositionDeleted`].
+    fn sources(&self, planned: &[PlannedBatch]) -> Result<(Vec<Source>, Vec<Span>)> {
         let written = self.inner.log.durability.written().0;
         let mut sources = Vec::with_capacity(planned.len());
         let mut spans: Vec<Span> = Vec::new();
@@ -253,7 +275,7 @@ impl ShardStore {
                 .segments
                 .borrow()
                 .find(plan.position)
-                .unwrap_or_else(|| panic!("no segment holds log position {}", plan.position));
+                .ok_or(StorageError::PositionDeleted(plan.position))?;
             let extends_last = spans.last().is_some_and(|(s, start, span_len)| {
                 s.base == segment.base
                     && start + span_len == plan.position
@@ -271,7 +293,7 @@ impl ShardStore {
             sources.push(Source::Disk(span, (plan.position - *start) as usize));
             *span_len += len;
         }
-        (sources, spans)
+        Ok((sources, spans))
     }
 }
 
@@ -282,6 +304,24 @@ enum Source {
     Memory(Bytes),
     /// Index of the span, and the batch's offset inside it.
     Disk(usize, usize),
+}
+
+/// The answer to a read whose batches retention deleted while it was planned: the offset is now
+/// below the queue's start.
+fn deleted_meanwhile(
+    index: &RefCell<QueueIndex>,
+    request: &ReadRequest,
+    topic_id: u32,
+    queue_id: u32,
+) -> StorageError {
+    let index = index.borrow();
+    StorageError::OffsetOutOfRange {
+        topic_id,
+        queue_id,
+        offset: request.offset,
+        min: index.first().max(request.offset + 1),
+        max: index.len(),
+    }
 }
 
 /// The storage invariant between the index and the log, checked on every batch read.

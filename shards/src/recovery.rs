@@ -22,7 +22,9 @@ use shardmq_protocol::batch::{peek_batch_len, validate_stored, BATCH_HEADER_BYTE
 
 use crate::checkpoint;
 use crate::error::{Result, StorageError};
-use crate::index::{truncate_with_file, BatchEntries, IndexEntry, Lookup, QueueIndex};
+use crate::index::{
+    release_below_first, truncate_with_file, BatchEntries, IndexEntry, Lookup, QueueIndex,
+};
 use crate::segment::{parse_segment_name, Segment, Segments};
 
 /// `(topic_id, queue_id)`.
@@ -45,6 +47,9 @@ pub struct RecoveryReport {
     /// `(segment, cut at file offset, bytes dropped)` when a torn tail was cut.
     pub torn_tail: Option<(PathBuf, u64, u64)>,
     pub index_entries_dropped: u64,
+    /// Queues whose index ended before the first batch the log holds of them, so they were
+    /// moved forward to it (their older batches were in deleted segments).
+    pub queues_moved_forward: u64,
 }
 
 pub fn index_path(index_dir: &Path, key: QueueKey) -> PathBuf {
@@ -104,6 +109,7 @@ pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Resul
     let Some(first) = listing.segments.first().copied() else {
         let end = checkpoint.map_or(0, |c| c.position);
         drop_entries_past(&indexes, end, &mut report).await?;
+        start_queues_at(&indexes, end).await?;
         return Ok(Recovered {
             segments,
             end,
@@ -113,6 +119,10 @@ pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Resul
     };
     let start = match checkpoint {
         Some(c) if c.position >= first && indexes_cover(&indexes, &c) => c.position,
+        Some(c) if c.position < first => {
+            tracing::info!(shard = shard_id, checkpoint = c.position, log_start = first, "retention deleted segments after the last checkpoint; scanning from the log's start");
+            first
+        }
         Some(_) => {
             tracing::warn!(shard = shard_id, "an index holds fewer entries than the checkpoint recorded; re-indexing the whole log");
             first
@@ -125,6 +135,7 @@ pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Resul
         report: &mut report,
         index_dir: &index_dir,
         resident_chunks,
+        log_start: first,
     };
     let end = match scan.run(&segments, start).await {
         Err(ScanError::IndexBehindCheckpoint) if start != first => {
@@ -152,6 +163,7 @@ pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Resul
     };
     drop_entries_past(&indexes, end, &mut report).await?;
     remove_empty_last_segment(&mut segments, end).await?;
+    start_queues_at(&indexes, segments.first_base().unwrap_or(end)).await?;
     Ok(Recovered {
         segments,
         end,
@@ -205,6 +217,8 @@ struct Scan<'a> {
     report: &'a mut RecoveryReport,
     index_dir: &'a Path,
     resident_chunks: usize,
+    /// Where the log starts (its first segment's base).
+    log_start: u64,
 }
 
 impl Scan<'_> {
@@ -374,20 +388,24 @@ impl Scan<'_> {
         let have = index.borrow().len();
         let base = header.base_offset;
         if have < base {
-            if self.report.scanned_from == 0 {
-                return Err(ScanError::Storage(StorageError::IndexGap {
-                    shard_id: self.shard_id,
-                    topic_id: key.0,
-                    queue_id: key.1,
-                    have,
-                    batch_base: base,
-                }));
+            if self.report.scanned_from != self.log_start {
+                return Err(ScanError::IndexBehindCheckpoint);
             }
-            return Err(ScanError::IndexBehindCheckpoint);
-        }
-        if have > base {
-            let existing = entry_at(index, base).await?;
-            if existing.position == position && existing.batch_len == header.batch_len {
+            // The log holds this queue only from `base` on: what came before was in deleted
+            // segments (or the index file lost it with them).
+            tracing::info!(
+                shard = self.shard_id,
+                topic_id = key.0,
+                queue_id = key.1,
+                index_had = have,
+                starts_at = base,
+                "the log holds the queue from a later offset; its index continues there"
+            );
+            index.borrow_mut().skip_to(base);
+            self.report.queues_moved_forward += 1;
+        } else if have > base {
+            let existing = probe_at(index, base).await?;
+            if existing.is_some_and(|e| e.position == position && e.batch_len == header.batch_len) {
                 return Ok(());
             }
             truncate_with_file(index, base).await?;
@@ -439,16 +457,53 @@ fn tag_codes_of(bytes: &[u8], header: &shardmq_protocol::BatchHeader) -> Vec<i64
     codes
 }
 
-/// The entry at `offset`, loading its chunk from disk when it was evicted.
+/// The entry at `offset`, loading its chunk from disk when it was evicted. `offset` must be at
+/// or past the queue's start: an empty slot there breaks the store's invariant.
 pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexEntry> {
+    match probe_at(index, offset).await? {
+        Some(entry) => Ok(entry),
+        None => {
+            let index = index.borrow();
+            panic!(
+                "index {}: empty slot at offset {offset} in [{}, {})",
+                index.path().display(),
+                index.first(),
+                index.len()
+            )
+        }
+    }
+}
+
+/// The entry at `offset`, or `None` for an empty slot (below the queue's start, or an index
+/// recovery is still checking).
+pub async fn probe_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<Option<IndexEntry>> {
     loop {
         let loader = match index.borrow().get(offset) {
-            Lookup::Hit(entry) => return Ok(entry),
+            Lookup::Hit(entry) => return Ok(Some(entry)),
+            Lookup::Empty => return Ok(None),
             Lookup::Evicted(chunk_no) => (chunk_no, index.borrow().chunk_loader(chunk_no)),
         };
         let (reader, bytes) = loader.1.await?;
         index.borrow_mut().insert_loaded(loader.0, reader, bytes);
     }
+}
+
+/// The first offset in `[from, len)` whose entry is filled and satisfies `at_or_after` (which
+/// must be monotone over filled entries; empty slots only precede them), or `len`.
+pub async fn first_offset_where(
+    index: &RefCell<QueueIndex>,
+    from: u64,
+    at_or_after: impl Fn(&IndexEntry) -> bool,
+) -> Result<u64> {
+    let (mut lo, mut hi) = (from, index.borrow().len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match probe_at(index, mid).await? {
+            Some(entry) if at_or_after(&entry) => hi = mid,
+            _ => lo = mid + 1,
+        }
+    }
+    Ok(lo)
 }
 
 /// Drops index entries that point at or past the log's end (written after the log was torn).
@@ -459,21 +514,31 @@ async fn drop_entries_past(
 ) -> Result<()> {
     for index in indexes.values() {
         let len = index.borrow().len();
-        if len == 0 || entry_at(index, len - 1).await?.position < end {
+        if len == 0
+            || probe_at(index, len - 1)
+                .await?
+                .is_none_or(|e| e.position < end)
+        {
             continue;
         }
         // Entries are in position order: find the first one at or past `end`.
-        let (mut lo, mut hi) = (0u64, len - 1);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if entry_at(index, mid).await?.position >= end {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        report.index_entries_dropped += len - lo;
-        truncate_with_file(index, lo).await?;
+        let cut = first_offset_where(index, 0, |e| e.position >= end).await?;
+        report.index_entries_dropped += len - cut;
+        truncate_with_file(index, cut).await?;
+    }
+    Ok(())
+}
+
+/// Sets each queue's start to its first entry at or past the log's start `log_start` (what lies
+/// before was deleted by retention) and releases the index chunks below it.
+async fn start_queues_at(
+    indexes: &HashMap<QueueKey, RefCell<QueueIndex>>,
+    log_start: u64,
+) -> Result<()> {
+    for index in indexes.values() {
+        let first = first_offset_where(index, 0, |e| e.position >= log_start).await?;
+        index.borrow_mut().advance_first(first);
+        release_below_first(index).await?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! entries hold the store time) without reading the log.
 
 use crate::error::Result;
-use crate::recovery::entry_at;
+use crate::recovery::{entry_at, first_offset_where};
 use crate::store::ShardStore;
 
 impl ShardStore {
@@ -25,24 +25,18 @@ impl ShardStore {
         else {
             return Ok(0);
         };
-        let (mut lo, mut hi) = (0u64, index.borrow().len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if entry_at(&index, mid).await?.store_ms < timestamp_ms {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
+        let first = index.borrow().first();
+        first_offset_where(&index, first, |e| e.store_ms >= timestamp_ms).await
     }
 
-    /// When the queue's first record was stored, or `None` for an empty queue.
+    /// When the queue's first record still stored was stored, or `None` for an empty queue.
     pub async fn earliest_store_time(&self, topic_id: u32, queue_id: u32) -> Result<Option<u64>> {
-        self.store_time_at(topic_id, queue_id, 0).await
+        let (first, _) = self.offsets(topic_id, queue_id);
+        self.store_time_at(topic_id, queue_id, first).await
     }
 
-    /// When the record at `offset` of the queue was stored, or `None` past its end.
+    /// When the record at `offset` of the queue was stored, or `None` past its end or before
+    /// its start.
     pub async fn store_time_at(
         &self,
         topic_id: u32,
@@ -58,7 +52,7 @@ impl ShardStore {
         else {
             return Ok(None);
         };
-        if offset >= index.borrow().len() {
+        if offset >= index.borrow().len() || offset < index.borrow().first() {
             return Ok(None);
         }
         Ok(Some(entry_at(&index, offset).await?.store_ms))
@@ -81,7 +75,7 @@ impl ShardStore {
         else {
             return Ok(false);
         };
-        if offset >= index.borrow().len() {
+        if offset >= index.borrow().len() || offset < index.borrow().first() {
             return Ok(false);
         }
         let entry = entry_at(&index, offset).await?;

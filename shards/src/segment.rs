@@ -119,6 +119,15 @@ impl Segments {
         Some((self.list[at].clone(), end))
     }
 
+    pub fn first_base(&self) -> Option<u64> {
+        self.list.first().map(|s| s.base)
+    }
+
+    /// Drops the oldest segment (retention) and returns it.
+    pub fn pop_first(&mut self) -> Option<Rc<Segment>> {
+        (!self.list.is_empty()).then(|| self.list.remove(0))
+    }
+
     pub fn last_base(&self) -> Option<u64> {
         self.list.last().map(|s| s.base)
     }

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     tasks: RefCell<Vec<Task<()>>>,
     recovery: RecoveryReport,
     pub(crate) consumer_offsets: ConsumerOffsets,
+    /// The disk use (percent) that made retention refuse appends, while it lasts.
+    pub(crate) disk_refusal: Cell<Option<f64>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -116,6 +118,7 @@ impl ShardStore {
                 tasks: RefCell::new(Vec::new()),
                 recovery: recovered.report,
                 consumer_offsets,
+                disk_refusal: Cell::new(None),
             }),
         };
         store.checkpoint().await?;
@@ -146,6 +149,16 @@ impl ShardStore {
                 if let Err(err) = store.checkpoint().await {
                     tracing::warn!(shard = store.shard_id(), error = %err, "checkpoint failed; will retry");
                 }
+            }
+        })));
+        let store = self.clone();
+        let interval = self.inner.config.retention.interval;
+        tasks.extend(spawn(Box::pin(async move {
+            loop {
+                if let Err(err) = store.retention_pass().await {
+                    tracing::warn!(shard = store.shard_id(), error = %err, "retention pass failed; will retry");
+                }
+                glommio::timer::sleep(interval).await;
             }
         })));
         let store = self.clone();
@@ -228,16 +241,14 @@ impl ShardStore {
         }
     }
 
-    /// `(min, max)` offsets of a queue; max is one past the last record. An unknown queue is
-    /// empty: `(0, 0)`.
+    /// `(min, max)` offsets of a queue: min is its first record still stored (retention moves
+    /// it), max one past its last record. An unknown queue is empty: `(0, 0)`.
     pub fn offsets(&self, topic_id: u32, queue_id: u32) -> (u64, u64) {
-        let len = self
-            .inner
-            .queues
-            .borrow()
-            .get(&(topic_id, queue_id))
-            .map(|q| q.borrow().len());
-        (0, len.unwrap_or(0))
+        let queues = self.inner.queues.borrow();
+        queues.get(&(topic_id, queue_id)).map_or((0, 0), |q| {
+            let q = q.borrow();
+            (q.first(), q.len())
+        })
     }
 
     /// Every queue this store holds an index for.

@@ -12,7 +12,7 @@ use crate::read::ReadRequest;
 use crate::config::{FlushMode, StoreConfig};
 use crate::store::ShardStore;
 
-fn small_config(dir: &Path, flush: FlushMode) -> StoreConfig {
+pub(crate) fn small_config(dir: &Path, flush: FlushMode) -> StoreConfig {
     let mut config = StoreConfig::new(0, dir.to_path_buf());
     config.segment_bytes = 64 * 1024;
     config.write_buffer_bytes = 4096;
@@ -21,10 +21,13 @@ fn small_config(dir: &Path, flush: FlushMode) -> StoreConfig {
     config.index_resident_chunks = 2;
     config.flush = flush;
     config.checkpoint_interval = Duration::from_secs(3600);
+    // Retention runs when a test calls it.
+    config.retention.max_age = None;
+    config.retention.interval = Duration::from_secs(3600);
     config
 }
 
-fn batch(queue: u32, seq: u32, records: u32) -> ValidatedBatch {
+pub(crate) fn batch(queue: u32, seq: u32, records: u32) -> ValidatedBatch {
     let records: Vec<Record> = (0..records)
         .map(|i| Record {
             born_timestamp_ms: 1,
@@ -41,7 +44,7 @@ fn batch(queue: u32, seq: u32, records: u32) -> ValidatedBatch {
     ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).unwrap()
 }
 
-fn request(offset: u64, max_messages: u32, max_bytes: u32) -> ReadRequest {
+pub(crate) fn request(offset: u64, max_messages: u32, max_bytes: u32) -> ReadRequest {
     ReadRequest {
         offset,
         max_messages,
@@ -50,7 +53,7 @@ fn request(offset: u64, max_messages: u32, max_bytes: u32) -> ReadRequest {
     }
 }
 
-fn run<F, Fut>(f: F)
+pub(crate) fn run<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
@@ -63,10 +66,11 @@ where
         .unwrap();
 }
 
-/// Reads a whole queue and returns the keys of its records in offset order.
-async fn read_keys(store: &ShardStore, queue: u32) -> Vec<String> {
+/// Reads a whole queue, from its first stored offset, and returns the keys of its records in
+/// offset order.
+pub(crate) async fn read_keys(store: &ShardStore, queue: u32) -> Vec<String> {
     let mut keys = Vec::new();
-    let mut offset = 0;
+    let mut offset = store.offsets(1, queue).0;
     loop {
         let outcome = store
             .read(1, queue, request(offset, 1000, 64 * 1024))
@@ -91,13 +95,13 @@ async fn read_keys(store: &ShardStore, queue: u32) -> Vec<String> {
     }
 }
 
-fn expected_keys(queue: u32, batches: u32, records: u32) -> Vec<String> {
+pub(crate) fn expected_keys(queue: u32, batches: u32, records: u32) -> Vec<String> {
     (0..batches)
         .flat_map(|s| (0..records).map(move |i| format!("{queue}-{s}-{i}")))
         .collect()
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -115,13 +119,13 @@ fn last_data_segment(dir: &Path) -> PathBuf {
         .unwrap()
 }
 
-async fn open_sync(dir: &Path) -> ShardStore {
+pub(crate) async fn open_sync(dir: &Path) -> ShardStore {
     ShardStore::open(small_config(dir, FlushMode::Sync), None)
         .await
         .unwrap()
 }
 
-async fn fill(store: &ShardStore, batches: u32) {
+pub(crate) async fn fill(store: &ShardStore, batches: u32) {
     for seq in 0..batches {
         for queue in 0..2 {
             let outcome = store.append(1, queue, batch(queue, seq, 3)).await.unwrap();

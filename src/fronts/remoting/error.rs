@@ -45,7 +45,7 @@ impl From<CoreError> for Refusal {
             CoreError::NoPermission { .. } | CoreError::GroupNoPermission { .. } => {
                 code::NO_PERMISSION
             }
-            CoreError::Storage(StorageError::Closed(_))
+            CoreError::Storage(StorageError::Closed(_) | StorageError::WritesRefused { .. })
             | CoreError::ShuttingDown
             | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,
             CoreError::InvalidArgument(_)

@@ -1,0 +1,239 @@
+//! Retention: whole sealed segments are deleted, oldest first, by age, by the shard's size
+//! limit and by the disk's water marks; the queues' starts move past what was deleted.
+//!
+//! Rules (RocketMQ's `fileReservedTime`, `diskMaxUsedSpaceRatio`,
+//! `diskSpaceCleanForciblyRatio`, `diskSpaceWarningLevelRatio`; see [`RetentionConfig`]):
+//! - a sealed segment older than `max_age` (by its file's modification time: its last write)
+//!   is deleted. RocketMQ deletes expired files only at `deleteWhen` (04:00) unless the disk is
+//!   above 75%, because its deletions stall sends; here they run continuously, one segment at a
+//!   time, on the shard's background task queue, so the 75% mark only warns;
+//! - while the shard's log is larger than `max_bytes`, its oldest sealed segment is deleted;
+//! - while the data directory's filesystem is at or above `force_clean_percent`, the oldest
+//!   sealed segment is deleted even when it has not expired;
+//! - at or above `refuse_percent`, the store refuses appends (reads go on) until usage falls
+//!   below it again.
+//!
+//! Invariants:
+//! - the open segment (the last listed) is never deleted, nor a sealed one before the writer
+//!   synced its end: only whole, synced, sealed segments go;
+//! - a queue's start moves before its segment leaves the list, so no new read is planned into
+//!   it; a read planned before finishes from the file handle it holds (unlinked files stay
+//!   readable) or answers "offset too small";
+//! - deleting records a consumer group has not consumed is logged with the group and the range.
+//!
+//! Limits: at most `segments_per_pass` segments per pass, so a shard that must free a lot
+//! spreads the work over passes instead of holding its core.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Result, StorageError};
+use crate::index::release_below_first;
+use crate::recovery::{first_offset_where, probe_at, QueueKey};
+use crate::store::ShardStore;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig {
+    /// Sealed segments older than this are deleted (RocketMQ: 72 h). `None`: kept forever.
+    pub max_age: Option<Duration>,
+    /// The shard's log is kept under this many bytes. `None`: no limit.
+    pub max_bytes: Option<u64>,
+    /// How often a pass runs (RocketMQ's cleanResourceInterval: 10 s).
+    pub interval: Duration,
+    pub segments_per_pass: usize,
+    pub marks: DiskMarks,
+}
+
+/// Percentages of the data directory's filesystem in use (`(total - free) / total`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskMarks {
+    /// A warning in the log (RocketMQ starts deleting expired files early here).
+    pub warn_percent: f64,
+    /// The oldest sealed segments are deleted even when not expired.
+    pub force_clean_percent: f64,
+    /// Appends are refused.
+    pub refuse_percent: f64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age: Some(Duration::from_secs(72 * 3600)),
+            max_bytes: None,
+            interval: Duration::from_secs(10),
+            segments_per_pass: 8,
+            marks: DiskMarks {
+                warn_percent: 75.0,
+                force_clean_percent: 85.0,
+                refuse_percent: 90.0,
+            },
+        }
+    }
+}
+
+/// Why a segment was deleted, for the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reason {
+    Expired { age: Duration },
+    OverSizeLimit { log_bytes: u64 },
+    DiskAboveMark { used_percent: f64 },
+}
+
+/// How full the filesystem holding `dir` is, in percent (`None` if `statvfs` fails).
+pub fn disk_used_percent(dir: &Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into a struct we own; the path is NUL-terminated.
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut stat) == 0).then_some(stat)
+    }?;
+    let total = stat.f_blocks as f64;
+    (total > 0.0).then(|| (total - stat.f_bfree as f64) * 100.0 / total)
+}
+
+impl ShardStore {
+    /// One retention pass: updates the disk refusal, then deletes what the rules say, up to
+    /// `segments_per_pass` segments. Returns how many were deleted.
+    pub async fn retention_pass(&self) -> Result<usize> {
+        let config = self.inner.config.retention.clone();
+        let mut deleted = 0;
+        while deleted < config.segments_per_pass {
+            let used = disk_used_percent(self.dir());
+            self.update_disk_refusal(used, &config.marks);
+            let Some(reason) = self.oldest_sealed_must_go(&config, used) else {
+                break;
+            };
+            self.delete_oldest_segment(reason).await?;
+            deleted += 1;
+            glommio::yield_if_needed().await;
+        }
+        Ok(deleted)
+    }
+
+    fn update_disk_refusal(&self, used: Option<f64>, marks: &DiskMarks) {
+        let Some(used) = used else { return };
+        let refusing = used >= marks.refuse_percent;
+        let was = self.inner.disk_refusal.replace(refusing.then_some(used));
+        match (was.is_some(), refusing) {
+            (false, true) => {
+                tracing::error!(shard = self.shard_id(), dir = %self.dir().display(), used_percent = used, limit = marks.refuse_percent, "disk nearly full: the shard refuses writes; reads go on")
+            }
+            (true, false) => {
+                tracing::warn!(
+                    shard = self.shard_id(),
+                    used_percent = used,
+                    "disk usage back under the limit: the shard takes writes again"
+                )
+            }
+            _ if used >= marks.warn_percent && !refusing => {
+                tracing::warn!(
+                    shard = self.shard_id(),
+                    used_percent = used,
+                    warn = marks.warn_percent,
+                    "disk filling up"
+                )
+            }
+            _ => {}
+        }
+    }
+
+    /// Why the oldest sealed segment must be deleted now, or `None` to keep it.
+    fn oldest_sealed_must_go(&self, config: &RetentionConfig, used: Option<f64>) -> Option<Reason> {
+        let (path, next_base, first_base) = {
+            let segments = self.inner.segments.borrow();
+            let mut it = segments.iter();
+            let oldest = it.next()?;
+            let next = it.next()?;
+            (oldest.path.clone(), next.base, oldest.base)
+        };
+        // The writer closes (and syncs) a segment before it starts the next.
+        if self.inner.log.durability.synced().0 < next_base {
+            return None;
+        }
+        if let Some(used) = used.filter(|u| *u >= config.marks.force_clean_percent) {
+            return Some(Reason::DiskAboveMark { used_percent: used });
+        }
+        let log_bytes = self.inner.log.durability.appended().0 - first_base;
+        if config.max_bytes.is_some_and(|max| log_bytes > max) {
+            return Some(Reason::OverSizeLimit { log_bytes });
+        }
+        let max_age = config.max_age?;
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        let age = SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default();
+        (age > max_age).then_some(Reason::Expired { age })
+    }
+
+    /// Moves every queue's start past the oldest segment, then drops and deletes it.
+    async fn delete_oldest_segment(&self, reason: Reason) -> Result<()> {
+        let (base, new_start) = {
+            let segments = self.inner.segments.borrow();
+            let mut it = segments.iter();
+            let base = it.next().expect("checked by the caller").base;
+            (base, it.next().expect("checked by the caller").base)
+        };
+        let queues: Vec<_> = self
+            .inner
+            .queues
+            .borrow()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (key, index) in &queues {
+            let old_first = index.borrow().first();
+            if old_first >= index.borrow().len()
+                || probe_at(index, old_first)
+                    .await?
+                    .is_some_and(|e| e.position >= new_start)
+            {
+                continue;
+            }
+            let new_first =
+                first_offset_where(index, old_first, |e| e.position >= new_start).await?;
+            index.borrow_mut().advance_first(new_first);
+            self.log_unconsumed(*key, old_first, new_first);
+        }
+        let segment = self
+            .inner
+            .segments
+            .borrow_mut()
+            .pop_first()
+            .expect("the oldest segment is listed");
+        assert_eq!(
+            segment.base, base,
+            "retention deletes the segment it checked"
+        );
+        tracing::info!(shard = self.shard_id(), segment = %segment.path.display(), bytes = new_start - base, reason = ?reason, "retention deleted a segment");
+        glommio::io::remove(&segment.path)
+            .await
+            .map_err(|e| StorageError::glommio(&segment.path, e))?;
+        drop(segment); // its read handle closes once no read holds it
+        for (_, index) in &queues {
+            if let Err(err) = release_below_first(index).await {
+                tracing::warn!(shard = self.shard_id(), error = %err, "could not release deleted index chunks; the file keeps their space");
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs each consumer group that had not consumed `[old_first, new_first)` of the queue.
+    fn log_unconsumed(&self, (topic_id, queue_id): QueueKey, old_first: u64, new_first: u64) {
+        let behind = self
+            .inner
+            .consumer_offsets
+            .entries(|k| k.topic_id == topic_id && k.queue_id == queue_id);
+        for (key, committed) in behind.into_iter().filter(|(_, o)| *o < new_first) {
+            tracing::warn!(
+                shard = self.shard_id(),
+                group = %key.group,
+                topic_id,
+                queue_id,
+                from = committed.max(old_first),
+                to = new_first,
+                "retention deleted messages the consumer group had not consumed"
+            );
+        }
+    }
+}
