@@ -24,7 +24,7 @@ use crate::index::{persist, BatchEntries, QueueIndex};
 use crate::recovery::QueueKey;
 use crate::segment::Segment;
 use crate::store::{now_ms, ShardStore};
-use crate::writer::WriteCommand;
+use crate::writer::{SpareState, WriteCommand};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -57,17 +57,35 @@ impl ShardStore {
         self.inner.log.check_failed()
     }
 
-    /// Waits while too much is appended but unwritten (backpressure on producers).
-    async fn wait_for_room(&self) -> Result<()> {
+    /// Waits while too much is appended but unwritten (backpressure on producers), and while
+    /// the next segment a batch of `len` bytes needs is being reserved; refuses when it could not
+    /// be (the disk is full).
+    async fn wait_for_room(&self, len: u64) -> Result<()> {
         let max = self.inner.config.unwritten_bytes_max();
         loop {
             self.check_writable()?;
             let d = &self.inner.log.durability;
-            if d.appended().0 - d.written().0 <= max {
-                return Ok(());
+            let room = d.appended().0 - d.written().0 <= max;
+            let spare = self
+                .needs_roll(d.appended().0, len)
+                .then(|| self.inner.log.spare());
+            match spare {
+                None | Some(SpareState::Ready) if room => return Ok(()),
+                Some(SpareState::Failed(reason)) => {
+                    self.inner.log.request_spare_soon();
+                    return Err(StorageError::WritesRefused {
+                        shard_id: self.shard_id(),
+                        reason,
+                    });
+                }
+                _ => {}
             }
             let listener = self.inner.log.progress.listen();
-            if d.appended().0 - d.written().0 <= max || self.inner.log.check_failed().is_err() {
+            let spare_settled = !self.needs_roll(d.appended().0, len)
+                || self.inner.log.spare() != SpareState::Preparing;
+            if (d.appended().0 - d.written().0 <= max && spare_settled)
+                || self.inner.log.check_failed().is_err()
+            {
                 continue;
             }
             listener.await;
@@ -83,10 +101,10 @@ impl ShardStore {
         queue_id: u32,
         batch: ValidatedBatch,
     ) -> Result<AppendOutcome> {
-        self.wait_for_room().await?;
-        let inner = &self.inner;
         let header = *batch.header();
         let len = u64::from(header.batch_len);
+        self.wait_for_room(len).await?;
+        let inner = &self.inner;
         assert_eq!(
             len as usize,
             batch.len(),
@@ -131,23 +149,31 @@ impl ShardStore {
         })
     }
 
-    /// Starts a new segment when a batch of `len` bytes at `position` would take the open one
-    /// past the segment size (a batch larger than a segment gets one of its own).
-    fn roll_if_full(&self, position: u64, len: u64) {
-        let inner = &self.inner;
-        // The last segment is the open one (one is pushed at open and at every roll).
-        let segment_base = inner
-            .segments
-            .borrow()
-            .last_base()
-            .expect("the open segment is always listed");
-        if position > segment_base && position - segment_base + len > inner.config.segment_bytes {
-            inner
-                .segments
-                .borrow_mut()
-                .push(Segment::new(&inner.config.dir.join("log"), position));
-            inner.log.submit(WriteCommand::Roll { base: position });
+    /// True when a batch of `len` bytes at `position` needs a new segment: none is open since
+    /// the store opened, or it would take the open one past the segment size (a batch larger
+    /// than a segment gets one of its own).
+    fn needs_roll(&self, position: u64, len: u64) -> bool {
+        match self.inner.open_segment.get() {
+            None => true,
+            Some(base) => {
+                position > base && position - base + len > self.inner.config.segment_bytes
+            }
         }
+    }
+
+    /// Starts a new segment at `position` when the batch needs one. `wait_for_room` saw the
+    /// spare ready, with no await since.
+    fn roll_if_full(&self, position: u64, len: u64) {
+        if !self.needs_roll(position, len) {
+            return;
+        }
+        let inner = &self.inner;
+        inner
+            .segments
+            .borrow_mut()
+            .push(Segment::new(&inner.config.dir.join("log"), position));
+        inner.log.roll_onto_spare(position);
+        inner.open_segment.set(Some(position));
     }
 
     /// Resolves once the append that ended at `end` may be acknowledged: at once under

@@ -81,12 +81,12 @@ impl StoreConfig {
             ));
         }
         let marks = &self.retention.marks;
-        if !(0.0..=100.0).contains(&marks.refuse_percent)
-            || marks.force_clean_percent > marks.refuse_percent
-            || marks.warn_percent > marks.force_clean_percent
-        {
+        let ordered = 0.0 <= marks.warn_percent
+            && marks.warn_percent <= marks.force_clean_percent
+            && marks.force_clean_percent <= marks.refuse_percent;
+        if !ordered {
             return fail(format!(
-                "disk marks must satisfy warn {} <= force clean {} <= refuse {} <= 100",
+                "disk marks must satisfy 0 <= warn {} <= force clean {} <= refuse {} (above 100: never)",
                 marks.warn_percent, marks.force_clean_percent, marks.refuse_percent
             ));
         }

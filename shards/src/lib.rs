@@ -50,6 +50,8 @@ pub use retention::{DiskMarks, RetentionConfig};
 pub use store::ShardStore;
 
 #[cfg(test)]
+mod full_disk_tests;
+#[cfg(test)]
 mod retention_tests;
 #[cfg(test)]
 mod store_tests;

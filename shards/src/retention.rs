@@ -97,6 +97,8 @@ impl ShardStore {
     /// `segments_per_pass` segments. Returns how many were deleted.
     pub async fn retention_pass(&self) -> Result<usize> {
         let config = self.inner.config.retention.clone();
+        // A spare that could not be reserved is retried here (space may be back).
+        self.inner.log.request_spare();
         let mut deleted = 0;
         while deleted < config.segments_per_pass {
             let used = disk_used_percent(self.dir());
@@ -106,6 +108,7 @@ impl ShardStore {
             };
             self.delete_oldest_segment(reason).await?;
             deleted += 1;
+            self.inner.log.request_spare();
             glommio::yield_if_needed().await;
         }
         Ok(deleted)

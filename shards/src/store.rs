@@ -34,8 +34,8 @@ use crate::hot_tail::HotTail;
 use crate::index::{persist, QueueIndex};
 use crate::prefetch::Prefetcher;
 use crate::recovery::{self, index_path, QueueKey, RecoveryReport};
-use crate::segment::{Segment, Segments};
-use crate::writer::{self, LogState, WriteCommand, WriterConfig};
+use crate::segment::Segments;
+use crate::writer::{self, LogState, SpareState, WriteCommand, WriterConfig};
 
 #[derive(Clone)]
 pub struct ShardStore {
@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) consumer_offsets: ConsumerOffsets,
     /// The disk use (percent) that made retention refuse appends, while it lasts.
     pub(crate) disk_refusal: Cell<Option<f64>>,
+    /// Base of the segment appends go to; `None` until the first append after open rolls.
+    pub(crate) open_segment: Cell<Option<u64>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -84,10 +86,8 @@ impl ShardStore {
         let end = recovered.end;
         tracing::info!(shard = config.shard_id, end, report = ?recovered.report, "shard recovered");
         let log = Rc::new(LogState::new(config.shard_id, end));
-        let mut segments = recovered.segments;
+        let segments = recovered.segments;
         let log_dir = config.dir.join("log");
-        segments.push(Segment::new(&log_dir, end));
-        log.submit(WriteCommand::Roll { base: end });
         let writer_config = WriterConfig {
             log_dir,
             segment_bytes: config.segment_bytes,
@@ -95,6 +95,15 @@ impl ShardStore {
             write_behind: config.write_behind_buffers,
         };
         glommio::spawn_local(writer::run(log.clone(), writer_config)).detach();
+        // The first append rolls onto the spare: have it (or know why not) before serving.
+        log.request_spare();
+        while log.spare() == SpareState::Preparing && log.check_failed().is_ok() {
+            let listener = log.progress.listen();
+            if log.spare() != SpareState::Preparing {
+                break;
+            }
+            listener.await;
+        }
         let consumer_offsets = ConsumerOffsets::open(&config.dir).await?;
         let queues = recovered
             .indexes
@@ -119,9 +128,13 @@ impl ShardStore {
                 recovery: recovered.report,
                 consumer_offsets,
                 disk_refusal: Cell::new(None),
+                open_segment: Cell::new(None),
             }),
         };
-        store.checkpoint().await?;
+        // On a full disk the checkpoint may not be writable; recovery does not need it.
+        if let Err(err) = store.checkpoint().await {
+            tracing::warn!(shard = store.shard_id(), error = %err, "checkpoint at open failed; will retry");
+        }
         store.start_background(background);
         Ok(store)
     }
@@ -396,6 +409,8 @@ impl ShardStore {
     }
 
     /// Stops taking writes, writes and syncs everything appended, checkpoints, closes files.
+    /// Fails only when the log could not be synced; a checkpoint or offsets file that cannot
+    /// be written (a full disk) is logged, and recovery copes without it.
     pub async fn close(&self) -> Result<()> {
         if self.inner.closing.replace(true) {
             return Ok(());
@@ -416,8 +431,14 @@ impl ShardStore {
             StorageError::Closed(_) => Ok(()),
             other => Err(other),
         })?;
-        self.checkpoint().await?;
-        self.inner.consumer_offsets.persist().await?;
+        // The log is synced: what follows is derived data or best effort, and must not keep a
+        // full disk from shutting down cleanly.
+        if let Err(err) = self.checkpoint().await {
+            tracing::warn!(shard = self.shard_id(), error = %err, "final checkpoint failed; the next start re-indexes from the last one");
+        }
+        if let Err(err) = self.inner.consumer_offsets.persist().await {
+            tracing::error!(shard = self.shard_id(), error = %err, "could not write consumer offsets at close: commits since the last write are lost");
+        }
         let segments: Vec<_> = self.inner.segments.borrow().iter().cloned().collect();
         for segment in segments {
             segment.close_reader().await;

@@ -13,7 +13,14 @@
 //! queued command before it syncs, so one `fdatasync` covers every batch that asked for one.
 //!
 //! Rolls: the old segment is closed (flushed, synced, truncated to its real length) before the
-//! next file is created, so only the last segment can ever hold a torn tail.
+//! next one is opened, so only the last segment can ever hold a torn tail.
+//!
+//! Space is reserved a segment ahead (RocketMQ's AllocateMappedFileService does the same): the
+//! next segment is created and preallocated as `log/next.spare` (`PrepareSpare`) before it is
+//! needed, and a roll renames it into place. The store appends into a new segment only once its
+//! spare is ready, so every acknowledged byte has its disk blocks before it is acknowledged and
+//! a full disk refuses appends up front instead of failing a write of acknowledged data. A spare
+//! that cannot be made (ENOSPC) is not a failure: it is retried (see `LogState::spare`).
 //!
 //! A write error is sticky: the store refuses further appends and every waiter is woken with
 //! the failure; nothing after the failure point is acknowledged.
@@ -26,22 +33,38 @@ use std::rc::Rc;
 use bytes::Bytes;
 use event_listener::Event;
 use futures_lite::AsyncWriteExt;
-use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
+use glommio::io::{DmaStreamWriter, DmaStreamWriterBuilder};
 
 use crate::durability::{Durability, Synced, Written};
 use crate::error::{Result, StorageError};
 use crate::segment::segment_path;
 
+/// The next segment, created and preallocated ahead of the roll that renames it into place.
+pub const SPARE_NAME: &str = "next.spare";
+
 pub enum WriteCommand {
-    /// Start a new segment whose first byte has log position `base`.
+    /// Start a new segment whose first byte has log position `base`, from the spare (the store
+    /// submits it only when [`SpareState::Ready`]).
     Roll {
         base: u64,
     },
+    /// Create and preallocate the spare (or finish a spare a previous run left).
+    PrepareSpare,
     Append(Bytes),
     /// Sync everything appended so far.
     Sync,
     /// Flush, sync and close the open segment, then stop.
     Close,
+}
+
+/// Whether the next segment's space is reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpareState {
+    /// Asked for, not done yet.
+    Preparing,
+    Ready,
+    /// The last attempt failed (the message says why); the store asks again later.
+    Failed(String),
 }
 
 /// State shared between the store and its writer task (same core).
@@ -54,6 +77,10 @@ pub struct LogState {
     pub progress: Event,
     failure: RefCell<Option<String>>,
     stopped: std::cell::Cell<bool>,
+    spare: RefCell<SpareState>,
+    /// The last reason a spare could not be made, so a retry that fails alike is not logged.
+    last_spare_failure: RefCell<Option<String>>,
+    last_spare_request: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl LogState {
@@ -66,7 +93,52 @@ impl LogState {
             progress: Event::new(),
             failure: RefCell::new(None),
             stopped: std::cell::Cell::new(false),
+            spare: RefCell::new(SpareState::Failed("not prepared yet".into())),
+            last_spare_failure: RefCell::new(None),
+            last_spare_request: std::cell::Cell::new(None),
         }
+    }
+
+    pub fn spare(&self) -> SpareState {
+        self.spare.borrow().clone()
+    }
+
+    /// Asks the writer for a spare unless one is ready or being prepared.
+    pub fn request_spare(&self) {
+        if matches!(*self.spare.borrow(), SpareState::Failed(_)) {
+            self.last_spare_request.set(Some(std::time::Instant::now()));
+            *self.spare.borrow_mut() = SpareState::Preparing;
+            self.submit(WriteCommand::PrepareSpare);
+        }
+    }
+
+    /// [`LogState::request_spare`] at most once a second: what a refused append calls, so a
+    /// flood of them on a full disk does not become a flood of failing preallocations.
+    pub fn request_spare_soon(&self) {
+        let recent = self
+            .last_spare_request
+            .get()
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1));
+        if !recent {
+            self.request_spare();
+        }
+    }
+
+    /// Rolls to a new segment at `base` with the ready spare, and asks for the next spare.
+    pub fn roll_onto_spare(&self, base: u64) {
+        assert_eq!(
+            *self.spare.borrow(),
+            SpareState::Ready,
+            "a roll needs the spare ready"
+        );
+        *self.spare.borrow_mut() = SpareState::Preparing;
+        self.submit(WriteCommand::Roll { base });
+        self.submit(WriteCommand::PrepareSpare);
+    }
+
+    fn set_spare(&self, state: SpareState) {
+        *self.spare.borrow_mut() = state;
+        self.progress.notify(usize::MAX);
     }
 
     pub fn submit(&self, command: WriteCommand) {
@@ -136,6 +208,7 @@ async fn serve(
             match command {
                 WriteCommand::Append(bytes) => append(state, open, &bytes).await?,
                 WriteCommand::Roll { base } => roll(state, config, open, base).await?,
+                WriteCommand::PrepareSpare => prepare_spare(state, config).await,
                 WriteCommand::Sync => sync_wanted = true,
                 WriteCommand::Close => {
                     if let Some(segment) = open.take() {
@@ -216,17 +289,76 @@ async fn roll(
         "a new segment starts at the written end"
     );
     let path = segment_path(&config.log_dir, base);
-    let file = DmaFile::create(&path)
+    let spare = config.log_dir.join(SPARE_NAME);
+    std::fs::rename(&spare, &path).map_err(|e| StorageError::io(&spare, e))?;
+    let file = glommio::io::OpenOptions::new()
+        .write(true)
+        .dma_open(&path)
         .await
         .map_err(|e| StorageError::glommio(&path, e))?;
-    // Allocating blocks up front keeps DMA writes from turning synchronous in the filesystem.
-    if let Err(err) = file.pre_allocate(config.segment_bytes, true).await {
-        tracing::warn!(path = %path.display(), error = %err, "could not preallocate segment");
-    }
     let writer = DmaStreamWriterBuilder::new(file)
         .with_buffer_size(config.buffer_bytes)
         .with_write_behind(config.write_behind)
         .build();
     *open = Some(OpenSegment { base, path, writer });
     Ok(())
+}
+
+/// Creates (or reopens) the spare and reserves a whole segment's blocks for it. Never fatal: a
+/// failure leaves [`SpareState::Failed`] for the store to retry.
+async fn prepare_spare(state: &LogState, config: &WriterConfig) {
+    let path = config.log_dir.join(SPARE_NAME);
+    let outcome = async {
+        let file = glommio::io::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .dma_open(&path)
+            .await?;
+        // Blocks allocated up front also keep DMA writes from turning synchronous in the
+        // filesystem. keep_size: the file stays empty, so the writer starts at its offset 0.
+        let reserved = file.pre_allocate(config.segment_bytes, true).await;
+        let _ = file.close().await;
+        match reserved {
+            Err(e) if os_error(&e) == Some(libc::EOPNOTSUPP) => {
+                tracing::warn!(path = %path.display(), "this filesystem cannot preallocate: a full disk will fail writes of acknowledged data");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            if state.last_spare_failure.borrow_mut().take().is_some() {
+                tracing::warn!(
+                    shard = state.shard_id,
+                    "the next segment is reserved again: appends resume"
+                );
+            }
+            state.set_spare(SpareState::Ready)
+        }
+        Err(err) => {
+            let message = format!(
+                "no room to reserve the next segment ({} bytes) in {}: {err}",
+                config.segment_bytes,
+                config.log_dir.display()
+            );
+            let last = state.last_spare_failure.replace(Some(message.clone()));
+            if last.as_ref() != Some(&message) {
+                tracing::error!(shard = state.shard_id, reason = %message, "the shard cannot reserve its next segment: appends that need it are refused until space is freed; reads go on");
+            }
+            // Whatever was allocated is given back: a half-reserved spare helps no one.
+            let _ = std::fs::remove_file(&path);
+            state.set_spare(SpareState::Failed(message));
+        }
+    }
+}
+
+/// The OS error number behind a glommio I/O error, if there is one.
+pub fn os_error(err: &glommio::GlommioError<()>) -> Option<i32> {
+    match err {
+        glommio::GlommioError::IoError(e) => e.raw_os_error(),
+        glommio::GlommioError::EnhancedIoError { source, .. } => source.raw_os_error(),
+        _ => None,
+    }
 }
