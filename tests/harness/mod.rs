@@ -108,14 +108,18 @@ impl Broker {
     ) -> Result<Broker, String> {
         let stderr_log = data_dir.with_extension(format!("stderr-{}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_log).unwrap();
-        let mut listen: Vec<&str> = Vec::new();
+        let mut defaults: Vec<&str> = Vec::new();
         for (flag, default) in [
             ("--listen", "127.0.0.1:0"),
             ("--remoting-listen", "127.0.0.1:0"),
             ("--namesrv-listen", "127.0.0.1:0"),
+            ("--segment-size", "1MiB"),
+            ("--hot-tail", "16MiB"),
+            ("--write-buffer", "256KiB"),
+            ("--checkpoint-interval-ms", "200"),
         ] {
             if !extra.contains(&flag) {
-                listen.extend([flag, default]);
+                defaults.extend([flag, default]);
             }
         }
         // SHARDMQ_TEST_BINARY runs the tests against another build (an older one, to see a
@@ -126,19 +130,9 @@ impl Broker {
         adjust(&mut command);
         let mut child = command
             .arg("broker")
-            .args(&listen)
+            .args(&defaults)
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--segment-size",
-                "1MiB",
-                "--hot-tail",
-                "16MiB",
-                "--write-buffer",
-                "256KiB",
-                "--checkpoint-interval-ms",
-                "200",
-            ])
             .args(extra)
             .env("SHARDMQ_LOG", "info")
             .stdout(Stdio::piped())
