@@ -17,6 +17,13 @@ pub enum FlushArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
+    /// A TOML file of these settings (keys are the flags without dashes, `_` for `-`); flags
+    /// and SHARDMQ_<KEY> environment variables override it. See --print-config.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print every setting as a commented TOML file with its default, and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Native protocol listener, HOST:PORT (port 0 picks a free port; see the ready line).
     #[arg(long, default_value = "127.0.0.1:9900")]
     pub listen: String,

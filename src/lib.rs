@@ -11,6 +11,7 @@
 //!   watchdog, listeners) and the per-shard context.
 //! - [`mesh`]: the bounded cross-shard channels.
 //! - [`config`]: broker flags and how they map onto store and core configs.
+//! - [`config_file`]: the TOML file and `SHARDMQ_<KEY>` variables layered under the flags.
 //! - [`layout`]: the shard count and routing a data directory was written with.
 //! - [`lock`]: the data directory lock.
 //! - [`sync`]: the registries' shared lock helper.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod core;
 pub mod fronts;
 pub mod json_file;

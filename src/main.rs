@@ -9,6 +9,21 @@ fn print(out: String) {
     let _ = writeln!(std::io::stdout().lock(), "{out}");
 }
 
+/// `shardmq broker`: prints the config, or runs with the config file and environment layered
+/// under the flags.
+fn broker(args: shardmq::config::BrokerArgs) -> Result<(), String> {
+    if args.print_config {
+        print(shardmq::config_file::print_config());
+        return Ok(());
+    }
+    let cli: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip_while(|a| a != "broker")
+        .skip(1)
+        .collect();
+    let args = shardmq::config_file::resolve(args, cli).map_err(|e| e.to_string())?;
+    shardmq::boot::run_broker(args).map_err(|e| e.to_string())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -20,7 +35,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Broker(args) => shardmq::boot::run_broker(args).map_err(|e| e.to_string()),
+        Command::Broker(args) => broker(args),
         Command::Namesrv(args) => shardmq::namesrv::standalone::run_until_signalled(args),
         Command::Admin(args) => match shardmq::admin::run(args) {
             Ok(out) => {
