@@ -91,6 +91,8 @@ struct ShardBoot {
     /// Shard 0: the embedded name server's address.
     namesrv: Option<String>,
     directory: Arc<Directory>,
+    /// Where the HTTP thread's questions arrive (`ops::query`).
+    queries: flume::Receiver<crate::ops::query::ShardQuery>,
 }
 
 /// What a shard needs to serve RocketMQ remoting.
@@ -215,6 +217,15 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         &args.cluster_name,
         Duration::from_millis(args.remoting_idle_timeout_ms),
     );
+    let http = args
+        .http_listen()
+        .map(crate::ops::http::bind)
+        .transpose()
+        .map_err(BootError::Config)?;
+    let (query_senders, query_receivers): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|_| crate::ops::query::channel())
+        .unzip();
+    let mut query_receivers = query_receivers.into_iter();
     let io_memory = io_memory_per_executor(shard_count);
     let mut handles = Vec::with_capacity(shard_count);
     let mut meshes = crate::mesh::build(shard_count as u32).into_iter();
@@ -246,6 +257,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
                 .then(|| args.namesrv_listen().map(str::to_owned))
                 .flatten(),
             directory: directory.clone(),
+            queries: query_receivers.next().expect("one query channel per shard"),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{k}"))
@@ -260,7 +272,17 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         handles.push(handle);
     }
     drop(reports);
-    let started = wait_until_ready(&ready, shard_count, &shutdown, &directory);
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    let started = wait_until_ready(&ready, shard_count, &shutdown, &directory, http_addr);
+    // Started last, stopped first (it only reads the shards).
+    let http = match (started.is_ok(), http) {
+        (true, Some(listener)) => {
+            crate::ops::http::start(listener, query_senders, shutdown.clone())
+                .map_err(|e| tracing::error!(error = %e, "cannot start the http thread"))
+                .ok()
+        }
+        _ => None,
+    };
     let registration = started
         .is_ok()
         .then(|| start_registration(&args, &directory, &topics, &shutdown))
@@ -269,6 +291,9 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     if let Some(registration) = registration {
         // Ends after shutdown begins, once every shard is unregistered.
         let _ = registration.join();
+    }
+    if let Some(http) = http {
+        let _ = http.join();
     }
     for (k, handle) in handles.into_iter().enumerate().rev() {
         match handle.join() {
@@ -329,6 +354,7 @@ fn wait_until_ready(
     shards: usize,
     shutdown: &AtomicBool,
     directory: &Directory,
+    http: Option<std::net::SocketAddr>,
 ) -> Result<(), BootError> {
     let (mut native, mut namesrv) = (None, None);
     let mut remoting = vec![None; shards];
@@ -372,6 +398,9 @@ fn wait_until_ready(
     }
     if let Some(addr) = namesrv {
         line.push_str(&format!(" namesrv={addr}"));
+    }
+    if let Some(addr) = http {
+        line.push_str(&format!(" http={addr}"));
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -448,6 +477,8 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     let ctx = Rc::new(ShardContext::new(core.clone(), boot.stall_timeout));
     let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
+    let _queries =
+        glommio::spawn_local(crate::ops::query::serve(ctx.clone(), boot.queries.clone()));
     let remoting = match &boot.remoting {
         Some(plan) => {
             match start_remoting(&ctx, (shard_id, boot.shard_count), &boot.directory, plan) {

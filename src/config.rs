@@ -132,6 +132,10 @@ pub struct BrokerArgs {
     /// --remoting-listen by default; needed when that is 0.0.0.0).
     #[arg(long)]
     pub advertise_host: Option<String>,
+    /// HTTP listener for Prometheus metrics (`/metrics`) and the dashboard, HOST:PORT, or
+    /// `off` (port 0 picks a free port; see `http=` on the ready line).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub http_listen: String,
     /// RocketMQ broker name; shard k is the broker `<name>-<k>` (k zero-padded).
     #[arg(long, default_value = "shardmq")]
     pub broker_name: String,
@@ -267,6 +271,11 @@ impl BrokerArgs {
                 })
                 .collect(),
         ))
+    }
+
+    /// The HTTP listener's address, or `None` when it is off.
+    pub fn http_listen(&self) -> Option<&str> {
+        listener_on(&self.http_listen)
     }
 
     /// The embedded name server's address, or `None` when it is off.

@@ -17,6 +17,7 @@
 //! - [`sync`]: the registries' shared lock helper.
 //! - [`json_file`]: JSON files replaced atomically (topics, layout, subscription groups).
 //! - [`limits`]: every bound the broker enforces.
+//! - [`ops`]: metrics and the HTTP listener (`/metrics`, the dashboard).
 //! - [`tune`]: `shardmq tune`, host checks for a thread-per-core io_uring broker.
 //! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
 //! - [`cli`]: the `shardmq` command line (broker, admin, bench).
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod lock;
 pub mod mesh;
 pub mod namesrv;
+pub mod ops;
 pub mod server;
 pub mod sync;
 pub mod tune;

@@ -66,6 +66,27 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code's name in snake case, for metrics labels.
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            BadFrame => "bad_frame",
+            BadBatch => "bad_batch",
+            InvalidArgument => "invalid_argument",
+            TopicNotFound => "topic_not_found",
+            TopicExists => "topic_exists",
+            QueueNotFound => "queue_not_found",
+            WrongShard => "wrong_shard",
+            OffsetOutOfRange => "offset_out_of_range",
+            NoPermission => "no_permission",
+            Storage => "storage",
+            ShuttingDown => "shutting_down",
+            Unsupported => "unsupported",
+            Unavailable => "unavailable",
+            WritesRefused => "writes_refused",
+        }
+    }
+
     pub fn from_u16(code: u16) -> Option<Self> {
         use ErrorCode::*;
         Some(match code {

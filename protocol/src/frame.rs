@@ -73,6 +73,38 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
+    /// The kind's name in snake case (`produce`, `join_group`); every reply kind is `reply`.
+    /// For metrics labels and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Hello => "hello",
+            FrameKind::CreateTopic => "create_topic",
+            FrameKind::ListTopics => "list_topics",
+            FrameKind::UpdateTopic => "update_topic",
+            FrameKind::DeleteTopic => "delete_topic",
+            FrameKind::TopicStatus => "topic_status",
+            FrameKind::Produce => "produce",
+            FrameKind::Pull => "pull",
+            FrameKind::QueueOffsets => "queue_offsets",
+            FrameKind::ShardMap => "shard_map",
+            FrameKind::ShardStats => "shard_stats",
+            FrameKind::JoinGroup => "join_group",
+            FrameKind::LeaveGroup => "leave_group",
+            FrameKind::GroupMembers => "group_members",
+            FrameKind::CommitOffset => "commit_offset",
+            FrameKind::QueryOffset => "query_offset",
+            FrameKind::SearchOffset => "search_offset",
+            FrameKind::ResetOffsets => "reset_offsets",
+            FrameKind::LockQueues => "lock_queues",
+            FrameKind::ListGroups => "list_groups",
+            FrameKind::DescribeGroup => "describe_group",
+            FrameKind::DeleteGroup => "delete_group",
+            FrameKind::GroupChanged => "group_changed",
+            FrameKind::Error => "error",
+            _ => "reply",
+        }
+    }
+
     pub fn from_u16(value: u16) -> Result<Self, ProtocolError> {
         use FrameKind::*;
         const HELLO_REPLY: u16 = 1 | REPLY_BIT;

@@ -103,7 +103,12 @@ impl ShardStore {
     ) -> Result<AppendOutcome> {
         let header = *batch.header();
         let len = u64::from(header.batch_len);
-        self.wait_for_room(len).await?;
+        if let Err(err) = self.wait_for_room(len).await {
+            if matches!(err, StorageError::WritesRefused { .. }) {
+                crate::stats::add(&self.inner.log.stats.appends_refused, 1);
+            }
+            return Err(err);
+        }
         let inner = &self.inner;
         assert_eq!(
             len as usize,

@@ -15,6 +15,7 @@
 //! - [`read_plan`]: which batches a pull returns, from the index, before reading them.
 //! - [`checkpoint`]: the position recovery starts from.
 //! - [`snapshot_file`]: small files replaced whole (checkpoint, consumer offsets).
+//! - [`stats`]: the store's counters and histograms, for metrics.
 //! - [`recovery`]: CRC scan, torn-tail cut, index rebuild.
 //! - [`retention`]: deleting old segments by age, size and disk water marks.
 //! - [`iopoll_probe`]: a guard against a glommio device-probe bug; run before opening files.
@@ -39,6 +40,7 @@ pub mod retention;
 pub mod search;
 pub mod segment;
 pub mod snapshot_file;
+pub mod stats;
 pub mod store;
 pub mod writer;
 

@@ -262,8 +262,12 @@ impl ShardStore {
         for plan in planned {
             if let Some(batch) = self.inner.hot_tail.borrow().get(plan.position) {
                 sources.push(Source::Memory(batch));
+                crate::stats::add(&self.inner.log.stats.read_batches_memory, 1);
                 continue;
             }
+            let stats = &self.inner.log.stats;
+            crate::stats::add(&stats.read_batches_disk, 1);
+            crate::stats::add(&stats.read_bytes_disk, u64::from(plan.len));
             let len = u64::from(plan.len);
             assert!(
                 plan.position + len <= written,

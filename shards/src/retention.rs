@@ -81,15 +81,24 @@ enum Reason {
 
 /// How full the filesystem holding `dir` is, in percent (`None` if `statvfs` fails).
 pub fn disk_used_percent(dir: &Path) -> Option<f64> {
+    let stat = statvfs(dir)?;
+    let total = stat.f_blocks as f64;
+    (total > 0.0).then(|| (total - stat.f_bfree as f64) * 100.0 / total)
+}
+
+/// Free bytes of the filesystem holding `dir` (`None` if `statvfs` fails).
+pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
+    statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+fn statvfs(dir: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into a struct we own; the path is NUL-terminated.
-    let stat = unsafe {
+    unsafe {
         let mut stat: libc::statvfs = std::mem::zeroed();
         (libc::statvfs(path.as_ptr(), &mut stat) == 0).then_some(stat)
-    }?;
-    let total = stat.f_blocks as f64;
-    (total > 0.0).then(|| (total - stat.f_bfree as f64) * 100.0 / total)
+    }
 }
 
 impl ShardStore {
@@ -213,6 +222,7 @@ impl ShardStore {
             .await
             .map_err(|e| StorageError::glommio(&segment.path, e))?;
         drop(segment); // its read handle closes once no read holds it
+        crate::stats::add(&self.inner.log.stats.segments_deleted, 1);
         for (_, index) in &queues {
             if let Err(err) = release_below_first(index).await {
                 tracing::warn!(shard = self.shard_id(), error = %err, "could not release deleted index chunks; the file keeps their space");

@@ -81,6 +81,10 @@ pub struct LogState {
     /// The last reason a spare could not be made, so a retry that fails alike is not logged.
     last_spare_failure: RefCell<Option<String>>,
     last_spare_request: std::cell::Cell<Option<std::time::Instant>>,
+    /// The store's counters (the writer records fsyncs and writes).
+    pub stats: crate::stats::StoreStats,
+    /// Batches written since the last fdatasync.
+    batches_since_sync: std::cell::Cell<u64>,
 }
 
 impl LogState {
@@ -96,6 +100,8 @@ impl LogState {
             spare: RefCell::new(SpareState::Failed("not prepared yet".into())),
             last_spare_failure: RefCell::new(None),
             last_spare_request: std::cell::Cell::new(None),
+            stats: crate::stats::StoreStats::default(),
+            batches_since_sync: std::cell::Cell::new(0),
         }
     }
 
@@ -236,6 +242,8 @@ async fn append(state: &LogState, open: &mut Option<OpenSegment>, bytes: &[u8]) 
     state
         .durability
         .advance_written(Written(segment.base + segment.writer.current_flushed_pos()));
+    crate::stats::add(&state.stats.written_bytes, bytes.len() as u64);
+    crate::stats::add(&state.batches_since_sync, 1);
     state.progress.notify(usize::MAX);
     Ok(())
 }
@@ -244,12 +252,19 @@ async fn sync(state: &LogState, open: &mut Option<OpenSegment>) -> Result<()> {
     let Some(segment) = open.as_mut() else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
+    let before = state.durability.synced().0;
     let synced = segment
         .writer
         .sync()
         .await
         .map_err(|e| StorageError::glommio(&segment.path, e))?;
     let position = segment.base + synced;
+    let stats = &state.stats;
+    stats.fsync_latency.observe(started.elapsed());
+    crate::stats::add(&stats.fsyncs, 1);
+    crate::stats::add(&stats.synced_bytes, position.saturating_sub(before));
+    crate::stats::add(&stats.synced_batches, state.batches_since_sync.replace(0));
     state.durability.advance_written(Written(position));
     state.durability.advance_synced(Synced(position));
     state.progress.notify(usize::MAX);

@@ -111,6 +111,8 @@ pub struct Core {
     filters: FilterCache,
     /// Orderly-consumption locks of the queues this shard owns.
     locks: QueueLocks,
+    /// What this shard counts about its work (`ops::metrics`).
+    pub metrics: crate::ops::metrics::ShardMetrics,
 }
 
 impl Core {
@@ -133,6 +135,7 @@ impl Core {
             group_view: GroupConfigView::new(group_configs.clone()),
             group_configs,
             locks: QueueLocks::new(config.queue_lock_expiry),
+            metrics: crate::ops::metrics::ShardMetrics::default(),
             config,
             mesh,
             shutting_down: Cell::new(false),

@@ -105,7 +105,10 @@ impl Core {
             "a produce runs on the shard that owns its queue"
         );
         let topic = self.topic_queue(topic, queue_id)?;
+        let bytes = batch.len() as u64;
         let appended = self.store.append(topic.topic_id, queue_id, batch).await?;
+        self.metrics
+            .produced(topic.topic_id, u64::from(appended.count), bytes);
         let ack = if self.store.acknowledgement_waits() {
             Ack::AfterSync(appended.end)
         } else {

@@ -233,6 +233,13 @@ impl Core {
             Some(filter) => filter::apply(filter, read.batches, call.offset),
             None => read.batches,
         };
+        self.count_consumed(
+            topic.topic_id,
+            call.offset,
+            read.next_offset,
+            &batches,
+            filter.is_some(),
+        );
         let status = if !batches.is_empty() {
             PullStatus::Found
         } else if read.next_offset > call.offset {
@@ -248,6 +255,31 @@ impl Core {
             max_offset: read.max_offset,
             shard_id: self.shard_id,
         })
+    }
+
+    /// Counts what a pull returns: for an unfiltered pull the records from the asked offset to
+    /// the next one, for a filtered pull the records selected.
+    fn count_consumed(
+        &self,
+        topic_id: u32,
+        offset: u64,
+        next_offset: u64,
+        batches: &[shardmq_shards::StoredBatch],
+        filtered: bool,
+    ) {
+        if batches.is_empty() {
+            return;
+        }
+        let messages = if filtered {
+            batches
+                .iter()
+                .map(|b| b.selected.as_ref().map_or(0, |s| s.len() as u64))
+                .sum()
+        } else {
+            next_offset.saturating_sub(offset)
+        };
+        let bytes = batches.iter().map(|b| b.bytes.len() as u64).sum();
+        self.metrics.consumed(topic_id, messages, bytes);
     }
 
     fn nothing(&self, status: PullStatus, next_offset: u64, min: u64, max: u64) -> Pulled {

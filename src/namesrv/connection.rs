@@ -38,12 +38,12 @@ impl Protocol for NameServer {
         read_command(conn, reader, arrived, conn.proto.directory.client_idle).await
     }
 
-    async fn handle(conn: &Rc<Conn<Self>>, frame: InCommand) -> (Handled, String) {
+    async fn handle(conn: &Rc<Conn<Self>>, frame: InCommand) -> (Handled, &'static str) {
         let req = frame.command;
-        let what = format!("code {}", req.code);
         if req.is_response() {
-            return (Handled::Nothing, what);
+            return (Handled::Nothing, "response");
         }
+        let what = shardmq_protocol::remoting::codes::request::name(req.code);
         let response = answer(conn, &req).unwrap_or_else(|refusal| refused(&req, refusal));
         if req.is_oneway() {
             return (Handled::Nothing, what);

@@ -79,8 +79,9 @@ pub trait Protocol: Sized + 'static {
         arrived: &dyn Fn() -> usize,
     ) -> Result<Option<Self::Frame>, FrameFailure>;
 
-    /// Handles one request; a name for the slow-request log comes back with the outcome.
-    async fn handle(conn: &Rc<Conn<Self>>, frame: Self::Frame) -> (Handled, String);
+    /// Handles one request; the request's kind (a metrics label and the slow-request log's
+    /// name for it) comes back with the outcome.
+    async fn handle(conn: &Rc<Conn<Self>>, frame: Self::Frame) -> (Handled, &'static str);
 
     /// The connection has ended; nothing more will be written.
     fn closed(conn: &Conn<Self>);
@@ -137,6 +138,7 @@ pub async fn serve<P: Protocol>(
     first: impl FnOnce(&Conn<P>) -> Option<Reply>,
 ) {
     let _slot = ctx.connection_slot();
+    ctx.core.metrics.accepted(P::NAME);
     if let Err(err) = stream.set_nodelay(true) {
         tracing::warn!(error = %err, "could not set TCP_NODELAY");
     }
@@ -260,11 +262,13 @@ async fn read_requests<P: Protocol>(
         let started = std::time::Instant::now();
         let (handled, what) = P::handle(conn, frame).await;
         let took = started.elapsed();
+        ctx.core.metrics.request(P::NAME, what, took);
         if took >= SLOW_REQUEST {
             tracing::warn!(shard = ctx.core.shard_id, protocol = P::NAME, peer = %conn.peer, request = %what, took_us = took.as_micros() as u64, "slow request");
         }
         match handled {
             Handled::Reply(reply) => {
+                count_rejection::<P>(ctx, &reply);
                 if conn.outbox.send(reply).await.is_err() {
                     return ReadEnd::Eof;
                 }
@@ -275,9 +279,15 @@ async fn read_requests<P: Protocol>(
     }
 }
 
+fn count_rejection<P: Protocol>(ctx: &ShardContext, reply: &Reply) {
+    if let Some(reason) = reply.rejected {
+        ctx.core.metrics.rejected(P::NAME, reason);
+    }
+}
+
 /// Runs a parked pull as a task of its own: it answers when data comes, its wait ends or
 /// shutdown begins, and gives up silently if the connection closes first.
-fn park<P: 'static>(conn: &Rc<Conn<P>>, later: LaterReply) {
+fn park<P: Protocol>(conn: &Rc<Conn<P>>, later: LaterReply) {
     conn.parked.set(conn.parked.get() + 1);
     let conn = conn.clone();
     glommio::spawn_local(async move {
@@ -287,6 +297,7 @@ fn park<P: 'static>(conn: &Rc<Conn<P>>, later: LaterReply) {
         })
         .await;
         if let Some(reply) = answered {
+            count_rejection::<P>(&conn.ctx, &reply);
             let _ = conn.outbox.send(reply).await;
         }
         conn.parked.set(conn.parked.get() - 1);

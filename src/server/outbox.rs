@@ -45,6 +45,8 @@ pub struct Reply {
     pub head: Vec<u8>,
     pub data: Vec<Bytes>,
     pub gate: Option<SyncGate>,
+    /// For an error answer: why, as a metrics label (`ops::metrics`).
+    pub rejected: Option<&'static str>,
 }
 
 /// Write the reply only once the log is synced to `end`; on a sync failure write
@@ -206,6 +208,7 @@ async fn write_reply<W: AsyncWrite + Unpin>(
                 head: (gate.on_failure)(gate.correlation_id, err),
                 data: Vec::new(),
                 gate: None,
+                rejected: Some("sync_failed"),
             };
         }
     }

@@ -22,6 +22,8 @@ pub struct Broker {
     /// Shard 0's RocketMQ remoting address and the embedded name server's (empty when off).
     pub remoting: String,
     pub namesrv: String,
+    /// The HTTP listener's address (empty when off).
+    pub http: String,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
 }
@@ -113,6 +115,7 @@ impl Broker {
             ("--listen", "127.0.0.1:0"),
             ("--remoting-listen", "127.0.0.1:0"),
             ("--namesrv-listen", "127.0.0.1:0"),
+            ("--http-listen", "127.0.0.1:0"),
             ("--segment-size", "1MiB"),
             ("--hot-tail", "16MiB"),
             ("--write-buffer", "256KiB"),
@@ -164,6 +167,7 @@ impl Broker {
             addr: ready_field(&line, "native"),
             remoting: ready_field(&line, "remoting"),
             namesrv: ready_field(&line, "namesrv"),
+            http: ready_field(&line, "http"),
             data_dir: data_dir.to_path_buf(),
             stderr_log,
         })

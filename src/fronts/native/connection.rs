@@ -85,9 +85,9 @@ impl Protocol for Native {
         }
     }
 
-    async fn handle(conn: &Rc<Conn<Self>>, frame: InFrame) -> (Handled, String) {
+    async fn handle(conn: &Rc<Conn<Self>>, frame: InFrame) -> (Handled, &'static str) {
         let kind = frame.header.kind;
-        (handle(conn, frame).await, format!("{kind:?}"))
+        (handle(conn, frame).await, kind.name())
     }
 
     fn closed(conn: &Conn<Self>) {

@@ -131,11 +131,15 @@ where
 /// An error reply. An error reply is small by construction (bounded message), so its header
 /// always fits; should it not, nothing is sent rather than a broken frame.
 pub fn error(id: u64, err: &NativeError) -> Reply {
-    native_reply(FrameKind::Error, id, err.encode_reply(), Vec::new()).unwrap_or(Reply {
-        head: Vec::new(),
-        data: Vec::new(),
-        gate: None,
-    })
+    let mut reply =
+        native_reply(FrameKind::Error, id, err.encode_reply(), Vec::new()).unwrap_or(Reply {
+            head: Vec::new(),
+            data: Vec::new(),
+            gate: None,
+            rejected: None,
+        });
+    reply.rejected = Some(err.code().name());
+    reply
 }
 
 fn sync_failure(id: u64, err: StorageError) -> Vec<u8> {

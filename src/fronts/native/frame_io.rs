@@ -107,5 +107,6 @@ pub fn native_reply(
         head,
         data,
         gate: None,
+        rejected: None,
     })
 }

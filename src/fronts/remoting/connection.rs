@@ -85,12 +85,12 @@ impl Protocol for Remoting {
         .await
     }
 
-    async fn handle(conn: &Rc<Conn<Self>>, frame: InCommand) -> (Handled, String) {
+    async fn handle(conn: &Rc<Conn<Self>>, frame: InCommand) -> (Handled, &'static str) {
         let InCommand { command, held } = frame;
-        let what = format!("code {}", command.code);
         if command.is_response() {
-            return (Handled::Nothing, what);
+            return (Handled::Nothing, "response");
         }
+        let what = shardmq_protocol::remoting::codes::request::name(command.code);
         let oneway = command.is_oneway();
         let answer = dispatch(conn, command).await;
         drop(held);

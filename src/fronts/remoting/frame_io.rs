@@ -86,5 +86,19 @@ pub fn reply(command: &RemotingCommand) -> Reply {
         head,
         data: Vec::new(),
         gate: None,
+        rejected: rejection(command.code),
+    }
+}
+
+/// The metrics label of a response that refuses its request; `None` for a success and for the
+/// pull answers a consumer expects (nothing new, retry, offset moved).
+fn rejection(code: i32) -> Option<&'static str> {
+    match code {
+        response::SUCCESS
+        | response::PULL_NOT_FOUND
+        | response::PULL_RETRY_IMMEDIATELY
+        | response::PULL_OFFSET_MOVED
+        | response::QUERY_NOT_FOUND => None,
+        code => Some(response::name(code)),
     }
 }
