@@ -1,4 +1,5 @@
-//! The HTTP listener (`--http-listen`): Prometheus text at `/metrics`, on threads of its own.
+//! The HTTP listener (`--http-listen`): Prometheus text at `/metrics`, the dashboard at `/` with
+//! its JSON under `/api/` (`api`), on threads of its own.
 //!
 //! One accept thread, and a thread per connection up to [`CONNECTIONS_MAX`] (more are answered
 //! 503 at once): a scraper or a browser never runs on a shard's executor. Each request asks the
@@ -9,6 +10,7 @@
 //! within [`REQUEST_TIMEOUT`]; anything else, or a head `httparse` refuses, gets a 4xx and the
 //! connection is closed. Only GET and HEAD are served; every response closes its connection.
 
+mod api;
 mod request;
 pub mod routes;
 

@@ -6,10 +6,22 @@ use crate::ops::metrics::exposition::{self, ProcessStats};
 use crate::ops::metrics::snapshot::ShardSnapshot;
 use crate::ops::query::ShardQuery;
 
+/// The dashboard: one page, its script and styles inline, no external asset.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 pub fn route(shared: &Shared, req: &Request) -> Response {
     match req.path.as_str() {
         "/metrics" => metrics(shared),
         "/healthz" => Response::text(200, "ok\n"),
+        "/" | "/index.html" => Response {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: DASHBOARD.as_bytes().to_vec(),
+        },
+        "/api/overview" => super::api::overview(shared),
+        "/api/topics" => super::api::topics(shared),
+        "/api/groups" => super::api::groups(shared),
+        "/api/messages" => super::api::messages(shared, req),
         _ => Response::text(404, format!("no page at {}\n", req.path)),
     }
 }

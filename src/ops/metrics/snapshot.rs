@@ -36,9 +36,19 @@ impl LagRow {
     }
 }
 
+/// A topic as every shard's registry view has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRow {
+    pub name: String,
+    pub topic_id: u32,
+    pub queues: u32,
+    pub perm: u8,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ShardSnapshot {
     pub shard_id: u32,
+    pub topics: Vec<TopicRow>,
     pub store: StoreStatsSnapshot,
     pub metrics: ShardMetricsSnapshot,
     pub topic_names: HashMap<u32, String>,
@@ -61,9 +71,18 @@ impl ShardSnapshot {
 pub fn take(ctx: &ShardContext) -> ShardSnapshot {
     let core = &ctx.core;
     let store = &core.store;
-    let topic_names: HashMap<u32, String> = core
+    let topics: Vec<TopicRow> = core
         .topics
         .list()
+        .iter()
+        .map(|t| TopicRow {
+            name: t.name.clone(),
+            topic_id: t.topic_id,
+            queues: t.queues,
+            perm: t.perm,
+        })
+        .collect();
+    let topic_names: HashMap<u32, String> = topics
         .iter()
         .map(|t| (t.topic_id, t.name.clone()))
         .collect();
@@ -99,6 +118,7 @@ pub fn take(ctx: &ShardContext) -> ShardSnapshot {
         .collect();
     ShardSnapshot {
         shard_id: core.shard_id,
+        topics,
         store: store.stats(),
         metrics: core.metrics.snapshot(),
         topic_names,
