@@ -588,6 +588,7 @@ fn start_remoting(
         broker_name: shard.broker_name.clone(),
         addr: advertised,
     };
+    *ctx.remoting_broker.borrow_mut() = Some((shard.broker_name.clone(), advertised.to_string()));
     for listener in std::iter::once(main).chain(vip) {
         glommio::spawn_local(crate::fronts::remoting::listener::accept_loop(
             ctx.clone(),

@@ -43,6 +43,9 @@ fn main() {
                 Ok(())
             }
             Err(err) => {
+                if let Some(output) = err.output() {
+                    print(output.to_string());
+                }
                 eprintln!("error: {err}");
                 std::process::exit(err.exit_code());
             }

@@ -228,6 +228,28 @@ fn a_full_disk_refuses_writes_keeps_reads_survives_restarts_and_resumes_when_spa
         response::SERVICE_NOT_AVAILABLE,
         "a remoting send on the full disk"
     );
+    let status = harness::shardmq(&[
+        "admin",
+        "--broker",
+        &broker.addr,
+        "--json",
+        "broker",
+        "status",
+    ]);
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "broker status fails while writes are refused"
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        shown["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["refusingWrites"] == true),
+        "{shown}"
+    );
     assert_eq!(
         terminate(broker),
         Some(0),

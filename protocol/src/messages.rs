@@ -400,6 +400,21 @@ pub struct ShardStats {
     /// Bytes of replies queued for connections' writers, and the bound on them.
     pub reply_bytes_queued: u64,
     pub reply_bytes_max: u64,
+    /// The broker's version.
+    pub broker_version: String,
+    /// Log segments, and bytes from the oldest stored to the newest appended.
+    pub segments: u64,
+    pub log_bytes: u64,
+    /// How full the data directory's filesystem is, in tenths of a percent (912 = 91.2%), and
+    /// its free bytes (when known).
+    pub disk_used_per_mille: Option<u32>,
+    pub disk_free_bytes: Option<u64>,
+    /// The shard refuses writes now (disk full or above its refuse mark).
+    pub refusing_writes: bool,
+    /// The RocketMQ broker this shard is advertised as, and its remoting address (empty when
+    /// remoting is off).
+    pub rocketmq_broker: String,
+    pub remoting_addr: String,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,9 @@ pub struct ShardContext {
     pub reply_budget: Rc<ByteBudget>,
     /// Closes connections whose frame bodies or socket writes stall.
     pub watchdog: Rc<Watchdog>,
+    /// The RocketMQ broker name and remoting address this shard is advertised as, once its
+    /// remoting listener is up.
+    pub remoting_broker: std::cell::RefCell<Option<(String, String)>>,
 }
 
 /// One connection's place in the shard's count; given back when dropped, however the
@@ -48,6 +51,7 @@ impl ShardContext {
             request_budget: ByteBudget::new(REQUEST_BYTES_BUFFERED_PER_SHARD_MAX),
             reply_budget: Rc::new(ByteBudget::new(REPLY_BYTES_QUEUED_PER_SHARD_MAX)),
             watchdog: Watchdog::new(shard_id, stall_timeout),
+            remoting_broker: std::cell::RefCell::new(None),
         }
     }
 

@@ -200,6 +200,8 @@ async fn topic_status(
 }
 
 fn shard_stats(ctx: &ShardContext) -> ShardStats {
+    let store = ctx.core.store.stats();
+    let (rocketmq_broker, remoting_addr) = ctx.remoting_broker.borrow().clone().unwrap_or_default();
     ShardStats {
         shard_id: ctx.core.shard_id,
         connections: ctx.open_connections(),
@@ -207,6 +209,14 @@ fn shard_stats(ctx: &ShardContext) -> ShardStats {
         request_bytes_max: ctx.request_budget.capacity(),
         reply_bytes_queued: ctx.reply_budget.in_use(),
         reply_bytes_max: ctx.reply_budget.capacity(),
+        broker_version: env!("CARGO_PKG_VERSION").into(),
+        segments: store.segments,
+        log_bytes: store.log_bytes,
+        disk_used_per_mille: store.disk_used_percent.map(|p| (p * 10.0).round() as u32),
+        disk_free_bytes: store.disk_free_bytes,
+        refusing_writes: store.refusing_writes,
+        rocketmq_broker,
+        remoting_addr,
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Every command prints a readable table, or with `--json` one JSON document (an object or an
 //! array of objects, fields named as in the table), so scripts never parse tables. Exit codes:
-//! 0 done; 1 the broker refused (the message says why); 2 bad usage (from the argument parser);
-//! 3 the broker could not be reached.
+//! 0 done; 1 the broker refused (the message says why), or a status command found a shard
+//! that refuses writes (after printing the status); 2 bad usage (from the argument parser); 3
+//! the broker could not be reached.
+
+mod status;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -42,6 +45,18 @@ pub enum AdminCommand {
     Group(GroupCommand),
     /// The broker's shard count and routing function.
     Shards,
+    /// The broker: `broker status` shows every shard's connections, log, disk and version.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
+    /// Every shard as the RocketMQ broker it is advertised as (name, remoting address).
+    Cluster,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Every shard: connections, segments, log size, disk use and free space, whether it takes
+    /// writes, version. Exits 1 if a shard refuses writes.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,12 +132,15 @@ pub enum AdminError {
     Unreachable(ClientError),
     #[error("{0}")]
     Executor(String),
+    /// A status command found a problem: `output` is printed, then the reason.
+    #[error("{reason}")]
+    Unhealthy { output: String, reason: String },
 }
 
 impl AdminError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            AdminError::Refused(_) | AdminError::Executor(_) => 1,
+            AdminError::Refused(_) | AdminError::Executor(_) | AdminError::Unhealthy { .. } => 1,
             AdminError::Unreachable(_) => 3,
         }
     }
@@ -140,7 +158,8 @@ impl From<ClientError> for AdminError {
 }
 
 /// What a command prints: a table for people, a JSON value for scripts.
-struct Shown {
+#[derive(Debug)]
+pub struct Shown {
     table: String,
     json: Value,
 }
@@ -154,16 +173,32 @@ pub fn run(args: AdminArgs) -> Result<String, AdminError> {
         .map_err(|e| AdminError::Executor(format!("cannot start the client executor: {e}")))?
         .join()
         .map_err(|e| AdminError::Executor(format!("client executor failed: {e}")))??;
-    Ok(if as_json {
+    let (shown, problem) = shown;
+    let output = if as_json {
         serde_json::to_string_pretty(&shown.json).unwrap_or_default()
     } else {
         shown.table.trim_end().to_string()
-    })
+    };
+    match problem {
+        None => Ok(output),
+        Some(reason) => Err(AdminError::Unhealthy { output, reason }),
+    }
 }
 
-async fn execute(args: AdminArgs) -> Result<Shown, AdminError> {
+impl AdminError {
+    /// What to print on stdout before the error (a status that found a problem).
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            AdminError::Unhealthy { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+}
+
+/// What to show, and a problem it shows (which makes the command fail after printing).
+async fn execute(args: AdminArgs) -> Result<(Shown, Option<String>), AdminError> {
     let client = Client::connect(&args.broker, "shardmq-admin").await?;
-    match args.command {
+    let shown = match args.command {
         AdminCommand::Topic(command) => topic(&client, command).await,
         AdminCommand::Offsets { topic, reset: None } => status(&client, &topic).await,
         AdminCommand::Offsets {
@@ -171,6 +206,8 @@ async fn execute(args: AdminArgs) -> Result<Shown, AdminError> {
             reset: Some(OffsetsCommand::Reset { group, to }),
         } => reset(&client, &topic, &group, &to).await,
         AdminCommand::Group(command) => group(&client, command).await,
+        AdminCommand::Broker(BrokerCommand::Status) => return status::broker_status(&client).await,
+        AdminCommand::Cluster => return status::cluster(&client).await,
         AdminCommand::Shards => {
             let map = client.shard_map().await?;
             Ok(Shown {
@@ -178,7 +215,8 @@ async fn execute(args: AdminArgs) -> Result<Shown, AdminError> {
                 json: json!({"shards": map.shard_count, "routing": map.routing}),
             })
         }
-    }
+    };
+    shown.map(|s| (s, None))
 }
 
 async fn topic(client: &Client, command: TopicCommand) -> Result<Shown, AdminError> {
