@@ -144,16 +144,34 @@ pub(crate) fn block_termination_signals() -> libc::sigset_t {
     }
 }
 
-pub(crate) fn spawn_signal_thread(set: libc::sigset_t, shutdown: Arc<AtomicBool>) {
+/// Waits for SIGTERM or SIGINT: the first starts a clean shutdown, bounded by `deadline` (past
+/// it the process exits with status 1: recovery checks the log at the next start); a second
+/// signal exits at once the same way.
+pub(crate) fn spawn_signal_thread(
+    set: libc::sigset_t,
+    shutdown: Arc<AtomicBool>,
+    deadline: Duration,
+) {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             let mut signal = 0;
             // SAFETY: sigwait on a set that every thread has blocked.
-            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-                tracing::info!(signal, "shutdown requested");
-                shutdown.store(true, Ordering::SeqCst);
+            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                continue;
             }
+            if shutdown.swap(true, Ordering::SeqCst) {
+                tracing::error!(signal, "a second signal: exiting now, without a clean close");
+                std::process::exit(1);
+            }
+            tracing::info!(signal, deadline_ms = deadline.as_millis() as u64, "shutdown requested");
+            let _ = std::thread::Builder::new()
+                .name("shutdown-deadline".into())
+                .spawn(move || {
+                    std::thread::sleep(deadline);
+                    tracing::error!(deadline_ms = deadline.as_millis() as u64, "shutdown did not finish in time: exiting without a clean close");
+                    std::process::exit(1);
+                });
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the signal thread; SIGTERM will not stop the broker cleanly"));
@@ -177,6 +195,8 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     keep_large_allocations_on_the_heap();
     raise_limit(libc::RLIMIT_NOFILE);
     raise_limit(libc::RLIMIT_MEMLOCK);
+    crate::ops::preflight::judge(&crate::ops::preflight::Facts::read())
+        .map_err(BootError::Config)?;
     let lock = DataDirLock::acquire(&args.data_dir)?;
     let allowed = crate::config::allowed_cpus();
     let layout = layout::settle(
@@ -198,7 +218,11 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     }
     let signals = block_termination_signals();
     let shutdown = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(signals, shutdown.clone());
+    spawn_signal_thread(
+        signals,
+        shutdown.clone(),
+        Duration::from_millis(args.shutdown_timeout_ms.max(1)),
+    );
     let (reports, ready) = mpsc::channel();
     let (mut senders, mut receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|k| {
@@ -288,12 +312,13 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .then(|| start_registration(&args, &directory, &topics, &shutdown))
         .flatten();
     let mut first_error = started.err();
+    // Stopped in reverse start order: the HTTP thread, the registration, then the shards.
+    if let Some(http) = http {
+        let _ = http.join();
+    }
     if let Some(registration) = registration {
         // Ends after shutdown begins, once every shard is unregistered.
         let _ = registration.join();
-    }
-    if let Some(http) = http {
-        let _ = http.join();
     }
     for (k, handle) in handles.into_iter().enumerate().rev() {
         match handle.join() {

@@ -15,6 +15,12 @@ pub enum FlushArg {
     Sync,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// A TOML file of these settings (keys are the flags without dashes, `_` for `-`); flags
@@ -132,6 +138,18 @@ pub struct BrokerArgs {
     /// --remoting-listen by default; needed when that is 0.0.0.0).
     #[arg(long)]
     pub advertise_host: Option<String>,
+    /// What to log: a level (error, warn, info, debug, trace) or directives per module
+    /// (`info,shardmq::core=debug`). Also SHARDMQ_LOG, like every key. Default: info.
+    #[arg(long)]
+    pub log: Option<String>,
+    /// Log lines as `text`, or as `json` objects one per line (for log collectors).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How long a shutdown (SIGTERM, SIGINT) may take, in ms: past it the process exits with
+    /// status 1 without a clean close (the next start recovers from the log). A second signal
+    /// exits at once.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
     /// HTTP listener for Prometheus metrics (`/metrics`) and the dashboard, HOST:PORT, or
     /// `off` (port 0 picks a free port; see `http=` on the ready line).
     #[arg(long, default_value = "127.0.0.1:9901")]

@@ -21,6 +21,8 @@ use crate::fronts::remoting::dispatch::refused;
 /// The most frame bytes all connections together may hold while reading.
 const BUFFERED_BYTES_MAX: usize = 256 << 20;
 const ACCEPT_TICK: Duration = Duration::from_millis(50);
+/// How long the name server may take to stop after SIGTERM or SIGINT.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,7 +49,7 @@ struct Shared {
 pub fn run_until_signalled(args: NamesrvArgs) -> Result<(), String> {
     let signals = crate::boot::block_termination_signals();
     let shutdown = Arc::new(AtomicBool::new(false));
-    crate::boot::spawn_signal_thread(signals, shutdown.clone());
+    crate::boot::spawn_signal_thread(signals, shutdown.clone(), SHUTDOWN_DEADLINE);
     run(args, shutdown)
 }
 
