@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Issue 9's "speed to show": metrics and retention cost the produce path nothing measurable.
+# The same produce workload against a broker without them (--http-listen off --retention off)
+# and with them (the metrics endpoint scraped every second by curl, and a 512 MiB size limit per
+# shard so retention deletes 64 MiB segments all through the run), in ROUNDS (5) rounds that
+# alternate which goes first. 1 shard on CPU 1, the bench on CPU 0, 1 KB messages in batches of
+# 100, 4 in flight, 8 M messages a run (8 GB), --flush async. Also the broker's own CPU time
+# (utime + stime from /proc) per million messages, which this VM's disk swings move less.
+# Results: <round>/{plain,ops}.json and results.md (written by this script).
+# Usage: perf-reports/2026-12-02-operations/run.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(git rev-parse --show-toplevel)
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -q
+B=$ROOT/target/release/shardmq
+DATA=$ROOT/target/perf-data
+ROUNDS=${ROUNDS:-5}
+MESSAGES=${MESSAGES:-8000000}
+COMMON=(--shards 1 --cpus 1 --segment-size 64MiB --listen 127.0.0.1:0 --remoting-listen off --namesrv-listen off)
+
+broker() { # flags...
+  rm -rf "$DATA"; mkdir -p "$DATA"
+  "$B" broker --data-dir "$DATA" "${COMMON[@]}" "$@" > "$DATA.out" 2> "$DATA.err" &
+  BROKER=$!
+  for _ in $(seq 100); do grep -q ready "$DATA.out" 2>/dev/null && break; sleep 0.1; done
+  ADDR=$(sed 's/.*native=\([^ ]*\).*/\1/' "$DATA.out")
+  HTTP=$(grep -o 'http=[^ ]*' "$DATA.out" | cut -d= -f2 || true)
+  "$B" admin --broker "$ADDR" topic create --name t --queues 8 > /dev/null
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$BROKER/stat"; }
+
+one() { # round-dir name flags...
+  local dir=$1 name=$2; shift 2
+  broker "$@"
+  local scraper="" before after
+  if [ -n "$HTTP" ]; then
+    (while sleep 1; do curl -s "http://$HTTP/metrics" > "$DATA.metrics" || true; done) &
+    scraper=$!
+  fi
+  before=$(cpu_ticks)
+  "$B" bench --broker "$ADDR" produce --topic t --cpu 0 --messages "$MESSAGES" --size 1024 \
+    --batch 100 --in-flight 4 --json "$dir/$name.json" > /dev/null 2>&1
+  after=$(cpu_ticks)
+  if [ -n "$scraper" ]; then
+    kill "$scraper"; wait "$scraper" 2>/dev/null || true
+    curl -s "http://$HTTP/metrics" > "$dir/$name.metrics.txt"
+  fi
+  echo "$name $((after - before))" >> "$dir/cpu-ticks.txt"
+  kill -TERM "$BROKER"; wait "$BROKER"
+}
+
+for r in $(seq "$ROUNDS"); do
+  d=round-$r; rm -rf "$d"; mkdir -p "$d"
+  order="plain ops"; [ $((r % 2)) -eq 0 ] && order="ops plain"
+  for which in $order; do
+    echo "--- round $r $which"
+    if [ "$which" = plain ]; then
+      one "$d" plain --http-listen off --retention off
+    else
+      one "$d" ops --http-listen 127.0.0.1:0 --retention-bytes 512MiB --retention-interval-ms 1000
+    fi
+  done
+done
+
+python3 - "$ROUNDS" "$MESSAGES" > results.md <<'PY'
+import json, sys, statistics
+rounds, messages = int(sys.argv[1]), int(sys.argv[2])
+print("# Metrics and retention on the produce path: same run, with and without\n")
+print(f"{messages:,} messages of 1 KB a run, batches of 100, 4 in flight; 1 shard on CPU 1, bench on CPU 0.\n")
+print("| round | plain msg/s | ops msg/s | ops ÷ plain | plain CPU s/M msg | ops CPU s/M msg | segments deleted | scrapes |")
+print("|---|---|---|---|---|---|---|---|")
+ratios, cpu_ratios = [], []
+for r in range(1, rounds + 1):
+    d = f"round-{r}"
+    plain = json.load(open(f"{d}/plain.json"))["msgPerSec"]
+    ops = json.load(open(f"{d}/ops.json"))["msgPerSec"]
+    ticks = dict(l.split() for l in open(f"{d}/cpu-ticks.txt"))
+    cpu = {k: int(v) / 100 / (messages / 1e6) for k, v in ticks.items()}
+    deleted = scrapes = "?"
+    for line in open(f"{d}/ops.metrics.txt"):
+        if line.startswith("shardmq_segments_deleted_total"):
+            deleted = int(float(line.split()[-1]))
+        if line.startswith('shardmq_request_duration_seconds_count'):
+            pass
+    ratios.append(ops / plain); cpu_ratios.append(cpu["ops"] / cpu["plain"])
+    print(f"| {r} | {plain:,.0f} | {ops:,.0f} | {ops/plain:.3f} | {cpu['plain']:.3f} | {cpu['ops']:.3f} | {deleted} | ~{int(json.load(open(f'{d}/ops.json'))['elapsedSeconds'])} |")
+print(f"\nmedian ops ÷ plain: throughput {statistics.median(ratios):.3f}, broker CPU per message {statistics.median(cpu_ratios):.3f}")
+PY
+cat results.md
