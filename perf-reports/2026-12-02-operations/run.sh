@@ -49,41 +49,55 @@ one() { # round-dir name flags...
   kill -TERM "$BROKER"; wait "$BROKER"
 }
 
+# VARIANTS: plain (neither), ops (both), and to tell the two apart metrics (scraped, no
+# retention) and retention (deleting, no HTTP listener).
+VARIANTS=${VARIANTS:-plain ops}
+flags_of() {
+  case $1 in
+    plain) echo --http-listen off --retention off ;;
+    ops) echo --http-listen 127.0.0.1:0 --retention-bytes 512MiB --retention-interval-ms 1000 ;;
+    metrics) echo --http-listen 127.0.0.1:0 --retention off ;;
+    retention) echo --http-listen off --retention-bytes 512MiB --retention-interval-ms 1000 ;;
+  esac
+}
 for r in $(seq "$ROUNDS"); do
   d=round-$r; rm -rf "$d"; mkdir -p "$d"
-  order="plain ops"; [ $((r % 2)) -eq 0 ] && order="ops plain"
+  order=$VARIANTS; [ $((r % 2)) -eq 0 ] && order=$(echo "$VARIANTS" | tr ' ' '\n' | tac | tr '\n' ' ')
   for which in $order; do
     echo "--- round $r $which"
-    if [ "$which" = plain ]; then
-      one "$d" plain --http-listen off --retention off
-    else
-      one "$d" ops --http-listen 127.0.0.1:0 --retention-bytes 512MiB --retention-interval-ms 1000
-    fi
+    # shellcheck disable=SC2046
+    one "$d" "$which" $(flags_of "$which")
   done
 done
 
-python3 - "$ROUNDS" "$MESSAGES" > results.md <<'PY'
+python3 - "$ROUNDS" "$MESSAGES" $VARIANTS > results.md <<'PY'
 import json, sys, statistics
-rounds, messages = int(sys.argv[1]), int(sys.argv[2])
+rounds, messages, variants = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+others = [v for v in variants if v != "plain"]
 print("# Metrics and retention on the produce path: same run, with and without\n")
-print(f"{messages:,} messages of 1 KB a run, batches of 100, 4 in flight; 1 shard on CPU 1, bench on CPU 0.\n")
-print("| round | plain msg/s | ops msg/s | ops ÷ plain | plain CPU s/M msg | ops CPU s/M msg | segments deleted | scrapes |")
-print("|---|---|---|---|---|---|---|---|")
-ratios, cpu_ratios = [], []
+print(f"{messages:,} messages of 1 KB a run, batches of 100, 4 in flight; 1 shard on CPU 1, bench on CPU 0.")
+print("msg/s per variant; ÷ plain within the round; broker CPU seconds per million messages.\n")
+print("| round | " + " | ".join(f"{v} msg/s" for v in variants) + " | " + " | ".join(f"{v} ÷ plain" for v in others) + " | " + " | ".join(f"{v} CPU" for v in variants) + " | segments deleted |")
+print("|" + "---|" * (2 + 2 * len(variants) + len(others)))
+ratios = {v: [] for v in others}; cpu_ratios = {v: [] for v in others}
 for r in range(1, rounds + 1):
     d = f"round-{r}"
-    plain = json.load(open(f"{d}/plain.json"))["msgPerSec"]
-    ops = json.load(open(f"{d}/ops.json"))["msgPerSec"]
+    rate = {v: json.load(open(f"{d}/{v}.json"))["msgPerSec"] for v in variants}
     ticks = dict(l.split() for l in open(f"{d}/cpu-ticks.txt"))
-    cpu = {k: int(v) / 100 / (messages / 1e6) for k, v in ticks.items()}
-    deleted = scrapes = "?"
-    for line in open(f"{d}/ops.metrics.txt"):
-        if line.startswith("shardmq_segments_deleted_total"):
-            deleted = int(float(line.split()[-1]))
-        if line.startswith('shardmq_request_duration_seconds_count'):
+    cpu = {v: int(ticks[v]) / 100 / (messages / 1e6) for v in variants}
+    deleted = []
+    for v in variants:
+        try:
+            for line in open(f"{d}/{v}.metrics.txt"):
+                if line.startswith("shardmq_segments_deleted_total"):
+                    deleted.append(f"{v}: {int(float(line.split()[-1]))}")
+        except FileNotFoundError:
             pass
-    ratios.append(ops / plain); cpu_ratios.append(cpu["ops"] / cpu["plain"])
-    print(f"| {r} | {plain:,.0f} | {ops:,.0f} | {ops/plain:.3f} | {cpu['plain']:.3f} | {cpu['ops']:.3f} | {deleted} | ~{int(json.load(open(f'{d}/ops.json'))['elapsedSeconds'])} |")
-print(f"\nmedian ops ÷ plain: throughput {statistics.median(ratios):.3f}, broker CPU per message {statistics.median(cpu_ratios):.3f}")
+    for v in others:
+        ratios[v].append(rate[v] / rate["plain"]); cpu_ratios[v].append(cpu[v] / cpu["plain"])
+    print(f"| {r} | " + " | ".join(f"{rate[v]:,.0f}" for v in variants) + " | " + " | ".join(f"{rate[v]/rate['plain']:.3f}" for v in others) + " | " + " | ".join(f"{cpu[v]:.3f}" for v in variants) + f" | {', '.join(deleted) or '-'} |")
+print()
+for v in others:
+    print(f"- median {v} ÷ plain: throughput {statistics.median(ratios[v]):.3f}, broker CPU per message {statistics.median(cpu_ratios[v]):.3f}")
 PY
 cat results.md

@@ -529,6 +529,40 @@ async fn drop_entries_past(
     Ok(())
 }
 
+/// [`first_offset_where`] for an answer expected near `from`: steps of 1, 2, 4, … from it, then
+/// a binary search in the last step. O(log(answer − from)) lookups that stay in the chunks
+/// near `from`, where a plain binary search over the queue would load chunks all over it.
+pub async fn gallop_first_where(
+    index: &RefCell<QueueIndex>,
+    from: u64,
+    at_or_after: impl Fn(&IndexEntry) -> bool,
+) -> Result<u64> {
+    let len = index.borrow().len();
+    let (mut lo, mut step) = (from, 1u64);
+    loop {
+        let probe = lo.saturating_add(step);
+        if probe >= len {
+            break;
+        }
+        match probe_at(index, probe).await? {
+            Some(entry) if at_or_after(&entry) => break,
+            _ => {
+                lo = probe;
+                step = step.saturating_mul(2);
+            }
+        }
+    }
+    let (mut lo, mut hi) = (lo, lo.saturating_add(step).min(len));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match probe_at(index, mid).await? {
+            Some(entry) if at_or_after(&entry) => hi = mid,
+            _ => lo = mid + 1,
+        }
+    }
+    Ok(lo)
+}
+
 /// Sets each queue's start to its first entry at or past the log's start `log_start` (what lies
 /// before was deleted by retention) and releases the index chunks below it.
 async fn start_queues_at(

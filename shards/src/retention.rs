@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Result, StorageError};
 use crate::index::release_below_first;
-use crate::recovery::{first_offset_where, probe_at, QueueKey};
+use crate::recovery::{gallop_first_where, probe_at, QueueKey};
 use crate::store::ShardStore;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,8 +202,9 @@ impl ShardStore {
             {
                 continue;
             }
+            // One segment's worth past the old start: a gallop stays in the chunks near it.
             let new_first =
-                first_offset_where(index, old_first, |e| e.position >= new_start).await?;
+                gallop_first_where(index, old_first, |e| e.position >= new_start).await?;
             index.borrow_mut().advance_first(new_first);
             self.log_unconsumed(*key, old_first, new_first);
         }

@@ -138,3 +138,38 @@ fn a_lost_index_and_checkpoint_behind_the_log_start_continue_where_the_log_does(
         store.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_gallop_finds_what_a_binary_search_finds() {
+    use crate::index::{IndexEntry, QueueIndex};
+    use crate::recovery::{first_offset_where, gallop_first_where};
+    let index = std::cell::RefCell::new(QueueIndex::new("/nonexistent".into(), 64));
+    // Batches of 1..=7 records at growing positions.
+    let (mut position, mut n) = (0u64, 0u64);
+    while n < 20_000 {
+        let count = 1 + position % 7;
+        for delta in 0..count {
+            index.borrow_mut().push(IndexEntry {
+                position,
+                batch_len: 64,
+                delta: delta as u32,
+                tag_code: 0,
+                store_ms: 0,
+            });
+        }
+        n += count;
+        position += 64;
+    }
+    futures_lite::future::block_on(async {
+        for from in [0u64, 1, 13, 4095, 4096, 10_000] {
+            for threshold in [0u64, 64, 640, 64 * 1000, 64 * 3000, position, position + 64] {
+                let at = |e: &IndexEntry| e.position >= threshold;
+                assert_eq!(
+                    gallop_first_where(&index, from, at).await.unwrap(),
+                    first_offset_where(&index, from, at).await.unwrap(),
+                    "from {from} threshold {threshold}"
+                );
+            }
+        }
+    });
+}
