@@ -39,9 +39,9 @@ pub enum StorageError {
     },
     #[error("shard {shard_id} refuses writes: {reason}; reads go on, and writes resume by themselves once space is freed")]
     WritesRefused { shard_id: u32, reason: String },
-    /// A read planned before retention deleted the segment it needed (the caller answers with
-    /// the queue's new start).
-    #[error("log position {0} was deleted by retention while a read was planned")]
+    /// A read planned before retention deleted what it needed: the segment at a log position,
+    /// or the index entry of a queue offset (the caller answers with the queue's new start).
+    #[error("position or offset {0} was deleted by retention while a read was planned")]
     PositionDeleted(u64),
     #[error("the store of shard {0} is closed")]
     Closed(u32),

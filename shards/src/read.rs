@@ -157,9 +157,13 @@ impl ShardStore {
             max_messages: request.max_messages,
             max_bytes: request.max_bytes,
         };
-        let (planned, scanned_to) =
-            read_plan::plan_filtered(index, request.offset, &limits, codes).await?;
-        let (batches, _) = match self.fetch(&planned).await {
+        let read = async {
+            let (planned, scanned_to) =
+                read_plan::plan_filtered(index, request.offset, &limits, codes).await?;
+            let (batches, _) = self.fetch(&planned).await?;
+            Ok((planned, scanned_to, batches))
+        };
+        let (planned, scanned_to, batches) = match read.await {
             Err(StorageError::PositionDeleted(_)) => {
                 return Err(deleted_meanwhile(index, request, topic_id, queue_id))
             }

@@ -457,11 +457,14 @@ fn tag_codes_of(bytes: &[u8], header: &shardmq_protocol::BatchHeader) -> Vec<i64
     codes
 }
 
-/// The entry at `offset`, loading its chunk from disk when it was evicted. `offset` must be at
-/// or past the queue's start: an empty slot there breaks the store's invariant.
+/// The entry at `offset`, loading its chunk from disk when it was evicted. An offset that
+/// retention moved the queue's start past while the caller was planning (it checked the offset
+/// before an await) is [`StorageError::PositionDeleted`]; an empty slot at or past the start
+/// breaks the store's invariant.
 pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexEntry> {
     match probe_at(index, offset).await? {
         Some(entry) => Ok(entry),
+        None if offset < index.borrow().first() => Err(StorageError::PositionDeleted(offset)),
         None => {
             let index = index.borrow();
             panic!(

@@ -173,3 +173,37 @@ fn a_gallop_finds_what_a_binary_search_finds() {
         }
     });
 }
+
+/// Regression: a read that checked its offset against the queue's start, then awaited (a chunk
+/// load) while retention moved the start past it and released the chunk, panicked on the empty
+/// slot ("empty slot at offset …") instead of answering that the offset is gone.
+#[test]
+fn a_lookup_below_a_start_that_moved_meanwhile_is_an_error_not_a_panic() {
+    use crate::index::{IndexEntry, QueueIndex, INDEX_CHUNK_ENTRIES};
+    use crate::recovery::entry_at;
+    let index = std::cell::RefCell::new(QueueIndex::new("/nonexistent".into(), 64));
+    for i in 0..INDEX_CHUNK_ENTRIES * 3 {
+        index.borrow_mut().push(IndexEntry {
+            position: i * 64,
+            batch_len: 64,
+            delta: 0,
+            tag_code: 0,
+            store_ms: 0,
+        });
+    }
+    index.borrow_mut().advance_first(INDEX_CHUNK_ENTRIES * 2);
+    assert!(index.borrow_mut().release_chunks_below_first().is_some());
+    futures_lite::future::block_on(async {
+        assert!(matches!(
+            entry_at(&index, 5).await,
+            Err(StorageError::PositionDeleted(5))
+        ));
+        assert_eq!(
+            entry_at(&index, INDEX_CHUNK_ENTRIES * 2)
+                .await
+                .unwrap()
+                .position,
+            INDEX_CHUNK_ENTRIES * 2 * 64
+        );
+    });
+}
