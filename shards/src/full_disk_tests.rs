@@ -145,7 +145,12 @@ fn fill_to(ballast: &Path, percent: f64) {
         .append(true)
         .open(ballast)
         .unwrap();
-    while crate::retention::disk_used_percent(ballast.parent().unwrap()).unwrap() < percent {
+    let used = || {
+        crate::retention::disk_usage(ballast.parent().unwrap())
+            .unwrap()
+            .used_percent
+    };
+    while used() < percent {
         file.write_all(&[1u8; 16 * 1024]).unwrap();
         file.sync_all().unwrap();
     }

@@ -498,7 +498,17 @@ pub async fn first_offset_where(
     from: u64,
     at_or_after: impl Fn(&IndexEntry) -> bool,
 ) -> Result<u64> {
-    let (mut lo, mut hi) = (from, index.borrow().len());
+    let len = index.borrow().len();
+    search_between(index, from, len, &at_or_after).await
+}
+
+/// The binary search of [`first_offset_where`] within `[lo, hi)`.
+async fn search_between(
+    index: &RefCell<QueueIndex>,
+    mut lo: u64,
+    mut hi: u64,
+    at_or_after: &impl Fn(&IndexEntry) -> bool,
+) -> Result<u64> {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         match probe_at(index, mid).await? {
@@ -555,15 +565,7 @@ pub async fn gallop_first_where(
             }
         }
     }
-    let (mut lo, mut hi) = (lo, lo.saturating_add(step).min(len));
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match probe_at(index, mid).await? {
-            Some(entry) if at_or_after(&entry) => hi = mid,
-            _ => lo = mid + 1,
-        }
-    }
-    Ok(lo)
+    search_between(index, lo, lo.saturating_add(step).min(len), &at_or_after).await
 }
 
 /// Sets each queue's start to its first entry at or past the log's start `log_start` (what lies

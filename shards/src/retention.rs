@@ -79,26 +79,29 @@ enum Reason {
     DiskAboveMark { used_percent: f64 },
 }
 
-/// How full the filesystem holding `dir` is, in percent (`None` if `statvfs` fails).
-pub fn disk_used_percent(dir: &Path) -> Option<f64> {
-    let stat = statvfs(dir)?;
-    let total = stat.f_blocks as f64;
-    (total > 0.0).then(|| (total - stat.f_bfree as f64) * 100.0 / total)
+/// The filesystem holding a directory, from one `statvfs` (a read of the kernel's counters).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskUsage {
+    /// `(total - free) / total`, in percent (RocketMQ's measure).
+    pub used_percent: f64,
+    /// What an unprivileged writer may still use.
+    pub free_bytes: u64,
 }
 
-/// Free bytes of the filesystem holding `dir` (`None` if `statvfs` fails).
-pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
-    statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-}
-
-fn statvfs(dir: &Path) -> Option<libc::statvfs> {
+/// `None` if `statvfs` fails or reports an empty filesystem.
+pub fn disk_usage(dir: &Path) -> Option<DiskUsage> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into a struct we own; the path is NUL-terminated.
-    unsafe {
+    let stat = unsafe {
         let mut stat: libc::statvfs = std::mem::zeroed();
         (libc::statvfs(path.as_ptr(), &mut stat) == 0).then_some(stat)
-    }
+    }?;
+    let total = stat.f_blocks as f64;
+    (total > 0.0).then(|| DiskUsage {
+        used_percent: (total - stat.f_bfree as f64) * 100.0 / total,
+        free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+    })
 }
 
 impl ShardStore {
@@ -110,9 +113,9 @@ impl ShardStore {
         self.inner.log.request_spare();
         let mut deleted = 0;
         while deleted < config.segments_per_pass {
-            let used = disk_used_percent(self.dir());
+            let used = disk_usage(self.dir()).map(|d| d.used_percent);
             self.update_disk_refusal(used, &config.marks);
-            let Some(reason) = self.oldest_sealed_must_go(&config, used) else {
+            let Some(reason) = self.oldest_sealed_must_go(&config, used).await else {
                 break;
             };
             self.delete_oldest_segment(reason).await?;
@@ -151,7 +154,11 @@ impl ShardStore {
     }
 
     /// Why the oldest sealed segment must be deleted now, or `None` to keep it.
-    fn oldest_sealed_must_go(&self, config: &RetentionConfig, used: Option<f64>) -> Option<Reason> {
+    async fn oldest_sealed_must_go(
+        &self,
+        config: &RetentionConfig,
+        used: Option<f64>,
+    ) -> Option<Reason> {
         let (path, next_base, first_base) = {
             let segments = self.inner.segments.borrow();
             let mut it = segments.iter();
@@ -171,7 +178,11 @@ impl ShardStore {
             return Some(Reason::OverSizeLimit { log_bytes });
         }
         let max_age = config.max_age?;
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        // A stat off the executor (its blocking pool): nothing blocks a shard's core.
+        let modified = glommio::executor()
+            .spawn_blocking(move || std::fs::metadata(path).and_then(|m| m.modified()))
+            .await
+            .ok()?;
         let age = SystemTime::now()
             .duration_since(modified)
             .unwrap_or_default();
@@ -186,13 +197,7 @@ impl ShardStore {
             let base = it.next().expect("checked by the caller").base;
             (base, it.next().expect("checked by the caller").base)
         };
-        let queues: Vec<_> = self
-            .inner
-            .queues
-            .borrow()
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let queues = self.queue_indexes();
         for (key, index) in &queues {
             let old_first = index.borrow().first();
             if old_first >= index.borrow().len()

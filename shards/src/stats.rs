@@ -139,6 +139,7 @@ impl crate::store::ShardStore {
             .borrow()
             .first_base()
             .unwrap_or(d.appended().0);
+        let disk = crate::retention::disk_usage(self.dir());
         let refusing = inner.disk_refusal.get().is_some()
             || matches!(inner.log.spare(), crate::writer::SpareState::Failed(_))
             || inner.log.check_failed().is_err();
@@ -146,8 +147,8 @@ impl crate::store::ShardStore {
             segments: inner.segments.borrow().len() as u64,
             log_bytes: d.appended().0 - first,
             hot_tail_bytes: inner.hot_tail.borrow().bytes() as u64,
-            disk_used_percent: crate::retention::disk_used_percent(self.dir()),
-            disk_free_bytes: crate::retention::disk_free_bytes(self.dir()),
+            disk_used_percent: disk.map(|d| d.used_percent),
+            disk_free_bytes: disk.map(|d| d.free_bytes),
             refusing_writes: refusing,
             ..inner.log.stats.counters()
         }

@@ -264,6 +264,12 @@ impl ShardStore {
         })
     }
 
+    /// Every queue's index, copied out of the map so the caller may await between them.
+    pub(crate) fn queue_indexes(&self) -> Vec<(QueueKey, Rc<RefCell<QueueIndex>>)> {
+        let queues = self.inner.queues.borrow();
+        queues.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
     /// Every queue this store holds an index for.
     pub fn queue_keys(&self) -> Vec<QueueKey> {
         self.inner.queues.borrow().keys().copied().collect()
@@ -348,13 +354,7 @@ impl ShardStore {
             .await
             .map_err(|_| StorageError::Closed(self.shard_id()))?;
         let position = self.inner.log.durability.synced().0;
-        let queues: Vec<_> = self
-            .inner
-            .queues
-            .borrow()
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let queues = self.queue_indexes();
         // Lengths are taken before persisting: entries appended while the writes are in flight
         // are not claimed by this checkpoint.
         let lens: Vec<_> = queues

@@ -305,7 +305,9 @@ async fn roll(
     );
     let path = segment_path(&config.log_dir, base);
     let spare = config.log_dir.join(SPARE_NAME);
-    std::fs::rename(&spare, &path).map_err(|e| StorageError::io(&spare, e))?;
+    glommio::io::rename(&spare, &path)
+        .await
+        .map_err(|e| StorageError::glommio(&spare, e))?;
     let file = glommio::io::OpenOptions::new()
         .write(true)
         .dma_open(&path)
@@ -363,7 +365,7 @@ async fn prepare_spare(state: &LogState, config: &WriterConfig) {
                 tracing::error!(shard = state.shard_id, reason = %message, "the shard cannot reserve its next segment: appends that need it are refused until space is freed; reads go on");
             }
             // Whatever was allocated is given back: a half-reserved spare helps no one.
-            let _ = std::fs::remove_file(&path);
+            let _ = glommio::io::remove(&path).await;
             state.set_spare(SpareState::Failed(message));
         }
     }
