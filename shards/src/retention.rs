@@ -213,6 +213,20 @@ impl ShardStore {
             index.borrow_mut().advance_first(new_first);
             self.log_unconsumed(*key, old_first, new_first);
         }
+        // A segment's read handle is opened by path (by a checkpoint, or a read's first touch),
+        // and glommio 0.9 panics when the path disappears during an open (it unwraps a statfs
+        // of the path after opening). So: no checkpoint runs while the file goes, and the
+        // handle is opened now, before the unlink, so no read ever opens it by path later.
+        let _no_checkpoint = self
+            .inner
+            .checkpoint_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed(self.shard_id()))?;
+        let oldest = self.inner.segments.borrow().iter().next().cloned();
+        if let Some(oldest) = oldest {
+            oldest.ensure_reader().await?;
+        }
         let segment = self
             .inner
             .segments

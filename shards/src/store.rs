@@ -52,7 +52,9 @@ pub(crate) struct Inner {
     pub(crate) appended_event: Event,
     sync_requested_upto: Cell<u64>,
     pub(crate) closing: Cell<bool>,
-    checkpoint_lock: Semaphore,
+    /// Held by a checkpoint, and by retention while it unlinks a segment (see
+    /// `retention::delete_oldest_segment`).
+    pub(crate) checkpoint_lock: Semaphore,
     /// Queues whose index is being flushed in the background (see `flush_index_if_needed`).
     pub(crate) index_flushes: RefCell<std::collections::HashSet<QueueKey>>,
     pub(crate) background: Option<TaskQueueHandle>,
