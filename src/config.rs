@@ -182,18 +182,24 @@ fn listener_on(value: &str) -> Option<&str> {
     (!value.trim().eq_ignore_ascii_case("off")).then_some(value.trim())
 }
 
-/// Parses sizes like `4096`, `64KiB`, `1MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as
-/// binary multiples).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
+/// `"64MiB"` as `(64, "MiB")`: the leading digits, and what follows them trimmed.
+fn number_and_unit<'a>(text: &'a str, like: &str) -> Result<(u64, &'a str), String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
+    let value = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a size like 64MiB"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        .map_err(|_| format!("{text:?} is not {like}"))?;
+    Ok((value, unit.trim()))
+}
+
+/// Parses sizes like `4096`, `64KiB`, `1MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as
+/// binary multiples).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (value, unit) = number_and_unit(text, "a size like 64MiB")?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
@@ -228,14 +234,8 @@ fn parse_duration_or_off(text: &str) -> Result<Option<Duration>, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 72h (or off)"))?;
-    let ms_per_unit: u64 = match unit.trim() {
+    let (value, unit) = number_and_unit(text, "a duration like 72h (or off)")?;
+    let ms_per_unit: u64 = match unit {
         "ms" => 1,
         "s" => 1000,
         "m" => 60_000,

@@ -14,9 +14,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use harness::{batch_of, create_topic, run, Broker};
-use shardmq_bench::peers::remoting::connection::RemotingConnection;
 use shardmq_client::Client;
-use shardmq_protocol::remoting::codes::{request, response};
+use shardmq_protocol::remoting::codes::response;
 use shardmq_protocol::ErrorCode;
 
 const QUEUES: u32 = 4;
@@ -143,43 +142,6 @@ fn read_all(addr: &str) -> Vec<u64> {
     })
 }
 
-/// A RocketMQ SEND_MESSAGE_V2 to the shard behind `remoting`; its response code.
-fn remoting_send_code(remoting: &str) -> i32 {
-    let addr = remoting.to_string();
-    run(move || async move {
-        let conn = RemotingConnection::connect(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let header: Vec<(&'static str, String)> = [
-            ("a", "pg"),
-            ("b", "t"),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", "0"),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", ""),
-            ("j", "0"),
-            ("k", "false"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-        let reply = conn
-            // Larger than any batch above, so it cannot fit what is left of a segment.
-            .request(
-                request::SEND_MESSAGE_V2,
-                &header,
-                &[7u8; 16 << 10],
-                Duration::ZERO,
-            )
-            .await
-            .unwrap();
-        reply.code
-    })
-}
-
 /// SIGTERM, and the exit code within 30 s.
 fn terminate(broker: Broker) -> Option<i32> {
     let pid = broker.pid();
@@ -223,8 +185,10 @@ fn a_full_disk_refuses_writes_keeps_reads_survives_restarts_and_resumes_when_spa
         acked.iter().map(Vec::len).collect::<Vec<_>>()
     );
     assert_acked_stored(&acked, &read_all(&broker.addr));
+    // Larger than any batch above, so it cannot fit what is left of a segment.
+    let refused = harness::remoting::send_v2(&broker.remoting, "t", 0, &[7u8; 16 << 10]);
     assert_eq!(
-        remoting_send_code(&broker.remoting),
+        refused.code,
         response::SERVICE_NOT_AVAILABLE,
         "a remoting send on the full disk"
     );

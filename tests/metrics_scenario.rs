@@ -11,9 +11,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use harness::{batch_of, create_topic, run, Broker};
-use shardmq_bench::peers::remoting::connection::RemotingConnection;
 use shardmq_client::Client;
-use shardmq_protocol::remoting::codes::{request, response};
+use shardmq_protocol::remoting::codes::response;
 
 /// `(status, body)` of a raw HTTP exchange.
 fn http(addr: &str, request: &[u8]) -> (u16, String) {
@@ -106,41 +105,6 @@ fn sum(series: &Series, name: &str, with: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-fn remoting_send(remoting: &str) {
-    let addr = remoting.to_string();
-    run(move || async move {
-        let conn = RemotingConnection::connect(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let header: Vec<(&'static str, String)> = [
-            ("a", "pg"),
-            ("b", "m"),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", "0"),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", ""),
-            ("j", "0"),
-            ("k", "false"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-        let reply = conn
-            .request(
-                request::SEND_MESSAGE_V2,
-                &header,
-                b"over remoting",
-                Duration::ZERO,
-            )
-            .await
-            .unwrap();
-        assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
-    })
-}
-
 #[test]
 fn metrics_count_what_was_produced_consumed_committed_and_refused() {
     let dir = harness::data_dir();
@@ -171,7 +135,8 @@ fn metrics_count_what_was_produced_consumed_committed_and_refused() {
         (bytes, refused)
     });
     assert!(refused, "a produce to queue 99 of 4 is refused");
-    remoting_send(&broker.remoting);
+    let sent = harness::remoting::send_v2(&broker.remoting, "m", 0, b"over remoting");
+    assert_eq!(sent.code, response::SUCCESS, "{:?}", sent.remark);
 
     let (status, text) = get(&broker.http, "/metrics");
     assert_eq!(status, 200);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod js;
+pub mod remoting;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -42,10 +42,7 @@ pub fn overview(shared: &Shared) -> Response {
     let mut produce_latency = vec![0u64; LATENCY_BUCKETS_SECONDS.len() + 1];
     for s in &shards {
         for ((_, kind), h) in &s.metrics.requests {
-            if matches!(
-                *kind,
-                "produce" | "SEND_MESSAGE" | "SEND_MESSAGE_V2" | "SEND_BATCH_MESSAGE"
-            ) {
+            if crate::ops::metrics::shard::PRODUCE_KINDS.contains(kind) {
                 for (acc, c) in produce_latency.iter_mut().zip(&h.counts) {
                     *acc += c;
                 }
