@@ -20,6 +20,10 @@
 //!   it; a read planned before finishes from the file handle it holds (unlinked files stay
 //!   readable) or answers "offset too small";
 //! - deleting records a consumer group has not consumed is logged with the group and the range.
+//! - one pass at a time (`retention_lock`): a pass decides what to delete, awaits (a stat, index
+//!   lookups), then deletes, so a second pass interleaving would delete what the first checked;
+//! - a segment is unlinked under the checkpoint lock, after its read handle is open (glommio
+//!   0.9 panics when a path vanishes during an open).
 //!
 //! Limits: at most `segments_per_pass` segments per pass, so a shard that must free a lot
 //! spreads the work over passes instead of holding its core.
@@ -108,6 +112,12 @@ impl ShardStore {
     /// One retention pass: updates the disk refusal, then deletes what the rules say, up to
     /// `segments_per_pass` segments. Returns how many were deleted.
     pub async fn retention_pass(&self) -> Result<usize> {
+        let _one_pass = self
+            .inner
+            .retention_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed(self.shard_id()))?;
         let config = self.inner.config.retention.clone();
         // A spare that could not be reserved is retried here (space may be back).
         self.inner.log.request_spare();

@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     /// Held by a checkpoint, and by retention while it unlinks a segment (see
     /// `retention::delete_oldest_segment`).
     pub(crate) checkpoint_lock: Semaphore,
+    /// One retention pass at a time (the background task's and any caller's): a pass decides
+    /// what to delete, then awaits, then deletes it.
+    pub(crate) retention_lock: Semaphore,
     /// Queues whose index is being flushed in the background (see `flush_index_if_needed`).
     pub(crate) index_flushes: RefCell<std::collections::HashSet<QueueKey>>,
     pub(crate) background: Option<TaskQueueHandle>,
@@ -124,6 +127,7 @@ impl ShardStore {
                 sync_requested_upto: Cell::new(end),
                 closing: Cell::new(false),
                 checkpoint_lock: Semaphore::new(1),
+                retention_lock: Semaphore::new(1),
                 index_flushes: RefCell::new(std::collections::HashSet::new()),
                 background,
                 tasks: RefCell::new(Vec::new()),
