@@ -61,7 +61,7 @@ pub enum ErrorCode {
     /// stopping); retry.
     Unavailable = 23,
     /// The shard refuses writes because its disk is (nearly) full; reads go on, and writes
-    /// resume by themselves once space is freed. Nothing of the request was stored; retry later.
+    /// resume by themselves (once space is freed, or the log repaired after a write error). Nothing of the request was stored; retry later.
     WritesRefused = 24,
 }
 

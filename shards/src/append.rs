@@ -8,8 +8,8 @@
 //! of one shard are ordered exactly as they were called.
 //!
 //! Limits: an append waits while more than `unwritten_bytes_max` bytes are appended but not
-//! written (backpressure on producers), and fails at once when the store is closing or its
-//! writer failed.
+//! written (backpressure on producers), and fails at once when the store is closing, or is
+//! refusing writes (a full disk, or its writer failed and `log_repair` is at work).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -54,7 +54,13 @@ impl ShardStore {
                 ),
             });
         }
-        self.inner.log.check_failed()
+        match self.inner.log.check_failed() {
+            Err(StorageError::WriterFailed { message, .. }) => Err(StorageError::WritesRefused {
+                shard_id: self.shard_id(),
+                reason: format!("the log writer failed ({message}) and the log is being repaired"),
+            }),
+            other => other,
+        }
     }
 
     /// Waits while too much is appended but unwritten (backpressure on producers), and while

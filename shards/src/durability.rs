@@ -9,7 +9,9 @@
 //!   not yet durable (the device may hold them in a volatile cache).
 //! - [`Synced`]: covered by a completed `fdatasync`; survives a crash or power loss.
 //!
-//! Invariant, asserted on every update: `appended >= written >= synced`, each monotonic.
+//! Invariant, asserted on every update: `appended >= written >= synced`, each monotonic, with
+//! one exception: a log repair after a write failure moves `written` back to where it rewrites
+//! from ([`Durability::rewind_written`]), never below `synced`.
 
 use std::cell::Cell;
 
@@ -65,6 +67,19 @@ impl Durability {
         }
     }
 
+    /// The log repair's restart point: what lies past `to` is written again (the writer that
+    /// wrote it failed, and the bytes it held are lost). Acknowledged data is never past it.
+    pub fn rewind_written(&self, to: Written) {
+        assert!(
+            to.0 <= self.written.get() && to.0 >= self.synced.get(),
+            "a log repair restarts between synced {} and written {}, not at {}",
+            self.synced.get(),
+            self.written.get(),
+            to.0
+        );
+        self.written.set(to.0);
+    }
+
     pub fn advance_synced(&self, to: Synced) {
         assert!(to.0 <= self.written.get(), "synced position passed written");
         if to.0 > self.synced.get() {
@@ -85,6 +100,20 @@ mod tests {
         d.advance_synced(Synced(12));
         d.advance_written(Written(14)); // stale reports are ignored, not moved back
         assert_eq!((d.appended().0, d.written().0, d.synced().0), (20, 15, 12));
+    }
+
+    #[test]
+    fn a_repair_rewinds_written_but_not_below_synced() {
+        let d = Durability::recovered(0);
+        d.advance_appended(Appended(30));
+        d.advance_written(Written(25));
+        d.advance_synced(Synced(10));
+        d.rewind_written(Written(16));
+        assert_eq!((d.written().0, d.synced().0), (16, 10));
+        let below_synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            d.rewind_written(Written(9))
+        }));
+        assert!(below_synced.is_err());
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub enum StorageError {
         position: u64,
         what: String,
     },
-    #[error("shard {shard_id} refuses writes: {reason}; reads go on, and writes resume by themselves once space is freed")]
+    /// Nothing of the append was stored; writes resume by themselves (space freed, the log
+    /// repaired).
+    #[error("shard {shard_id} refuses writes for now: {reason}; reads go on, and writes resume by themselves")]
     WritesRefused { shard_id: u32, reason: String },
     /// A read planned before retention deleted what it needed: the segment at a log position,
     /// or the index entry of a queue offset (the caller answers with the queue's new start).
@@ -47,9 +49,9 @@ pub enum StorageError {
     Closed(u32),
     #[error("invalid store configuration: {0}")]
     Config(String),
-    #[error(
-        "the log writer of shard {shard_id} failed earlier and the store refuses writes: {message}"
-    )]
+    /// The writer failed while this append waited for its sync: it was not acknowledged, and
+    /// may still be stored once the log is repaired (see `log_repair`).
+    #[error("the log writer of shard {shard_id} failed before this write was durable (it may yet be stored once the log is repaired): {message}")]
     WriterFailed { shard_id: u32, message: String },
 }
 

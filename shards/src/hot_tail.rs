@@ -68,6 +68,26 @@ impl HotTail {
         }
     }
 
+    /// Where the first batch not wholly written starts (`written` itself when every batch is):
+    /// where a log repair rewrites from.
+    pub fn first_unwritten(&self, written: u64) -> u64 {
+        self.batches
+            .iter()
+            .find(|(pos, batch)| pos + batch.len() as u64 > written)
+            .map_or(written, |(pos, _)| *pos)
+    }
+
+    /// Every batch from `position` on, which must start a batch here (or be the end).
+    pub fn batches_from(&self, position: u64) -> Vec<(u64, Bytes)> {
+        let at = self.batches.partition_point(|(p, _)| *p < position);
+        let tail: Vec<_> = self.batches.range(at..).cloned().collect();
+        assert!(
+            tail.first().is_none_or(|(p, _)| *p == position),
+            "{position} does not start a batch in the hot tail"
+        );
+        tail
+    }
+
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -89,6 +109,19 @@ mod tests {
         assert_eq!(tail.get(60).map(|b| b[0]), Some(2));
         assert!(tail.get(61).is_none());
         assert_eq!(tail.bytes(), 60);
+    }
+
+    #[test]
+    fn a_repair_restarts_at_the_batch_holding_the_written_end() {
+        let mut tail = HotTail::new(1000);
+        tail.push(0, Bytes::from(vec![1u8; 60]));
+        tail.push(60, Bytes::from(vec![2u8; 60]));
+        assert_eq!(tail.first_unwritten(70), 60);
+        assert_eq!(tail.first_unwritten(60), 60);
+        assert_eq!(tail.first_unwritten(120), 120);
+        let from: Vec<u64> = tail.batches_from(60).iter().map(|(p, _)| *p).collect();
+        assert_eq!(from, [60]);
+        assert!(tail.batches_from(120).is_empty());
     }
 
     #[test]

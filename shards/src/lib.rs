@@ -5,6 +5,8 @@
 //! - [`store`]: [`ShardStore`], the API the broker calls: open, offsets, long-poll waits,
 //!   checkpoint, close; [`append`] (append, when to acknowledge) and [`read`] extend it.
 //! - [`writer`]: the log writer task and the durability contract (appended ≥ written ≥ synced).
+//! - [`log_repair`]: making the log writable again in place after the writer failed.
+//! - [`faults`]: injected write, sync and repair errors, for storage tests.
 //! - [`durability`]: the three log positions as distinct types.
 //! - [`segment`]: segment files and routing reads to them.
 //! - [`index`]: per-queue index (RocketMQ's ConsumeQueue): O(1) seek by queue offset.
@@ -28,10 +30,12 @@ pub mod config;
 pub mod consumer_offsets;
 pub mod durability;
 pub mod error;
+pub mod faults;
 pub mod hot_tail;
 pub mod index;
 pub mod index_format;
 pub mod iopoll_probe;
+pub mod log_repair;
 pub mod prefetch;
 pub mod read;
 pub mod read_plan;
@@ -53,6 +57,8 @@ pub use store::ShardStore;
 
 #[cfg(test)]
 mod full_disk_tests;
+#[cfg(test)]
+mod log_repair_tests;
 #[cfg(test)]
 mod retention_tests;
 #[cfg(test)]

@@ -128,6 +128,19 @@ impl Segments {
         (!self.list.is_empty()).then(|| self.list.remove(0))
     }
 
+    /// Removes and returns every segment that starts after `position` (a log repair resumes
+    /// at `position`; what the failed writer started past it holds nothing written).
+    pub fn split_off_after(&mut self, position: u64) -> Vec<Rc<Segment>> {
+        let at = self.list.partition_point(|s| s.base <= position);
+        self.list.split_off(at)
+    }
+
+    /// The last segment that starts before `position`.
+    pub fn last_before(&self, position: u64) -> Option<Rc<Segment>> {
+        let at = self.list.partition_point(|s| s.base < position);
+        at.checked_sub(1).map(|i| self.list[i].clone())
+    }
+
     pub fn last_base(&self) -> Option<u64> {
         self.list.last().map(|s| s.base)
     }

@@ -81,6 +81,10 @@ pub struct StoreStats {
     pub read_bytes_disk: Cell<u64>,
     pub segments_deleted: Cell<u64>,
     pub appends_refused: Cell<u64>,
+    /// Times the log writer failed (a write, fdatasync, roll or repair), and repairs that
+    /// succeeded (see `log_repair`).
+    pub writer_failures: Cell<u64>,
+    pub log_repairs: Cell<u64>,
 }
 
 pub(crate) fn add(cell: &Cell<u64>, n: u64) {
@@ -100,6 +104,8 @@ pub struct StoreStatsSnapshot {
     pub read_bytes_disk: u64,
     pub segments_deleted: u64,
     pub appends_refused: u64,
+    pub writer_failures: u64,
+    pub log_repairs: u64,
     pub segments: u64,
     /// From the log's first byte still stored to its last appended one.
     pub log_bytes: u64,
@@ -107,7 +113,8 @@ pub struct StoreStatsSnapshot {
     /// Percent of the data directory's filesystem in use, and its free bytes.
     pub disk_used_percent: Option<f64>,
     pub disk_free_bytes: Option<u64>,
-    /// Appends are refused now (a water mark, or no room for the next segment).
+    /// Appends are refused now (a water mark, no room for the next segment, or the log writer
+    /// failed and is not repaired yet).
     pub refusing_writes: bool,
 }
 
@@ -124,6 +131,8 @@ impl StoreStats {
             read_bytes_disk: self.read_bytes_disk.get(),
             segments_deleted: self.segments_deleted.get(),
             appends_refused: self.appends_refused.get(),
+            writer_failures: self.writer_failures.get(),
+            log_repairs: self.log_repairs.get(),
             ..StoreStatsSnapshot::default()
         }
     }

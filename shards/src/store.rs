@@ -161,6 +161,10 @@ impl ShardStore {
             })));
         }
         let store = self.clone();
+        tasks.extend(spawn(Box::pin(async move {
+            store.repair_log_when_failed().await
+        })));
+        let store = self.clone();
         let interval = self.inner.config.checkpoint_interval;
         tasks.extend(spawn(Box::pin(async move {
             loop {
@@ -190,6 +194,23 @@ impl ShardStore {
                 }
             }
         })));
+    }
+
+    /// Makes the log writer fail at `site` (see `faults`): for tests of the storage layer.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_log_fault(&self, site: crate::faults::FaultSite, fault: crate::faults::Fault) {
+        self.inner.log.faults.arm(site, fault);
+    }
+
+    /// Stops failing at `site`.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn clear_log_fault(&self, site: crate::faults::FaultSite) {
+        self.inner.log.faults.disarm(site);
+    }
+
+    /// Why the log writer is not writing, while it is failed and not yet repaired.
+    pub fn writer_failure(&self) -> Option<String> {
+        self.inner.log.failure()
     }
 
     /// The consumer offsets of the queues this shard owns.
@@ -237,6 +258,14 @@ impl ShardStore {
             self.inner.sync_requested_upto.set(appended);
             self.inner.log.submit(WriteCommand::Sync);
         }
+    }
+
+    /// After a repair resent the unwritten batches: asks for their sync (the request made
+    /// before the failure went with it).
+    pub(crate) fn resync_after_repair(&self) {
+        let synced = self.inner.log.durability.synced().0;
+        self.inner.sync_requested_upto.set(synced);
+        self.request_sync();
     }
 
     /// Resolves once an fdatasync covers every byte before `end` (group commit: concurrent

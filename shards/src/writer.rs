@@ -22,8 +22,11 @@
 //! a full disk refuses appends up front instead of failing a write of acknowledged data. A spare
 //! that cannot be made (ENOSPC) is not a failure: it is retried (see `LogState::spare`).
 //!
-//! A write error is sticky: the store refuses further appends and every waiter is woken with
-//! the failure; nothing after the failure point is acknowledged.
+//! A write or sync error stops the writing, not the task: the store refuses appends, every
+//! waiter is woken with the failure (nothing after the failure point is acknowledged), and the
+//! writer discards what it is sent until a [`WriteCommand::Resume`] arrives, still preparing
+//! spares and honouring `Close`. The store's repair task (`log_repair`) decides where the log
+//! resumes and resends from memory what must be written again.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -55,6 +58,8 @@ pub enum WriteCommand {
     Sync,
     /// Flush, sync and close the open segment, then stop.
     Close,
+    /// After a failure: make the log writable again at `repair.base` (see `log_repair`).
+    Resume(crate::log_repair::Repair),
 }
 
 /// Whether the next segment's space is reserved.
@@ -85,6 +90,10 @@ pub struct LogState {
     pub stats: crate::stats::StoreStats,
     /// Batches written since the last fdatasync.
     batches_since_sync: std::cell::Cell<u64>,
+    /// Faults tests inject (see `faults`); never armed otherwise.
+    pub faults: crate::faults::LogFaults,
+    /// A `Resume` is queued or being applied.
+    resume_pending: std::cell::Cell<bool>,
 }
 
 impl LogState {
@@ -102,6 +111,8 @@ impl LogState {
             last_spare_request: std::cell::Cell::new(None),
             stats: crate::stats::StoreStats::default(),
             batches_since_sync: std::cell::Cell::new(0),
+            faults: crate::faults::LogFaults::default(),
+            resume_pending: std::cell::Cell::new(false),
         }
     }
 
@@ -167,10 +178,34 @@ impl LogState {
         self.stopped.get()
     }
 
+    /// Why the writer stopped writing, while it has not resumed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
+
     fn fail(&self, err: &StorageError) {
-        tracing::error!(shard = self.shard_id, error = %err, "log writer failed; the shard refuses writes");
+        tracing::error!(shard = self.shard_id, error = %err, "log writer failed; the shard refuses writes until its log is repaired");
         *self.failure.borrow_mut() = Some(err.to_string());
+        crate::stats::add(&self.stats.writer_failures, 1);
         self.progress.notify(usize::MAX);
+    }
+
+    /// Queues a repair, with the spare it consumes (which must be ready) and the next spare.
+    pub fn resume_onto_spare(&self, repair: crate::log_repair::Repair) {
+        assert_eq!(
+            *self.spare.borrow(),
+            SpareState::Ready,
+            "a repair needs the spare ready"
+        );
+        *self.spare.borrow_mut() = SpareState::Preparing;
+        self.resume_pending.set(true);
+        self.submit(WriteCommand::Resume(repair));
+        self.submit(WriteCommand::PrepareSpare);
+    }
+
+    /// A `Resume` is queued or being applied.
+    pub fn resume_pending(&self) -> bool {
+        self.resume_pending.get()
     }
 }
 
@@ -181,20 +216,42 @@ pub struct WriterConfig {
     pub write_behind: usize,
 }
 
-struct OpenSegment {
+pub(crate) struct OpenSegment {
     base: u64,
     path: PathBuf,
     writer: DmaStreamWriter,
 }
 
-/// Runs until a `Close` command is processed or a write fails.
+/// Runs until a `Close` command is processed. A failure stops the writing until a repair
+/// resumes it (see the module doc).
 pub async fn run(state: Rc<LogState>, config: WriterConfig) {
     let mut open: Option<OpenSegment> = None;
-    if let Err(err) = serve(&state, &config, &mut open).await {
-        state.fail(&err);
+    loop {
+        match serve(&state, &config, &mut open).await {
+            Ok(()) => break,
+            Err(err) => {
+                state.fail(&err);
+                // Its buffered bytes are lost with it; the repair rewrites them from memory.
+                drop(open.take());
+                if !wait_for_resume(&state, &config, &mut open).await {
+                    break;
+                }
+            }
+        }
     }
     state.stopped.set(true);
     state.progress.notify(usize::MAX);
+}
+
+/// How many commands are queued now: `serve` runs that many before it syncs (not those queued
+/// meanwhile, so a steady stream of appends never puts a sync off). What a failure leaves
+/// unprocessed stays queued for `wait_for_resume`.
+fn queued_now(state: &LogState) -> usize {
+    state.commands.borrow().len()
+}
+
+fn next_command(state: &LogState) -> Option<WriteCommand> {
+    state.commands.borrow_mut().pop_front()
 }
 
 async fn serve(
@@ -204,13 +261,16 @@ async fn serve(
 ) -> Result<()> {
     loop {
         let listener = state.command_ready.listen();
-        let drained: Vec<WriteCommand> = state.commands.borrow_mut().drain(..).collect();
-        if drained.is_empty() {
+        let queued = queued_now(state);
+        if queued == 0 {
             listener.await;
             continue;
         }
         let mut sync_wanted = false;
-        for command in drained {
+        for _ in 0..queued {
+            let Some(command) = next_command(state) else {
+                break;
+            };
             match command {
                 WriteCommand::Append(bytes) => append(state, open, &bytes).await?,
                 WriteCommand::Roll { base } => roll(state, config, open, base).await?,
@@ -222,6 +282,9 @@ async fn serve(
                     }
                     return Ok(());
                 }
+                WriteCommand::Resume(_) => {
+                    unreachable!("the store queues a Resume only while the writer is failed")
+                }
             }
         }
         if sync_wanted {
@@ -230,10 +293,48 @@ async fn serve(
     }
 }
 
+/// The failed writer: discards writes until a `Resume` succeeds (true) or `Close` comes
+/// (false). Spares are still prepared, so a repair finds one.
+async fn wait_for_resume(
+    state: &LogState,
+    config: &WriterConfig,
+    open: &mut Option<OpenSegment>,
+) -> bool {
+    loop {
+        let listener = state.command_ready.listen();
+        let Some(command) = next_command(state) else {
+            listener.await;
+            continue;
+        };
+        match command {
+            WriteCommand::Append(_) | WriteCommand::Roll { .. } | WriteCommand::Sync => {}
+            WriteCommand::PrepareSpare => prepare_spare(state, config).await,
+            WriteCommand::Close => return false,
+            WriteCommand::Resume(repair) => {
+                let outcome = crate::log_repair::apply(state, config, open, repair).await;
+                state.resume_pending.set(false);
+                match outcome {
+                    Ok(()) => {
+                        *state.failure.borrow_mut() = None;
+                        crate::stats::add(&state.stats.log_repairs, 1);
+                        state.progress.notify(usize::MAX);
+                        return true;
+                    }
+                    Err(err) => state.fail(&err),
+                }
+            }
+        }
+    }
+}
+
 async fn append(state: &LogState, open: &mut Option<OpenSegment>, bytes: &[u8]) -> Result<()> {
     let segment = open
         .as_mut()
         .expect("append before the first roll: the store rolls at open");
+    state
+        .faults
+        .check(crate::faults::FaultSite::Write)
+        .map_err(|e| StorageError::io(&segment.path, e))?;
     segment
         .writer
         .write_all(bytes)
@@ -259,6 +360,10 @@ async fn sync(state: &LogState, open: &mut Option<OpenSegment>) -> Result<()> {
         .sync()
         .await
         .map_err(|e| StorageError::glommio(&segment.path, e))?;
+    state
+        .faults
+        .check(crate::faults::FaultSite::Sync)
+        .map_err(|e| StorageError::io(&segment.path, e))?;
     let position = segment.base + synced;
     let stats = &state.stats;
     stats.fsync_latency.observe(started.elapsed());
@@ -290,6 +395,10 @@ async fn roll(
     open: &mut Option<OpenSegment>,
     base: u64,
 ) -> Result<()> {
+    state
+        .faults
+        .check(crate::faults::FaultSite::Write)
+        .map_err(|e| StorageError::io(&config.log_dir, e))?;
     if let Some(segment) = open.take() {
         assert_eq!(
             segment.base + segment.writer.current_pos(),
@@ -303,6 +412,12 @@ async fn roll(
         base,
         "a new segment starts at the written end"
     );
+    *open = Some(open_from_spare(config, base).await?);
+    Ok(())
+}
+
+/// Renames the spare into place as the segment at `base` and opens its writer.
+pub(crate) async fn open_from_spare(config: &WriterConfig, base: u64) -> Result<OpenSegment> {
     let path = segment_path(&config.log_dir, base);
     let spare = config.log_dir.join(SPARE_NAME);
     glommio::io::rename(&spare, &path)
@@ -317,8 +432,7 @@ async fn roll(
         .with_buffer_size(config.buffer_bytes)
         .with_write_behind(config.write_behind)
         .build();
-    *open = Some(OpenSegment { base, path, writer });
-    Ok(())
+    Ok(OpenSegment { base, path, writer })
 }
 
 /// Creates (or reopens) the spare and reserves a whole segment's blocks for it. Never fatal: a

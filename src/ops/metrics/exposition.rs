@@ -272,20 +272,22 @@ fn storage(out: &mut String, shards: &[ShardSnapshot]) {
         &'static str,
         fn(&ShardSnapshot) -> Option<f64>,
     );
-    let rows: [Row; 13] = [
+    let rows: [Row; 15] = [
         ("shardmq_fsyncs_total", "counter", "fdatasyncs of the log.", |s| Some(s.store.fsyncs as f64)),
         ("shardmq_fsync_bytes_total", "counter", "Log bytes the fdatasyncs covered (divide by shardmq_fsyncs_total for bytes per fdatasync).", |s| Some(s.store.synced_bytes as f64)),
         ("shardmq_fsync_batches_total", "counter", "Batches the fdatasyncs covered (divide by shardmq_fsyncs_total for batches per fdatasync).", |s| Some(s.store.synced_batches as f64)),
         ("shardmq_log_written_bytes_total", "counter", "Log bytes handed to the DMA writer.", |s| Some(s.store.written_bytes as f64)),
         ("shardmq_disk_read_bytes_total", "counter", "Log bytes pulls read from disk.", |s| Some(s.store.read_bytes_disk as f64)),
         ("shardmq_segments_deleted_total", "counter", "Log segments deleted by retention.", |s| Some(s.store.segments_deleted as f64)),
-        ("shardmq_appends_refused_total", "counter", "Appends refused because the disk is full or above its refuse mark.", |s| Some(s.store.appends_refused as f64)),
+        ("shardmq_appends_refused_total", "counter", "Appends refused because the disk is full or above its refuse mark, or the log is being repaired.", |s| Some(s.store.appends_refused as f64)),
+        ("shardmq_log_writer_failures_total", "counter", "Times the log writer failed (EIO, ENOSPC, ...); the shard refuses writes until the log is repaired.", |s| Some(s.store.writer_failures as f64)),
+        ("shardmq_log_repairs_total", "counter", "Log repairs after a writer failure that succeeded (writes resumed in place).", |s| Some(s.store.log_repairs as f64)),
         ("shardmq_log_segments", "gauge", "Log segments on disk.", |s| Some(s.store.segments as f64)),
         ("shardmq_log_bytes", "gauge", "Log bytes from the oldest still stored to the newest.", |s| Some(s.store.log_bytes as f64)),
         ("shardmq_hot_tail_bytes", "gauge", "Recent batches held in memory.", |s| Some(s.store.hot_tail_bytes as f64)),
         ("shardmq_disk_used_ratio", "gauge", "Share of the data directory's filesystem in use (0 to 1).", |s| s.store.disk_used_percent.map(|p| p / 100.0)),
         ("shardmq_disk_free_bytes", "gauge", "Free bytes of the data directory's filesystem.", |s| s.store.disk_free_bytes.map(|b| b as f64)),
-        ("shardmq_writes_refused", "gauge", "1 while the shard refuses writes (disk full or above its refuse mark).", |s| Some(f64::from(u8::from(s.store.refusing_writes)))),
+        ("shardmq_writes_refused", "gauge", "1 while the shard refuses writes (disk full or above its refuse mark, or its log writer failed and is being repaired).", |s| Some(f64::from(u8::from(s.store.refusing_writes)))),
     ];
     for (name, kind, help, value) in rows {
         per_shard(out, shards, (name, kind, help), value);

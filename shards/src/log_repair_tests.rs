@@ -1,0 +1,214 @@
+//! The log writer meets EIO (injected, see `faults`) on a write, on an fdatasync, at every point
+//! of a run that rolls segments, and during its repair: the store refuses appends meanwhile,
+//! keeps serving reads, repairs itself in place and takes appends again, and what it stored
+//! reads back the same before and after a reopen.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::FlushMode;
+use crate::error::StorageError;
+use crate::faults::{Fault, FaultSite};
+use crate::store::ShardStore;
+use crate::store_tests::{batch, expected_keys, read_keys, run, small_config};
+
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Appends batch `seq` of queue 0 (and waits for its sync under `flush = sync`), retrying while
+/// the store refuses writes. Panics on any other error, or if writes never resume.
+async fn append_until_accepted(store: &ShardStore, seq: u32) {
+    let started = Instant::now();
+    loop {
+        match store.append(1, 0, batch(0, seq, 3)).await {
+            Ok(outcome) => match store.acknowledgeable(outcome.end).await {
+                Ok(()) => return,
+                Err(err) => panic!("batch {seq} was appended, then: {err}"),
+            },
+            Err(StorageError::WritesRefused { .. }) if started.elapsed() < RETRY_FOR => {
+                glommio::timer::sleep(Duration::from_millis(10)).await
+            }
+            Err(err) => panic!("batch {seq}: {err}"),
+        }
+    }
+}
+
+async fn assert_queue_holds(store: &ShardStore, batches: u32, context: &str) {
+    let (got, want) = (read_keys(store, 0).await, expected_keys(0, batches, 3));
+    let first_difference = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert!(
+        got.len() == want.len() && first_difference.is_none(),
+        "{context}: read {} records, want {}; first difference at {first_difference:?}",
+        got.len(),
+        want.len(),
+    );
+}
+
+/// Batches `0..acked` acknowledged; then the fault at `site`; batch `acked` is appended and its
+/// acknowledgement fails; appends are refused while repairs fail; then the repair succeeds.
+fn the_writer_fails_and_repairs_itself(site: FaultSite) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        let acked = 20;
+        for seq in 0..acked {
+            append_until_accepted(&store, seq).await;
+        }
+        store.inject_log_fault(site, Fault::eio_after(0));
+        store.inject_log_fault(
+            FaultSite::Repair,
+            Fault {
+                skip: 0,
+                errno: libc::EIO,
+                times: u32::MAX,
+            },
+        );
+        let outcome = store.append(1, 0, batch(0, acked, 3)).await.unwrap();
+        let ack = store.acknowledgeable(outcome.end).await;
+        assert!(
+            matches!(ack, Err(StorageError::WriterFailed { .. })),
+            "{ack:?}"
+        );
+        assert!(store.writer_failure().is_some());
+        let refused = store.append(1, 0, batch(0, acked + 1, 3)).await;
+        assert!(
+            matches!(&refused, Err(StorageError::WritesRefused { reason, .. }) if reason.contains("repaired")),
+            "{refused:?}"
+        );
+        // Reads go on, the batch whose ack failed included (it is in the log).
+        assert_queue_holds(&store, acked + 1, "while failed").await;
+
+        // A repair attempt fails too, and appends stay refused; then repairs may succeed.
+        let started = Instant::now();
+        while store.stats().writer_failures < 2 {
+            assert!(started.elapsed() < RETRY_FOR, "no repair was attempted");
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            store.append(1, 0, batch(0, acked + 1, 3)).await,
+            Err(StorageError::WritesRefused { .. })
+        ));
+        store.clear_log_fault(FaultSite::Repair);
+        for seq in acked + 1..acked + 40 {
+            append_until_accepted(&store, seq).await;
+        }
+        assert!(store.writer_failure().is_none());
+        let stats = store.stats();
+        assert!(stats.writer_failures >= 2, "the write and a repair failed");
+        assert_eq!(stats.log_repairs, 1);
+        assert!(!stats.refusing_writes);
+        assert_queue_holds(&store, acked + 40, "after the repair").await;
+        store.close().await.unwrap();
+        let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert_queue_holds(&store, acked + 40, "after a reopen").await;
+        append_until_accepted(&store, acked + 40).await;
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn eio_on_a_log_write_is_repaired_in_place() {
+    the_writer_fails_and_repairs_itself(FaultSite::Write);
+}
+
+#[test]
+fn eio_on_an_fdatasync_is_repaired_in_place() {
+    the_writer_fails_and_repairs_itself(FaultSite::Sync);
+}
+
+/// One run of `total` batches through 64 KiB segments (a roll every ~45 batches) with EIO on
+/// the write or roll numbered `fail_at`: every batch is stored once, in order, before and after reopen.
+fn one_fault_in_a_rolling_run(dir: &Path, flush: FlushMode, fail_at: u32, total: u32) {
+    let dir = dir.to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&dir, flush), None)
+            .await
+            .unwrap();
+        store.inject_log_fault(FaultSite::Write, Fault::eio_after(fail_at));
+        let mut seq = 0;
+        while seq < total {
+            match store.append(1, 0, batch(0, seq, 3)).await {
+                // Under async flush the ack is immediate, so the repair must keep every batch;
+                // under sync a failed ack's batch is still in the log: either way it counts.
+                Ok(outcome) => {
+                    let _ = store.acknowledgeable(outcome.end).await;
+                    seq += 1;
+                }
+                Err(StorageError::WritesRefused { .. }) => {
+                    glommio::timer::sleep(Duration::from_millis(10)).await
+                }
+                Err(err) => panic!("fail_at {fail_at}, batch {seq}: {err}"),
+            }
+        }
+        let context = format!("{flush:?}, EIO at write {fail_at}");
+        let stats = store.stats();
+        assert_eq!(
+            (stats.writer_failures, stats.log_repairs),
+            (1, 1),
+            "{context}"
+        );
+        assert!(stats.segments > 2, "{context}: the run rolls");
+        assert_queue_holds(&store, total, &context).await;
+        store.close().await.unwrap();
+        let store = ShardStore::open(small_config(&dir, flush), None)
+            .await
+            .unwrap();
+        assert_queue_holds(&store, total, &format!("{context}, reopened")).await;
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn eio_at_any_write_of_a_rolling_run_loses_nothing() {
+    let async_flush = FlushMode::Async {
+        interval: Duration::from_millis(5),
+    };
+    for fail_at in 0..140 {
+        let dir = tempfile::tempdir().unwrap();
+        let flush = if fail_at % 2 == 0 {
+            FlushMode::Sync
+        } else {
+            async_flush
+        };
+        one_fault_in_a_rolling_run(dir.path(), flush, fail_at, 150);
+    }
+}
+
+/// Closed while failed (the repair cannot succeed): close reports the failure, and a reopen
+/// serves every acknowledged batch from the torn segment.
+#[test]
+fn closing_a_failed_store_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        for seq in 0..30 {
+            append_until_accepted(&store, seq).await;
+        }
+        store.inject_log_fault(
+            FaultSite::Repair,
+            Fault {
+                skip: 0,
+                errno: libc::EIO,
+                times: u32::MAX,
+            },
+        );
+        store.inject_log_fault(FaultSite::Write, Fault::eio_after(0));
+        let outcome = store.append(1, 0, batch(0, 30, 3)).await.unwrap();
+        assert!(store.acknowledgeable(outcome.end).await.is_err());
+        assert!(store.close().await.is_err(), "close hides the failure");
+        let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        let keys = read_keys(&store, 0).await;
+        assert_eq!(keys, expected_keys(0, 30, 3), "acknowledged batches lost");
+        append_until_accepted(&store, 30).await;
+        store.close().await.unwrap();
+    });
+}
