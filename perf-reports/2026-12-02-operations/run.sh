@@ -16,7 +16,11 @@ B=$ROOT/target/release/shardmq
 DATA=$ROOT/target/perf-data
 ROUNDS=${ROUNDS:-5}
 MESSAGES=${MESSAGES:-8000000}
-COMMON=(--shards 1 --cpus 1 --segment-size 64MiB --listen 127.0.0.1:0 --remoting-listen off --namesrv-listen off)
+# SEGMENT and RETENTION_BYTES: 64MiB and 512MiB make retention delete far more often than a
+# deployment would; SEGMENT=1GiB RETENTION_BYTES=4GiB is the broker's default segment size.
+SEGMENT=${SEGMENT:-64MiB}
+RETENTION_BYTES=${RETENTION_BYTES:-512MiB}
+COMMON=(--shards 1 --cpus 1 --segment-size "$SEGMENT" --listen 127.0.0.1:0 --remoting-listen off --namesrv-listen off)
 
 broker() { # flags...
   rm -rf "$DATA"; mkdir -p "$DATA"
@@ -47,6 +51,7 @@ one() { # round-dir name flags...
   fi
   echo "$name $((after - before))" >> "$dir/cpu-ticks.txt"
   kill -TERM "$BROKER"; wait "$BROKER"
+  echo "$name $(grep -c 'retention deleted a segment' "$DATA.out" "$DATA.err" | awk -F: '{n += $2} END {print n}')" >> "$dir/deleted.txt"
 }
 
 # VARIANTS: plain (neither), ops (both), and to tell the two apart metrics (scraped, no
@@ -55,9 +60,9 @@ VARIANTS=${VARIANTS:-plain ops}
 flags_of() {
   case $1 in
     plain) echo --http-listen off --retention off ;;
-    ops) echo --http-listen 127.0.0.1:0 --retention-bytes 512MiB --retention-interval-ms 1000 ;;
+    ops) echo --http-listen 127.0.0.1:0 --retention-bytes "$RETENTION_BYTES" --retention-interval-ms 1000 ;;
     metrics) echo --http-listen 127.0.0.1:0 --retention off ;;
-    retention) echo --http-listen off --retention-bytes 512MiB --retention-interval-ms 1000 ;;
+    retention) echo --http-listen off --retention-bytes "$RETENTION_BYTES" --retention-interval-ms 1000 ;;
   esac
 }
 for r in $(seq "$ROUNDS"); do
@@ -70,12 +75,12 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$ROUNDS" "$MESSAGES" $VARIANTS > results.md <<'PY'
-import json, sys, statistics
+SEGMENT=$SEGMENT RETENTION_BYTES=$RETENTION_BYTES python3 - "$ROUNDS" "$MESSAGES" $VARIANTS > results.md <<'PY'
+import json, os, sys, statistics
 rounds, messages, variants = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 others = [v for v in variants if v != "plain"]
 print("# Metrics and retention on the produce path: same run, with and without\n")
-print(f"{messages:,} messages of 1 KB a run, batches of 100, 4 in flight; 1 shard on CPU 1, bench on CPU 0.")
+print(f"{messages:,} messages of 1 KB a run, batches of 100, 4 in flight; 1 shard on CPU 1, bench on CPU 0; segments of {os.environ.get('SEGMENT', '64MiB')}, retention at {os.environ.get('RETENTION_BYTES', '512MiB')}.")
 print("msg/s per variant; ÷ plain within the round; broker CPU seconds per million messages.\n")
 print("| round | " + " | ".join(f"{v} msg/s" for v in variants) + " | " + " | ".join(f"{v} ÷ plain" for v in others) + " | " + " | ".join(f"{v} CPU" for v in variants) + " | segments deleted |")
 print("|" + "---|" * (2 + 2 * len(variants) + len(others)))
@@ -86,13 +91,16 @@ for r in range(1, rounds + 1):
     ticks = dict(l.split() for l in open(f"{d}/cpu-ticks.txt"))
     cpu = {v: int(ticks[v]) / 100 / (messages / 1e6) for v in variants}
     deleted = []
-    for v in variants:
-        try:
-            for line in open(f"{d}/{v}.metrics.txt"):
-                if line.startswith("shardmq_segments_deleted_total"):
-                    deleted.append(f"{v}: {int(float(line.split()[-1]))}")
-        except FileNotFoundError:
-            pass
+    try:  # counted from the broker's log (every variant), else from its last scrape
+        deleted = [f"{v}: {n}" for v, n in (l.split() for l in open(f"{d}/deleted.txt"))]
+    except FileNotFoundError:
+        for v in variants:
+            try:
+                for line in open(f"{d}/{v}.metrics.txt"):
+                    if line.startswith("shardmq_segments_deleted_total"):
+                        deleted.append(f"{v}: {int(float(line.split()[-1]))}")
+            except FileNotFoundError:
+                pass
     for v in others:
         ratios[v].append(rate[v] / rate["plain"]); cpu_ratios[v].append(cpu[v] / cpu["plain"])
     print(f"| {r} | " + " | ".join(f"{rate[v]:,.0f}" for v in variants) + " | " + " | ".join(f"{rate[v]/rate['plain']:.3f}" for v in others) + " | " + " | ".join(f"{cpu[v]:.3f}" for v in variants) + f" | {', '.join(deleted) or '-'} |")

@@ -9,6 +9,8 @@
 //! - [`faults`]: injected write, sync and repair errors, for storage tests.
 //! - [`durability`]: the three log positions as distinct types.
 //! - [`segment`]: segment files and routing reads to them.
+//! - [`segment_writer`]: one segment's O_DIRECT writes: buffers, write-behind, syncs that write
+//!   only what was appended since the last one.
 //! - [`index`]: per-queue index (RocketMQ's ConsumeQueue): O(1) seek by queue offset.
 //! - [`index_format`]: the index file's header and 32-byte entries (position, tag code, time).
 //! - [`hot_tail`]: recent batches in memory.
@@ -43,6 +45,7 @@ pub mod recovery;
 pub mod retention;
 pub mod search;
 pub mod segment;
+pub mod segment_writer;
 pub mod snapshot_file;
 pub mod stats;
 pub mod store;

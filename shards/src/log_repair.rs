@@ -198,7 +198,7 @@ pub(crate) async fn apply(
         .await
         .map_err(|e| StorageError::glommio(&config.log_dir, e))?;
     let _ = dir.close().await;
-    *open = Some(writer::open_from_spare(config, repair.base).await?);
+    *open = Some(writer::open_from_spare(state, config, repair.base).await?);
     Ok(())
 }
 

@@ -226,7 +226,8 @@ impl ShardStore {
         // A segment's read handle is opened by path (by a checkpoint, or a read's first touch),
         // and glommio 0.9 panics when the path disappears during an open (it unwraps a statfs
         // of the path after opening). So: no checkpoint runs while the file goes, and the
-        // handle is opened now, before the unlink, so no read ever opens it by path later.
+        // handle is opened now, before the unlink — after any open already in flight, which
+        // `ensure_reader` waits for — so no read opens it by path later.
         let _no_checkpoint = self
             .inner
             .checkpoint_lock

@@ -28,6 +28,10 @@ pub struct Segment {
     pub base: u64,
     pub path: PathBuf,
     reader: RefCell<Option<Rc<DmaFile>>>,
+    /// One open of the read handle at a time: whoever comes second waits for the first and
+    /// shares its handle. So once `ensure_reader` returns, no open of this path is in flight,
+    /// and retention may unlink it (glommio 0.9 panics when a path vanishes mid-open).
+    opening: glommio::sync::Semaphore,
 }
 
 impl Segment {
@@ -36,6 +40,7 @@ impl Segment {
             base,
             path: segment_path(log_dir, base),
             reader: RefCell::new(None),
+            opening: glommio::sync::Semaphore::new(1),
         }
     }
 
@@ -50,6 +55,17 @@ impl Segment {
     }
 
     async fn reader(&self) -> Result<Rc<DmaFile>> {
+        if let Some(file) = self.reader.borrow().clone() {
+            return Ok(file);
+        }
+        let _only_open =
+            self.opening
+                .acquire_permit(1)
+                .await
+                .map_err(|e| StorageError::Glommio {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
         if let Some(file) = self.reader.borrow().clone() {
             return Ok(file);
         }

@@ -73,8 +73,11 @@ pub struct StoreStats {
     /// Log bytes and batches each fdatasync covered, summed.
     pub synced_bytes: Cell<u64>,
     pub synced_batches: Cell<u64>,
-    /// Bytes handed to the DMA writer (the log as appended; the device may see more).
+    /// Bytes handed to the DMA writer (the log as appended).
     pub written_bytes: Cell<u64>,
+    /// Bytes the writer handed to the device: the log, plus the padding of each sync's last
+    /// block and that block written again by the next write (see `segment_writer`).
+    pub device_write_bytes: std::rc::Rc<Cell<u64>>,
     /// Batches a read served from the hot tail, and from disk.
     pub read_batches_memory: Cell<u64>,
     pub read_batches_disk: Cell<u64>,
@@ -99,6 +102,7 @@ pub struct StoreStatsSnapshot {
     pub synced_bytes: u64,
     pub synced_batches: u64,
     pub written_bytes: u64,
+    pub device_write_bytes: u64,
     pub read_batches_memory: u64,
     pub read_batches_disk: u64,
     pub read_bytes_disk: u64,
@@ -126,6 +130,7 @@ impl StoreStats {
             synced_bytes: self.synced_bytes.get(),
             synced_batches: self.synced_batches.get(),
             written_bytes: self.written_bytes.get(),
+            device_write_bytes: self.device_write_bytes.get(),
             read_batches_memory: self.read_batches_memory.get(),
             read_batches_disk: self.read_batches_disk.get(),
             read_bytes_disk: self.read_bytes_disk.get(),

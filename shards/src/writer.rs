@@ -1,11 +1,12 @@
-//! The log writer: one task per shard that owns the open segment's `DmaStreamWriter` and is the
+//! The log writer: one task per shard that owns the open segment's `SegmentWriter` and is the
 //! only code that writes, syncs, rolls or closes log files.
 //!
 //! Durability contract (see `durability` for the three positions):
 //! - `append` in the store makes a batch *appended*: it has a log position, is in the hot tail
 //!   and the index, and is queued here. A crash loses it.
 //! - After this task copied it into the DMA writer and the DMA write completed, it is *written*
-//!   (`current_flushed_pos`): readable from the file by other handles.
+//!   (`SegmentWriter::written`, taken after each command and whenever a write completes while
+//!   the writer is idle): readable from the file by other handles.
 //! - After an `fdatasync` that began after it was written, it is *synced*: it survives a crash.
 //!   `flush = sync` acknowledges a produce only then; `flush = async` syncs every interval.
 //!
@@ -35,12 +36,11 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use event_listener::Event;
-use futures_lite::AsyncWriteExt;
-use glommio::io::{DmaStreamWriter, DmaStreamWriterBuilder};
 
 use crate::durability::{Durability, Synced, Written};
 use crate::error::{Result, StorageError};
 use crate::segment::segment_path;
+use crate::segment_writer::SegmentWriter;
 
 /// The next segment, created and preallocated ahead of the roll that renames it into place.
 pub const SPARE_NAME: &str = "next.spare";
@@ -80,6 +80,8 @@ pub struct LogState {
     command_ready: Event,
     /// Notified whenever written or synced moves, and on failure and stop.
     pub progress: Event,
+    /// Notified by the open segment's writes as they complete.
+    write_completed: Rc<Event>,
     failure: RefCell<Option<String>>,
     stopped: std::cell::Cell<bool>,
     spare: RefCell<SpareState>,
@@ -104,6 +106,7 @@ impl LogState {
             commands: RefCell::new(VecDeque::new()),
             command_ready: Event::new(),
             progress: Event::new(),
+            write_completed: Rc::new(Event::new()),
             failure: RefCell::new(None),
             stopped: std::cell::Cell::new(false),
             spare: RefCell::new(SpareState::Failed("not prepared yet".into())),
@@ -219,7 +222,7 @@ pub struct WriterConfig {
 pub(crate) struct OpenSegment {
     base: u64,
     path: PathBuf,
-    writer: DmaStreamWriter,
+    writer: SegmentWriter,
 }
 
 /// Runs until a `Close` command is processed. A failure stops the writing until a repair
@@ -260,10 +263,12 @@ async fn serve(
     open: &mut Option<OpenSegment>,
 ) -> Result<()> {
     loop {
-        let listener = state.command_ready.listen();
+        let commands = state.command_ready.listen();
+        let completions = state.write_completed.listen();
         let queued = queued_now(state);
         if queued == 0 {
-            listener.await;
+            futures_lite::future::or(commands, completions).await;
+            note_written(state, open);
             continue;
         }
         let mut sync_wanted = false;
@@ -289,6 +294,17 @@ async fn serve(
         }
         if sync_wanted {
             sync(state, open).await?;
+        }
+    }
+}
+
+/// Moves `written` to what the open segment's completed writes reach.
+fn note_written(state: &LogState, open: &mut Option<OpenSegment>) {
+    if let Some(segment) = open.as_mut() {
+        let written = Written(segment.base + segment.writer.written());
+        if written > state.durability.written() {
+            state.durability.advance_written(written);
+            state.progress.notify(usize::MAX);
         }
     }
 }
@@ -335,17 +351,10 @@ async fn append(state: &LogState, open: &mut Option<OpenSegment>, bytes: &[u8]) 
         .faults
         .check(crate::faults::FaultSite::Write)
         .map_err(|e| StorageError::io(&segment.path, e))?;
-    segment
-        .writer
-        .write_all(bytes)
-        .await
-        .map_err(|e| StorageError::io(&segment.path, e))?;
-    state
-        .durability
-        .advance_written(Written(segment.base + segment.writer.current_flushed_pos()));
+    segment.writer.write_all(bytes).await?;
     crate::stats::add(&state.stats.written_bytes, bytes.len() as u64);
     crate::stats::add(&state.batches_since_sync, 1);
-    state.progress.notify(usize::MAX);
+    note_written(state, open);
     Ok(())
 }
 
@@ -355,11 +364,7 @@ async fn sync(state: &LogState, open: &mut Option<OpenSegment>) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let before = state.durability.synced().0;
-    let synced = segment
-        .writer
-        .sync()
-        .await
-        .map_err(|e| StorageError::glommio(&segment.path, e))?;
+    let synced = segment.writer.sync().await?;
     state
         .faults
         .check(crate::faults::FaultSite::Sync)
@@ -376,13 +381,9 @@ async fn sync(state: &LogState, open: &mut Option<OpenSegment>) -> Result<()> {
     Ok(())
 }
 
-async fn close(state: &LogState, mut segment: OpenSegment) -> Result<()> {
-    let end = segment.base + segment.writer.current_pos();
-    segment
-        .writer
-        .close()
-        .await
-        .map_err(|e| StorageError::io(&segment.path, e))?;
+async fn close(state: &LogState, segment: OpenSegment) -> Result<()> {
+    let end = segment.base + segment.writer.pos();
+    segment.writer.close().await?;
     state.durability.advance_written(Written(end));
     state.durability.advance_synced(Synced(end));
     state.progress.notify(usize::MAX);
@@ -401,7 +402,7 @@ async fn roll(
         .map_err(|e| StorageError::io(&config.log_dir, e))?;
     if let Some(segment) = open.take() {
         assert_eq!(
-            segment.base + segment.writer.current_pos(),
+            segment.base + segment.writer.pos(),
             base,
             "roll must start where the log ends"
         );
@@ -412,12 +413,16 @@ async fn roll(
         base,
         "a new segment starts at the written end"
     );
-    *open = Some(open_from_spare(config, base).await?);
+    *open = Some(open_from_spare(state, config, base).await?);
     Ok(())
 }
 
 /// Renames the spare into place as the segment at `base` and opens its writer.
-pub(crate) async fn open_from_spare(config: &WriterConfig, base: u64) -> Result<OpenSegment> {
+pub(crate) async fn open_from_spare(
+    state: &LogState,
+    config: &WriterConfig,
+    base: u64,
+) -> Result<OpenSegment> {
     let path = segment_path(&config.log_dir, base);
     let spare = config.log_dir.join(SPARE_NAME);
     glommio::io::rename(&spare, &path)
@@ -428,10 +433,14 @@ pub(crate) async fn open_from_spare(config: &WriterConfig, base: u64) -> Result<
         .dma_open(&path)
         .await
         .map_err(|e| StorageError::glommio(&path, e))?;
-    let writer = DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(config.buffer_bytes)
-        .with_write_behind(config.write_behind)
-        .build();
+    let writer = SegmentWriter::new(
+        file,
+        &path,
+        config.buffer_bytes,
+        config.write_behind,
+        state.write_completed.clone(),
+        state.stats.device_write_bytes.clone(),
+    );
     Ok(OpenSegment { base, path, writer })
 }
 

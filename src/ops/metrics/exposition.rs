@@ -272,11 +272,12 @@ fn storage(out: &mut String, shards: &[ShardSnapshot]) {
         &'static str,
         fn(&ShardSnapshot) -> Option<f64>,
     );
-    let rows: [Row; 15] = [
+    let rows: [Row; 16] = [
         ("shardmq_fsyncs_total", "counter", "fdatasyncs of the log.", |s| Some(s.store.fsyncs as f64)),
         ("shardmq_fsync_bytes_total", "counter", "Log bytes the fdatasyncs covered (divide by shardmq_fsyncs_total for bytes per fdatasync).", |s| Some(s.store.synced_bytes as f64)),
         ("shardmq_fsync_batches_total", "counter", "Batches the fdatasyncs covered (divide by shardmq_fsyncs_total for batches per fdatasync).", |s| Some(s.store.synced_batches as f64)),
         ("shardmq_log_written_bytes_total", "counter", "Log bytes handed to the DMA writer.", |s| Some(s.store.written_bytes as f64)),
+        ("shardmq_log_device_write_bytes_total", "counter", "Bytes the log writer handed to the device: the log plus each fdatasync's padded last block (divide by shardmq_log_written_bytes_total for write amplification).", |s| Some(s.store.device_write_bytes as f64)),
         ("shardmq_disk_read_bytes_total", "counter", "Log bytes pulls read from disk.", |s| Some(s.store.read_bytes_disk as f64)),
         ("shardmq_segments_deleted_total", "counter", "Log segments deleted by retention.", |s| Some(s.store.segments_deleted as f64)),
         ("shardmq_appends_refused_total", "counter", "Appends refused because the disk is full or above its refuse mark, or the log is being repaired.", |s| Some(s.store.appends_refused as f64)),
