@@ -23,7 +23,10 @@
 //! - one pass at a time (`retention_lock`): a pass decides what to delete, awaits (a stat, index
 //!   lookups), then deletes, so a second pass interleaving would delete what the first checked;
 //! - a segment is unlinked under the checkpoint lock, after its read handle is open (glommio
-//!   0.9 panics when a path vanishes during an open).
+//!   0.9 panics when a path vanishes during an open);
+//! - its blocks are then freed from the end a chunk at a time (one unlink of a 1 GiB file frees
+//!   it in one filesystem transaction, which holds up the log's writes), so a read planned
+//!   before the deletion may find its bytes gone: it answers "offset too small" like the rest.
 //!
 //! Limits: at most `segments_per_pass` segments per pass, so a shard that must free a lot
 //! spreads the work over passes instead of holding its core.
@@ -46,6 +49,29 @@ pub struct RetentionConfig {
     pub interval: Duration,
     pub segments_per_pass: usize,
     pub marks: DiskMarks,
+}
+
+/// At most this much of a deleted segment's blocks is freed by one truncation (a sixteenth of
+/// the segment when that is less, so small test segments take the same path), with a pause
+/// between two.
+const FREE_CHUNK_BYTES_MAX: u64 = 64 << 20;
+const FREE_PAUSE: Duration = Duration::from_millis(2);
+
+/// Frees an unlinked segment's blocks from its end, a chunk at a time, then closes it (which
+/// frees the rest). One unlink of a whole 1 GiB segment frees it in one filesystem transaction,
+/// which stalls the log's writes meanwhile; small truncations spread that out.
+async fn free_gradually(file: glommio::io::DmaFile, len: u64) {
+    let chunk = (len / 16).clamp(4096, FREE_CHUNK_BYTES_MAX);
+    let mut left = len;
+    while left > chunk {
+        left -= chunk;
+        if let Err(err) = file.truncate(left).await {
+            tracing::warn!(error = %err, "freeing a deleted segment gradually failed; closing it frees the rest");
+            break;
+        }
+        glommio::timer::sleep(FREE_PAUSE).await;
+    }
+    let _ = file.close().await;
 }
 
 /// Percentages of the data directory's filesystem in use (`(total - free) / total`).
@@ -228,7 +254,7 @@ impl ShardStore {
         // of the path after opening). So: no checkpoint runs while the file goes, and the
         // handle is opened now, before the unlink — after any open already in flight, which
         // `ensure_reader` waits for — so no read opens it by path later.
-        let _no_checkpoint = self
+        let no_checkpoint = self
             .inner
             .checkpoint_lock
             .acquire_permit(1)
@@ -249,11 +275,20 @@ impl ShardStore {
             "retention deletes the segment it checked"
         );
         tracing::info!(shard = self.shard_id(), segment = %segment.path.display(), bytes = new_start - base, reason = ?reason, "retention deleted a segment");
+        let glommio_err = |e| StorageError::glommio(&segment.path, e);
+        let handle = glommio::io::OpenOptions::new()
+            .write(true)
+            .dma_open(&segment.path)
+            .await
+            .map_err(glommio_err)?;
         glommio::io::remove(&segment.path)
             .await
-            .map_err(|e| StorageError::glommio(&segment.path, e))?;
-        drop(segment); // its read handle closes once no read holds it
+            .map_err(glommio_err)?;
+        drop(no_checkpoint);
+        segment.mark_deleted();
         crate::stats::add(&self.inner.log.stats.segments_deleted, 1);
+        free_gradually(handle, new_start - base).await;
+        drop(segment); // its read handle closes once no read holds it
         for (_, index) in &queues {
             if let Err(err) = release_below_first(index).await {
                 tracing::warn!(shard = self.shard_id(), error = %err, "could not release deleted index chunks; the file keeps their space");

@@ -32,6 +32,8 @@ pub struct Segment {
     /// shares its handle. So once `ensure_reader` returns, no open of this path is in flight,
     /// and retention may unlink it (glommio 0.9 panics when a path vanishes mid-open).
     opening: glommio::sync::Semaphore,
+    /// Retention unlinked it and is freeing its blocks: a read planned before may come short.
+    deleted: std::cell::Cell<bool>,
 }
 
 impl Segment {
@@ -41,6 +43,7 @@ impl Segment {
             path: segment_path(log_dir, base),
             reader: RefCell::new(None),
             opening: glommio::sync::Semaphore::new(1),
+            deleted: std::cell::Cell::new(false),
         }
     }
 
@@ -87,6 +90,9 @@ impl Segment {
             .read_at(position - self.base, len)
             .await
             .map_err(|e| StorageError::glommio(&self.path, e))?;
+        if read.len() < len && self.deleted.get() {
+            return Err(StorageError::PositionDeleted(position));
+        }
         if read.len() < len {
             return Err(StorageError::Glommio {
                 path: self.path.clone(),
@@ -94,6 +100,11 @@ impl Segment {
             });
         }
         Ok(Bytes::copy_from_slice(&read))
+    }
+
+    /// Retention unlinked the file and frees its blocks: reads planned before may find them gone.
+    pub fn mark_deleted(&self) {
+        self.deleted.set(true);
     }
 
     pub async fn close_reader(&self) {
@@ -185,6 +196,31 @@ mod tests {
         assert_eq!(parse_segment_name("00000000000000001234.log"), Some(1234));
         assert_eq!(parse_segment_name("1234.log"), None);
         assert_eq!(parse_segment_name("0000000000000000123x.log"), None);
+    }
+
+    #[test]
+    fn a_read_of_bytes_retention_freed_is_position_deleted_not_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().to_path_buf();
+        std::fs::write(segment_path(&log_dir, 0), vec![7u8; 8192]).unwrap();
+        crate::store_tests::run(move || async move {
+            let segment = Segment::new(&log_dir, 0);
+            assert_eq!(segment.read(4096, 16).await.unwrap()[..], [7u8; 16]);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&segment.path)
+                .unwrap()
+                .set_len(4096)
+                .unwrap();
+            let short = segment.read(4096, 16).await;
+            assert!(matches!(short, Err(StorageError::Glommio { .. })), "{short:?}");
+            segment.mark_deleted();
+            let freed = segment.read(4096, 16).await;
+            assert!(
+                matches!(freed, Err(StorageError::PositionDeleted(4096))),
+                "{freed:?}"
+            );
+        });
     }
 
     #[test]
