@@ -213,7 +213,10 @@ mod tests {
                 .set_len(4096)
                 .unwrap();
             let short = segment.read(4096, 16).await;
-            assert!(matches!(short, Err(StorageError::Glommio { .. })), "{short:?}");
+            assert!(
+                matches!(short, Err(StorageError::Glommio { .. })),
+                "{short:?}"
+            );
             segment.mark_deleted();
             let freed = segment.read(4096, 16).await;
             assert!(
