@@ -155,7 +155,7 @@ impl crate::store::ShardStore {
             .unwrap_or(d.appended().0);
         let disk = crate::retention::disk_usage(self.dir());
         let refusing = inner.disk_refusal.get().is_some()
-            || matches!(inner.log.spare(), crate::writer::SpareState::Failed(_))
+            || inner.log.spare_refused()
             || inner.log.check_failed().is_err();
         StoreStatsSnapshot {
             segments: inner.segments.borrow().len() as u64,

@@ -123,6 +123,16 @@ impl LogState {
         self.spare.borrow().clone()
     }
 
+    /// No room for the next segment: the last attempt failed (a retry may be under way; its
+    /// appends wait for it and are refused if it fails too).
+    pub fn spare_refused(&self) -> bool {
+        match &*self.spare.borrow() {
+            SpareState::Failed(_) => true,
+            SpareState::Preparing => self.last_spare_failure.borrow().is_some(),
+            SpareState::Ready => false,
+        }
+    }
+
     /// Asks the writer for a spare unless one is ready or being prepared.
     pub fn request_spare(&self) {
         if matches!(*self.spare.borrow(), SpareState::Failed(_)) {
