@@ -339,7 +339,7 @@ mod tests {
                 writer.write_all(&bytes_at(given, len)).await.unwrap();
                 given += len;
                 assert!(writer.written() <= given as u64);
-                if seed % 3 == 0 {
+                if seed.is_multiple_of(3) {
                     assert_eq!(writer.sync().await.unwrap(), given as u64);
                 }
             }
