@@ -5,9 +5,12 @@
 //!
 //! - [`redis`]: Redis Streams (`XADD`, AOF), the in-memory broker a user might pick instead.
 //! - [`nats`]: NATS JetStream with file storage.
+//! - [`iggy`]: Apache Iggy (thread-per-core on io_uring, the design closest to shardmq's), as
+//!   shipped and with per-send fsync.
 //! - [`remoting`]: RocketMQ remoting, against rocketmq-rust (RocketMQ's Rust port); runs on the
 //!   workload engine, so it has every workload kind (produce, end-to-end, threads, warm-up).
 
+pub mod iggy;
 pub mod nats;
 pub mod redis;
 pub mod remoting;
@@ -35,6 +38,12 @@ pub enum Peer {
     RedisAlways,
     /// NATS JetStream, file storage.
     Nats,
+    /// Apache Iggy as shipped: acknowledged from memory, written every 1024 messages or 1 MiB
+    /// (the `--flush async` peer). `iggy-server` from $IGGY_SERVER or the PATH.
+    Iggy,
+    /// Apache Iggy with `enforce_fsync` and `messages_required_to_save = 1`: each send written
+    /// and fdatasynced before its acknowledgement (the `--flush sync` peer).
+    IggyFsync,
     /// rocketmq-rust (RocketMQ's Rust port) over remoting, ASYNC_FLUSH.
     RocketmqRust,
     /// rocketmq-rust with SYNC_FLUSH (durable per write, the `--flush sync` peer).
@@ -92,15 +101,34 @@ impl PeerServer {
         env: &[(&str, &str)],
         args: impl FnOnce(u16, &Path) -> Vec<OsString>,
     ) -> Result<PeerServer, BenchError> {
+        Self::start_with_env(program, cpu, |port, dir| {
+            let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+            (args(port, dir), env.collect())
+        })
+    }
+
+    /// [`PeerServer::start`] for a server configured through its environment: `configure(port,
+    /// data_dir)` returns its arguments and environment.
+    pub(crate) fn start_with_env(
+        program: &str,
+        cpu: Option<usize>,
+        configure: impl FnOnce(u16, &Path) -> (Vec<OsString>, Vec<(String, String)>),
+    ) -> Result<PeerServer, BenchError> {
         let dir = tempfile::Builder::new()
-            .prefix(&format!("shardmq-peer-{program}-"))
+            .prefix(&format!(
+                "shardmq-peer-{}-",
+                Path::new(program)
+                    .file_name()
+                    .map_or(program.into(), |n| n.to_string_lossy())
+            ))
             .tempdir()
             .map_err(|e| BenchError::InvalidArgs(format!("temp dir: {e}")))?;
         let port = free_port()?;
+        let (args, env) = configure(port, dir.path());
         let mut command = Command::new(program);
         command
-            .args(args(port, dir.path()))
-            .envs(env.iter().copied())
+            .args(args)
+            .envs(env)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(cpu) = cpu {
@@ -198,6 +226,14 @@ fn with_peer<J: PeerJob>(
         Peer::Nats => {
             let server = nats::start(cpu)?;
             job.run::<nats::Nats>("nats-jetstream", loopback(&server), false)
+        }
+        Peer::Iggy => {
+            let server = iggy::start(cpu)?;
+            job.run::<iggy::Iggy>("iggy", loopback(&server), false)
+        }
+        Peer::IggyFsync => {
+            let server = iggy::start(cpu)?;
+            job.run::<iggy::IggyFsync>("iggy-fsync", loopback(&server), false)
         }
     }
 }
