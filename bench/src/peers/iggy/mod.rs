@@ -4,7 +4,8 @@
 //! tokio SDK, so it runs on the same glommio executors as every driver).
 //!
 //! Mapping: stream `bench`, topic `<topic>` with one partition per queue; queue `q` is partition
-//! `q`. A batch of N records is one send of N messages, acknowledged as a whole.
+//! `q`. A batch of N records is one send of N messages, acknowledged as a whole; a publisher
+//! sends on up to `PUBLISHER_CONNECTIONS` connections at once (one request in flight each).
 //!
 //! Durability, which is per topic in this Iggy (options given at creation):
 //! - `--peer iggy`: Iggy's defaults — a send is acknowledged from memory and written every 1024
@@ -18,12 +19,14 @@
 mod connection;
 pub mod proto;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::rc::Rc;
 use std::time::Duration;
 
 use connection::IggyConnection;
+use event_listener::Event;
 
 use crate::engine::{Driver, Position, Publisher, Subscriber};
 use crate::error::BenchError;
@@ -157,8 +160,14 @@ impl Driver for Iggy {
     }
 
     async fn publisher(&self, _index: u32, _queues: &[u32]) -> Result<IggyPublisher, BenchError> {
+        let mut connections = Vec::with_capacity(PUBLISHER_CONNECTIONS);
+        for _ in 0..PUBLISHER_CONNECTIONS {
+            connections.push(self.connect().await?);
+        }
         Ok(IggyPublisher {
-            connection: self.connect().await?,
+            connections,
+            idle: RefCell::new((0..PUBLISHER_CONNECTIONS).collect()),
+            returned: Event::new(),
             topic: self.topic.clone(),
             next_id: Cell::new(1),
         })
@@ -200,10 +209,48 @@ impl Driver for IggyFsync {
     }
 }
 
+/// An Iggy connection has one request in flight (its replies carry nothing to match them by),
+/// so a publisher holds a few and sends each batch on an idle one: `--in-flight` up to this
+/// many is real concurrency at the server, as it is on shardmq's one pipelined connection.
+const PUBLISHER_CONNECTIONS: usize = 4;
+
 pub struct IggyPublisher {
-    connection: IggyConnection,
+    connections: Vec<IggyConnection>,
+    /// Idle connections, oldest first; a publish takes one and gives it back.
+    idle: RefCell<VecDeque<usize>>,
+    returned: Event,
     topic: String,
     next_id: Cell<u128>,
+}
+
+impl IggyPublisher {
+    async fn take_idle(&self) -> usize {
+        loop {
+            let listener = self.returned.listen();
+            if let Some(at) = self.idle.borrow_mut().pop_front() {
+                return at;
+            }
+            listener.await;
+        }
+    }
+
+    /// Sends one body on connection `at`, retrying while the partition is not routable yet.
+    async fn send(&self, at: usize, body: &[u8], count: u32) -> Result<u32, BenchError> {
+        for attempt in 0.. {
+            let reply = self.connections[at]
+                .call(proto::OP_SEND_MESSAGES, 0, body)
+                .await
+                .map_err(peer_error)?;
+            match reply.status {
+                0 => return Ok(count),
+                proto::TRANSIENT_NOT_ACCEPTED if attempt < 100 => {
+                    glommio::timer::sleep(Duration::from_millis(10)).await
+                }
+                status => return Err(peer_error(format!("send: status {status}"))),
+            }
+        }
+        unreachable!("the loop returns")
+    }
 }
 
 /// N messages of one payload; the send body is built per send (it names the partition, and
@@ -241,21 +288,11 @@ impl Publisher for IggyPublisher {
             first_id,
             now_us(),
         );
-        for attempt in 0.. {
-            let reply = self
-                .connection
-                .call(proto::OP_SEND_MESSAGES, 0, &body)
-                .await
-                .map_err(peer_error)?;
-            match reply.status {
-                0 => return Ok(batch.count),
-                proto::TRANSIENT_NOT_ACCEPTED if attempt < 100 => {
-                    glommio::timer::sleep(Duration::from_millis(10)).await
-                }
-                status => return Err(peer_error(format!("send: status {status}"))),
-            }
-        }
-        unreachable!("the loop returns")
+        let at = self.take_idle().await;
+        let sent = self.send(at, &body, batch.count).await;
+        self.idle.borrow_mut().push_back(at);
+        self.returned.notify(1);
+        sent
     }
 }
 
