@@ -7,6 +7,7 @@
 //! - [`writer`]: the log writer task and the durability contract (appended ≥ written ≥ synced).
 //! - [`log_repair`]: making the log writable again in place after the writer failed.
 //! - [`faults`]: injected write, sync and repair errors, for storage tests.
+//! - [`fuzzing`]: the recovery fuzz target's check (arbitrary bytes as a shard's files).
 //! - [`durability`]: the three log positions as distinct types.
 //! - [`segment`]: segment files and routing reads to them.
 //! - [`segment_writer`]: one segment's O_DIRECT writes: buffers, write-behind, syncs that write
@@ -33,6 +34,7 @@ pub mod consumer_offsets;
 pub mod durability;
 pub mod error;
 pub mod faults;
+pub mod fuzzing;
 pub mod hot_tail;
 pub mod index;
 pub mod index_format;
