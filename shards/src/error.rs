@@ -45,6 +45,16 @@ pub enum StorageError {
     /// or the index entry of a queue offset (the caller answers with the queue's new start).
     #[error("position or offset {0} was deleted by retention while a read was planned")]
     PositionDeleted(u64),
+    /// A queue's index entry points at a batch that is not the one it names (a damaged index
+    /// file): the read fails; the rest of the store goes on.
+    #[error("the index of topic {topic_id} queue {queue_id} is damaged at offset {offset} (log position {position}): {reason}")]
+    CorruptIndex {
+        topic_id: u32,
+        queue_id: u32,
+        offset: u64,
+        position: u64,
+        reason: String,
+    },
     #[error("the store of shard {0} is closed")]
     Closed(u32),
     #[error("invalid store configuration: {0}")]

@@ -120,7 +120,11 @@ pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Resul
     let start = match checkpoint {
         // Batches start 16-byte aligned: a checkpoint elsewhere was not written by the broker.
         Some(c) if c.position % 16 != 0 => {
-            tracing::warn!(shard = shard_id, checkpoint = c.position, "the checkpoint is not at a batch boundary; scanning the whole log");
+            tracing::warn!(
+                shard = shard_id,
+                checkpoint = c.position,
+                "the checkpoint is not at a batch boundary; scanning the whole log"
+            );
             first
         }
         Some(c) if c.position >= first && indexes_cover(&indexes, &c) => c.position,
