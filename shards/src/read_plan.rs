@@ -10,8 +10,9 @@
 
 use std::cell::RefCell;
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::index::QueueIndex;
+use crate::index_format::IndexEntry;
 use crate::recovery::entry_at;
 
 /// One stored batch a pull returns.
@@ -48,7 +49,7 @@ pub async fn plan(
         if bytes > 0 && bytes + u64::from(entry.batch_len) > u64::from(limits.max_bytes) {
             break;
         }
-        let base_offset = at - u64::from(entry.delta);
+        let base_offset = base_offset_of(index, at, &entry)?;
         let end_offset = batch_end(index, at, entry.position, limits.max_offset).await?;
         planned.push(PlannedBatch {
             base_offset,
@@ -62,6 +63,29 @@ pub async fn plan(
         at = end_offset;
     }
     Ok(planned)
+}
+
+/// The first offset of the batch holding `at`, from its entry's delta; a delta past `at` is a
+/// damaged index file ([`StorageError::CorruptIndex`]; found by the recovery fuzz target).
+fn base_offset_of(index: &RefCell<QueueIndex>, at: u64, entry: &IndexEntry) -> Result<u64> {
+    at.checked_sub(u64::from(entry.delta)).ok_or_else(|| {
+        let index = index.borrow();
+        let (topic_id, queue_id) = index
+            .path()
+            .file_name()
+            .and_then(|n| crate::recovery::parse_index_name(&n.to_string_lossy()))
+            .unwrap_or_default();
+        StorageError::CorruptIndex {
+            topic_id,
+            queue_id,
+            offset: at,
+            position: entry.position,
+            reason: format!(
+                "the entry says its batch began {} records earlier",
+                entry.delta
+            ),
+        }
+    })
 }
 
 /// Entries a filtered pull looks at, at most, before it answers (with what matched, possibly
@@ -89,7 +113,7 @@ pub async fn plan_filtered(
             at += 1;
             continue;
         }
-        let base_offset = at - u64::from(entry.delta);
+        let base_offset = base_offset_of(index, at, &entry)?;
         let same_batch = planned.last().is_some_and(|p| p.position == entry.position);
         if !same_batch {
             if bytes > 0 && bytes + u64::from(entry.batch_len) > u64::from(limits.max_bytes) {

@@ -56,7 +56,7 @@ pub fn index_path(index_dir: &Path, key: QueueKey) -> PathBuf {
     index_dir.join(format!("{}-{}.idx", key.0, key.1))
 }
 
-fn parse_index_name(name: &str) -> Option<QueueKey> {
+pub(crate) fn parse_index_name(name: &str) -> Option<QueueKey> {
     let (t, q) = name.strip_suffix(".idx")?.split_once('-')?;
     Some((t.parse().ok()?, q.parse().ok()?))
 }
