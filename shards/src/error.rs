@@ -55,6 +55,12 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
+    /// An index entry names a batch the log cannot hold there (past its end, across a segment
+    /// end): a damaged index file; the read fails.
+    #[error(
+        "a queue index entry is damaged: it points at log position {position}, where {reason}"
+    )]
+    CorruptIndexEntry { position: u64, reason: String },
     #[error("the store of shard {0} is closed")]
     Closed(u32),
     #[error("invalid store configuration: {0}")]

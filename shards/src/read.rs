@@ -273,6 +273,15 @@ impl ShardStore {
             crate::stats::add(&stats.read_batches_disk, 1);
             crate::stats::add(&stats.read_bytes_disk, u64::from(plan.len));
             let len = u64::from(plan.len);
+            let appended = self.inner.log.durability.appended().0;
+            if plan.position.saturating_add(len) > appended {
+                return Err(StorageError::CorruptIndexEntry {
+                    position: plan.position,
+                    reason: format!(
+                        "a {len}-byte batch there would end past the log's end {appended}"
+                    ),
+                });
+            }
             assert!(
                 plan.position + len <= written,
                 "batch at {} is neither in the hot tail nor written",
@@ -290,10 +299,12 @@ impl ShardStore {
                     && span_len + len <= READ_SPAN_BYTES_MAX
             });
             if !extends_last {
-                assert!(
-                    segment_end.is_none_or(|end| plan.position + len <= end),
-                    "a batch crosses a segment end"
-                );
+                if segment_end.is_some_and(|end| plan.position + len > end) {
+                    return Err(StorageError::CorruptIndexEntry {
+                        position: plan.position,
+                        reason: format!("a {len}-byte batch there would cross its segment's end"),
+                    });
+                }
                 spans.push((segment, plan.position, 0));
             }
             let span = spans.len() - 1;
