@@ -468,20 +468,26 @@ fn tag_codes_of(bytes: &[u8], header: &shardmq_protocol::BatchHeader) -> Vec<i64
 
 /// The entry at `offset`, loading its chunk from disk when it was evicted. An offset that
 /// retention moved the queue's start past while the caller was planning (it checked the offset
-/// before an await) is [`StorageError::PositionDeleted`]; an empty slot at or past the start
-/// breaks the store's invariant.
+/// before an await) is [`StorageError::PositionDeleted`]; an empty slot at or past the start is
+/// a damaged index file (recovery trusts entries below the checkpoint; found by the recovery
+/// fuzz target): [`StorageError::CorruptIndexEntry`], logged, for that read.
 pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexEntry> {
     match probe_at(index, offset).await? {
         Some(entry) => Ok(entry),
         None if offset < index.borrow().first() => Err(StorageError::PositionDeleted(offset)),
         None => {
             let index = index.borrow();
-            panic!(
-                "index {}: empty slot at offset {offset} in [{}, {})",
+            let reason = format!(
+                "index {} has an empty slot at offset {offset} in [{}, {})",
                 index.path().display(),
                 index.first(),
                 index.len()
-            )
+            );
+            tracing::error!(%reason, "a queue index is damaged; this read fails");
+            Err(StorageError::CorruptIndexEntry {
+                position: 0,
+                reason,
+            })
         }
     }
 }
