@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::FlushMode;
 use crate::error::StorageError;
 use crate::store::ShardStore;
-use crate::store_tests::{batch, expected_keys, read_keys, run, small_config};
+use crate::store_tests::{assert_queue_holds, batch, read_keys, run, small_config};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted at drop.
 pub(crate) struct SmallFs {
@@ -69,17 +69,9 @@ async fn fill_until_refused(store: &ShardStore, mut seq: u32) -> u32 {
     }
 }
 
-/// Queue 0 holds exactly the batches `0..batches`, in order (a short message on failure).
+/// Queue 0 holds exactly the batches `0..batches`, in order.
 async fn assert_all(store: &ShardStore, batches: u32) {
-    let (got, want) = (read_keys(store, 0).await, expected_keys(0, batches, 3));
-    let first_difference = got.iter().zip(&want).position(|(g, w)| g != w);
-    assert!(
-        got.len() == want.len() && first_difference.is_none(),
-        "read {} records for {} acknowledged; first difference at {first_difference:?}, first read {:?}",
-        got.len(),
-        want.len(),
-        got.first()
-    );
+    assert_queue_holds(store, 0, batches, "acknowledged").await;
 }
 
 #[test]

@@ -33,14 +33,16 @@ async fn append_until_accepted(store: &ShardStore, seq: u32) {
 }
 
 async fn assert_queue_holds(store: &ShardStore, batches: u32, context: &str) {
-    let (got, want) = (read_keys(store, 0).await, expected_keys(0, batches, 3));
-    let first_difference = got.iter().zip(&want).position(|(g, w)| g != w);
-    assert!(
-        got.len() == want.len() && first_difference.is_none(),
-        "{context}: read {} records, want {}; first difference at {first_difference:?}",
-        got.len(),
-        want.len(),
-    );
+    crate::store_tests::assert_queue_holds(store, 0, batches, context).await;
+}
+
+/// EIO on every repair until the test clears it.
+fn every_repair_fails() -> Fault {
+    Fault {
+        skip: 0,
+        errno: libc::EIO,
+        times: u32::MAX,
+    }
 }
 
 /// Batches `0..acked` acknowledged; then the fault at `site`; batch `acked` is appended and its
@@ -57,14 +59,7 @@ fn the_writer_fails_and_repairs_itself(site: FaultSite) {
             append_until_accepted(&store, seq).await;
         }
         store.inject_log_fault(site, Fault::eio_after(0));
-        store.inject_log_fault(
-            FaultSite::Repair,
-            Fault {
-                skip: 0,
-                errno: libc::EIO,
-                times: u32::MAX,
-            },
-        );
+        store.inject_log_fault(FaultSite::Repair, every_repair_fails());
         let outcome = store.append(1, 0, batch(0, acked, 3)).await.unwrap();
         let ack = store.acknowledgeable(outcome.end).await;
         assert!(
@@ -191,14 +186,7 @@ fn closing_a_failed_store_keeps_what_was_acknowledged() {
         for seq in 0..30 {
             append_until_accepted(&store, seq).await;
         }
-        store.inject_log_fault(
-            FaultSite::Repair,
-            Fault {
-                skip: 0,
-                errno: libc::EIO,
-                times: u32::MAX,
-            },
-        );
+        store.inject_log_fault(FaultSite::Repair, every_repair_fails());
         store.inject_log_fault(FaultSite::Write, Fault::eio_after(0));
         let outcome = store.append(1, 0, batch(0, 30, 3)).await.unwrap();
         assert!(store.acknowledgeable(outcome.end).await.is_err());

@@ -95,6 +95,28 @@ pub(crate) async fn read_keys(store: &ShardStore, queue: u32) -> Vec<String> {
     }
 }
 
+/// Queue `queue` holds exactly the batches `0..batches` of 3 records, in order; on failure a
+/// short message naming `context` and the first difference.
+pub(crate) async fn assert_queue_holds(
+    store: &ShardStore,
+    queue: u32,
+    batches: u32,
+    context: &str,
+) {
+    let (got, want) = (
+        read_keys(store, queue).await,
+        expected_keys(queue, batches, 3),
+    );
+    let first_difference = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert!(
+        got.len() == want.len() && first_difference.is_none(),
+        "{context}: read {} records, want {}; first difference at {first_difference:?}, first read {:?}",
+        got.len(),
+        want.len(),
+        got.first()
+    );
+}
+
 pub(crate) fn expected_keys(queue: u32, batches: u32, records: u32) -> Vec<String> {
     (0..batches)
         .flat_map(|s| (0..records).map(move |i| format!("{queue}-{s}-{i}")))
