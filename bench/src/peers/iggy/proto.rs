@@ -11,6 +11,9 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 pub const HEADER_BYTES: usize = 256;
+/// The largest frame the server sends or takes (its `max_frame` default, 64 MiB): a reply
+/// header announcing more is refused before anything is allocated for it.
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// 0.11.0, packed `major << 20 | minor << 10 | patch`: what this server accepts.
 pub const PROTOCOL_VERSION: u32 = 11 << 10;
 
@@ -73,8 +76,10 @@ pub fn reply_head(header: &[u8; HEADER_BYTES]) -> Result<ReplyHead, String> {
         });
     }
     let size = u32_at(header, 48) as usize;
-    if size < HEADER_BYTES {
-        return Err(format!("reply size {size} is below its header's"));
+    if !(HEADER_BYTES..=FRAME_BYTES_MAX).contains(&size) {
+        return Err(format!(
+            "reply size {size} is outside [{HEADER_BYTES}, {FRAME_BYTES_MAX}]"
+        ));
     }
     Ok(ReplyHead::Reply {
         size,
@@ -325,5 +330,11 @@ mod tests {
         head[60] = COMMAND_EVICTION;
         head[255] = 9;
         assert_eq!(reply_head(&head), Ok(ReplyHead::Evicted { reason: 9 }));
+        let mut huge = [0u8; HEADER_BYTES];
+        huge[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            reply_head(&huge).is_err(),
+            "a 4 GiB reply is refused, not allocated"
+        );
     }
 }
