@@ -82,6 +82,16 @@ fn start(data: &Path) -> Broker {
 /// Produces batches to every queue until each is refused; returns the acknowledged first seqs
 /// per queue, continuing from `next`.
 fn produce_until_refused(addr: &str, next: [u64; QUEUES as usize]) -> Vec<Vec<u64>> {
+    produce_until_refused_or(addr, next, usize::MAX)
+}
+
+/// [`produce_until_refused`], each queue stopping after `limit` acknowledged batches too (so
+/// one queue cannot take all the space that came back while another is refused for a moment).
+fn produce_until_refused_or(
+    addr: &str,
+    next: [u64; QUEUES as usize],
+    limit: usize,
+) -> Vec<Vec<u64>> {
     let addr = addr.to_string();
     run(move || async move {
         let client = Client::connect(&addr, "producer").await.unwrap();
@@ -91,7 +101,7 @@ fn produce_until_refused(addr: &str, next: [u64; QUEUES as usize]) -> Vec<Vec<u6
             let (client, acked) = (client.clone(), acked.clone());
             let mut seq = next[queue as usize];
             tasks.push(glommio::spawn_local(async move {
-                loop {
+                while acked.borrow()[queue as usize].len() < limit {
                     let batch = batch_of(seq..seq + RECORDS, |s| payload(queue, s));
                     match client.produce_batch("t", queue, &batch).await {
                         Ok(ack) => {
@@ -241,7 +251,7 @@ fn a_full_disk_refuses_writes_keeps_reads_survives_restarts_and_resumes_when_spa
     // Each shard reserves its next segment at its next retention pass (or the next refused
     // append a second later): a queue may be refused for a moment after the space came back.
     while resumed.iter().any(|q| q.len() < 20) && Instant::now() < deadline {
-        let round = produce_until_refused(&broker.addr, next);
+        let round = produce_until_refused_or(&broker.addr, next, 20);
         for (queue, seqs) in round.into_iter().enumerate() {
             if let Some(last) = seqs.last() {
                 next[queue] = last + RECORDS;
