@@ -135,6 +135,13 @@ impl ShardStore {
             store_ms,
         };
         index.borrow_mut().push_batch(&entries);
+        if inner.config.flush == FlushMode::Sync {
+            let synced = inner.log.durability.synced().0;
+            index
+                .borrow_mut()
+                .unsynced_batches
+                .push(base_offset, position + len, synced);
+        }
         let bytes = batch.stamp(Stamp {
             topic_id,
             queue_id,
@@ -146,6 +153,11 @@ impl ShardStore {
         let end = Appended(position + len);
         inner.log.durability.advance_appended(end);
         inner.log.submit(WriteCommand::Append(bytes));
+        if inner.config.flush == FlushMode::Sync {
+            // Readers see the batch once synced (`visibility`), acknowledged or not (a oneway
+            // produce): every append under `flush = sync` asks for the sync that covers it.
+            self.request_sync();
+        }
         inner
             .hot_tail
             .borrow_mut()

@@ -9,8 +9,14 @@
 //!   queue in a rebalance cannot rewind the group; only an explicit [`ConsumerOffsets::reset`]
 //!   (an operator's reset, to a time or an end) moves one back;
 //! - the file `<shard dir>/offsets` is a `snapshot_file` replaced whole, written by the store's
-//!   background task every flush interval when something changed and at close, so a crash or
-//!   `kill -9` loses at most the commits of the last interval, and never leaves a torn file.
+//!   background task every flush interval when something changed and at close, so under
+//!   `flush = async` a crash or `kill -9` loses at most the commits of the last interval, and
+//!   never leaves a torn file;
+//! - under `flush = sync` a commit is durable before it is answered: the caller awaits
+//!   [`ConsumerOffsets::durable`], which returns once a write holding every change made before
+//!   the call is synced (concurrent callers share one write: group commit). So an answered commit
+//!   never moves backward across a crash. Changes are counted (`changes`), and the count a write
+//!   captured before encoding is the one it makes durable (`persisted`).
 //!
 //! A file that fails its CRC is moved aside (`offsets.invalid`), said loudly in the log, and the
 //! shard starts with no offsets: consumers fall back to their first-start policy. Runs on its
@@ -38,8 +44,12 @@ pub struct OffsetKey {
 pub struct ConsumerOffsets {
     dir: PathBuf,
     offsets: RefCell<HashMap<OffsetKey, u64>>,
-    /// Changes since the last write of the file.
-    dirty: Cell<bool>,
+    /// Changes made since the store opened.
+    changes: Cell<u64>,
+    /// The `changes` count the file holds (as of the last completed write).
+    persisted: Cell<u64>,
+    /// Commits are answered only once durable (`flush = sync`).
+    durable_commits: bool,
     /// One write at a time (the background flush and the close).
     writing: glommio::sync::Semaphore,
 }
@@ -87,8 +97,9 @@ fn decode(body: &[u8]) -> Option<HashMap<OffsetKey, u64>> {
 }
 
 impl ConsumerOffsets {
-    /// Loads `<dir>/offsets` (none yet is no offsets).
-    pub async fn open(dir: &Path) -> Result<ConsumerOffsets> {
+    /// Loads `<dir>/offsets` (none yet is no offsets); with `durable_commits`, callers await
+    /// [`ConsumerOffsets::durable`] before answering a change.
+    pub async fn open(dir: &Path, durable_commits: bool) -> Result<ConsumerOffsets> {
         let offsets = match snapshot_file::read(dir, FILE, MAGIC, VERSION).await {
             SnapshotRead::Missing => HashMap::new(),
             SnapshotRead::Valid(body) => match decode(&body) {
@@ -100,7 +111,9 @@ impl ConsumerOffsets {
         Ok(ConsumerOffsets {
             dir: dir.to_path_buf(),
             offsets: RefCell::new(offsets),
-            dirty: Cell::new(false),
+            changes: Cell::new(0),
+            persisted: Cell::new(0),
+            durable_commits,
             writing: glommio::sync::Semaphore::new(1),
         })
     }
@@ -125,7 +138,7 @@ impl ConsumerOffsets {
             Entry::Occupied(_) => false,
         };
         if moved {
-            self.dirty.set(true);
+            self.changed();
         }
         moved
     }
@@ -133,7 +146,7 @@ impl ConsumerOffsets {
     /// Sets an offset, backward too (an operator's reset).
     pub fn reset(&self, key: OffsetKey, offset: u64) {
         self.offsets.borrow_mut().insert(key, offset);
-        self.dirty.set(true);
+        self.changed();
     }
 
     /// Every stored offset that `keep` selects, in key order.
@@ -155,22 +168,39 @@ impl ConsumerOffsets {
         let before = offsets.len();
         offsets.retain(|key, _| !drop(key));
         if offsets.len() != before {
-            self.dirty.set(true);
+            self.changed();
         }
+    }
+
+    fn changed(&self) {
+        self.changes.set(self.changes.get() + 1);
     }
 
     /// Writes the file if anything changed since the last write.
     pub async fn persist(&self) -> Result<()> {
         let _one = self.writing.acquire_permit(1).await;
-        if !self.dirty.replace(false) {
+        let changes = self.changes.get();
+        if self.persisted.get() >= changes {
             return Ok(());
         }
         let body = encode(&self.offsets.borrow());
-        let written = snapshot_file::write(&self.dir, FILE, MAGIC, VERSION, &body).await;
-        if written.is_err() {
-            self.dirty.set(true);
+        snapshot_file::write(&self.dir, FILE, MAGIC, VERSION, &body).await?;
+        self.persisted.set(self.persisted.get().max(changes));
+        Ok(())
+    }
+
+    /// Under `flush = sync`, resolves once every change made before the call is in the file
+    /// (a failed write is the caller's error; the change stays in memory and the next write
+    /// retries it). At once under `flush = async`.
+    pub async fn durable(&self) -> Result<()> {
+        if !self.durable_commits {
+            return Ok(());
         }
-        written
+        let wanted = self.changes.get();
+        while self.persisted.get() < wanted {
+            self.persist().await?;
+        }
+        Ok(())
     }
 }
 
@@ -203,23 +233,55 @@ mod tests {
         let path = dir.path().to_path_buf();
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let offsets = ConsumerOffsets::open(&path).await.unwrap();
+                let offsets = ConsumerOffsets::open(&path, false).await.unwrap();
                 assert!(offsets.commit(key("g", 0), 10));
                 assert!(!offsets.commit(key("g", 0), 7), "a commit never moves back");
                 assert_eq!(offsets.get(&key("g", 0)), Some(10));
                 offsets.reset(key("g", 0), 3);
                 offsets.commit(key("g@m1", 1), 5);
                 offsets.persist().await.unwrap();
-                let reopened = ConsumerOffsets::open(&path).await.unwrap();
+                let reopened = ConsumerOffsets::open(&path, false).await.unwrap();
                 assert_eq!(reopened.get(&key("g", 0)), Some(3));
                 assert_eq!(reopened.get(&key("g@m1", 1)), Some(5));
                 reopened.remove(|k| k.group.as_ref() == "g");
                 assert_eq!(reopened.entries(|_| true).len(), 1);
                 // Garbage in the file: moved aside, the shard starts empty.
                 std::fs::write(path.join(FILE), b"garbage").unwrap();
-                let empty = ConsumerOffsets::open(&path).await.unwrap();
+                let empty = ConsumerOffsets::open(&path, false).await.unwrap();
                 assert!(empty.entries(|_| true).is_empty());
                 assert!(path.join("offsets.invalid").exists());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn durable_commits_are_in_the_file_when_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let lazy = ConsumerOffsets::open(&path, false).await.unwrap();
+                lazy.commit(key("g", 0), 4);
+                lazy.durable().await.unwrap();
+                let reopened = ConsumerOffsets::open(&path, false).await.unwrap();
+                assert_eq!(
+                    reopened.get(&key("g", 0)),
+                    None,
+                    "async: written by the interval"
+                );
+                let offsets = ConsumerOffsets::open(&path, true).await.unwrap();
+                offsets.commit(key("g", 0), 10);
+                offsets.commit(key("g", 1), 20);
+                offsets.durable().await.unwrap();
+                let reopened = ConsumerOffsets::open(&path, true).await.unwrap();
+                assert_eq!(reopened.get(&key("g", 0)), Some(10));
+                assert_eq!(reopened.get(&key("g", 1)), Some(20));
+                // Nothing changed: no write is needed, and none is attempted.
+                std::fs::remove_file(path.join(FILE)).unwrap();
+                offsets.durable().await.unwrap();
+                assert!(!path.join(FILE).exists());
             })
             .unwrap()
             .join()

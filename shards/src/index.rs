@@ -34,6 +34,7 @@ use crate::index_format::{
 pub use crate::index_format::{
     IndexEntry, INDEX_CHUNK_BYTES, INDEX_CHUNK_ENTRIES, INDEX_ENTRY_BYTES,
 };
+use crate::visibility::UnsyncedBatches;
 
 struct Chunk {
     bytes: Box<[u8]>,
@@ -100,6 +101,9 @@ pub struct QueueIndex {
     /// Serializes [`persist`] calls (background flush and checkpoint): two writes of one chunk
     /// completing out of order could leave the older copy in the file.
     persist_lock: Rc<glommio::sync::Semaphore>,
+    /// The queue's batches not yet known synced, kept by the store under `flush = sync` (what
+    /// a reader may see: `visibility`).
+    pub(crate) unsynced_batches: UnsyncedBatches,
 }
 
 async fn open_rw(path: &PathBuf) -> Result<DmaFile> {
@@ -130,6 +134,7 @@ impl QueueIndex {
             tick: Cell::new(0),
             unsynced: false,
             persist_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            unsynced_batches: UnsyncedBatches::default(),
         }
     }
 

@@ -25,6 +25,7 @@
 //! - [`retention`]: deleting old segments by age, size and disk water marks.
 //! - [`iopoll_probe`]: a guard against a glommio device-probe bug; run before opening files.
 //! - [`consumer_offsets`]: each consumer group's progress on this shard's queues.
+//! - [`visibility`]: what a reader may see of a queue (under `flush = sync`, only what is synced).
 //! - [`config`], [`error`].
 
 pub mod append;
@@ -51,6 +52,7 @@ pub mod segment_writer;
 pub mod snapshot_file;
 pub mod stats;
 pub mod store;
+pub mod visibility;
 pub mod writer;
 
 pub use append::AppendOutcome;
@@ -68,3 +70,5 @@ mod log_repair_tests;
 mod retention_tests;
 #[cfg(test)]
 mod store_tests;
+#[cfg(test)]
+mod sync_visibility_tests;

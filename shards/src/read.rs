@@ -79,7 +79,7 @@ impl ShardStore {
             .cloned();
         let (min_offset, max_offset) = index.as_ref().map_or((0, 0), |i| {
             let i = i.borrow();
-            (i.first(), i.len())
+            (i.first(), self.visible_end(&i))
         });
         let out_of_range = || StorageError::OffsetOutOfRange {
             topic_id,
@@ -111,7 +111,7 @@ impl ShardStore {
         };
         let (planned, batches, from_disk) = match pulled {
             Err(StorageError::PositionDeleted(_)) => {
-                return Err(deleted_meanwhile(&index, &request, topic_id, queue_id))
+                return Err(self.deleted_meanwhile(&index, &request, topic_id, queue_id))
             }
             other => other?,
         };
@@ -119,7 +119,7 @@ impl ShardStore {
             check_matches_plan(&batch.bytes, plan, topic_id, queue_id)?;
         }
         let next_offset = planned.last().map_or(request.offset, |p| p.end_offset);
-        if from_disk && next_offset < index.borrow().len() {
+        if from_disk && next_offset < self.visible_end(&index.borrow()) {
             self.prefetch_next(
                 topic_id,
                 queue_id,
@@ -132,7 +132,7 @@ impl ShardStore {
         }
         let (min_offset, max_offset) = {
             let index = index.borrow();
-            (index.first(), max_offset.max(index.len()))
+            (index.first(), max_offset.max(self.visible_end(&index)))
         };
         Ok(ReadOutcome {
             batches,
@@ -153,7 +153,7 @@ impl ShardStore {
         codes: &HashSet<i64>,
     ) -> Result<ReadOutcome> {
         let limits = PullLimits {
-            max_offset: index.borrow().len(),
+            max_offset: self.visible_end(&index.borrow()),
             max_messages: request.max_messages,
             max_bytes: request.max_bytes,
         };
@@ -165,7 +165,7 @@ impl ShardStore {
         };
         let (planned, scanned_to, batches) = match read.await {
             Err(StorageError::PositionDeleted(_)) => {
-                return Err(deleted_meanwhile(index, request, topic_id, queue_id))
+                return Err(self.deleted_meanwhile(index, request, topic_id, queue_id))
             }
             other => other?,
         };
@@ -174,7 +174,10 @@ impl ShardStore {
         }
         let (min_offset, max_offset) = {
             let index = index.borrow();
-            (index.first(), limits.max_offset.max(index.len()))
+            (
+                index.first(),
+                limits.max_offset.max(self.visible_end(&index)),
+            )
         };
         Ok(ReadOutcome {
             batches,
@@ -213,7 +216,7 @@ impl ShardStore {
         request: ReadRequest,
     ) -> Result<PulledBatches> {
         let limits = PullLimits {
-            max_offset: index.borrow().len(),
+            max_offset: self.visible_end(&index.borrow()),
             max_messages: request.max_messages,
             max_bytes: request.max_bytes,
         };
@@ -325,21 +328,24 @@ enum Source {
     Disk(usize, usize),
 }
 
-/// The answer to a read whose batches retention deleted while it was planned: the offset is now
-/// below the queue's start.
-fn deleted_meanwhile(
-    index: &RefCell<QueueIndex>,
-    request: &ReadRequest,
-    topic_id: u32,
-    queue_id: u32,
-) -> StorageError {
-    let index = index.borrow();
-    StorageError::OffsetOutOfRange {
-        topic_id,
-        queue_id,
-        offset: request.offset,
-        min: index.first().max(request.offset + 1),
-        max: index.len(),
+impl ShardStore {
+    /// The answer to a read whose batches retention deleted while it was planned: the offset is now
+    /// below the queue's start.
+    fn deleted_meanwhile(
+        &self,
+        index: &RefCell<QueueIndex>,
+        request: &ReadRequest,
+        topic_id: u32,
+        queue_id: u32,
+    ) -> StorageError {
+        let index = index.borrow();
+        StorageError::OffsetOutOfRange {
+            topic_id,
+            queue_id,
+            offset: request.offset,
+            min: index.first().max(request.offset + 1),
+            max: self.visible_end(&index),
+        }
     }
 }
 

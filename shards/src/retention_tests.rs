@@ -68,10 +68,8 @@ fn the_size_limit_deletes_the_oldest_segments_and_moves_queue_starts() {
 
         let store = open_sync(&path).await;
         assert_eq!([store.offsets(1, 0), store.offsets(1, 1)], starts);
-        let next = store
-            .append(1, 0, crate::store_tests::batch(0, 200, 3))
-            .await
-            .unwrap();
+        let next =
+            crate::store_tests::append_acked(&store, 0, crate::store_tests::batch(0, 200, 3)).await;
         assert_eq!(next.base_offset, starts[0].1);
         assert_eq!(read_keys(&store, 0).await, kept_keys(0, 201, starts[0].0));
         store.close().await.unwrap();
@@ -129,10 +127,8 @@ fn a_lost_index_and_checkpoint_behind_the_log_start_continue_where_the_log_does(
         let store = open_sync(&path).await;
         assert_eq!([store.offsets(1, 0), store.offsets(1, 1)], starts);
         assert_eq!(store.recovery_report().queues_moved_forward, 0);
-        let next = store
-            .append(1, 1, crate::store_tests::batch(1, 200, 3))
-            .await
-            .unwrap();
+        let next =
+            crate::store_tests::append_acked(&store, 1, crate::store_tests::batch(1, 200, 3)).await;
         assert_eq!(next.base_offset, starts[1].1);
         assert_eq!(read_keys(&store, 1).await, kept_keys(1, 201, starts[1].0));
         store.close().await.unwrap();

@@ -25,8 +25,12 @@ impl ShardStore {
         else {
             return Ok(0);
         };
-        let first = index.borrow().first();
-        first_offset_where(&index, first, |e| e.store_ms >= timestamp_ms).await
+        let (first, end) = {
+            let index = index.borrow();
+            (index.first(), self.visible_end(&index))
+        };
+        let found = first_offset_where(&index, first, |e| e.store_ms >= timestamp_ms).await?;
+        Ok(found.min(end))
     }
 
     /// When the queue's first record still stored was stored, or `None` for an empty queue.
@@ -52,7 +56,7 @@ impl ShardStore {
         else {
             return Ok(None);
         };
-        if offset >= index.borrow().len() || offset < index.borrow().first() {
+        if offset >= self.visible_end(&index.borrow()) || offset < index.borrow().first() {
             return Ok(None);
         }
         Ok(Some(entry_at(&index, offset).await?.store_ms))
@@ -75,7 +79,7 @@ impl ShardStore {
         else {
             return Ok(false);
         };
-        if offset >= index.borrow().len() || offset < index.borrow().first() {
+        if offset >= self.visible_end(&index.borrow()) || offset < index.borrow().first() {
             return Ok(false);
         }
         let entry = entry_at(&index, offset).await?;

@@ -109,7 +109,8 @@ impl ShardStore {
             }
             listener.await;
         }
-        let consumer_offsets = ConsumerOffsets::open(&config.dir).await?;
+        let consumer_offsets =
+            ConsumerOffsets::open(&config.dir, config.flush == FlushMode::Sync).await?;
         let queues = recovered
             .indexes
             .into_iter()
@@ -249,7 +250,7 @@ impl ShardStore {
             .clone()
     }
 
-    fn request_sync(&self) {
+    pub(crate) fn request_sync(&self) {
         let d = &self.inner.log.durability;
         let appended = d.appended().0;
         if appended > self.inner.sync_requested_upto.get()
@@ -290,13 +291,25 @@ impl ShardStore {
     }
 
     /// `(min, max)` offsets of a queue: min is its first record still stored (retention moves
-    /// it), max one past its last record. An unknown queue is empty: `(0, 0)`.
+    /// it), max one past its last record a reader may see (under `flush = sync`, its last
+    /// synced one: `visibility`). An unknown queue is empty: `(0, 0)`.
     pub fn offsets(&self, topic_id: u32, queue_id: u32) -> (u64, u64) {
         let queues = self.inner.queues.borrow();
         queues.get(&(topic_id, queue_id)).map_or((0, 0), |q| {
             let q = q.borrow();
-            (q.first(), q.len())
+            (q.first(), self.visible_end(&q))
         })
+    }
+
+    /// One past the last record of `index` a reader may see: every appended one under
+    /// `flush = async`, the synced ones under `flush = sync` (see `visibility`).
+    pub(crate) fn visible_end(&self, index: &QueueIndex) -> u64 {
+        match self.inner.config.flush {
+            FlushMode::Async { .. } => index.len(),
+            FlushMode::Sync => index
+                .unsynced_batches
+                .visible_end(index.len(), self.inner.log.durability.synced().0),
+        }
     }
 
     /// Every queue's index, copied out of the map so the caller may await between them.
@@ -359,13 +372,15 @@ impl ShardStore {
             if now >= deadline {
                 return false;
             }
-            let listener = self.inner.appended_event.listen();
+            // Appends make records visible under `flush = async`, syncs under `flush = sync`.
+            let appended = self.inner.appended_event.listen();
+            let synced = self.inner.log.progress.listen();
             if self.offsets(topic_id, queue_id).1 > offset {
                 return true;
             }
             let woke = futures_lite::future::or(
                 async {
-                    listener.await;
+                    futures_lite::future::or(appended, synced).await;
                     true
                 },
                 async {

@@ -148,6 +148,18 @@ pub(crate) async fn open_sync(dir: &Path) -> ShardStore {
         .unwrap()
 }
 
+/// Appends and waits until the batch may be acknowledged (and, under `flush = sync`, is
+/// visible to reads), as a front end does before it answers a producer.
+pub(crate) async fn append_acked(
+    store: &ShardStore,
+    queue: u32,
+    batch: ValidatedBatch,
+) -> crate::AppendOutcome {
+    let outcome = store.append(1, queue, batch).await.unwrap();
+    store.acknowledgeable(outcome.end).await.unwrap();
+    outcome
+}
+
 pub(crate) async fn fill(store: &ShardStore, batches: u32) {
     for seq in 0..batches {
         for queue in 0..2 {
@@ -207,7 +219,7 @@ fn reopen_keeps_everything_and_continues_offsets() {
         let store = open_sync(&path).await;
         assert_eq!(store.offsets(1, 0), (0, 90));
         assert_eq!(store.recovery_report().torn_tail, None);
-        let next = store.append(1, 0, batch(0, 30, 3)).await.unwrap();
+        let next = append_acked(&store, 0, batch(0, 30, 3)).await;
         assert_eq!(next.base_offset, 90);
         assert_eq!(read_keys(&store, 0).await, expected_keys(0, 31, 3));
         store.close().await.unwrap();
@@ -234,7 +246,7 @@ fn torn_tail_is_cut_and_the_rest_is_served() {
         assert_eq!(store.offsets(1, 0), (0, 30));
         assert_eq!(store.offsets(1, 1), (0, 27));
         assert_eq!(read_keys(&store, 1).await, expected_keys(1, 9, 3));
-        let again = store.append(1, 1, batch(1, 9, 3)).await.unwrap();
+        let again = append_acked(&store, 1, batch(1, 9, 3)).await;
         assert_eq!(again.base_offset, 27);
         assert_eq!(read_keys(&store, 1).await, expected_keys(1, 10, 3));
         store.close().await.unwrap();
@@ -407,7 +419,7 @@ fn a_tag_filtered_read_skips_batches_from_the_index_alone() {
         let store = open_sync(&path).await;
         for seq in 0..30 {
             let tag = if seq % 10 == 3 { "rare" } else { "common" };
-            store.append(1, 0, tagged(tag, seq)).await.unwrap();
+            append_acked(&store, 0, tagged(tag, seq)).await;
         }
         let codes: std::collections::HashSet<i64> =
             [shardmq_protocol::record::tag_code("rare")].into();

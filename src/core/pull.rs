@@ -109,7 +109,7 @@ impl Core {
                 remote: Some(owner),
             });
         }
-        if let Err(err) = self.commit_in_pull(&call) {
+        if let Err(err) = self.commit_in_pull(&call).await {
             return PullStart::Ready(Err(err));
         }
         let pulled = self.read(&call).await;
@@ -126,8 +126,9 @@ impl Core {
         }
     }
 
-    /// Commits the offset a pull carries, on the owning shard.
-    fn commit_in_pull(&self, call: &PullCall) -> CoreResult<()> {
+    /// Commits the offset a pull carries, on the owning shard (durably before the read under
+    /// `flush = sync`, like an explicit commit).
+    async fn commit_in_pull(&self, call: &PullCall) -> CoreResult<()> {
         let Some(commit) = &call.commit else {
             return Ok(());
         };
@@ -139,9 +140,9 @@ impl Core {
             topic_id: topic.topic_id,
             queue_id: call.queue_id,
         };
-        self.store
-            .consumer_offsets()
-            .commit(key, commit.offset.min(max));
+        let offsets = self.store.consumer_offsets();
+        offsets.commit(key, commit.offset.min(max));
+        offsets.durable().await?;
         Ok(())
     }
 

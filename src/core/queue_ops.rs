@@ -134,7 +134,9 @@ impl Core {
             }
             QueueOp::Commit { group, offset } => {
                 let (_, max) = self.store.offsets(topic_id, queue_id);
-                QueueAnswer::Committed(offsets.commit(key(group), offset.min(max)))
+                let moved = offsets.commit(key(group), offset.min(max));
+                offsets.durable().await?;
+                QueueAnswer::Committed(moved)
             }
             QueueOp::Query { group } => QueueAnswer::Offset(offsets.get(&key(group))),
             QueueOp::Reset { group, to } => {
@@ -156,6 +158,7 @@ impl Core {
                     offsets.reset(member_key, offset);
                 }
                 offsets.reset(key(group), offset);
+                offsets.durable().await?;
                 QueueAnswer::Offset(Some(offset))
             }
             QueueOp::Initial { group, from } => {
