@@ -176,6 +176,26 @@ impl ConsumerOffsets {
         self.changes.set(self.changes.get() + 1);
     }
 
+    /// Lowers every offset past its queue's end (`end_of(topic_id, queue_id)`) to that end, and
+    /// returns how many. Run at open: under `flush = async` a crash can lose acknowledged records
+    /// that a commit written before it already passed; left alone, the group would skip the
+    /// records produced at those offsets after the restart.
+    pub fn clamp_to_ends(&self, end_of: impl Fn(u32, u32) -> u64) -> u64 {
+        let mut clamped = 0;
+        for (key, offset) in self.offsets.borrow_mut().iter_mut() {
+            let end = end_of(key.topic_id, key.queue_id);
+            if *offset > end {
+                tracing::warn!(group = %key.group, topic_id = key.topic_id, queue_id = key.queue_id, committed = *offset, end, "consumer offset past the queue's end after recovery (records lost in a crash under flush=async); moved back to the end");
+                *offset = end;
+                clamped += 1;
+            }
+        }
+        if clamped > 0 {
+            self.changed();
+        }
+        clamped
+    }
+
     /// Writes the file if anything changed since the last write.
     pub async fn persist(&self) -> Result<()> {
         let _one = self.writing.acquire_permit(1).await;
@@ -282,6 +302,28 @@ mod tests {
                 std::fs::remove_file(path.join(FILE)).unwrap();
                 offsets.durable().await.unwrap();
                 assert!(!path.join(FILE).exists());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn offsets_past_a_queue_end_are_clamped_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let offsets = ConsumerOffsets::open(&path, false).await.unwrap();
+                offsets.commit(key("g", 0), 10);
+                offsets.commit(key("g", 1), 3);
+                offsets.commit(key("g@m", 0), 12);
+                let ends = |_topic, queue| if queue == 0 { 7 } else { 5 };
+                assert_eq!(offsets.clamp_to_ends(ends), 2);
+                assert_eq!(offsets.get(&key("g", 0)), Some(7));
+                assert_eq!(offsets.get(&key("g@m", 0)), Some(7));
+                assert_eq!(offsets.get(&key("g", 1)), Some(3));
+                assert_eq!(offsets.clamp_to_ends(ends), 0);
             })
             .unwrap()
             .join()

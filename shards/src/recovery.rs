@@ -50,6 +50,9 @@ pub struct RecoveryReport {
     /// Queues whose index ended before the first batch the log holds of them, so they were
     /// moved forward to it (their older batches were in deleted segments).
     pub queues_moved_forward: u64,
+    /// Consumer offsets found past their queue's end and moved back to it (set by the store
+    /// after recovery: records lost in a crash under `flush = async`).
+    pub consumer_offsets_clamped: u64,
 }
 
 pub fn index_path(index_dir: &Path, key: QueueKey) -> PathBuf {

@@ -111,11 +111,16 @@ impl ShardStore {
         }
         let consumer_offsets =
             ConsumerOffsets::open(&config.dir, config.flush == FlushMode::Sync).await?;
-        let queues = recovered
+        let queues: HashMap<QueueKey, Rc<RefCell<QueueIndex>>> = recovered
             .indexes
             .into_iter()
             .map(|(k, v)| (k, Rc::new(v)))
             .collect();
+        let mut report = recovered.report;
+        // Everything recovered is synced, so an index's length is its queue's end.
+        report.consumer_offsets_clamped = consumer_offsets.clamp_to_ends(|topic, queue| {
+            queues.get(&(topic, queue)).map_or(0, |q| q.borrow().len())
+        });
         let store = ShardStore {
             inner: Rc::new(Inner {
                 hot_tail: RefCell::new(HotTail::new(config.hot_tail_bytes)),
@@ -132,7 +137,7 @@ impl ShardStore {
                 index_flushes: RefCell::new(std::collections::HashSet::new()),
                 background,
                 tasks: RefCell::new(Vec::new()),
-                recovery: recovered.report,
+                recovery: report,
                 consumer_offsets,
                 disk_refusal: Cell::new(None),
                 open_segment: Cell::new(None),
