@@ -109,6 +109,10 @@ pub struct BrokerArgs {
     /// How often changed consumer offsets are written to disk, in ms: what a crash can lose.
     #[arg(long, default_value_t = 1000)]
     pub offsets_flush_interval_ms: u64,
+    /// A produce that has waited this long, in ms, for the shard's disk to catch up is answered
+    /// busy (native `Busy`, remoting SYSTEM_BUSY) and not stored (RocketMQ: 1 s). 0: at once.
+    #[arg(long, default_value_t = 1000)]
+    pub busy_after_ms: u64,
     /// Microseconds an idle shard spins before parking its core. Waking a parked vCPU costs
     /// ~50 µs here; spinning trades CPU for latency.
     #[arg(long, default_value_t = 0)]
@@ -377,6 +381,7 @@ impl BrokerArgs {
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms.max(10));
         config.offsets_flush_interval =
             Duration::from_millis(self.offsets_flush_interval_ms.max(10));
+        config.busy_after = Duration::from_millis(self.busy_after_ms);
         config.retention = shardmq_shards::RetentionConfig {
             max_age: self.retention.0,
             max_bytes: self.retention_bytes.0,

@@ -63,6 +63,9 @@ pub enum ErrorCode {
     /// The shard refuses writes because its disk is (nearly) full; reads go on, and writes
     /// resume by themselves (once space is freed, or the log repaired after a write error). Nothing of the request was stored; retry later.
     WritesRefused = 24,
+    /// The shard's disk is behind: the append waited the broker's `--busy-after-ms` for room
+    /// and was not stored. Retry (after a pause, or on another queue).
+    Busy = 25,
 }
 
 impl ErrorCode {
@@ -84,6 +87,7 @@ impl ErrorCode {
             Unsupported => "unsupported",
             Unavailable => "unavailable",
             WritesRefused => "writes_refused",
+            Busy => "busy",
         }
     }
 
@@ -104,6 +108,7 @@ impl ErrorCode {
             22 => Unsupported,
             23 => Unavailable,
             24 => WritesRefused,
+            25 => Busy,
             _ => return None,
         })
     }

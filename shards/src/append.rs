@@ -65,9 +65,10 @@ impl ShardStore {
 
     /// Waits while too much is appended but unwritten (backpressure on producers), and while
     /// the next segment a batch of `len` bytes needs is being reserved; refuses when it could not
-    /// be (the disk is full).
+    /// be (the disk is full), and as busy once it has waited `busy_after`.
     async fn wait_for_room(&self, len: u64) -> Result<()> {
         let max = self.inner.config.unwritten_bytes_max();
+        let mut deadline = None;
         loop {
             self.check_writable()?;
             let d = &self.inner.log.durability;
@@ -94,7 +95,27 @@ impl ShardStore {
             {
                 continue;
             }
-            listener.await;
+            let busy_after = self.inner.config.busy_after;
+            let deadline = *deadline.get_or_insert_with(|| std::time::Instant::now() + busy_after);
+            let now = std::time::Instant::now();
+            let progressed = now < deadline
+                && futures_lite::future::or(
+                    async {
+                        listener.await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(deadline - now).await;
+                        false
+                    },
+                )
+                .await;
+            if !progressed {
+                return Err(StorageError::Busy {
+                    shard_id: self.shard_id(),
+                    waited_ms: busy_after.as_millis() as u64,
+                });
+            }
         }
     }
 
@@ -110,8 +131,14 @@ impl ShardStore {
         let header = *batch.header();
         let len = u64::from(header.batch_len);
         if let Err(err) = self.wait_for_room(len).await {
-            if matches!(err, StorageError::WritesRefused { .. }) {
-                crate::stats::add(&self.inner.log.stats.appends_refused, 1);
+            match err {
+                StorageError::WritesRefused { .. } => {
+                    crate::stats::add(&self.inner.log.stats.appends_refused, 1)
+                }
+                StorageError::Busy { .. } => {
+                    crate::stats::add(&self.inner.log.stats.appends_busy, 1)
+                }
+                _ => {}
             }
             return Err(err);
         }

@@ -36,6 +36,12 @@ pub struct StoreConfig {
     pub checkpoint_interval: Duration,
     /// How often changed consumer offsets are written (what a crash can lose at most).
     pub offsets_flush_interval: Duration,
+    /// An append that has waited this long for room (too much unwritten, or the next segment
+    /// still being reserved) is refused with [`StorageError::Busy`]: the producer hears early
+    /// that the shard is saturated (RocketMQ's SYSTEM_BUSY after its 1 s page-cache-busy
+    /// timeout), well inside a client's send timeout, instead of timing out. Nothing of it is
+    /// stored.
+    pub busy_after: Duration,
     /// What is deleted when (see `retention`).
     pub retention: RetentionConfig,
 }
@@ -55,6 +61,7 @@ impl StoreConfig {
             index_resident_chunks: 16,
             checkpoint_interval: Duration::from_secs(2),
             offsets_flush_interval: Duration::from_secs(1),
+            busy_after: Duration::from_secs(1),
             retention: RetentionConfig::default(),
         }
     }

@@ -41,6 +41,9 @@ pub enum StorageError {
     /// repaired).
     #[error("shard {shard_id} refuses writes for now: {reason}; reads go on, and writes resume by themselves")]
     WritesRefused { shard_id: u32, reason: String },
+    /// The append waited `busy_after` for room and was refused; nothing was stored. Retry.
+    #[error("shard {shard_id} is busy: the append waited {waited_ms} ms for the disk to catch up and was not stored; retry")]
+    Busy { shard_id: u32, waited_ms: u64 },
     /// A read planned before retention deleted what it needed: the segment at a log position,
     /// or the index entry of a queue offset (the caller answers with the queue's new start).
     #[error("position or offset {0} was deleted by retention while a read was planned")]

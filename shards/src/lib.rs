@@ -63,6 +63,8 @@ pub use retention::{DiskMarks, RetentionConfig};
 pub use store::ShardStore;
 
 #[cfg(test)]
+mod busy_tests;
+#[cfg(test)]
 mod full_disk_tests;
 #[cfg(test)]
 mod log_repair_tests;

@@ -84,6 +84,8 @@ pub struct StoreStats {
     pub read_bytes_disk: Cell<u64>,
     pub segments_deleted: Cell<u64>,
     pub appends_refused: Cell<u64>,
+    /// Appends refused as busy after waiting `busy_after` for room.
+    pub appends_busy: Cell<u64>,
     /// Times the log writer failed (a write, fdatasync, roll or repair), and repairs that
     /// succeeded (see `log_repair`).
     pub writer_failures: Cell<u64>,
@@ -108,6 +110,7 @@ pub struct StoreStatsSnapshot {
     pub read_bytes_disk: u64,
     pub segments_deleted: u64,
     pub appends_refused: u64,
+    pub appends_busy: u64,
     pub writer_failures: u64,
     pub log_repairs: u64,
     pub segments: u64,
@@ -136,6 +139,7 @@ impl StoreStats {
             read_bytes_disk: self.read_bytes_disk.get(),
             segments_deleted: self.segments_deleted.get(),
             appends_refused: self.appends_refused.get(),
+            appends_busy: self.appends_busy.get(),
             writer_failures: self.writer_failures.get(),
             log_repairs: self.log_repairs.get(),
             ..StoreStatsSnapshot::default()

@@ -51,6 +51,7 @@ fn core_code(err: &CoreError) -> ErrorCode {
         CoreError::Topic(_) => ErrorCode::Storage,
         CoreError::Storage(StorageError::OffsetOutOfRange { .. }) => ErrorCode::OffsetOutOfRange,
         CoreError::Storage(StorageError::WritesRefused { .. }) => ErrorCode::WritesRefused,
+        CoreError::Storage(StorageError::Busy { .. }) => ErrorCode::Busy,
         CoreError::Storage(StorageError::Closed(_)) | CoreError::ShuttingDown => {
             ErrorCode::ShuttingDown
         }

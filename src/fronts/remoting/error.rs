@@ -48,11 +48,33 @@ impl From<CoreError> for Refusal {
             CoreError::Storage(StorageError::Closed(_) | StorageError::WritesRefused { .. })
             | CoreError::ShuttingDown
             | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,
+            // Java clients retry SYSTEM_BUSY (on another broker when they can).
+            CoreError::Storage(StorageError::Busy { .. }) => code::SYSTEM_BUSY,
             CoreError::InvalidArgument(_)
             | CoreError::QueueNotFound { .. }
             | CoreError::Topic(_)
             | CoreError::Storage(_) => code::SYSTEM_ERROR,
         };
         Refusal::new(code, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_shard_answers_system_busy_and_a_refusing_one_service_not_available() {
+        let busy = Refusal::from(CoreError::Storage(StorageError::Busy {
+            shard_id: 1,
+            waited_ms: 1000,
+        }));
+        assert_eq!(busy.code, code::SYSTEM_BUSY);
+        assert!(busy.remark.contains("busy"), "{}", busy.remark);
+        let refusing = Refusal::from(CoreError::Storage(StorageError::WritesRefused {
+            shard_id: 1,
+            reason: "disk full".into(),
+        }));
+        assert_eq!(refusing.code, code::SERVICE_NOT_AVAILABLE);
     }
 }
