@@ -29,6 +29,25 @@ pub struct Broker {
     stderr_log: PathBuf,
 }
 
+/// Every thread's backtrace of process `pid`, by gdb when the machine has it.
+fn thread_stacks(pid: u32) -> String {
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "gdb",
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output();
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("(no backtraces: {e})"),
+    }
+}
+
 /// The value of `name=` on the ready line.
 fn ready_field(line: &str, name: &str) -> String {
     line.split_whitespace()
@@ -154,10 +173,14 @@ impl Broker {
         let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => line,
             Err(_) => {
+                // A hang is a finding: say where every thread of the broker was.
+                let stacks = thread_stacks(child.id());
                 let _ = child.kill();
                 let status = child.wait().ok();
                 let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
-                return Err(format!("no ready line (exit {status:?}); stderr:\n{log}"));
+                return Err(format!(
+                    "no ready line (exit {status:?}); stderr:\n{log}\nthreads:\n{stacks}"
+                ));
             }
         };
         if !line.starts_with("shardmq ready ") {
