@@ -483,7 +483,9 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         Ok(store) => store,
         Err(err) => return fail(format!("cannot open its store: {err}")),
     };
+    tracing::debug!(shard = shard_id, "startup: store open; connecting the mesh");
     let (mesh, calls) = boot.mesh.connect().await;
+    tracing::debug!(shard = shard_id, "startup: mesh connected");
     let groups = crate::core::groups::persist::load(store.dir()).await;
     let core = Core::new(
         store.clone(),
@@ -495,6 +497,7 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         groups,
     );
     core.drop_orphaned_queues().await;
+    tracing::debug!(shard = shard_id, "startup: core ready; starting listeners");
     // Owned tasks: dropped (cancelled) when this function returns.
     let _mesh = glommio::spawn_local(remote::serve(core.clone(), calls));
     let _housekeeping = glommio::spawn_local_into(core.clone().housekeeping(), background)
@@ -546,16 +549,20 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         };
         let native = listener.local_addr().ok();
         let mut senders = Vec::new();
+        tracing::debug!(shard = shard_id, "startup: connecting the handoff senders");
         for sender in boot.handoff_senders {
             senders.push(match sender {
                 Some(s) => Some(s.connect().await),
                 None => None,
             });
         }
+        tracing::debug!(shard = shard_id, "startup: ready");
         let _ = boot.reports.send(ready(native));
         glommio::spawn_local(router::accept_loop(ctx.clone(), listener, Rc::new(senders))).detach();
     } else if let Some(receiver) = boot.handoff_receiver {
+        tracing::debug!(shard = shard_id, "startup: connecting the handoff receiver");
         let receiver = receiver.connect().await;
+        tracing::debug!(shard = shard_id, "startup: ready");
         let _ = boot.reports.send(ready(None));
         glommio::spawn_local(router::receive_loop(ctx.clone(), receiver)).detach();
     }

@@ -36,3 +36,26 @@ fn the_filter_corpus_parses_and_evaluates_without_panics() {
     }
     assert!(count >= SEEDS.len(), "the corpus is committed");
 }
+
+/// Seeded mutants of every corpus input (`shardmq_protocol::mutate`; `SHARDMQ_FUZZ_SEED` picks
+/// others): the filter target fuzzed briefly in every test run.
+#[test]
+fn the_filter_target_survives_a_brief_seeded_fuzz() {
+    use shardmq_protocol::mutate::{mutant, seed_from_env};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/filter_expression");
+    let seed = seed_from_env(0x5eed_0002);
+    let mut inputs: Vec<Vec<u8>> = SEEDS.iter().map(|s| s.as_bytes().to_vec()).collect();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        inputs.push(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        for n in 0..8 {
+            let bytes = mutant(input, seed, n, 4096);
+            let run = std::panic::catch_unwind(|| filter_expression(&bytes));
+            assert!(
+                run.is_ok(),
+                "mutant {n} of input {i} under SHARDMQ_FUZZ_SEED={seed} panicked"
+            );
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod limits;
 pub mod messages;
+pub mod mutate;
 pub mod record;
 pub mod remoting;
 pub mod routing;

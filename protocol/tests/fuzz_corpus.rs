@@ -2,7 +2,9 @@
 //! (`fuzz/corpus/remoting_frame`, `remoting_bodies`, `native_frame`) and over the seeds below, on
 //! stable, in every test run: a crash the fuzzer once found stays fixed once its input is in
 //! the corpus. `SHARDMQ_WRITE_SEEDS=1 cargo test -p shardmq-protocol --test fuzz_corpus` writes
-//! the seeds into the corpus (what `cargo fuzz run` starts from).
+//! the seeds into the corpus (what `cargo fuzz run` starts from). Each target is also fuzzed
+//! briefly: seeded mutants of every corpus input (`mutate`; `SHARDMQ_FUZZ_SEED` picks other
+//! ones, and a failure names the seed, the input and the mutant).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -162,4 +164,41 @@ fn the_native_corpus_decodes_without_panics() {
     for input in &inputs {
         shardmq_protocol::fuzzing::native(input);
     }
+}
+
+/// Mutants of every input per target in each test run.
+const MUTANTS_PER_INPUT: u64 = 8;
+
+/// Runs `check` over seeded mutants of `inputs`; a panic names what replays it.
+pub fn brief_fuzz(target: &str, inputs: &[Vec<u8>], check: impl Fn(&[u8])) {
+    use shardmq_protocol::mutate::{mutant, seed_from_env};
+    let seed = seed_from_env(0x5eed_0001);
+    for (i, input) in inputs.iter().enumerate() {
+        for n in 0..MUTANTS_PER_INPUT {
+            let bytes = mutant(input, seed, n, 1 << 20);
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&bytes)));
+            if run.is_err() {
+                panic!("{target}: mutant {n} of input {i} under SHARDMQ_FUZZ_SEED={seed} panicked");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_protocol_target_survives_a_brief_seeded_fuzz() {
+    brief_fuzz(
+        "remoting_frame",
+        &inputs("remoting_frame", frame_seeds()),
+        fuzzing::frame,
+    );
+    brief_fuzz(
+        "remoting_bodies",
+        &inputs("remoting_bodies", body_seeds()),
+        fuzzing::bodies,
+    );
+    brief_fuzz(
+        "native_frame",
+        &inputs("native_frame", native_seeds()),
+        shardmq_protocol::fuzzing::native,
+    );
 }

@@ -109,6 +109,7 @@ impl ShardStore {
             }
             listener.await;
         }
+        tracing::debug!(shard = config.shard_id, spare = ?log.spare(), "startup: writer running, spare settled");
         let consumer_offsets =
             ConsumerOffsets::open(&config.dir, config.flush == FlushMode::Sync).await?;
         let queues: HashMap<QueueKey, Rc<RefCell<QueueIndex>>> = recovered
@@ -148,6 +149,10 @@ impl ShardStore {
             tracing::warn!(shard = store.shard_id(), error = %err, "checkpoint at open failed; will retry");
         }
         store.start_background(background);
+        tracing::debug!(
+            shard = store.shard_id(),
+            "startup: store open, checkpoint written"
+        );
         Ok(store)
     }
 

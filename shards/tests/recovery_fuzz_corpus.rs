@@ -107,3 +107,25 @@ fn recovery_survives_its_seeds_and_corpus() {
         "the committed corpus is missing ({ran} inputs)"
     );
 }
+
+/// Seeded mutants of every corpus input (`shardmq_protocol::mutate`; `SHARDMQ_FUZZ_SEED` picks
+/// others): recovery fuzzed briefly in every test run (each run opens a store, so only a few).
+#[test]
+fn recovery_survives_a_brief_seeded_fuzz() {
+    use shardmq_protocol::mutate::{mutant, seed_from_env};
+    let seed = seed_from_env(0x5eed_0003);
+    let mut inputs = seeds();
+    for entry in std::fs::read_dir(corpus()).unwrap() {
+        inputs.push(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        for n in 0..3 {
+            let bytes = mutant(input, seed, n, 1 << 20);
+            let run = std::panic::catch_unwind(|| recovery(&bytes));
+            assert!(
+                run.is_ok(),
+                "mutant {n} of input {i} under SHARDMQ_FUZZ_SEED={seed} panicked"
+            );
+        }
+    }
+}

@@ -42,10 +42,26 @@ fn thread_stacks(pid: u32) -> String {
             "thread apply all bt",
         ])
         .output();
-    match out {
+    let mut text = match out {
         Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
         Err(e) => format!("(no backtraces: {e})"),
+    };
+    // Kernel side of every thread (io_uring workers have no user stack): what each waits in.
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
+        let path = task.path();
+        let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
+        text.push_str(&format!(
+            "\ntask {:?} {} wchan {}:\n{}",
+            task.file_name(),
+            read("comm").trim(),
+            read("wchan"),
+            read("stack")
+        ));
     }
+    text
 }
 
 /// The value of `name=` on the ready line.
@@ -157,7 +173,10 @@ impl Broker {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env("SHARDMQ_LOG", "info")
+            .env(
+                "SHARDMQ_LOG",
+                std::env::var("SHARDMQ_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
