@@ -374,6 +374,21 @@ fn start_registration(
         .ok()
 }
 
+/// The next shard report. Polls instead of a plain `recv`: two shards reporting at the same
+/// instant once left the main thread parked in `std::sync::mpsc::Receiver::recv` with both
+/// reports in the channel (a lost wakeup; seen about once in a thousand starts by the crash
+/// torture test, with every shard past its send), so a start hung forever. A timed wait looks
+/// again on its own.
+fn recv_report(ready: &mpsc::Receiver<ShardReport>) -> Result<ShardReport, mpsc::RecvError> {
+    loop {
+        match ready.recv_timeout(Duration::from_millis(50)) {
+            Ok(report) => return Ok(report),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(mpsc::RecvError),
+        }
+    }
+}
+
 fn wait_until_ready(
     ready: &mpsc::Receiver<ShardReport>,
     shards: usize,
@@ -384,7 +399,7 @@ fn wait_until_ready(
     let (mut native, mut namesrv) = (None, None);
     let mut remoting = vec![None; shards];
     for _ in 0..shards {
-        match ready.recv() {
+        match recv_report(ready) {
             Ok(ShardReport::Ready {
                 shard_id,
                 native: n,
