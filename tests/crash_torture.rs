@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use harness::{batch_of, data_dir, run, Broker};
 use shardmq_client::Client;
+// The seeded choices of a run (kill delays, batch sizes).
+use shardmq_protocol::mutate::SplitMix as Rng;
 
 const QUEUES: u32 = 4;
 const SHARDS: &str = "2";
@@ -44,23 +46,6 @@ fn payload(queue: u32, seq: u64) -> Vec<u8> {
     let len = 64 + (seq.wrapping_mul(2_654_435_761) % 900) as usize;
     bytes.resize(len, (seq % 251) as u8 ^ queue as u8);
     bytes
-}
-
-/// splitmix64: the seeded choices of a run (kill delays, batch sizes).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -242,7 +227,7 @@ async fn produce(
 ) -> u64 {
     let mut rng = Rng(next ^ (u64::from(queue) << 40));
     loop {
-        let count = 1 + rng.below(max_batch);
+        let count = 1 + rng.below(max_batch as usize) as u64;
         let batch = batch_of(next..next + count, |s| payload(queue, s));
         match client.produce_batch("t", queue, &batch).await {
             Ok(ack) => {
@@ -375,8 +360,8 @@ fn torture(flush: Flush) {
     let started = Instant::now();
     for round in 0..rounds {
         let live = broker.take().expect("a broker runs between rounds");
-        let delay = Duration::from_millis(20 + rng.below(400));
-        let max_batch = [1, 4, 32, 200][rng.below(4) as usize];
+        let delay = Duration::from_millis(20 + rng.below(400) as u64);
+        let max_batch = [1, 4, 32, 200][rng.below(4)];
         let result = loaded_round(&live, &ledger, delay, max_batch);
         live.kill();
         totals.kills += 1;
