@@ -120,8 +120,8 @@ impl ShardStore {
     }
 
     /// Appends one validated batch to queue `(topic_id, queue_id)`. Returns once the batch is
-    /// visible to reads; when its acknowledgement may be sent is [`ShardStore::acknowledgeable`]'s
-    /// answer.
+    /// appended (visible to reads under `flush = async`, once synced under `flush = sync`); when
+    /// its acknowledgement may be sent is [`ShardStore::acknowledgeable`]'s answer.
     pub async fn append(
         &self,
         topic_id: u32,

@@ -3,8 +3,9 @@
 //! A log position is a byte position in the shard's log, counted from the first byte ever
 //! written (segment files are named by the position of their first byte).
 //!
-//! - [`Appended`]: the batch is in the store's memory (hot tail + index) and visible to pulls;
-//!   it is queued for the writer. Lost on a crash.
+//! - [`Appended`]: the batch is in the store's memory (hot tail + index), queued for the writer,
+//!   and visible to pulls under `flush = async` (under `flush = sync` only once [`Synced`]:
+//!   `visibility`). Lost on a crash.
 //! - [`Written`]: the bytes are in the segment file (a DMA write completed), readable from disk;
 //!   not yet durable (the device may hold them in a volatile cache).
 //! - [`Synced`]: covered by a completed `fdatasync`; survives a crash or power loss.

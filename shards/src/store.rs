@@ -8,7 +8,8 @@
 //! - the queue offsets of a queue are dense: a batch of `n` records appended at next offset `o`
 //!   gets `o..o+n`, and the index holds one entry per record;
 //! - log positions are dense and every batch starts at a multiple of 16;
-//! - `append` returns only once the batch is visible to `read` (appended); `wait_synced` returns
+//! - `append` returns only once the batch is appended; `read` sees it from then on under
+//!   `flush = async`, and once synced under `flush = sync` (`visibility`); `wait_synced` returns
 //!   only once an fdatasync covers it (see `writer` for the contract);
 //! - a batch is served from the hot tail until it is written, from disk after.
 //!
