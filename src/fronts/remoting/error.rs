@@ -36,6 +36,14 @@ impl From<FieldError> for Refusal {
 
 impl From<CoreError> for Refusal {
     fn from(e: CoreError) -> Self {
+        if let CoreError::Storage(StorageError::Busy { .. }) = &e {
+            // Java's remark for a send that waited out the page-cache-busy timeout; clients
+            // from 5.3.0 retry SYSTEM_BUSY on another broker, older ones hand it to the app.
+            return Refusal::new(
+                code::SYSTEM_BUSY,
+                format!("[PCBUSY_CLEAN_QUEUE]broker busy, start flow control for a while: {e}"),
+            );
+        }
         let code = match &e {
             CoreError::BadBatch(_) => code::MESSAGE_ILLEGAL,
             CoreError::TopicNotFound(_) | CoreError::Topic(TopicError::NotFound(_)) => {
@@ -48,8 +56,6 @@ impl From<CoreError> for Refusal {
             CoreError::Storage(StorageError::Closed(_) | StorageError::WritesRefused { .. })
             | CoreError::ShuttingDown
             | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,
-            // Java clients retry SYSTEM_BUSY (on another broker when they can).
-            CoreError::Storage(StorageError::Busy { .. }) => code::SYSTEM_BUSY,
             CoreError::InvalidArgument(_)
             | CoreError::QueueNotFound { .. }
             | CoreError::Topic(_)
@@ -70,7 +76,11 @@ mod tests {
             waited_ms: 1000,
         }));
         assert_eq!(busy.code, code::SYSTEM_BUSY);
-        assert!(busy.remark.contains("busy"), "{}", busy.remark);
+        assert!(
+            busy.remark.starts_with("[PCBUSY_CLEAN_QUEUE]broker busy"),
+            "{}",
+            busy.remark
+        );
         let refusing = Refusal::from(CoreError::Storage(StorageError::WritesRefused {
             shard_id: 1,
             reason: "disk full".into(),
