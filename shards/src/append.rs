@@ -98,18 +98,8 @@ impl ShardStore {
             let busy_after = self.inner.config.busy_after;
             let deadline = *deadline.get_or_insert_with(|| std::time::Instant::now() + busy_after);
             let now = std::time::Instant::now();
-            let progressed = now < deadline
-                && futures_lite::future::or(
-                    async {
-                        listener.await;
-                        true
-                    },
-                    async {
-                        glommio::timer::sleep(deadline - now).await;
-                        false
-                    },
-                )
-                .await;
+            let progressed =
+                now < deadline && crate::store::woken_before(listener, deadline - now).await;
             if !progressed {
                 return Err(StorageError::Busy {
                     shard_id: self.shard_id(),

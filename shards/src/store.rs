@@ -389,17 +389,8 @@ impl ShardStore {
             if self.offsets(topic_id, queue_id).1 > offset {
                 return true;
             }
-            let woke = futures_lite::future::or(
-                async {
-                    futures_lite::future::or(appended, synced).await;
-                    true
-                },
-                async {
-                    glommio::timer::sleep(deadline - now).await;
-                    false
-                },
-            )
-            .await;
+            let woke =
+                woken_before(futures_lite::future::or(appended, synced), deadline - now).await;
             if !woke {
                 return self.offsets(topic_id, queue_id).1 > offset;
             }
@@ -513,4 +504,22 @@ impl ShardStore {
         }
         Ok(())
     }
+}
+
+/// True if `wake` resolves within `within`, false if the time ran out first.
+pub(crate) async fn woken_before(
+    wake: impl std::future::Future<Output = ()>,
+    within: Duration,
+) -> bool {
+    futures_lite::future::or(
+        async {
+            wake.await;
+            true
+        },
+        async {
+            glommio::timer::sleep(within).await;
+            false
+        },
+    )
+    .await
 }
