@@ -93,6 +93,7 @@ struct ShardBoot {
     directory: Arc<Directory>,
     /// Where the HTTP thread's questions arrive (`ops::query`).
     queries: flume::Receiver<crate::ops::query::ShardQuery>,
+    acl: Option<Arc<crate::acl::Acl>>,
 }
 
 /// What a shard needs to serve RocketMQ remoting.
@@ -211,6 +212,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .shard_cpus(shard_count, &allowed)
         .map_err(BootError::Config)?;
     args.external_namesrvs().map_err(BootError::Config)?;
+    let acl = load_acl(&args)?;
     for shard_id in 0..shard_count {
         args.store_config(shard_id as u32)
             .validate()
@@ -282,6 +284,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
                 .flatten(),
             directory: directory.clone(),
             queries: query_receivers.next().expect("one query channel per shard"),
+            acl: acl.clone(),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{k}"))
@@ -528,7 +531,11 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     let _mesh = glommio::spawn_local(remote::serve(core.clone(), calls));
     let _housekeeping = glommio::spawn_local_into(core.clone().housekeeping(), background)
         .map_err(|e| format!("cannot spawn the core's housekeeping: {e}"))?;
-    let ctx = Rc::new(ShardContext::new(core.clone(), boot.stall_timeout));
+    let ctx = Rc::new(ShardContext::new(
+        core.clone(),
+        boot.stall_timeout,
+        boot.acl.clone(),
+    ));
     let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
     let _queries =
@@ -604,6 +611,27 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         .map_err(|e| format!("closing its store failed: {e}"))?;
     tracing::info!(shard = shard_id, "shard stopped");
     Ok(())
+}
+
+/// The ACL table of `--acl`, or `None` (with a warning when a listener is reachable from other
+/// hosts, since then anyone who can reach it may do anything).
+fn load_acl(args: &BrokerArgs) -> Result<Option<Arc<crate::acl::Acl>>, BootError> {
+    let Some(path) = &args.acl else {
+        for (flag, listen) in args.listeners() {
+            if !crate::config::is_loopback(listen) {
+                tracing::warn!(
+                    listener = flag,
+                    address = listen,
+                    "ACL is off and this listener is reachable from other hosts: anyone who \
+                     can connect may publish, consume and administer (start with --acl FILE)"
+                );
+            }
+        }
+        return Ok(None);
+    };
+    let acl = crate::acl::load(path).map_err(|e| BootError::Config(e.to_string()))?;
+    tracing::info!(accounts = acl.len(), file = %path.display(), "ACL on");
+    Ok(Some(Arc::new(acl)))
 }
 
 /// Binds this shard's remoting listeners (main and VIP) and starts accepting; returns the shard

@@ -161,6 +161,11 @@ pub struct BrokerArgs {
     /// RocketMQ broker name; shard k is the broker `<name>-<k>` (k zero-padded).
     #[arg(long, default_value = "shardmq")]
     pub broker_name: String,
+    /// ACL file (RocketMQ's plain_acl.yml keys as TOML; see README "Access control"): with it
+    /// every native connection, remoting request and HTTP page must be signed by an account and
+    /// is held to its permissions. Without it everything is open.
+    #[arg(long)]
+    pub acl: Option<PathBuf>,
     /// RocketMQ cluster name every shard's broker belongs to.
     #[arg(long, default_value = "DefaultCluster")]
     pub cluster_name: String,
@@ -179,6 +184,18 @@ pub struct RemotingPlan {
     pub main: std::net::SocketAddr,
     /// The VIP port for old clients (`main` − 2), when ports are fixed.
     pub vip: Option<std::net::SocketAddr>,
+}
+
+/// True when every address `listen` (HOST:PORT) resolves to is a loopback address; an address
+/// that does not resolve counts as reachable from elsewhere.
+pub fn is_loopback(listen: &str) -> bool {
+    match std::net::ToSocketAddrs::to_socket_addrs(listen) {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 /// `off` (any case) turns a listener off.
@@ -293,6 +310,14 @@ impl BrokerArgs {
                 })
                 .collect(),
         ))
+    }
+
+    /// The listeners the ACL guards, by flag, leaving out those that are off.
+    pub fn listeners(&self) -> Vec<(&'static str, &str)> {
+        let mut all = vec![("--listen", self.listen.as_str())];
+        all.extend(listener_on(&self.remoting_listen).map(|l| ("--remoting-listen", l)));
+        all.extend(self.http_listen().map(|l| ("--http-listen", l)));
+        all
     }
 
     /// The HTTP listener's address, or `None` when it is off.

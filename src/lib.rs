@@ -22,6 +22,7 @@
 //! - [`admin`]: `shardmq admin`, topic and queue administration through the client.
 //! - [`cli`]: the `shardmq` command line (broker, admin, bench).
 
+pub mod acl;
 pub mod admin;
 pub mod boot;
 pub mod cli;

@@ -212,6 +212,7 @@ fn reply_kinds_and_a_second_hello_sent_as_requests_are_refused() {
     let hello = shardmq_protocol::messages::Hello {
         client_name: "again".into(),
         wanted_shard: None,
+        credentials: None,
     };
     raw.send_frame(FrameKind::Hello, 6, &envelope::encode(&hello).unwrap());
     let err = raw.read_error();

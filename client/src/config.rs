@@ -6,12 +6,72 @@
 
 use std::time::Duration;
 
+use shardmq_protocol::messages::HelloCredentials;
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Bound on one TCP connect (per resolved address).
     pub connect_timeout: Duration,
     /// Bound on one request, from queuing its frame to receiving its reply.
     pub request_timeout: Duration,
+    /// The ACL account to connect as (a broker with `--acl` refuses connections without one).
+    pub credentials: Option<Credentials>,
+}
+
+/// An ACL access key and its secret key. The secret is used to sign each Hello and is never
+/// sent or shown (`Debug` redacts it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Credentials {
+    pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Credentials {
+        Credentials {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+        }
+    }
+
+    /// What goes into a Hello from `client_name`, signed now with a fresh nonce.
+    pub fn hello(&self, client_name: &str) -> HelloCredentials {
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let nonce = fresh_nonce();
+        let signature = shardmq_protocol::auth::hello_signature(
+            &self.secret_key,
+            &self.access_key,
+            client_name,
+            timestamp_ms,
+            nonce,
+        );
+        HelloCredentials {
+            access_key: self.access_key.clone(),
+            timestamp_ms,
+            nonce,
+            signature: signature.to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A nonce from the process's random hash keys and a counter: unique per Hello, not a secret.
+fn fresh_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hasher.finish()
 }
 
 impl Default for ClientConfig {
@@ -19,6 +79,7 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            credentials: None,
         }
     }
 }

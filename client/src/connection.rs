@@ -140,6 +140,7 @@ impl Connection {
         let hello = Hello {
             client_name: client_name.to_owned(),
             wanted_shard,
+            credentials: config.credentials.as_ref().map(|c| c.hello(client_name)),
         };
         let reply = with_timeout(config.request_timeout, handshake(&socket, &hello)).await?;
         if reply.shard_count == 0 || reply.shard_id >= reply.shard_count {

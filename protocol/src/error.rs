@@ -66,6 +66,12 @@ pub enum ErrorCode {
     /// The shard's disk is behind: the append waited the broker's `--busy-after-ms` for room
     /// and was not stored. Retry (after a pause, or on another queue).
     Busy = 25,
+    /// The broker runs with ACL on and the Hello carried no credentials, an unknown access key,
+    /// a wrong signature or a clock too far off; the connection is closed after this reply.
+    Unauthenticated = 26,
+    /// The connection's ACL account lacks the permission the request needs (publish or
+    /// subscribe on a topic or group, or admin). Nothing of the request was done.
+    AccessDenied = 27,
 }
 
 impl ErrorCode {
@@ -88,6 +94,8 @@ impl ErrorCode {
             Unavailable => "unavailable",
             WritesRefused => "writes_refused",
             Busy => "busy",
+            Unauthenticated => "unauthenticated",
+            AccessDenied => "access_denied",
         }
     }
 
@@ -109,6 +117,8 @@ impl ErrorCode {
             23 => Unavailable,
             24 => WritesRefused,
             25 => Busy,
+            26 => Unauthenticated,
+            27 => AccessDenied,
             _ => return None,
         })
     }

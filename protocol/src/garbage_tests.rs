@@ -99,6 +99,7 @@ fn corrupted_valid_input_never_panics_a_decoder() {
         envelope::encode(&Hello {
             client_name: "c".into(),
             wanted_shard: Some(1),
+            credentials: None,
         })
         .unwrap(),
         envelope::encode(&Pull {

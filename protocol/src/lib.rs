@@ -2,6 +2,7 @@
 //! values or typed errors, so the broker, the client and the fuzzers share one definition.
 //!
 //! Map:
+//! - [`auth`]: request signatures (RocketMQ's remoting ACL signature, the native Hello's).
 //! - [`limits`]: every bound on untrusted input, in one place, units in the names.
 //! - [`frame`]: the 16-byte frame header `[len][kind][flags][correlation id]` and [`FrameKind`].
 //! - [`envelope`]: a frame payload = rkyv metadata + optional raw data (a batch, or batches).
@@ -14,6 +15,7 @@
 //! - [`fuzzing`]: what the native fuzz target checks (remoting has its own, `remoting::fuzzing`).
 //! - [`error`]: [`ProtocolError`] (decoding failures) and [`ErrorCode`] (codes on the wire).
 
+pub mod auth;
 pub mod batch;
 pub mod envelope;
 pub mod error;

@@ -33,6 +33,20 @@ pub struct Hello {
     pub client_name: String,
     /// The shard this connection should be served by; `None` stays on the accepting shard.
     pub wanted_shard: Option<u32>,
+    /// Who is connecting; required by a broker with ACL on (`crate::auth`).
+    pub credentials: Option<HelloCredentials>,
+}
+
+/// An access key and the proof that the client holds its secret key:
+/// `signature` = [`crate::auth::hello_signature`] over the Hello's client name and these fields.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HelloCredentials {
+    pub access_key: String,
+    /// The client's clock, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Chosen at random by the client for each Hello.
+    pub nonce: u64,
+    pub signature: Vec<u8>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

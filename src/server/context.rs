@@ -27,6 +27,8 @@ pub struct ShardContext {
     /// The RocketMQ broker name and remoting address this shard is advertised as, once its
     /// remoting listener is up.
     pub remoting_broker: std::cell::RefCell<Option<(String, String)>>,
+    /// Who may do what (`--acl`); `None`: ACL off, every request is served.
+    pub acl: Option<std::sync::Arc<crate::acl::Acl>>,
 }
 
 /// One connection's place in the shard's count; given back when dropped, however the
@@ -42,7 +44,11 @@ impl Drop for ConnectionSlot {
 }
 
 impl ShardContext {
-    pub fn new(core: Rc<Core>, stall_timeout: Duration) -> Self {
+    pub fn new(
+        core: Rc<Core>,
+        stall_timeout: Duration,
+        acl: Option<std::sync::Arc<crate::acl::Acl>>,
+    ) -> Self {
         let shard_id = core.shard_id;
         ShardContext {
             core,
@@ -52,6 +58,7 @@ impl ShardContext {
             reply_budget: Rc::new(ByteBudget::new(REPLY_BYTES_QUEUED_PER_SHARD_MAX)),
             watchdog: Watchdog::new(shard_id, stall_timeout),
             remoting_broker: std::cell::RefCell::new(None),
+            acl,
         }
     }
 

@@ -312,6 +312,7 @@ impl RawConnection {
         let hello = envelope::encode(&Hello {
             client_name: "raw-test".into(),
             wanted_shard,
+            credentials: None,
         })
         .unwrap();
         raw.send_frame(FrameKind::Hello, 1, &hello);

@@ -8,6 +8,7 @@ use shardmq_protocol::{ErrorCode, ProtocolError};
 use shardmq_shards::StorageError;
 use thiserror::Error;
 
+use crate::acl::Denied;
 use crate::core::topics::TopicError;
 use crate::core::CoreError;
 
@@ -25,6 +26,12 @@ pub enum NativeError {
     OffsetOutOfRange { offset: u64, min: u64, max: u64 },
     #[error("{0}")]
     Core(#[from] CoreError),
+    /// The Hello did not prove an ACL account.
+    #[error("{0}")]
+    Unauthenticated(Denied),
+    /// The connection's account may not do this.
+    #[error("{0}")]
+    AccessDenied(Denied),
 }
 
 impl From<StorageError> for NativeError {
@@ -70,6 +77,8 @@ impl NativeError {
             NativeError::Unsupported(_) => ErrorCode::Unsupported,
             NativeError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             NativeError::Core(err) => core_code(err),
+            NativeError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            NativeError::AccessDenied(_) => ErrorCode::AccessDenied,
         }
     }
 
@@ -80,6 +89,8 @@ impl NativeError {
             self,
             NativeError::BadFrame(_)
                 | NativeError::InvalidArgument(_)
+                | NativeError::Unauthenticated(_)
+                | NativeError::AccessDenied(_)
                 | NativeError::Core(CoreError::BadBatch(_) | CoreError::InvalidArgument(_))
         )
     }
