@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use glommio::net::TcpStream;
 use shardmq_protocol::envelope;
@@ -19,11 +20,13 @@ use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
 use shardmq_protocol::messages::{GroupChanged, HelloReply};
 use shardmq_protocol::FrameKind;
 
+use super::access;
 use super::dispatch::{self, dispatch, finish_pull, Dispatched};
 use super::error::NativeError;
 use super::frame_io::{native_reply, read_frame, FrameError, InFrame};
 use super::groups::Session;
 use super::request::Request;
+use crate::acl::Account;
 use crate::core::membership::GroupNotifier;
 use crate::server::connection::{self, Conn, FrameFailure, Handled, Protocol, Reader};
 use crate::server::context::ShardContext;
@@ -33,6 +36,8 @@ use crate::server::outbox;
 pub struct Native {
     /// Where group changes reach this connection, and the members that joined through it.
     session: Session,
+    /// The ACL account the Hello proved; `None` when ACL is off.
+    account: Option<Arc<Account>>,
 }
 
 /// Tells a connection's members that their group changed: a `GroupChanged` frame, unasked.
@@ -97,7 +102,12 @@ impl Protocol for Native {
 
 /// Serves a native connection; `hello` is the correlation id of the Hello the router already
 /// read, to be answered here.
-pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>) {
+pub async fn serve(
+    ctx: Rc<ShardContext>,
+    stream: TcpStream,
+    hello: Option<u64>,
+    account: Option<Arc<Account>>,
+) {
     let make = |ctx: &Rc<ShardContext>, weak: Weak<Conn<Native>>| {
         let notify = ctx
             .core
@@ -107,6 +117,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, hello: Option<u64>)
                 notify,
                 joined: RefCell::new(BTreeSet::new()),
             },
+            account,
         }
     };
     let first = |conn: &Conn<Native>| hello.map(|id| hello_reply(&conn.ctx, id));
@@ -146,7 +157,13 @@ async fn handle(conn: &Rc<Conn<Native>>, frame: InFrame) -> Handled {
         held: _held,
     } = frame;
     let (kind, id) = (header.kind, header.correlation_id);
-    let request = match Request::decode(kind, payload) {
+    let request = Request::decode(kind, payload).and_then(|request| match &conn.proto.account {
+        Some(account) => access::authorize(account, &request)
+            .map(|()| request)
+            .map_err(NativeError::AccessDenied),
+        None => Ok(request),
+    });
+    let request = match request {
         Ok(request) => request,
         Err(err) => {
             log_failure(conn, kind, &err);

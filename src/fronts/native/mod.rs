@@ -6,8 +6,10 @@
 //! - [`request`]: frames decoded once into typed requests, names validated.
 //! - [`dispatch`]: requests as core calls, results as replies; [`groups`] for group and offset
 //!   requests.
+//! - [`access`]: ACL: the Hello's account, and what each request needs of it.
 //! - [`error`]: [`error::NativeError`] and its wire codes.
 
+pub mod access;
 pub mod connection;
 pub mod dispatch;
 pub mod error;

@@ -22,9 +22,9 @@ use shardmq_protocol::envelope;
 use shardmq_protocol::messages::Hello;
 use shardmq_protocol::FrameKind;
 
-use super::connection;
 use super::error::NativeError;
 use super::frame_io::{native_reply, read_frame, FrameError};
+use super::{access, connection};
 use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT, HELLO_BYTES_MAX};
 use crate::server::context::ShardContext;
 
@@ -33,6 +33,9 @@ use crate::server::context::ShardContext;
 pub struct Handoff {
     pub socket: OwnedFd,
     pub hello_correlation_id: u64,
+    /// The ACL account the Hello proved (with ACL on); the receiving shard looks it up in its
+    /// own handle of the same table.
+    pub access_key: Option<String>,
 }
 
 /// Duplicates the socket's descriptor (close-on-exec) and drops the original stream.
@@ -125,6 +128,13 @@ async fn handshake(
         Ok(hello) => hello,
         Err(err) => return reject(stream, id, NativeError::BadFrame(err)).await,
     };
+    let account = match &ctx.acl {
+        None => None,
+        Some(acl) => match access::authenticate(acl, &hello, access::now_ms()) {
+            Ok(account) => Some(account),
+            Err(denied) => return reject(stream, id, NativeError::Unauthenticated(denied)).await,
+        },
+    };
     let target = hello.wanted_shard.unwrap_or(ctx.core.shard_id);
     if target >= ctx.core.shard_count {
         let err = NativeError::InvalidArgument(format!(
@@ -140,7 +150,7 @@ async fn handshake(
             ));
             return reject(stream, id, err).await;
         }
-        return connection::serve(ctx, stream, Some(id)).await;
+        return connection::serve(ctx, stream, Some(id), account).await;
     }
     let Some(Some(sender)) = handoffs.get(target as usize) else {
         return reject(
@@ -156,6 +166,7 @@ async fn handshake(
                 .send(Handoff {
                     socket,
                     hello_correlation_id: id,
+                    access_key: account.map(|a| a.access_key.clone()),
                 })
                 .await
                 .is_err()
@@ -189,10 +200,23 @@ pub async fn receive_loop(ctx: Rc<ShardContext>, receiver: ConnectedReceiver<Han
             glommio::spawn_local(reject(stream, handoff.hello_correlation_id, err)).detach();
             continue;
         }
+        let account = match (&ctx.acl, &handoff.access_key) {
+            (Some(acl), Some(key)) => match acl.account(key) {
+                Ok(account) => Some(account.clone()),
+                Err(denied) => {
+                    let err = NativeError::Unauthenticated(denied);
+                    glommio::spawn_local(reject(stream, handoff.hello_correlation_id, err))
+                        .detach();
+                    continue;
+                }
+            },
+            _ => None,
+        };
         glommio::spawn_local(connection::serve(
             ctx.clone(),
             stream,
             Some(handoff.hello_correlation_id),
+            account,
         ))
         .detach();
     }

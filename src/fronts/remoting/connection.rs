@@ -33,6 +33,8 @@ pub struct Remoting {
     /// `(group, client id)` that heartbeated here: they leave their groups when it closes.
     pub clients: RefCell<BTreeSet<(String, String)>>,
     next_opaque: Cell<i32>,
+    /// Requests the ACL refused on this connection.
+    pub acl_refusals: Cell<u64>,
 }
 
 impl Remoting {
@@ -151,6 +153,7 @@ pub async fn serve(ctx: Rc<ShardContext>, shard: Rc<RemotingShard>, stream: TcpS
             notify,
             clients: RefCell::new(BTreeSet::new()),
             next_opaque: Cell::new(1),
+            acl_refusals: Cell::new(0),
         }
     };
     connection::serve(ctx, stream, make, |_| None::<Reply>).await;

@@ -52,7 +52,29 @@ pub fn global_queue(conn: &Conn<Remoting>, f: &Fields<'_>) -> Result<(String, u3
         })
 }
 
+/// The first ACL refusal on a connection is a warning; the rest (a client retrying with the
+/// same wrong key) only debug lines, so a refused client cannot flood the log.
+fn log_acl_refusal(conn: &Conn<Remoting>, req: &RemotingCommand, refusal: &Refusal) {
+    let (peer, code, reason) = (conn.proto.peer_addr, req.code, &refusal.remark);
+    if conn
+        .proto
+        .acl_refusals
+        .replace(conn.proto.acl_refusals.get() + 1)
+        == 0
+    {
+        tracing::warn!(%peer, code, %reason, "remoting request refused by the ACL (further refusals on this connection are logged at debug)");
+    } else {
+        tracing::debug!(%peer, code, %reason, "remoting request refused by the ACL");
+    }
+}
+
 pub async fn dispatch(conn: &Rc<Conn<Remoting>>, req: RemotingCommand) -> Answer {
+    if let Some(acl) = &conn.ctx.acl {
+        if let Err(refusal) = super::access::check(acl, &req) {
+            log_acl_refusal(conn, &req, &refusal);
+            return Answer::Now(refused(&req, refusal));
+        }
+    }
     let result = match req.code {
         code::SEND_MESSAGE | code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
             return send::send(conn, &req).await

@@ -5,6 +5,7 @@
 //! (`shard_queues`), so a client that knows nothing of shards reaches the core that owns each
 //! queue directly; a request about a queue another shard owns is forwarded by the core.
 //!
+//! - [`access`]: ACL: each request's signature, and what it needs of its account.
 //! - [`listener`]: each shard's accept loop (main and VIP port).
 //! - [`connection`]: the protocol's part of a connection; group-change pushes.
 //! - [`frame_io`]: remoting frames on a socket.
@@ -15,6 +16,7 @@
 //! - [`state`]: what a shard's front end keeps; the directory of every shard's broker.
 //! - [`error`]: core errors as response codes.
 
+pub mod access;
 pub mod admin;
 pub mod clients;
 pub mod connection;
