@@ -304,7 +304,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     // Started last, stopped first (it only reads the shards).
     let http = match (started.is_ok(), http) {
         (true, Some(listener)) => {
-            crate::ops::http::start(listener, query_senders, shutdown.clone())
+            crate::ops::http::start(listener, query_senders, shutdown.clone(), acl.clone())
                 .map_err(|e| tracing::error!(error = %e, "cannot start the http thread"))
                 .ok()
         }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use shardmq_protocol::text::Shown;
 use thiserror::Error;
 
-pub use file::{load, AclFileError};
+pub use file::{load, parse as load_str, AclFileError};
 
 /// The prefix that makes a topic name a consumer group's retry topic.
 pub const RETRY_PREFIX: &str = "%RETRY%";

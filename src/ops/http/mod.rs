@@ -9,7 +9,9 @@
 //! Limits and bad input: a request head is at most [`REQUEST_HEAD_BYTES_MAX`] and must arrive
 //! within [`REQUEST_TIMEOUT`]; anything else, or a head `httparse` refuses, gets a 4xx and the
 //! connection is closed. Only GET and HEAD are served; every response closes its connection.
+//! With `--acl`, pages need Basic authentication (`access`).
 
+mod access;
 mod api;
 mod request;
 pub mod routes;
@@ -54,6 +56,8 @@ impl Response {
 pub struct Shared {
     pub shards: Vec<flume::Sender<ShardQuery>>,
     open: AtomicUsize,
+    /// `--acl`: who may read which page (`access`); `None`: every page is open.
+    acl: Option<Arc<crate::acl::Acl>>,
 }
 
 /// Binds the listener (refusing an address in use) without serving yet.
@@ -71,10 +75,12 @@ pub fn start(
     listener: TcpListener,
     shards: Vec<flume::Sender<ShardQuery>>,
     shutdown: Arc<AtomicBool>,
+    acl: Option<Arc<crate::acl::Acl>>,
 ) -> std::io::Result<JoinHandle<()>> {
     let shared = Arc::new(Shared {
         shards,
         open: AtomicUsize::new(0),
+        acl,
     });
     std::thread::Builder::new()
         .name("http".into())
@@ -129,7 +135,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
     let (response, head_only) = match request::read(&mut stream) {
         Ok(req) if req.method == "GET" || req.method == "HEAD" => {
-            (routes::route(shared, &req), req.method == "HEAD")
+            let refused = shared.acl.as_ref().and_then(|acl| access::check(acl, &req));
+            let response = refused.unwrap_or_else(|| routes::route(shared, &req));
+            (response, req.method == "HEAD")
         }
         Ok(_) => (Response::text(405, "only GET and HEAD are served\n"), false),
         Err(err) => {
@@ -164,6 +172,8 @@ fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std:
     let reason = match r.status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -171,8 +181,13 @@ fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std:
         503 => "Service Unavailable",
         _ => "",
     };
+    let challenge = if r.status == 401 {
+        "WWW-Authenticate: Basic realm=\"shardmq\", charset=\"UTF-8\"\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\n{challenge}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
         r.status,
         r.content_type,
         r.body.len()

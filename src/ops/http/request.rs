@@ -14,6 +14,8 @@ pub struct Request {
     pub path: String,
     /// The query's `key=value` pairs, percent-decoded.
     pub query: Vec<(String, String)>,
+    /// The `Authorization` header, if any (never logged: it may carry a secret).
+    pub authorization: Option<String>,
 }
 
 impl Request {
@@ -85,7 +87,13 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Request>, RequestError> {
             let method = req.method.unwrap_or_default().to_string();
             let target = req.path.unwrap_or("/");
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            let authorization = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned());
             Ok(Some(Request {
+                authorization,
                 method,
                 path: percent_decode(path),
                 query: query
