@@ -119,6 +119,7 @@ struct Totals {
 async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
     let config = ClientConfig {
         request_timeout: Duration::from_millis(args.run.timeout_ms),
+        credentials: crate::native::credentials()?,
         ..ClientConfig::default()
     };
     let client = Client::connect_with(&args.broker, "shardmq-bench-consume", config).await?;

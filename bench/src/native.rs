@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use shardmq_client::{
-    Client, ClientConfig, Consumer, Filter, GroupMember, MemberConfig, Mode, Producer,
+    Client, ClientConfig, Consumer, Credentials, Filter, GroupMember, MemberConfig, Mode, Producer,
     ProducerConfig,
 };
 use shardmq_protocol::batch::encode_batch;
@@ -35,6 +35,11 @@ const MEMBER_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Records per pull of an end-to-end consumer.
 const PULL_MAX_MESSAGES: u32 = 100_000;
+
+/// The ACL account of `SHARDMQ_ACCESS_KEY` / `SHARDMQ_SECRET_KEY`, if set.
+pub fn credentials() -> Result<Option<Credentials>, BenchError> {
+    Credentials::from_env().map_err(BenchError::InvalidArgs)
+}
 
 pub struct Native {
     pub broker: String,
@@ -64,6 +69,12 @@ impl Native {
             consumer_client: OnceCell::new(),
             members: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Connect as this ACL account (a broker with `--acl`).
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Native {
+        self.config.credentials = credentials;
+        self
     }
 
     /// Publish through the client's batching [`Producer`] with `linger`, message by message.

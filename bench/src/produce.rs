@@ -28,8 +28,11 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     }
     let (broker, timeout) = native_target(args);
     let linger = args.linger_us.map(Duration::from_micros);
+    let credentials = crate::native::credentials()?;
     let measured = engine::run(&workload, move |topic| {
-        Native::new(&broker, topic, timeout, 0).with_linger(linger)
+        Native::new(&broker, topic, timeout, 0)
+            .with_linger(linger)
+            .with_credentials(credentials.clone())
     })?;
     let report = Report {
         client_linger_us: args.linger_us,
@@ -58,8 +61,11 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
         args.wait_ms,
         args.produce.linger_us.map(Duration::from_micros),
     );
+    let credentials = crate::native::credentials()?;
     let measured = engine::run(&workload, move |topic| {
-        Native::new(&broker, topic, timeout, wait_ms).with_linger(linger)
+        Native::new(&broker, topic, timeout, wait_ms)
+            .with_linger(linger)
+            .with_credentials(credentials.clone())
     })?;
     let report = Report {
         client_linger_us: args.produce.linger_us,

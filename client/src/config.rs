@@ -18,6 +18,10 @@ pub struct ClientConfig {
     pub credentials: Option<Credentials>,
 }
 
+/// The environment variables of [`Credentials::from_env`].
+pub const ACCESS_KEY_ENV: &str = "SHARDMQ_ACCESS_KEY";
+pub const SECRET_KEY_ENV: &str = "SHARDMQ_SECRET_KEY";
+
 /// An ACL access key and its secret key. The secret is used to sign each Hello and is never
 /// sent or shown (`Debug` redacts it).
 #[derive(Clone, PartialEq, Eq)]
@@ -31,6 +35,25 @@ impl Credentials {
         Credentials {
             access_key: access_key.into(),
             secret_key: secret_key.into(),
+        }
+    }
+
+    /// The account of `SHARDMQ_ACCESS_KEY` and `SHARDMQ_SECRET_KEY` (how the CLI tools take
+    /// credentials, so a secret never shows in a process list): `None` when neither is set, an
+    /// error when only one is.
+    pub fn from_env() -> Result<Option<Credentials>, String> {
+        let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (read(ACCESS_KEY_ENV), read(SECRET_KEY_ENV)) {
+            (None, None) => Ok(None),
+            (Some(access_key), Some(secret_key)) => {
+                Ok(Some(Credentials::new(access_key, secret_key)))
+            }
+            (Some(_), None) => Err(format!(
+                "{ACCESS_KEY_ENV} is set but {SECRET_KEY_ENV} is not"
+            )),
+            (None, Some(_)) => Err(format!(
+                "{SECRET_KEY_ENV} is set but {ACCESS_KEY_ENV} is not"
+            )),
         }
     }
 

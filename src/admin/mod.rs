@@ -197,7 +197,12 @@ impl AdminError {
 
 /// What to show, and a problem it shows (which makes the command fail after printing).
 async fn execute(args: AdminArgs) -> Result<(Shown, Option<String>), AdminError> {
-    let client = Client::connect(&args.broker, "shardmq-admin").await?;
+    let config = shardmq_client::ClientConfig {
+        credentials: shardmq_client::Credentials::from_env()
+            .map_err(|e| AdminError::Refused(ClientError::InvalidArgument(e)))?,
+        ..Default::default()
+    };
+    let client = Client::connect_with(&args.broker, "shardmq-admin", config).await?;
     let shown = match args.command {
         AdminCommand::Topic(command) => topic(&client, command).await,
         AdminCommand::Offsets { topic, reset: None } => status(&client, &topic).await,

@@ -1,5 +1,6 @@
 // Drives a real RocketMQ client (unpatched, from npm) for tests/rocketmq_clients_scenario.rs.
-//   node driver.js produce <cpp|ons> '<json>'  json: {namesrv, topic, from, n, mode, tags[], props}
+//   node driver.js produce <cpp|ons> '<json>'  json: {namesrv, topic, from, n, mode, tags[], props,
+//                                                     accessKey, secretKey (ACL, both optional)}
 //   node driver.js consume <cpp|ons> '<json>'  json: {namesrv, topic, group, expr, sql, broadcast,
 //                                                     fromWhere, expect, timeoutMs, idleMs, settleMs,
 //                                                     stopFile, readyFile, rebalanceMs, instance}
@@ -11,11 +12,19 @@ const fs = require('fs');
 const [command, client, json] = process.argv.slice(2);
 const args = JSON.parse(json);
 const sleep = ms => new Promise(r => setTimeout(r, ms));
+// ACL credentials ({accessKey, secretKey} in the json), as each client takes them.
+const credentialsCpp = (c) => {
+  if (args.accessKey) c.setSessionCredentials(args.accessKey, args.secretKey, 'ALIYUN');
+};
+const credentialsOns = args.accessKey
+  ? { accessKeyId: args.accessKey, accessKeySecret: args.secretKey }
+  : {};
 const tagOf = (i) => (args.tags && args.tags.length ? args.tags[i % args.tags.length] : null);
 
 async function produceCpp() {
   const { Producer } = require('rocketmq-nodejs');
   const p = new Producer(args.group || 'pg_cpp', { nameServer: args.namesrv, sendMessageTimeout: 5000 });
+  credentialsCpp(p);
   await p.start();
   const sent = [];
   for (let i = args.from || 0; i < (args.from || 0) + args.n; i++) {
@@ -38,7 +47,7 @@ async function produceCpp() {
 async function produceOns() {
   const { Producer, Message } = require('ali-ons');
   const httpclient = { request: async () => { throw new Error('unused'); } };
-  const p = new Producer({ httpclient, nameSrv: args.namesrv, producerGroup: args.group || 'pg_ons' });
+  const p = new Producer({ httpclient, nameSrv: args.namesrv, producerGroup: args.group || 'pg_ons', ...credentialsOns });
   await p.ready();
   // ali-ons sends return promises: "async" sends are several in flight at once (mixed: the odd
   // ones), awaited together at the end; sync ones are awaited one by one.
@@ -86,6 +95,7 @@ async function consumeCpp() {
   const { PushConsumer } = require('rocketmq-nodejs');
   return consume(async (onMessage) => {
     const c = new PushConsumer(args.group, { nameServer: args.namesrv });
+    credentialsCpp(c);
     c.subscribe(args.topic, args.expr || '*');
     c.on('message', (msg, ack) => {
       onMessage({ body: msg.body, tags: msg.tags, keys: msg.keys });
@@ -109,6 +119,7 @@ async function consumeOns() {
       // share a client id unless they are named apart.
       ...(args.instance ? { instanceName: args.instance } : {}),
       nameSrv: args.namesrv,
+      ...credentialsOns,
       consumerGroup: args.group,
       isBroadcast: !!args.broadcast,
       consumeFromWhere: args.fromWhere || 'CONSUME_FROM_FIRST_OFFSET',

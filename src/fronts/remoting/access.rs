@@ -16,8 +16,9 @@
 //! | UPDATE_AND_CREATE_TOPIC, DELETE_TOPIC_IN_BROKER, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, DELETE_SUBSCRIPTIONGROUP, UPDATE_BROKER_CONFIG | admin |
 //! | anything else | a valid signature |
 //!
-//! A field the table names but the request lacks is checked as the empty name, which no
-//! account lists: refused unless the default allows it (the handler would refuse it anyway).
+//! A field the table names but the request lacks names nothing to check, as in Java (a
+//! producer's UNREGISTER_CLIENT has no consumer group); a handler that needs the field refuses
+//! the request itself.
 
 use shardmq_protocol::auth::{remoting_signature_matches, ACCESS_KEY, SIGNATURE};
 use shardmq_protocol::remoting::bodies::{HeartbeatData, LockBatchBody};
@@ -56,18 +57,17 @@ fn authorize(account: &Account, req: &RemotingCommand) -> Result<(), Denied> {
     let field = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| req.ext.get(*k))
-            .map_or("", String::as_str)
+            .map(String::as_str)
     };
     let sub = |resource: Resource<'_>| account.may(resource, Need::Subscribe);
-    let group = |keys: &[&str]| sub(Resource::Group(field(keys)));
-    let topic = |keys: &[&str]| sub(Resource::topic(field(keys)));
+    let group = |keys: &[&str]| field(keys).map_or(Ok(()), |name| sub(Resource::Group(name)));
+    let topic = |keys: &[&str]| field(keys).map_or(Ok(()), |name| sub(Resource::topic(name)));
     match req.code {
         code::SEND_MESSAGE | code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
-            let name = field(&["topic", "b"]);
-            if name.starts_with(RETRY_PREFIX) {
-                group(&["producerGroup", "a"])
-            } else {
-                account.may(Resource::Topic(name), Need::Publish)
+            match field(&["topic", "b"]) {
+                Some(name) if name.starts_with(RETRY_PREFIX) => group(&["producerGroup", "a"]),
+                Some(name) => account.may(Resource::Topic(name), Need::Publish),
+                None => Ok(()),
             }
         }
         code::CONSUMER_SEND_MSG_BACK => group(&["group"]),

@@ -102,3 +102,22 @@ fn requests_are_held_to_their_topic_and_group() {
     );
     assert!(refused(&create).contains("needs admin permission"));
 }
+
+#[test]
+fn a_field_the_request_lacks_names_nothing_to_check() {
+    // ali-ons' producer unregisters with a producer group only.
+    let unregister = signed(
+        code::UNREGISTER_CLIENT,
+        &[("clientID", "c"), ("producerGroup", "pg")],
+        b"",
+        "consumer-secret",
+    );
+    assert!(check(&acl(), &unregister).is_ok());
+    let named = signed(
+        code::UNREGISTER_CLIENT,
+        &[("clientID", "c"), ("consumerGroup", "pg")],
+        b"",
+        "consumer-secret",
+    );
+    assert!(refused(&named).contains("group \"pg\""));
+}
