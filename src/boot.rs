@@ -631,6 +631,16 @@ fn load_acl(args: &BrokerArgs) -> Result<Option<Arc<crate::acl::Acl>>, BootError
     };
     let acl = crate::acl::load(path).map_err(|e| BootError::Config(e.to_string()))?;
     tracing::info!(accounts = acl.len(), file = %path.display(), "ACL on");
+    if let Some(namesrv) = args
+        .namesrv_listen()
+        .filter(|l| !crate::config::is_loopback(l))
+    {
+        tracing::warn!(
+            address = namesrv,
+            "the embedded name server has no ACL (as RocketMQ 4.x's): anyone who can reach it \
+             can read routes and register brokers; keep it on a trusted network"
+        );
+    }
     Ok(Some(Arc::new(acl)))
 }
 
