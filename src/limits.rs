@@ -48,6 +48,10 @@ pub const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Pull replies carry at most this many bytes of batches (the first batch always goes whole).
 pub const PULL_BYTES_MAX: u32 = 16 << 20;
 
+/// What a pull's reservation of reply budget adds to its data for the reply's head (frame
+/// header and metadata), before the read (`server::outbox`).
+pub const PULL_REPLY_HEAD_BYTES: u64 = 64 << 10;
+
 /// The latency goal of each shard's request task queue: glommio preempts long-running tasks
 /// (background work) to meet it, and wakes the shard promptly for requests.
 pub const REQUEST_LATENCY: Duration = Duration::from_millis(10);

@@ -11,9 +11,11 @@ use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use harness::{create_topic, data_dir, run, Broker, RawConnection};
+use shardmq::limits::REPLY_BYTES_QUEUED_PER_CONNECTION_MAX;
 use shardmq_client::Client;
 use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::envelope;
+use shardmq_protocol::frame::FRAME_HEADER_BYTES;
 use shardmq_protocol::messages::{Pull, ShardStats};
 use shardmq_protocol::{FrameHeader, FrameKind};
 
@@ -153,10 +155,15 @@ fn pull_frame(offset: u64) -> Vec<u8> {
 
 /// Fills topic "big" with 16 MB in batches of 64 KB.
 fn fill_big(addr: &str) {
+    fill_big_mb(addr, 16);
+}
+
+/// Fills topic "big" with `mb` MB in batches of 64 KB.
+fn fill_big_mb(addr: &str, mb: u64) {
     let addr = addr.to_string();
     run(move || async move {
         let client = Client::connect(&addr, "filler").await.unwrap();
-        for b in 0..256u64 {
+        for b in 0..16 * mb {
             let batch = harness::batch_of(b * 64..(b + 1) * 64, |i| vec![i as u8; 1000]);
             client.produce_batch("big", 0, &batch).await.unwrap();
         }
@@ -377,4 +384,106 @@ fn a_saturated_shard_answers_busy_and_stores_nothing_of_what_it_refused() {
     );
     produce_and_read_back(&broker.addr, "t", b"served after the flood");
     assert_eq!(broker.stop(), Some(0));
+}
+
+/// Pull replies of 16 MiB each (the largest a pull may ask for), for a slow reader.
+fn large_pull_frame() -> Vec<u8> {
+    envelope::encode(&Pull {
+        topic: "big".into(),
+        queue_id: 0,
+        offset: 0,
+        max_messages: 100_000,
+        max_bytes: 16 << 20,
+        wait_ms: 0,
+        filter: None,
+        commit: None,
+    })
+    .unwrap()
+}
+
+/// Slow readers of large pulls: each of `SLOW_READERS` connections pipelines `PULLS_ASKED` pulls
+/// of 16 MiB from offset 0 of a 64 MB topic (so the replies come from disk, past the 16 MiB hot
+/// tail, each into memory of its own) and reads them at ~13 MB/s (loopback does GB/s). The
+/// broker's memory must stay within what its budgets allow (each connection's reply bound, not
+/// the 128 MiB each asked for), every slow reader must get whole, well-formed replies, and a
+/// well-behaved client must be served beside them. The peak resident memory (VmHWM) is measured
+/// and printed.
+#[test]
+fn slow_readers_of_large_pulls_cost_only_their_reply_bounds() {
+    const SLOW_READERS: usize = 6;
+    const PULLS_ASKED: usize = 8;
+    let dir = data_dir();
+    let broker = Broker::start(
+        dir.path(),
+        &["--shards", "1", "--stall-timeout-ms", "30000"],
+    );
+    create_topic(&broker.addr, "big", 1);
+    fill_big_mb(&broker.addr, 64);
+    let peak_before_kib = broker.status_kib("VmHWM");
+    let frame = large_pull_frame();
+    let readers: Vec<_> = (0..SLOW_READERS)
+        .map(|_| {
+            let mut raw = RawConnection::connect(&broker.addr, None);
+            for id in 0..PULLS_ASKED as u64 {
+                raw.send_frame(FrameKind::Pull, 100 + id, &frame);
+            }
+            std::thread::spawn(move || slow_read(raw, PULLS_ASKED))
+        })
+        .collect();
+    // Served beside them, several times while they read.
+    for _ in 0..5 {
+        produce_and_read_back(&broker.addr, "big", b"served beside slow readers");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let queued_peak = stats(&broker.addr).reply_bytes_queued;
+    for reader in readers {
+        let replies = reader.join().unwrap();
+        assert!(replies >= 2, "a slow reader got only {replies} replies");
+    }
+    let growth_mib = broker.status_kib("VmHWM").saturating_sub(peak_before_kib) / 1024;
+    // Each connection's replies, whether queued or being read, stay within its reply budget;
+    // 64 MiB for the allocator and the reads' transient buffers. Before replies reserved their
+    // budget ahead of the read, 6 readers grew the peak by 308 MiB (one unbudgeted 16 MiB read
+    // in every reader's hands on top of its queue); with it, 123 MiB.
+    let per_connection_mib = REPLY_BYTES_QUEUED_PER_CONNECTION_MAX >> 20;
+    let bound_mib = SLOW_READERS as u64 * per_connection_mib + 64;
+    println!(
+        "slow readers: {SLOW_READERS} × {PULLS_ASKED} pulls of 16 MiB asked; peak RSS grew \
+         {growth_mib} MiB (bound {bound_mib} MiB); reply bytes queued at one look {queued_peak}"
+    );
+    assert!(
+        growth_mib <= bound_mib,
+        "peak RSS grew {growth_mib} MiB, above {bound_mib} MiB"
+    );
+    wait_for_stats(&broker.addr, Duration::from_secs(10), |s| {
+        s.connections == 1 && s.reply_bytes_queued == 0
+    });
+    assert_eq!(broker.stop(), Some(0));
+}
+
+/// Reads up to `asked` replies at ~13 MB/s (128 KiB every 10 ms) for up to 8 s, checking
+/// each frame header; the number of whole pull replies read.
+fn slow_read(mut raw: RawConnection, asked: usize) -> usize {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (mut replies, mut pending) = (0usize, Vec::new());
+    let mut chunk = vec![0u8; 128 << 10];
+    while replies < asked && Instant::now() < deadline {
+        let n = raw.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "the broker closed a slow reader");
+        pending.extend_from_slice(&chunk[..n]);
+        while pending.len() >= FRAME_HEADER_BYTES {
+            let head: [u8; FRAME_HEADER_BYTES] = pending[..FRAME_HEADER_BYTES].try_into().unwrap();
+            let header = FrameHeader::decode(&head).unwrap();
+            assert_eq!(header.kind, FrameKind::PullReply, "{header:?}");
+            let whole = FRAME_HEADER_BYTES + header.payload_len as usize;
+            if pending.len() < whole {
+                break;
+            }
+            pending.drain(..whole);
+            replies += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    replies
 }

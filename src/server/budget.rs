@@ -8,10 +8,9 @@
 //! starved by small ones. Closing a budget fails every waiter and every later acquire, which is
 //! how a closed connection releases a reader parked on its own reply budget.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
-use glommio::sync::{Semaphore, StaticPermit};
+use glommio::sync::Semaphore;
 
 /// A budget of bytes on one shard (`Rc`, not `Send`).
 pub struct ByteBudget {
@@ -35,12 +34,14 @@ impl ByteBudget {
     /// Waits until `bytes` (clamped to the capacity, at least 1) are free and takes them.
     pub async fn acquire(&self, bytes: u64) -> Result<Held, BudgetClosed> {
         let units = bytes.clamp(1, self.capacity);
-        let permit = self
-            .semaphore
-            .acquire_static_permit(units)
+        self.semaphore
+            .acquire(units)
             .await
             .map_err(|_| BudgetClosed)?;
-        Ok(Held::from_permit(permit, units))
+        Ok(Held::from_part(Part {
+            semaphore: self.semaphore.clone(),
+            units,
+        }))
     }
 
     /// Bytes currently held.
@@ -58,45 +59,82 @@ impl ByteBudget {
     }
 }
 
+/// Units taken from one budget, given back when dropped.
+struct Part {
+    semaphore: Rc<Semaphore>,
+    units: u64,
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.semaphore.signal(self.units);
+    }
+}
+
 /// Budget taken, given back when dropped. Several acquisitions (a body that grows as it
 /// arrives, a reply counted against its connection and its shard) merge into one `Held`; the
-/// first two are kept inline, so the common cases allocate nothing.
+/// first two are kept inline, so the common cases allocate nothing. A reservation taken before
+/// its bytes exist (a pull reply's largest size) is cut to what they turned out to be with
+/// [`Held::shrink_each_to`].
 #[derive(Default)]
 pub struct Held {
-    first: Option<StaticPermit>,
-    second: Option<StaticPermit>,
-    more: Vec<StaticPermit>,
-    bytes: Cell<u64>,
+    first: Option<Part>,
+    second: Option<Part>,
+    more: Vec<Part>,
 }
 
 impl Held {
-    fn from_permit(permit: StaticPermit, bytes: u64) -> Held {
+    fn from_part(part: Part) -> Held {
         Held {
-            first: Some(permit),
-            bytes: Cell::new(bytes),
+            first: Some(part),
             ..Held::default()
         }
     }
 
-    pub fn merge(&mut self, other: Held) {
-        self.bytes.set(self.bytes.get() + other.bytes.get());
-        for permit in other.into_permits() {
+    pub fn merge(&mut self, mut other: Held) {
+        for part in other.parts_taken() {
             if self.first.is_none() {
-                self.first = Some(permit);
+                self.first = Some(part);
             } else if self.second.is_none() {
-                self.second = Some(permit);
+                self.second = Some(part);
             } else {
-                self.more.push(permit);
+                self.more.push(part);
             }
         }
     }
 
-    fn into_permits(self) -> impl Iterator<Item = StaticPermit> {
-        self.first.into_iter().chain(self.second).chain(self.more)
+    fn parts_taken(&mut self) -> impl Iterator<Item = Part> {
+        let more = std::mem::take(&mut self.more);
+        self.first
+            .take()
+            .into_iter()
+            .chain(self.second.take())
+            .chain(more)
     }
 
+    fn parts_mut(&mut self) -> impl Iterator<Item = &mut Part> {
+        self.first
+            .iter_mut()
+            .chain(self.second.iter_mut())
+            .chain(self.more.iter_mut())
+    }
+
+    /// Bytes held, summed over every budget they were taken from.
     pub fn bytes(&self) -> u64 {
-        self.bytes.get()
+        let inline = self.first.iter().chain(self.second.iter());
+        inline.chain(self.more.iter()).map(|p| p.units).sum()
+    }
+
+    /// Gives back, from each budget this holds, whatever it holds there beyond `bytes` (at
+    /// least 1 stays), waking whoever waits for it.
+    pub fn shrink_each_to(&mut self, bytes: u64) {
+        let keep = bytes.max(1);
+        for part in self.parts_mut() {
+            if part.units > keep {
+                part.semaphore.signal(part.units - keep);
+                part.units = keep;
+            }
+        }
     }
 }
 
@@ -127,6 +165,25 @@ mod tests {
             assert_eq!(budget.in_use(), 0);
             let all = budget.acquire(1_000_000).await.unwrap();
             assert_eq!((all.bytes(), budget.in_use()), (100, 100));
+        });
+    }
+
+    #[test]
+    fn a_reservation_shrinks_to_what_it_covers_in_every_budget() {
+        run(|| async {
+            let (connection, shard) = (ByteBudget::new(100), ByteBudget::new(1000));
+            let mut reserved = connection.acquire(80).await.unwrap();
+            reserved.merge(shard.acquire(80).await.unwrap());
+            assert_eq!((connection.in_use(), shard.in_use()), (80, 80));
+            reserved.shrink_each_to(30);
+            assert_eq!(
+                (connection.in_use(), shard.in_use(), reserved.bytes()),
+                (30, 30, 60)
+            );
+            reserved.shrink_each_to(50); // never grows
+            assert_eq!(connection.in_use(), 30);
+            drop(reserved);
+            assert_eq!((connection.in_use(), shard.in_use()), (0, 0));
         });
     }
 

@@ -48,6 +48,8 @@ pub type LaterReply = Pin<Box<dyn Future<Output = Reply>>>;
 /// What handling one request gave.
 pub enum Handled {
     Reply(Reply),
+    /// A reply in the budget its request reserved before reading its data (`Outbox::reserve`).
+    Reserved(Reply, outbox::Reservation),
     /// A oneway request, or one answered some other way.
     Nothing,
     Later(LaterReply),
@@ -270,6 +272,12 @@ async fn read_requests<P: Protocol>(
             Handled::Reply(reply) => {
                 count_rejection::<P>(ctx, &reply);
                 if conn.outbox.send(reply).await.is_err() {
+                    return ReadEnd::Eof;
+                }
+            }
+            Handled::Reserved(reply, reserved) => {
+                count_rejection::<P>(ctx, &reply);
+                if conn.outbox.send_reserved(reply, reserved).await.is_err() {
                     return ReadEnd::Eof;
                 }
             }

@@ -10,7 +10,11 @@
 //! Bounds: at most `REPLIES_QUEUED_PER_CONNECTION_MAX` replies queued; their bytes count against
 //! the connection's budget (`REPLY_BYTES_QUEUED_PER_CONNECTION_MAX`) and the shard's
 //! (`REPLY_BYTES_QUEUED_PER_SHARD_MAX`) until written, so a client that pipelines pulls without
-//! reading stops being read, and many such clients together cannot exhaust memory.
+//! reading stops being read, and many such clients together cannot exhaust memory. A reply
+//! whose data is read into memory of its own (a pull from disk) takes its budget *before* the
+//! read ([`Outbox::reserve`], its largest size, cut to its real size when queued): otherwise
+//! every connection waiting for room would hold one unbudgeted reply in its hands, and a shard's
+//! slow readers together could hold `connections × PULL_BYTES_MAX` beyond the shard's bound.
 //!
 //! Syscalls: the writer appends replies to its buffer and sends when no further reply is queued
 //! (or the buffer fills, or before waiting on an fdatasync), so a burst of pipelined acks leaves
@@ -73,6 +77,13 @@ enum Queued {
     Finish,
 }
 
+/// Budget taken for a reply before it exists ([`Outbox::reserve`]); given back if dropped.
+pub struct Reservation {
+    held: Held,
+    /// What was reserved in each budget.
+    bytes: u64,
+}
+
 /// The connection was closed; the reply was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
@@ -133,6 +144,72 @@ impl Outbox {
             .send(Queued::Reply(reply, held))
             .await
             .map_err(|_| Closed)
+    }
+
+    /// Takes `bytes` of both budgets for a reply that does not exist yet (waiting for room,
+    /// unless the connection closes first); [`Outbox::send_reserved`] queues the reply in it.
+    pub async fn reserve(&self, bytes: u64) -> Result<Reservation, Closed> {
+        let bytes = bytes.clamp(1, self.connection_budget.capacity());
+        futures_lite::future::or(
+            async {
+                let mut held = self
+                    .connection_budget
+                    .acquire(bytes)
+                    .await
+                    .map_err(|_| Closed)?;
+                held.merge(self.shard_budget.acquire(bytes).await.map_err(|_| Closed)?);
+                Ok(Reservation { held, bytes })
+            },
+            async {
+                self.closer.wait().await;
+                Err(Closed)
+            },
+        )
+        .await
+    }
+
+    /// Queues a reply in the budget reserved for it: what it does not need is given back at
+    /// once; should it need more than was reserved, the rest is waited for.
+    pub async fn send_reserved(&self, reply: Reply, reserved: Reservation) -> Result<(), Closed> {
+        let bytes = reply.len() as u64;
+        let Reservation {
+            mut held,
+            bytes: covered,
+        } = reserved;
+        held.shrink_each_to(bytes);
+        if bytes > covered {
+            let more = bytes - covered;
+            let extra = futures_lite::future::or(
+                async {
+                    let mut extra = self
+                        .connection_budget
+                        .acquire(more)
+                        .await
+                        .map_err(|_| Closed)?;
+                    extra.merge(self.shard_budget.acquire(more).await.map_err(|_| Closed)?);
+                    Ok(extra)
+                },
+                async {
+                    self.closer.wait().await;
+                    Err(Closed)
+                },
+            )
+            .await?;
+            held.merge(extra);
+        }
+        futures_lite::future::or(
+            async {
+                self.sender
+                    .send(Queued::Reply(reply, held))
+                    .await
+                    .map_err(|_| Closed)
+            },
+            async {
+                self.closer.wait().await;
+                Err(Closed)
+            },
+        )
+        .await
     }
 
     /// Asks the writer to end the connection once everything queued so far is written.

@@ -28,6 +28,7 @@ use super::groups::Session;
 use super::request::Request;
 use crate::acl::Account;
 use crate::core::membership::GroupNotifier;
+use crate::limits::{PULL_BYTES_MAX, PULL_REPLY_HEAD_BYTES};
 use crate::server::connection::{self, Conn, FrameFailure, Handled, Protocol, Reader};
 use crate::server::context::ShardContext;
 use crate::server::outbox;
@@ -170,14 +171,32 @@ async fn handle(conn: &Rc<Conn<Native>>, frame: InFrame) -> Handled {
             return Handled::Reply(dispatch::error(id, &err));
         }
     };
+    // A pull reads its data into memory of its own when it comes from disk: its reply budget
+    // is taken first (`outbox::reserve`), so what waits for a slow reader stays budgeted.
+    let reserved = match &request {
+        Request::Pull(pull) => {
+            let bytes = u64::from(pull.max_bytes.min(PULL_BYTES_MAX)) + PULL_REPLY_HEAD_BYTES;
+            match conn.outbox.reserve(bytes).await {
+                Ok(reserved) => Some(reserved),
+                Err(_) => return Handled::Nothing,
+            }
+        }
+        _ => None,
+    };
     // With too many polls parked on this connection already, this one is answered now.
     let may_park = conn.may_park();
     let oneway = header.flags & FLAG_ONEWAY != 0;
     match dispatch(ctx, &conn.proto.session, kind, id, request, may_park).await {
         // A oneway request gets no reply, for success or failure (RocketMQ's oneway).
         Dispatched::Now(_) if oneway => Handled::Nothing,
-        Dispatched::Now(reply) => Handled::Reply(reply),
+        Dispatched::Now(reply) => match reserved {
+            Some(reserved) => Handled::Reserved(reply, reserved),
+            None => Handled::Reply(reply),
+        },
+        // A parked poll gives its reservation back: it answers with what is appended later,
+        // which the hot tail holds and the reply shares.
         Dispatched::Later(later) => {
+            drop(reserved);
             let ctx = ctx.clone();
             Handled::Later(Box::pin(async move { finish_pull(&ctx, later).await }))
         }

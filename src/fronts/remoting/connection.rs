@@ -17,9 +17,11 @@ use shardmq_protocol::remoting::RemotingCommand;
 
 use super::dispatch::{dispatch, Answer};
 use super::frame_io::{read_command, reply, InCommand};
+use super::pull::PULL_BODY_BYTES_MAX;
 use super::state::RemotingShard;
 use crate::core::groups::NotifyTarget;
 use crate::core::membership::GroupNotifier;
+use crate::limits::PULL_REPLY_HEAD_BYTES;
 use crate::server::connection::{self, Conn, FrameFailure, Handled, Protocol, Reader};
 use crate::server::context::ShardContext;
 use crate::server::outbox::{Reply, SyncGate};
@@ -94,11 +96,28 @@ impl Protocol for Remoting {
         }
         let what = shardmq_protocol::remoting::codes::request::name(command.code);
         let oneway = command.is_oneway();
+        // A pull's body is built in memory of its own: its reply budget is taken first
+        // (`outbox::reserve`), so what waits for a slow reader stays budgeted.
+        let reserved = if matches!(
+            command.code,
+            request::PULL_MESSAGE | request::LITE_PULL_MESSAGE
+        ) {
+            let bytes = (PULL_BODY_BYTES_MAX as u64) + PULL_REPLY_HEAD_BYTES;
+            match conn.outbox.reserve(bytes).await {
+                Ok(reserved) => Some(reserved),
+                Err(_) => return (Handled::Nothing, what),
+            }
+        } else {
+            None
+        };
         let answer = dispatch(conn, command).await;
         drop(held);
         let handled = match answer {
             _ if oneway => Handled::Nothing,
-            Answer::Now(response) => Handled::Reply(reply(&response)),
+            Answer::Now(response) => match reserved {
+                Some(reserved) => Handled::Reserved(reply(&response), reserved),
+                None => Handled::Reply(reply(&response)),
+            },
             Answer::AfterSync(response, end) => {
                 let mut out = reply(&response);
                 out.gate = Some(SyncGate {

@@ -26,7 +26,37 @@ pub fn encode_request(
     for (key, value) in ext {
         command = command.with_ext(key, value);
     }
+    if let Some(credentials) = acl_credentials()? {
+        sign(&mut command, credentials);
+    }
     command.encode().map_err(|e| e.to_string())
+}
+
+/// The ACL account of `SHARDMQ_ACCESS_KEY` / `SHARDMQ_SECRET_KEY`, read once.
+fn acl_credentials() -> Result<Option<&'static shardmq_client::Credentials>, String> {
+    static CREDENTIALS: std::sync::OnceLock<Result<Option<shardmq_client::Credentials>, String>> =
+        std::sync::OnceLock::new();
+    CREDENTIALS
+        .get_or_init(shardmq_client::Credentials::from_env)
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(Clone::clone)
+}
+
+/// Signs `command` as Java's `AclClientRPCHook` does: `AccessKey` added, then `Signature` over
+/// the sorted header values and the body.
+pub fn sign(command: &mut RemotingCommand, credentials: &shardmq_client::Credentials) {
+    use shardmq_protocol::auth::{remoting_signature, ACCESS_KEY, SIGNATURE};
+    command
+        .ext
+        .insert(ACCESS_KEY.into(), credentials.access_key.clone());
+    let signature = remoting_signature(
+        &credentials.secret_key,
+        &command.ext,
+        command.version,
+        &command.body,
+    );
+    command.ext.insert(SIGNATURE.into(), signature);
 }
 
 /// The SEND_BATCH_MESSAGE body: `count` messages of `payload`, each with `properties`, flag 0.
