@@ -94,6 +94,10 @@ struct ShardBoot {
     /// Where the HTTP thread's questions arrive (`ops::query`).
     queries: flume::Receiver<crate::ops::query::ShardQuery>,
     acl: Option<Arc<crate::acl::Acl>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// This shard's native TLS listener address, when `--tls-listen` is given.
+    tls_listen: Option<String>,
+    tls_addresses: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 /// What a shard needs to serve RocketMQ remoting.
@@ -213,6 +217,8 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .map_err(BootError::Config)?;
     args.external_namesrvs().map_err(BootError::Config)?;
     let acl = load_acl(&args)?;
+    let tls = load_tls(&args)?;
+    let tls_addresses = Arc::new(std::sync::RwLock::new(vec![String::new(); shard_count]));
     for shard_id in 0..shard_count {
         args.store_config(shard_id as u32)
             .validate()
@@ -285,6 +291,9 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
             directory: directory.clone(),
             queries: query_receivers.next().expect("one query channel per shard"),
             acl: acl.clone(),
+            tls: tls.clone(),
+            tls_listen: args.tls_listen_of(k as u32).map_err(BootError::Config)?,
+            tls_addresses: tls_addresses.clone(),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{k}"))
@@ -300,14 +309,25 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     }
     drop(reports);
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-    let started = wait_until_ready(&ready, shard_count, &shutdown, &directory, http_addr);
+    let started = wait_until_ready(
+        &ready,
+        shard_count,
+        &shutdown,
+        &directory,
+        http_addr,
+        &tls_addresses,
+    );
     // Started last, stopped first (it only reads the shards).
     let http = match (started.is_ok(), http) {
-        (true, Some(listener)) => {
-            crate::ops::http::start(listener, query_senders, shutdown.clone(), acl.clone())
-                .map_err(|e| tracing::error!(error = %e, "cannot start the http thread"))
-                .ok()
-        }
+        (true, Some(listener)) => crate::ops::http::start(
+            listener,
+            query_senders,
+            shutdown.clone(),
+            acl.clone(),
+            tls.clone(),
+        )
+        .map_err(|e| tracing::error!(error = %e, "cannot start the http thread"))
+        .ok(),
         _ => None,
     };
     let registration = started
@@ -398,6 +418,7 @@ fn wait_until_ready(
     shutdown: &AtomicBool,
     directory: &Directory,
     http: Option<std::net::SocketAddr>,
+    tls_addresses: &std::sync::RwLock<Vec<String>>,
 ) -> Result<(), BootError> {
     let (mut native, mut namesrv) = (None, None);
     let mut remoting = vec![None; shards];
@@ -444,6 +465,10 @@ fn wait_until_ready(
     }
     if let Some(addr) = http {
         line.push_str(&format!(" http={addr}"));
+    }
+    let tls0 = tls_addresses.read().ok().and_then(|a| a.first().cloned());
+    if let Some(addr) = tls0.filter(|a| !a.is_empty()) {
+        line.push_str(&format!(" tls={addr}"));
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -531,11 +556,15 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     let _mesh = glommio::spawn_local(remote::serve(core.clone(), calls));
     let _housekeeping = glommio::spawn_local_into(core.clone().housekeeping(), background)
         .map_err(|e| format!("cannot spawn the core's housekeeping: {e}"))?;
-    let ctx = Rc::new(ShardContext::new(
-        core.clone(),
-        boot.stall_timeout,
-        boot.acl.clone(),
-    ));
+    let mut ctx = ShardContext::new(core.clone(), boot.stall_timeout, boot.acl.clone());
+    ctx.tls = boot.tls.clone();
+    ctx.tls_addresses = boot.tls_addresses.clone();
+    let ctx = Rc::new(ctx);
+    if let Some(listen) = &boot.tls_listen {
+        if let Err(message) = start_native_tls(&ctx, listen) {
+            return fail(message);
+        }
+    }
     let _watchdog = glommio::spawn_local_into(ctx.watchdog.clone().run(), background)
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
     let _queries =
@@ -611,6 +640,35 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         .map_err(|e| format!("closing its store failed: {e}"))?;
     tracing::info!(shard = shard_id, "shard stopped");
     Ok(())
+}
+
+/// Binds this shard's native TLS listener, publishes its address for `HelloReply`, accepts.
+fn start_native_tls(ctx: &Rc<ShardContext>, listen: &str) -> Result<(), String> {
+    let listener = crate::server::listener::bind_exclusive(listen)
+        .map_err(|err| format!("cannot listen on {listen} (--tls-listen): {err}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut addresses = ctx
+        .tls_addresses
+        .write()
+        .map_err(|_| "TLS addresses poisoned")?;
+    addresses[ctx.core.shard_id as usize] = bound.to_string();
+    drop(addresses);
+    glommio::spawn_local(crate::fronts::native::tls_listener::accept_loop(
+        ctx.clone(),
+        listener,
+    ))
+    .detach();
+    Ok(())
+}
+
+/// The TLS server side of `--tls-cert` / `--tls-key`, or `None`.
+fn load_tls(args: &BrokerArgs) -> Result<Option<Arc<rustls::ServerConfig>>, BootError> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => crate::server::tls::server_config(cert, key)
+            .map(Some)
+            .map_err(BootError::Config),
+        _ => Ok(None),
+    }
 }
 
 /// The ACL table of `--acl`, or `None` (with a warning when a listener is reachable from other

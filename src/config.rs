@@ -166,6 +166,18 @@ pub struct BrokerArgs {
     /// is held to its permissions. Without it everything is open.
     #[arg(long)]
     pub acl: Option<PathBuf>,
+    /// TLS certificate chain (PEM) of every listener: with --tls-key, the remoting and HTTP
+    /// ports also accept TLS (a connection that opens with a TLS handshake gets TLS), and
+    /// --tls-listen opens the native protocol's TLS listeners.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Native protocol over TLS, HOST:PORT of shard 0; shard k listens on PORT + k (port 0:
+    /// each picks a free port) and serves the TLS connections it accepts. Needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_listen: Option<String>,
     /// RocketMQ cluster name every shard's broker belongs to.
     #[arg(long, default_value = "DefaultCluster")]
     pub cluster_name: String,
@@ -312,9 +324,28 @@ impl BrokerArgs {
         ))
     }
 
+    /// Where shard `k`'s native TLS listener goes (`--tls-listen` PORT + k, or port 0).
+    pub fn tls_listen_of(&self, k: u32) -> Result<Option<String>, String> {
+        let Some(listen) = &self.tls_listen else {
+            return Ok(None);
+        };
+        let base: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(listen.as_str())
+            .map_err(|e| format!("--tls-listen {listen:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("--tls-listen {listen:?} names no address"))?;
+        let port = match base.port() {
+            0 => 0,
+            p => p
+                .checked_add(k as u16)
+                .ok_or_else(|| format!("--tls-listen {listen}: no port for shard {k}"))?,
+        };
+        Ok(Some(std::net::SocketAddr::new(base.ip(), port).to_string()))
+    }
+
     /// The listeners the ACL guards, by flag, leaving out those that are off.
     pub fn listeners(&self) -> Vec<(&'static str, &str)> {
         let mut all = vec![("--listen", self.listen.as_str())];
+        all.extend(self.tls_listen.as_deref().map(|l| ("--tls-listen", l)));
         all.extend(listener_on(&self.remoting_listen).map(|l| ("--remoting-listen", l)));
         all.extend(self.http_listen().map(|l| ("--http-listen", l)));
         all

@@ -22,12 +22,12 @@ use std::time::Duration;
 use shardmq_protocol::limits::{
     validate_topic_name, BATCH_BYTES_MAX, PULL_WAIT_MS_MAX, QUEUES_PER_TOPIC_MAX,
 };
-use shardmq_protocol::messages::Produce;
 use shardmq_protocol::messages::{
     CreateTopic, DeleteTopic, ListTopics, ProduceReply, Pull, QueueOffsets, QueueOffsetsReply,
     ShardMap, ShardMapRequest, ShardStats, ShardStatsRequest, TopicInfo, TopicList, TopicStatus,
     TopicStatusRequest, UpdateTopic,
 };
+use shardmq_protocol::messages::{HelloReply, Produce};
 use shardmq_protocol::routing::{shard_for_queue, ROUTING_NAME};
 use shardmq_protocol::{envelope, FrameKind};
 
@@ -43,7 +43,9 @@ pub struct Client {
 }
 
 struct Inner {
-    addr: String,
+    /// Index = shard id: where that shard's connection is opened (the one address, or with
+    /// TLS every shard's own TLS listener).
+    shard_addrs: Vec<String>,
     name: String,
     config: ClientConfig,
     shard_count: u32,
@@ -52,6 +54,22 @@ struct Inner {
     connections: RefCell<Vec<Option<Connection>>>,
     /// Index = shard id; one permit each, held while opening that shard's connection.
     connect_locks: Vec<glommio::sync::Semaphore>,
+}
+
+/// Where each shard's connection is opened: `addr` for all of them, or over TLS each shard's
+/// own TLS listener as the broker's `HelloReply` lists them.
+fn shard_addresses(addr: &str, config: &ClientConfig, hello: &HelloReply) -> Result<Vec<String>> {
+    let n = hello.shard_count as usize;
+    if config.tls.is_none() {
+        return Ok(vec![addr.to_owned(); n]);
+    }
+    if hello.tls_addresses.len() != n || hello.tls_addresses.iter().any(String::is_empty) {
+        return Err(ClientError::UnexpectedReply(format!(
+            "a TLS HelloReply lists {} TLS addresses for {n} shards",
+            hello.tls_addresses.len()
+        )));
+    }
+    Ok(hello.tls_addresses.clone())
 }
 
 impl Client {
@@ -64,11 +82,12 @@ impl Client {
         let bootstrap = Connection::connect(addr, name, None, &config).await?;
         let hello = bootstrap.hello().clone();
         let shard_count = hello.shard_count;
+        let shard_addrs = shard_addresses(addr, &config, &hello)?;
         let mut connections = vec![None; shard_count as usize];
         connections[hello.shard_id as usize] = Some(bootstrap.clone());
         let client = Client {
             inner: Rc::new(Inner {
-                addr: addr.to_owned(),
+                shard_addrs,
                 name: name.to_owned(),
                 config,
                 shard_count,
@@ -132,7 +151,7 @@ impl Client {
             return Ok(conn);
         }
         let conn = Connection::connect(
-            &self.inner.addr,
+            &self.inner.shard_addrs[shard as usize],
             &self.inner.name,
             Some(shard),
             &self.inner.config,

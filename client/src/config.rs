@@ -16,6 +16,71 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// The ACL account to connect as (a broker with `--acl` refuses connections without one).
     pub credentials: Option<Credentials>,
+    /// Connect over TLS (to the broker's `--tls-listen` address; every shard's connection then
+    /// goes to that shard's TLS listener, from the `HelloReply`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// How to reach a TLS listener: rustls' client configuration (the roots to trust) and, when
+/// the address's host is not the certificate's name, the name to check.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// Trusts the certificates of a PEM file (a CA, or the broker's own self-signed one).
+    pub fn trusting_pem_file(path: &std::path::Path) -> Result<TlsConfig, String> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{}: no certificate in it", path.display()));
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsConfig {
+            config: std::sync::Arc::new(config),
+            server_name: None,
+        })
+    }
+
+    /// The name the certificate must carry: `server_name`, else `addr`'s host.
+    pub fn server_name_for(
+        &self,
+        addr: &str,
+    ) -> std::io::Result<rustls::pki_types::ServerName<'static>> {
+        let host = match &self.server_name {
+            Some(name) => name.clone(),
+            None => addr
+                .rsplit_once(':')
+                .map_or(addr, |(host, _)| host)
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_string(),
+        };
+        rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+    }
 }
 
 /// The environment variables of [`Credentials::from_env`].
@@ -103,6 +168,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             credentials: None,
+            tls: None,
         }
     }
 }

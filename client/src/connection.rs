@@ -134,7 +134,7 @@ impl Connection {
         config: &ClientConfig,
     ) -> Result<Connection> {
         let socket = with_timeout(config.connect_timeout, async {
-            Ok(Socket::connect(addr, config.connect_timeout).await?)
+            Ok(Socket::connect_with(addr, config.connect_timeout, config.tls.as_ref()).await?)
         })
         .await?;
         let hello = Hello {

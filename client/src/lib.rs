@@ -61,7 +61,7 @@ mod signal;
 pub mod socket;
 
 pub use client::{Client, PendingPull};
-pub use config::{ClientConfig, Credentials};
+pub use config::{ClientConfig, Credentials, TlsConfig};
 pub use connection::{Connection, PendingReply};
 pub use consumer::Consumer;
 pub use error::{ClientError, Result};

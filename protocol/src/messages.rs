@@ -54,6 +54,9 @@ pub struct HelloReply {
     pub shard_id: u32,
     pub shard_count: u32,
     pub broker_version: String,
+    /// Every shard's native TLS listener by shard id (empty when the broker has none): a TLS
+    /// client opens its connection to shard k at `tls_addresses[k]`.
+    pub tls_addresses: Vec<String>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

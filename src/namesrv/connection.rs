@@ -111,5 +111,8 @@ pub async fn accept_loop(
 
 async fn serve(ctx: Rc<ShardContext>, proto: NameServer, stream: TcpStream) {
     let make = move |_: &Rc<ShardContext>, _: Weak<Conn<NameServer>>| proto;
-    connection::serve(ctx, stream, make, |_| None).await;
+    connection::serve(ctx, crate::server::tls::Stream::Plain(stream), make, |_| {
+        None
+    })
+    .await;
 }

@@ -81,6 +81,14 @@ impl BodySource for glommio::net::TcpStream {
     }
 }
 
+/// A TLS or plain stream read directly (the TLS listener's Hello): what rustls has decrypted
+/// ahead stays inside the stream for the connection's reader, so nothing is lost.
+impl BodySource for crate::server::tls::Stream {
+    fn buffered(&self) -> usize {
+        0
+    }
+}
+
 /// Reads exactly `len` bytes. The buffer's memory and budget grow as they arrive; `arrived`
 /// tells how many bytes wait in the socket, beyond what `reader` has buffered already.
 pub async fn read_body<R: BodySource>(

@@ -30,17 +30,17 @@ use std::rc::{Rc, Weak};
 
 use event_listener::Event;
 use futures_lite::io::{BufReader, BufWriter, ReadHalf};
-use glommio::net::TcpStream;
 
 use crate::limits::{PARKED_PULLS_PER_CONNECTION_MAX, SLOW_REQUEST, SOCKET_BUFFER_BYTES};
 use crate::server::body::socket_arrived;
 use crate::server::closer::Closer;
 use crate::server::context::ShardContext;
 use crate::server::outbox::{self, Outbox, Reply};
+use crate::server::tls::Stream;
 use crate::server::watchdog::Progress;
 
 /// The read side of a connection, buffered.
-pub type Reader = BufReader<ReadHalf<TcpStream>>;
+pub type Reader = BufReader<ReadHalf<Stream>>;
 
 /// A reply that comes later: a parked long poll.
 pub type LaterReply = Pin<Box<dyn Future<Output = Reply>>>;
@@ -135,16 +135,17 @@ enum ReadEnd {
 /// before any request is read (the native Hello's answer).
 pub async fn serve<P: Protocol>(
     ctx: Rc<ShardContext>,
-    stream: TcpStream,
+    stream: Stream,
     make: impl FnOnce(&Rc<ShardContext>, Weak<Conn<P>>) -> P,
     first: impl FnOnce(&Conn<P>) -> Option<Reply>,
 ) {
     let _slot = ctx.connection_slot();
     ctx.core.metrics.accepted(P::NAME);
-    if let Err(err) = stream.set_nodelay(true) {
+    if let Err(err) = stream.tcp().set_nodelay(true) {
         tracing::warn!(error = %err, "could not set TCP_NODELAY");
     }
     let peer = stream
+        .tcp()
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();

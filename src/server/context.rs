@@ -29,6 +29,10 @@ pub struct ShardContext {
     pub remoting_broker: std::cell::RefCell<Option<(String, String)>>,
     /// Who may do what (`--acl`); `None`: ACL off, every request is served.
     pub acl: Option<std::sync::Arc<crate::acl::Acl>>,
+    /// `--tls-cert` / `--tls-key`: the TLS server side (`server::tls`); `None`: TLS is off.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Every shard's native TLS listener (`--tls-listen`), by shard id, for `HelloReply`.
+    pub tls_addresses: std::sync::Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 /// One connection's place in the shard's count; given back when dropped, however the
@@ -59,6 +63,8 @@ impl ShardContext {
             watchdog: Watchdog::new(shard_id, stall_timeout),
             remoting_broker: std::cell::RefCell::new(None),
             acl,
+            tls: None,
+            tls_addresses: Default::default(),
         }
     }
 

@@ -9,4 +9,5 @@ pub mod connection;
 pub mod context;
 pub mod listener;
 pub mod outbox;
+pub mod tls;
 pub mod watchdog;

@@ -25,6 +25,8 @@ pub struct Broker {
     pub namesrv: String,
     /// The HTTP listener's address (empty when off).
     pub http: String,
+    /// Shard 0's native TLS listener (empty without `--tls-listen`).
+    pub tls: String,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
 }
@@ -209,6 +211,7 @@ impl Broker {
             child: Some(child),
             addr: ready_field(&line, "native"),
             remoting: ready_field(&line, "remoting"),
+            tls: ready_field(&line, "tls"),
             namesrv: ready_field(&line, "namesrv"),
             http: ready_field(&line, "http"),
             data_dir: data_dir.to_path_buf(),

@@ -122,6 +122,7 @@ async fn serve(stream: TcpStream, state: Rc<State>) {
         shard_id: shard,
         shard_count: SHARDS,
         broker_version: "mock".into(),
+        tls_addresses: Vec::new(),
     })
     .unwrap();
     send(

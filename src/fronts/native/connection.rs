@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use glommio::net::TcpStream;
 use shardmq_protocol::envelope;
 use shardmq_protocol::frame::FLAG_ONEWAY;
 use shardmq_protocol::limits::FRAME_PAYLOAD_BYTES_MAX;
@@ -32,6 +31,7 @@ use crate::limits::{PULL_BYTES_MAX, PULL_REPLY_HEAD_BYTES};
 use crate::server::connection::{self, Conn, FrameFailure, Handled, Protocol, Reader};
 use crate::server::context::ShardContext;
 use crate::server::outbox;
+use crate::server::tls::Stream;
 
 /// The native protocol's state of one connection.
 pub struct Native {
@@ -105,7 +105,7 @@ impl Protocol for Native {
 /// read, to be answered here.
 pub async fn serve(
     ctx: Rc<ShardContext>,
-    stream: TcpStream,
+    stream: Stream,
     hello: Option<u64>,
     account: Option<Arc<Account>>,
 ) {
@@ -139,6 +139,11 @@ fn hello_reply(ctx: &ShardContext, correlation_id: u64) -> outbox::Reply {
         shard_id: ctx.core.shard_id,
         shard_count: ctx.core.shard_count,
         broker_version: env!("CARGO_PKG_VERSION").into(),
+        tls_addresses: ctx
+            .tls_addresses
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default(),
     };
     envelope::encode(&reply)
         .map_err(NativeError::ReplyTooLarge)

@@ -1,6 +1,7 @@
 //! shardmq's native protocol: rkyv frames (`shardmq_protocol`), shard-aware clients.
 //!
 //! - [`router`]: the listener, the Hello handshake and the socket handoff to the owning shard.
+//! - [`tls_listener`]: every shard's TLS listener (`--tls-listen`), served where accepted.
 //! - [`connection`]: one connection's reader loop (and its parked long polls).
 //! - [`frame_io`]: native frames on a socket; a reply's head.
 //! - [`request`]: frames decoded once into typed requests, names validated.
@@ -17,3 +18,4 @@ pub mod frame_io;
 pub mod groups;
 pub mod request;
 pub mod router;
+pub mod tls_listener;

@@ -15,7 +15,9 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 
+use futures_lite::AsyncWrite;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::net::{TcpListener, TcpStream};
 use shardmq_protocol::envelope;
@@ -25,8 +27,11 @@ use shardmq_protocol::FrameKind;
 use super::error::NativeError;
 use super::frame_io::{native_reply, read_frame, FrameError};
 use super::{access, connection};
+use crate::acl::Account;
 use crate::limits::{CONNECTIONS_PER_SHARD_MAX, HANDSHAKE_TIMEOUT, HELLO_BYTES_MAX};
+use crate::server::body::BodySource;
 use crate::server::context::ShardContext;
+use crate::server::tls::Stream;
 
 /// A socket on its way to another shard. Owns the duplicated descriptor, so a handoff dropped
 /// in flight closes it instead of leaking it.
@@ -56,7 +61,7 @@ pub fn attach(socket: OwnedFd) -> TcpStream {
     unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
 }
 
-async fn reject(stream: TcpStream, correlation_id: u64, err: NativeError) {
+pub async fn reject<S: AsyncWrite + Unpin>(mut stream: S, correlation_id: u64, err: NativeError) {
     use futures_lite::AsyncWriteExt;
     tracing::warn!(reason = %err, "handshake rejected");
     let Ok(reply) = native_reply(FrameKind::Error, correlation_id, err.encode_reply(), vec![])
@@ -64,7 +69,6 @@ async fn reject(stream: TcpStream, correlation_id: u64, err: NativeError) {
         return;
     };
     // One send: the socket has TCP_NODELAY, and the client reads the whole frame before close.
-    let mut stream = stream;
     if stream.write_all(&reply.head).await.is_ok() {
         let _ = stream.flush().await;
     }
@@ -83,15 +87,22 @@ pub async fn accept_loop(
     .await;
 }
 
-async fn handshake(
-    ctx: Rc<ShardContext>,
-    mut stream: TcpStream,
-    handoffs: Rc<Vec<Option<ConnectedSender<Handoff>>>>,
-) {
-    let _ = stream.set_nodelay(true);
+/// A Hello read and, with ACL on, authenticated.
+pub struct Greeted {
+    pub correlation_id: u64,
+    pub hello: Hello,
+    pub account: Option<Arc<Account>>,
+}
+
+/// Reads the first frame, which must be a Hello, within the handshake timeout, and proves its
+/// account. `None`: the connection was answered (when it could be) and is to be dropped.
+pub async fn read_hello<S: BodySource + AsyncWrite>(
+    ctx: &ShardContext,
+    stream: &mut S,
+) -> Option<Greeted> {
     let first = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
         Ok(read_frame(
-            &mut stream,
+            &mut *stream,
             HELLO_BYTES_MAX,
             &ctx.request_budget,
             None,
@@ -102,18 +113,18 @@ async fn handshake(
     .await;
     let (header, payload) = match first {
         Ok(Ok(Some(frame))) => (frame.header, frame.payload),
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return None,
         Ok(Err(err)) => {
             let reason = err.to_string();
             if let FrameError::Protocol(p) = err {
                 reject(stream, 0, NativeError::BadFrame(p)).await;
             }
             tracing::warn!(%reason, "handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::warn!("no Hello within the handshake timeout; closing");
-            return;
+            return None;
         }
     };
     let id = header.correlation_id;
@@ -122,18 +133,56 @@ async fn handshake(
             "the first frame must be Hello, got {:?}",
             header.kind
         ));
-        return reject(stream, id, err).await;
+        reject(stream, id, err).await;
+        return None;
     }
     let hello = match envelope::decode::<Hello>(&payload) {
         Ok(hello) => hello,
-        Err(err) => return reject(stream, id, NativeError::BadFrame(err)).await,
+        Err(err) => {
+            reject(stream, id, NativeError::BadFrame(err)).await;
+            return None;
+        }
     };
     let account = match &ctx.acl {
         None => None,
         Some(acl) => match access::authenticate(acl, &hello, access::now_ms()) {
             Ok(account) => Some(account),
-            Err(denied) => return reject(stream, id, NativeError::Unauthenticated(denied)).await,
+            Err(denied) => {
+                reject(stream, id, NativeError::Unauthenticated(denied)).await;
+                return None;
+            }
         },
+    };
+    Some(Greeted {
+        correlation_id: id,
+        hello,
+        account,
+    })
+}
+
+/// The refusal of a connection this shard cannot take, if any.
+pub fn refuse_at_capacity(ctx: &ShardContext) -> Option<NativeError> {
+    (ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX).then(|| {
+        NativeError::InvalidArgument(format!(
+            "shard {} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections",
+            ctx.core.shard_id
+        ))
+    })
+}
+
+async fn handshake(
+    ctx: Rc<ShardContext>,
+    mut stream: TcpStream,
+    handoffs: Rc<Vec<Option<ConnectedSender<Handoff>>>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(Greeted {
+        correlation_id: id,
+        hello,
+        account,
+    }) = read_hello(&ctx, &mut stream).await
+    else {
+        return;
     };
     let target = hello.wanted_shard.unwrap_or(ctx.core.shard_id);
     if target >= ctx.core.shard_count {
@@ -144,13 +193,10 @@ async fn handshake(
         return reject(stream, id, err).await;
     }
     if target == ctx.core.shard_id {
-        if ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX {
-            let err = NativeError::InvalidArgument(format!(
-                "shard {target} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections"
-            ));
+        if let Some(err) = refuse_at_capacity(&ctx) {
             return reject(stream, id, err).await;
         }
-        return connection::serve(ctx, stream, Some(id), account).await;
+        return connection::serve(ctx, Stream::Plain(stream), Some(id), account).await;
     }
     let Some(Some(sender)) = handoffs.get(target as usize) else {
         return reject(
@@ -192,11 +238,7 @@ pub async fn receive_loop(ctx: Rc<ShardContext>, receiver: ConnectedReceiver<Han
         .await;
         let Some(handoff) = next else { return };
         let stream = attach(handoff.socket);
-        if ctx.open_connections() >= CONNECTIONS_PER_SHARD_MAX {
-            let err = NativeError::InvalidArgument(format!(
-                "shard {} serves its maximum of {CONNECTIONS_PER_SHARD_MAX} connections",
-                ctx.core.shard_id
-            ));
+        if let Some(err) = refuse_at_capacity(&ctx) {
             glommio::spawn_local(reject(stream, handoff.hello_correlation_id, err)).detach();
             continue;
         }
@@ -214,7 +256,7 @@ pub async fn receive_loop(ctx: Rc<ShardContext>, receiver: ConnectedReceiver<Han
         };
         glommio::spawn_local(connection::serve(
             ctx.clone(),
-            stream,
+            Stream::Plain(stream),
             Some(handoff.hello_correlation_id),
             account,
         ))

@@ -21,10 +21,12 @@ use super::pull::PULL_BODY_BYTES_MAX;
 use super::state::RemotingShard;
 use crate::core::groups::NotifyTarget;
 use crate::core::membership::GroupNotifier;
+use crate::limits::HANDSHAKE_TIMEOUT;
 use crate::limits::PULL_REPLY_HEAD_BYTES;
 use crate::server::connection::{self, Conn, FrameFailure, Handled, Protocol, Reader};
 use crate::server::context::ShardContext;
 use crate::server::outbox::{Reply, SyncGate};
+use crate::server::tls;
 
 /// The remoting protocol's state of one connection.
 pub struct Remoting {
@@ -173,6 +175,15 @@ pub async fn serve(ctx: Rc<ShardContext>, shard: Rc<RemotingShard>, stream: TcpS
             clients: RefCell::new(BTreeSet::new()),
             next_opaque: Cell::new(1),
             acl_refusals: Cell::new(0),
+        }
+    };
+    // RocketMQ's permissive TLS: a client that opens with a TLS handshake gets TLS.
+    let tls = ctx.tls.clone();
+    let stream = match tls::accept_permissive(tls.as_ref(), stream, HANDSHAKE_TIMEOUT).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(peer = %peer_addr, error = %err, "remoting connection: no TLS handshake");
+            return;
         }
     };
     connection::serve(ctx, stream, make, |_| None::<Reply>).await;

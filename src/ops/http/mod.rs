@@ -9,7 +9,8 @@
 //! Limits and bad input: a request head is at most [`REQUEST_HEAD_BYTES_MAX`] and must arrive
 //! within [`REQUEST_TIMEOUT`]; anything else, or a head `httparse` refuses, gets a 4xx and the
 //! connection is closed. Only GET and HEAD are served; every response closes its connection.
-//! With `--acl`, pages need Basic authentication (`access`).
+//! With `--acl`, pages need Basic authentication (`access`); with `--tls-cert`, a connection
+//! that opens with a TLS handshake is served over TLS (`server::tls`).
 
 mod access;
 mod api;
@@ -58,6 +59,8 @@ pub struct Shared {
     open: AtomicUsize,
     /// `--acl`: who may read which page (`access`); `None`: every page is open.
     acl: Option<Arc<crate::acl::Acl>>,
+    /// `--tls-cert`: a connection that opens with a TLS handshake gets TLS (`server::tls`).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Binds the listener (refusing an address in use) without serving yet.
@@ -76,11 +79,13 @@ pub fn start(
     shards: Vec<flume::Sender<ShardQuery>>,
     shutdown: Arc<AtomicBool>,
     acl: Option<Arc<crate::acl::Acl>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<JoinHandle<()>> {
     let shared = Arc::new(Shared {
         shards,
         open: AtomicUsize::new(0),
         acl,
+        tls,
     });
     std::thread::Builder::new()
         .name("http".into())
@@ -133,7 +138,31 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     if setup.is_err() {
         return;
     }
-    let (response, head_only) = match request::read(&mut stream) {
+    if let Some(config) = shared.tls.as_ref().filter(|_| opens_with_tls(&stream)) {
+        let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
+            return;
+        };
+        let mut tls = rustls::StreamOwned::new(session, stream);
+        let (response, head_only) = answer(&mut tls, peer, shared);
+        let _ = write_response(&mut tls, &response, head_only);
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        return linger(&mut tls.sock);
+    }
+    let (response, head_only) = answer(&mut stream, peer, shared);
+    let _ = write_response(&mut stream, &response, head_only);
+    linger(&mut stream);
+}
+
+/// Permissive TLS (`server::tls`): the client's first byte is a TLS handshake record's.
+fn opens_with_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first), Ok(1)) && first[0] == crate::server::tls::TLS_HANDSHAKE_BYTE
+}
+
+/// Reads one request from `input` and routes it: the response, and whether only its head goes.
+fn answer(input: &mut impl std::io::Read, peer: SocketAddr, shared: &Shared) -> (Response, bool) {
+    match request::read(input) {
         Ok(req) if req.method == "GET" || req.method == "HEAD" => {
             let refused = shared.acl.as_ref().and_then(|acl| access::check(acl, &req));
             let response = refused.unwrap_or_else(|| routes::route(shared, &req));
@@ -144,9 +173,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             tracing::debug!(%peer, error = %err, "bad http request");
             (Response::text(err.status(), format!("{err}\n")), false)
         }
-    };
-    let _ = write_response(&mut stream, &response, head_only);
-    linger(&mut stream);
+    }
 }
 
 /// Closes our side, then reads (and drops) what the client still sends, a bounded amount for
@@ -168,7 +195,7 @@ fn linger(stream: &mut TcpStream) {
     }
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
+fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> std::io::Result<()> {
     let reason = match r.status {
         200 => "OK",
         400 => "Bad Request",
