@@ -203,3 +203,52 @@ fn a_missing_or_bad_certificate_stops_the_start_with_the_reason() {
         assert!(err.contains(why), "{err}");
     }
 }
+
+#[test]
+fn the_bench_produces_and_consumes_over_tls() {
+    let dir = data_dir();
+    let (cert, key) = certificate(dir.path(), "broker");
+    let broker = start(&dir.path().join("data"), &cert, &key);
+    let tls_addr = broker.tls.clone();
+    let trusted = cert.clone();
+    run(move || async move {
+        let client = Client::connect_with(&tls_addr, "setup", tls_config(&trusted))
+            .await
+            .unwrap();
+        client.create_topic("bench", 4).await.unwrap();
+    });
+    let json = dir.path().join("produce.json");
+    let ca = cert.to_str().unwrap();
+    let out = harness::shardmq(&[
+        "bench",
+        "--broker",
+        &broker.tls,
+        "produce",
+        "--topic",
+        "bench",
+        "--messages",
+        "2000",
+        "--batch",
+        "100",
+        "--tls-ca",
+        ca,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["acked"], 2000, "{report}");
+    let out = harness::shardmq(&[
+        "bench",
+        "--broker",
+        &broker.tls,
+        "consume",
+        "--topic",
+        "bench",
+        "--messages",
+        "2000",
+        "--tls-ca",
+        ca,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -228,6 +228,10 @@ pub struct RunArgs {
     /// Per-request timeout (pulls: added to their long-poll wait).
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+    /// Reach shardmq over TLS, trusting the certificates in this PEM file (the broker's own,
+    /// or its CA); --broker is then the broker's --tls-listen address.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     /// Stop the run after this many failed requests.
     #[arg(long, default_value_t = 100)]
     pub max_errors: u64,

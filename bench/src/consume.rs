@@ -120,6 +120,7 @@ async fn consume(args: ConsumeArgs) -> Result<Report, BenchError> {
     let config = ClientConfig {
         request_timeout: Duration::from_millis(args.run.timeout_ms),
         credentials: crate::native::credentials()?,
+        tls: crate::native::tls(&args.run)?,
         ..ClientConfig::default()
     };
     let client = Client::connect_with(&args.broker, "shardmq-bench-consume", config).await?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use shardmq_client::{
     Client, ClientConfig, Consumer, Credentials, Filter, GroupMember, MemberConfig, Mode, Producer,
-    ProducerConfig,
+    ProducerConfig, TlsConfig,
 };
 use shardmq_protocol::batch::encode_batch;
 use shardmq_protocol::Record;
@@ -39,6 +39,14 @@ const PULL_MAX_MESSAGES: u32 = 100_000;
 /// The ACL account of `SHARDMQ_ACCESS_KEY` / `SHARDMQ_SECRET_KEY`, if set.
 pub fn credentials() -> Result<Option<Credentials>, BenchError> {
     Credentials::from_env().map_err(BenchError::InvalidArgs)
+}
+
+/// The TLS client side of `--tls-ca`, if given.
+pub fn tls(run: &crate::args::RunArgs) -> Result<Option<TlsConfig>, BenchError> {
+    run.tls_ca
+        .as_deref()
+        .map(|path| TlsConfig::trusting_pem_file(path).map_err(BenchError::InvalidArgs))
+        .transpose()
 }
 
 pub struct Native {
@@ -69,6 +77,12 @@ impl Native {
             consumer_client: OnceCell::new(),
             members: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Connect over TLS (`--tls-ca`).
+    pub fn with_tls(mut self, tls: Option<TlsConfig>) -> Native {
+        self.config.tls = tls;
+        self
     }
 
     /// Connect as this ACL account (a broker with `--acl`).

@@ -29,10 +29,12 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     let (broker, timeout) = native_target(args);
     let linger = args.linger_us.map(Duration::from_micros);
     let credentials = crate::native::credentials()?;
+    let tls = crate::native::tls(&args.run)?;
     let measured = engine::run(&workload, move |topic| {
         Native::new(&broker, topic, timeout, 0)
             .with_linger(linger)
             .with_credentials(credentials.clone())
+            .with_tls(tls.clone())
     })?;
     let report = Report {
         client_linger_us: args.linger_us,
@@ -62,10 +64,12 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
         args.produce.linger_us.map(Duration::from_micros),
     );
     let credentials = crate::native::credentials()?;
+    let tls = crate::native::tls(&args.produce.run)?;
     let measured = engine::run(&workload, move |topic| {
         Native::new(&broker, topic, timeout, wait_ms)
             .with_linger(linger)
             .with_credentials(credentials.clone())
+            .with_tls(tls.clone())
     })?;
     let report = Report {
         client_linger_us: args.produce.linger_us,
