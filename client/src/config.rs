@@ -124,9 +124,7 @@ impl Credentials {
 
     /// What goes into a Hello from `client_name`, signed now with a fresh nonce.
     pub fn hello(&self, client_name: &str) -> HelloCredentials {
-        let timestamp_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let timestamp_ms = shardmq_protocol::auth::unix_time_ms();
         let nonce = fresh_nonce();
         let signature = shardmq_protocol::auth::hello_signature(
             &self.secret_key,

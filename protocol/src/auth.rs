@@ -89,6 +89,14 @@ pub fn hello_signature(
     mac.finalize().into_bytes().into()
 }
 
+/// This machine's clock in ms since the Unix epoch (a Hello's `timestamp_ms`, the broker's
+/// view of it); 0 for a clock before 1970.
+pub fn unix_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Byte equality whose time does not depend on where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -78,6 +78,8 @@ enum Queued {
 }
 
 /// Budget taken for a reply before it exists ([`Outbox::reserve`]); given back if dropped.
+/// The default reserves nothing.
+#[derive(Default)]
 pub struct Reservation {
     held: Held,
     /// What was reserved in each budget.
@@ -125,46 +127,17 @@ impl Outbox {
     /// Queues a reply, waiting for room in the queue and both budgets, unless the connection
     /// closes first.
     pub async fn send(&self, reply: Reply) -> Result<(), Closed> {
-        futures_lite::future::or(self.enqueue(reply), async {
-            self.closer.wait().await;
-            Err(Closed)
-        })
-        .await
-    }
-
-    async fn enqueue(&self, reply: Reply) -> Result<(), Closed> {
-        let bytes = reply.len() as u64;
-        let mut held = self
-            .connection_budget
-            .acquire(bytes)
-            .await
-            .map_err(|_| Closed)?;
-        held.merge(self.shard_budget.acquire(bytes).await.map_err(|_| Closed)?);
-        self.sender
-            .send(Queued::Reply(reply, held))
-            .await
-            .map_err(|_| Closed)
+        self.send_reserved(reply, Reservation::default()).await
     }
 
     /// Takes `bytes` of both budgets for a reply that does not exist yet (waiting for room,
     /// unless the connection closes first); [`Outbox::send_reserved`] queues the reply in it.
     pub async fn reserve(&self, bytes: u64) -> Result<Reservation, Closed> {
         let bytes = bytes.clamp(1, self.connection_budget.capacity());
-        futures_lite::future::or(
-            async {
-                let mut held = self
-                    .connection_budget
-                    .acquire(bytes)
-                    .await
-                    .map_err(|_| Closed)?;
-                held.merge(self.shard_budget.acquire(bytes).await.map_err(|_| Closed)?);
-                Ok(Reservation { held, bytes })
-            },
-            async {
-                self.closer.wait().await;
-                Err(Closed)
-            },
-        )
+        self.until_closed(async {
+            let held = self.take_both(bytes).await?;
+            Ok(Reservation { held, bytes })
+        })
         .await
     }
 
@@ -177,51 +150,43 @@ impl Outbox {
             bytes: covered,
         } = reserved;
         held.shrink_each_to(bytes);
-        if bytes > covered {
-            let more = bytes - covered;
-            let extra = futures_lite::future::or(
-                async {
-                    let mut extra = self
-                        .connection_budget
-                        .acquire(more)
-                        .await
-                        .map_err(|_| Closed)?;
-                    extra.merge(self.shard_budget.acquire(more).await.map_err(|_| Closed)?);
-                    Ok(extra)
-                },
-                async {
-                    self.closer.wait().await;
-                    Err(Closed)
-                },
-            )
-            .await?;
-            held.merge(extra);
-        }
-        futures_lite::future::or(
-            async {
-                self.sender
-                    .send(Queued::Reply(reply, held))
-                    .await
-                    .map_err(|_| Closed)
-            },
-            async {
-                self.closer.wait().await;
-                Err(Closed)
-            },
-        )
+        self.until_closed(async {
+            if bytes > covered {
+                held.merge(self.take_both(bytes - covered).await?);
+            }
+            let queued = self.sender.send(Queued::Reply(reply, held)).await;
+            queued.map_err(|_| Closed)
+        })
+        .await
+    }
+
+    /// `bytes` of the connection's budget and of the shard's.
+    async fn take_both(&self, bytes: u64) -> Result<Held, Closed> {
+        let mut held = self
+            .connection_budget
+            .acquire(bytes)
+            .await
+            .map_err(|_| Closed)?;
+        held.merge(self.shard_budget.acquire(bytes).await.map_err(|_| Closed)?);
+        Ok(held)
+    }
+
+    /// `work`, unless the connection closes first.
+    async fn until_closed<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Closed>>,
+    ) -> Result<T, Closed> {
+        futures_lite::future::or(work, async {
+            self.closer.wait().await;
+            Err(Closed)
+        })
         .await
     }
 
     /// Asks the writer to end the connection once everything queued so far is written.
     pub async fn finish(&self) {
-        let _ = futures_lite::future::or(
-            async { self.sender.send(Queued::Finish).await.map_err(drop) },
-            async {
-                self.closer.wait().await;
-                Err(())
-            },
-        )
-        .await;
+        let finish = async { self.sender.send(Queued::Finish).await.map_err(|_| Closed) };
+        let _ = self.until_closed(finish).await;
     }
 }
 

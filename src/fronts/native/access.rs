@@ -50,13 +50,6 @@ pub fn authenticate(acl: &Acl, hello: &Hello, now_ms: u64) -> Result<Arc<Account
     Ok(account.clone())
 }
 
-/// The broker's clock for [`authenticate`].
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Whether `account` may send `request` (see the table above).
 pub fn authorize(account: &Account, request: &Request) -> Result<(), Denied> {
     let sub = Need::Subscribe;

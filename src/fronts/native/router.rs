@@ -145,13 +145,15 @@ pub async fn read_hello<S: BodySource + AsyncWrite>(
     };
     let account = match &ctx.acl {
         None => None,
-        Some(acl) => match access::authenticate(acl, &hello, access::now_ms()) {
-            Ok(account) => Some(account),
-            Err(denied) => {
-                reject(stream, id, NativeError::Unauthenticated(denied)).await;
-                return None;
+        Some(acl) => {
+            match access::authenticate(acl, &hello, shardmq_protocol::auth::unix_time_ms()) {
+                Ok(account) => Some(account),
+                Err(denied) => {
+                    reject(stream, id, NativeError::Unauthenticated(denied)).await;
+                    return None;
+                }
             }
-        },
+        }
     };
     Some(Greeted {
         correlation_id: id,
