@@ -217,10 +217,14 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .map_err(BootError::Config)?;
     args.external_namesrvs().map_err(BootError::Config)?;
     let acl = load_acl(&args)?;
+    tracing::info!(
+        per_shard_bytes = args.write_behind_bytes(shard_count as u32),
+        "write-behind budget (--write-behind): produces are acknowledged from memory up to this much unwritten"
+    );
     let tls = load_tls(&args)?;
     let tls_addresses = Arc::new(std::sync::RwLock::new(vec![String::new(); shard_count]));
     for shard_id in 0..shard_count {
-        args.store_config(shard_id as u32)
+        args.store_config(shard_id as u32, shard_count as u32)
             .validate()
             .map_err(|e| BootError::Config(e.to_string()))?;
     }
@@ -265,7 +269,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         let boot = ShardBoot {
             shard_id: k as u32,
             shard_count: shard_count as u32,
-            store: args.store_config(k as u32),
+            store: args.store_config(k as u32, shard_count as u32),
             listen: (k == 0).then(|| args.listen.clone()),
             stall_timeout: Duration::from_millis(args.stall_timeout_ms),
             core: args.core_config(),

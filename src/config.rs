@@ -57,9 +57,16 @@ pub struct BrokerArgs {
     #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
     pub segment_size: u64,
     /// Per-shard memory for recent batches (e.g. 64MiB). Consumers within this distance of the
-    /// head never read the disk; it also bounds unwritten data (producers wait above half).
+    /// head never read the disk.
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     pub hot_tail: u64,
+    /// Per-shard write-behind budget (e.g. 512MiB, or `auto`): a produce is acknowledged from
+    /// memory while at most this much is appended but not yet written, so bursts and the
+    /// disk's pauses (an fdatasync) are absorbed; past it producers wait for the disk. Under
+    /// `--flush async` it is also what a `kill -9` can lose. `auto`: 1/16 of the machine's
+    /// memory split over the shards, between half the hot tail and 1 GiB.
+    #[arg(long, default_value = "auto", value_parser = parse_write_behind)]
+    pub write_behind: WriteBehind,
     /// DMA write buffer of each shard's log writer (e.g. 1MiB); 4 are in flight at most.
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
     pub write_buffer: u64,
@@ -229,6 +236,38 @@ fn number_and_unit<'a>(text: &'a str, like: &str) -> Result<(u64, &'a str), Stri
 
 /// Parses sizes like `4096`, `64KiB`, `1MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as
 /// binary multiples).
+/// `--write-behind`: a size, or sized from the machine's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBehind {
+    Auto,
+    Bytes(u64),
+}
+
+pub fn parse_write_behind(text: &str) -> Result<WriteBehind, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        Ok(WriteBehind::Auto)
+    } else {
+        parse_bytes(text).map(WriteBehind::Bytes)
+    }
+}
+
+/// The `auto` write-behind budget of one of `shards` shards on a machine of `memory_bytes`.
+pub fn auto_write_behind(memory_bytes: u64, shards: u64, hot_tail: u64) -> u64 {
+    (memory_bytes / 16 / shards.max(1)).clamp(hot_tail / 2, 1 << 30)
+}
+
+/// MemTotal of /proc/meminfo, in bytes (0 when unreadable).
+pub fn machine_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (value, unit) = number_and_unit(text, "a size like 64MiB")?;
@@ -384,6 +423,18 @@ impl BrokerArgs {
 
     /// The shard count a fresh data directory gets: `--shards`, or one per CPU this process may
     /// run on. A data directory that recorded its count keeps it (see `layout`).
+    /// Each shard's write-behind budget (`--write-behind`, `auto` sized from the memory).
+    pub fn write_behind_bytes(&self, shard_count: u32) -> u64 {
+        match self.write_behind {
+            WriteBehind::Bytes(bytes) => bytes,
+            WriteBehind::Auto => auto_write_behind(
+                machine_memory_bytes(),
+                u64::from(shard_count),
+                self.hot_tail,
+            ),
+        }
+    }
+
     pub fn default_shard_count(&self) -> usize {
         self.shards.unwrap_or_else(|| allowed_cpus().len()).max(1)
     }
@@ -425,7 +476,8 @@ impl BrokerArgs {
         }
     }
 
-    pub fn store_config(&self, shard_id: u32) -> StoreConfig {
+    /// Shard `shard_id`'s store settings, on a broker of `shard_count` shards.
+    pub fn store_config(&self, shard_id: u32, shard_count: u32) -> StoreConfig {
         let mut config = StoreConfig::new(
             shard_id,
             self.data_dir.join("shards").join(shard_id.to_string()),
@@ -433,6 +485,7 @@ impl BrokerArgs {
         config.segment_bytes = self.segment_size;
         config.flush = self.flush_mode();
         config.hot_tail_bytes = self.hot_tail as usize;
+        config.write_behind_bytes = Some(self.write_behind_bytes(shard_count));
         config.write_buffer_bytes = self.write_buffer as usize;
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms.max(10));
         config.offsets_flush_interval =
@@ -531,10 +584,10 @@ mod tests {
         assert_eq!(parse_optional_bytes("off"), Ok(OrOff(None)));
         assert_eq!(parse_optional_bytes("1GiB"), Ok(OrOff(Some(1 << 30))));
         let args = Wrapper::parse_from(["x", "--retention", "2s", "--retention-bytes", "1MiB"]);
-        let retention = args.args.store_config(0).retention;
+        let retention = args.args.store_config(0, 1).retention;
         assert_eq!(retention.max_age, Some(Duration::from_secs(2)));
         assert_eq!(retention.max_bytes, Some(1 << 20));
-        let default = Wrapper::parse_from(["x"]).args.store_config(0).retention;
+        let default = Wrapper::parse_from(["x"]).args.store_config(0, 1).retention;
         assert_eq!((default.max_age, default.max_bytes), (Some(hours), None));
     }
 
@@ -615,5 +668,28 @@ mod tests {
         assert_eq!(default.shard_cpus(2, &[2, 3]), Ok(vec![2, 3]));
         assert_eq!(default.shard_cpus(2, &[2, 3, 7]), Ok(vec![3, 7]));
         assert_eq!(show_cpus(&[0, 2, 3, 4, 9]), "[0, 2-4, 9]");
+    }
+
+    #[test]
+    fn the_write_behind_budget_is_a_size_or_sized_from_the_memory() {
+        const GIB: u64 = 1 << 30;
+        // 24 GiB over 2 shards: 768 MiB each; a small machine keeps half the hot tail; a large
+        // one stops at 1 GiB.
+        assert_eq!(auto_write_behind(24 * GIB, 2, 64 << 20), 768 << 20);
+        assert_eq!(auto_write_behind(512 << 20, 4, 64 << 20), 32 << 20);
+        assert_eq!(auto_write_behind(256 * GIB, 1, 64 << 20), GIB);
+        assert_eq!(auto_write_behind(0, 0, 64 << 20), 32 << 20);
+        let explicit = Wrapper::parse_from(["x", "--write-behind", "256MiB"]).args;
+        assert_eq!(
+            explicit.store_config(0, 2).write_behind_bytes,
+            Some(256 << 20)
+        );
+        let auto = Wrapper::parse_from(["x"]).args;
+        let budget = auto.store_config(0, 2).write_behind_bytes.unwrap();
+        assert_eq!(
+            budget,
+            auto_write_behind(machine_memory_bytes(), 2, 64 << 20)
+        );
+        assert!(parse_write_behind("lots").is_err());
     }
 }

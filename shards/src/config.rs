@@ -24,9 +24,13 @@ pub struct StoreConfig {
     /// segment gets a segment of its own). Multiple of 4 KiB.
     pub segment_bytes: u64,
     pub flush: FlushMode,
-    /// Memory for recent batches (see `hot_tail`). Also the bound on appended-but-unwritten
-    /// bytes: appends wait while more than half of it is unwritten.
+    /// Memory for recent batches (see `hot_tail`).
     pub hot_tail_bytes: usize,
+    /// The write-behind budget: appends wait while more than this many bytes are appended but
+    /// not yet written (they are held in memory, in the hot tail beyond its size, until they
+    /// are). Under `flush = async` it is also what a `kill -9` can lose. `None`: half the hot
+    /// tail.
+    pub write_behind_bytes: Option<u64>,
     /// DMA write buffer of the log writer, and how many may be in flight.
     pub write_buffer_bytes: usize,
     pub write_behind_buffers: usize,
@@ -56,6 +60,7 @@ impl StoreConfig {
                 interval: Duration::from_millis(500),
             },
             hot_tail_bytes: 64 << 20,
+            write_behind_bytes: None,
             write_buffer_bytes: 1 << 20,
             write_behind_buffers: 4,
             index_resident_chunks: 16,
@@ -87,6 +92,12 @@ impl StoreConfig {
                 self.hot_tail_bytes
             ));
         }
+        if self.unwritten_bytes_max() < 2 * in_writer as u64 {
+            return fail(format!(
+                "write-behind budget of {} bytes must be at least 2x what the writer holds ({in_writer} bytes)",
+                self.unwritten_bytes_max()
+            ));
+        }
         let marks = &self.retention.marks;
         let ordered = 0.0 <= marks.warn_percent
             && marks.warn_percent <= marks.force_clean_percent
@@ -110,6 +121,7 @@ impl StoreConfig {
 
     /// Appends wait while more than this many bytes are appended but not yet written.
     pub fn unwritten_bytes_max(&self) -> u64 {
-        (self.hot_tail_bytes / 2) as u64
+        self.write_behind_bytes
+            .unwrap_or((self.hot_tail_bytes / 2) as u64)
     }
 }

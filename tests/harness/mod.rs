@@ -156,6 +156,9 @@ impl Broker {
             ("--http-listen", "127.0.0.1:0"),
             ("--segment-size", "1MiB"),
             ("--hot-tail", "16MiB"),
+            // Half the hot tail, as before the budget had a flag of its own: the tests that
+            // saturate a shard or count what a kill -9 loses are sized for it.
+            ("--write-behind", "8MiB"),
             ("--write-buffer", "256KiB"),
             ("--checkpoint-interval-ms", "200"),
         ] {
