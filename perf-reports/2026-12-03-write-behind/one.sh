@@ -4,7 +4,7 @@
 # "slow request" count. run.sh alternates the old budget (32MiB: half the default hot tail) and auto.
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel); B=$ROOT/target/release/shardmq; DATA=$ROOT/target/perf-wb
 rm -rf $DATA; mkdir -p $DATA
-$B broker --listen 127.0.0.1:0 --remoting-listen off --namesrv-listen off --http-listen off --shards 1 --cpus 1 --data-dir $DATA --write-behind $3 > $DATA.out 2>$DATA.err &
+$B broker --listen 127.0.0.1:0 --remoting-listen off --namesrv-listen off --http-listen off --shards 1 --cpus 1 --data-dir $DATA --write-behind $3 ${EXTRA:-} > $DATA.out 2>$DATA.err &
 BP=$!; for _ in $(seq 100); do grep -q ready $DATA.out 2>/dev/null && break; sleep 0.1; done
 A=$(sed 's/.*native=\([^ ]*\).*/\1/' $DATA.out)
 $B admin --broker $A topic create --name t --queues 8 >/dev/null
