@@ -351,6 +351,7 @@ fn http_pages_need_basic_authentication() {
     assert!(anonymous.contains("WWW-Authenticate: Basic"), "{anonymous}");
     let wrong = http_get(&broker.http, "/metrics", Some("admin-key:nope"));
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    assert!(wrong.contains("the secret key does not match"), "{wrong}");
     let metrics = http_get(&broker.http, "/metrics", Some("admin-key:admin-secret"));
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(metrics.contains("shardmq_"), "{metrics}");

@@ -166,6 +166,8 @@ pub enum Denied {
     UnknownAccessKey(String),
     #[error("the signature does not match for access key {0}")]
     BadSignature(String),
+    #[error("the secret key does not match for access key {0}")]
+    WrongSecret(String),
     #[error("the Hello's clock is {skew_ms} ms away from the broker's (at most {max_ms} ms)")]
     ClockSkew { skew_ms: u64, max_ms: u64 },
     #[error("access key {access_key} needs admin permission for {what}")]

@@ -52,7 +52,7 @@ fn authenticate<'a>(acl: &'a Acl, header: Option<&str>) -> Result<&'a crate::acl
     ) {
         Ok(account)
     } else {
-        Err(Denied::BadSignature(
+        Err(Denied::WrongSecret(
             shardmq_protocol::text::Shown(access_key).to_string(),
         ))
     }
