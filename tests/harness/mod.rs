@@ -66,6 +66,18 @@ fn thread_stacks(pid: u32) -> String {
     text
 }
 
+/// Half of a size written like `16MiB` or `512KiB`, in bytes (`8388608`).
+fn half_of_size(size: &str) -> String {
+    let digits: String = size.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let unit = match &size[digits.len()..] {
+        "KiB" => 1u64 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => panic!("harness: unknown size unit in {size:?} ({other:?})"),
+    };
+    (digits.parse::<u64>().unwrap() * unit / 2).to_string()
+}
+
 /// The value of `name=` on the ready line.
 fn ready_field(line: &str, name: &str) -> String {
     line.split_whitespace()
@@ -156,15 +168,25 @@ impl Broker {
             ("--http-listen", "127.0.0.1:0"),
             ("--segment-size", "1MiB"),
             ("--hot-tail", "16MiB"),
-            // Half the hot tail, as before the budget had a flag of its own: the tests that
-            // saturate a shard or count what a kill -9 loses are sized for it.
-            ("--write-behind", "8MiB"),
             ("--write-buffer", "256KiB"),
             ("--checkpoint-interval-ms", "200"),
         ] {
             if !extra.contains(&flag) {
                 defaults.extend([flag, default]);
             }
+        }
+        // The write-behind budget is half the hot tail unless a test sets it, as before the
+        // budget had a flag of its own: the tests that saturate a shard, count what a kill -9
+        // loses or race retention against the writer are sized for it.
+        let write_behind;
+        if !extra.contains(&"--write-behind") {
+            let hot_tail = extra
+                .iter()
+                .position(|a| *a == "--hot-tail")
+                .and_then(|i| extra.get(i + 1))
+                .map_or("16MiB", |v| v);
+            write_behind = half_of_size(hot_tail);
+            defaults.extend(["--write-behind", write_behind.as_str()]);
         }
         // SHARDMQ_TEST_BINARY runs the tests against another build (an older one, to see a
         // regression test fail there).
