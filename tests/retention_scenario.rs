@@ -94,7 +94,10 @@ fn old_segments_go_and_consumers_behind_them_move_to_the_new_minimum() {
     });
     // ~2.4 MB of batches into 64 KiB segments kept under 256 KiB.
     produce(&broker.addr, 1000);
+    // Settled: at most 6 segments left and the minimum unchanged over 5 polls (5 retention
+    // intervals), so no pass is still deleting when the pulls below look at the minimum.
     let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut last_min, mut stable) = (u64::MAX, 0);
     let (min, max) = loop {
         let (min, max) = offsets(&broker.addr);
         let segments = std::fs::read_dir(dir.path().join("shards/0/log"))
@@ -107,11 +110,14 @@ fn old_segments_go_and_consumers_behind_them_move_to_the_new_minimum() {
                     .is_some_and(|x| x == "log")
             })
             .count();
-        if segments <= 6 || Instant::now() > deadline {
+        stable = if min == last_min { stable + 1 } else { 0 };
+        last_min = min;
+        if (segments <= 6 && stable >= 5) || Instant::now() > deadline {
             assert!(
                 segments <= 6,
                 "{segments} segments of 64 KiB under a 256 KiB limit"
             );
+            assert!(stable >= 5, "retention never settled: min offset {min}");
             break (min, max);
         }
         std::thread::sleep(Duration::from_millis(100));
