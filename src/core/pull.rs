@@ -132,7 +132,7 @@ impl Core {
         let Some(commit) = &call.commit else {
             return Ok(());
         };
-        Self::check_group(commit.group.split('@').next().unwrap_or_default())?;
+        Self::check_group(super::queue_ops::offset_owner_group(&commit.group))?;
         let topic = self.topic_queue(&call.topic, call.queue_id)?;
         let (_, max) = self.store.offsets(topic.topic_id, call.queue_id);
         let key = OffsetKey {

@@ -17,6 +17,12 @@ use super::error::CoreResult;
 use super::remote::{RemoteCall, RemoteReply};
 use super::Core;
 
+/// The group an offset owner names: `group` itself, or `group` for a broadcasting member's
+/// `group@member`. Group checks (existence, permissions, ACL) are made on this.
+pub fn offset_owner_group(owner: &str) -> &str {
+    owner.split('@').next().unwrap_or_default()
+}
+
 /// Where a consumer with no stored offset starts (RocketMQ's `ConsumeFromWhere`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {

@@ -68,6 +68,14 @@ impl ShardContext {
         }
     }
 
+    /// Every shard's native TLS address by shard id (empty without `--tls-listen`).
+    pub fn tls_addresses(&self) -> Vec<String> {
+        self.tls_addresses
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
     /// Counts a connection in; the slot counts it out when dropped.
     pub fn connection_slot(self: &Rc<Self>) -> ConnectionSlot {
         self.open_connections.set(self.open_connections.get() + 1);

@@ -21,6 +21,7 @@ use shardmq_protocol::messages::Hello;
 
 use super::request::Request;
 use crate::acl::{Account, Acl, Denied, Need, Resource};
+use crate::core::queue_ops::offset_owner_group;
 
 /// The account a Hello proves, checked against the broker's clock `now_ms`.
 pub fn authenticate(acl: &Acl, hello: &Hello, now_ms: u64) -> Result<Arc<Account>, Denied> {
@@ -54,7 +55,7 @@ pub fn authenticate(acl: &Acl, hello: &Hello, now_ms: u64) -> Result<Arc<Account
 pub fn authorize(account: &Account, request: &Request) -> Result<(), Denied> {
     let sub = Need::Subscribe;
     let topic = |name: &str| account.may(Resource::topic(name), sub);
-    let group = |name: &str| account.may(Resource::Group(member_group(name)), sub);
+    let group = |name: &str| account.may(Resource::Group(offset_owner_group(name)), sub);
     match request {
         Request::Produce { request, .. } => {
             account.may(Resource::topic(&request.topic), Need::Publish)
@@ -88,11 +89,6 @@ pub fn authorize(account: &Account, request: &Request) -> Result<(), Denied> {
             Ok(())
         }
     }
-}
-
-/// The group a member's group name stands for (`group@…` names a member's view of `group`).
-fn member_group(name: &str) -> &str {
-    name.split('@').next().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -139,11 +139,7 @@ fn hello_reply(ctx: &ShardContext, correlation_id: u64) -> outbox::Reply {
         shard_id: ctx.core.shard_id,
         shard_count: ctx.core.shard_count,
         broker_version: env!("CARGO_PKG_VERSION").into(),
-        tls_addresses: ctx
-            .tls_addresses
-            .read()
-            .map(|a| a.clone())
-            .unwrap_or_default(),
+        tls_addresses: ctx.tls_addresses(),
     };
     envelope::encode(&reply)
         .map_err(NativeError::ReplyTooLarge)

@@ -18,6 +18,7 @@ use shardmq_protocol::messages::{
 use shardmq_protocol::FrameKind;
 
 use super::error::NativeError;
+use crate::core::queue_ops::offset_owner_group;
 
 /// One decoded request of the native protocol.
 pub enum Request {
@@ -109,10 +110,7 @@ impl Request {
             Request::TopicStatus(r) => (vec![&r.name], vec![]),
             Request::Produce { request, .. } => (vec![&request.topic], vec![]),
             Request::Pull(r) => {
-                let groups = r
-                    .commit
-                    .iter()
-                    .map(|c| c.group.split('@').next().unwrap_or_default());
+                let groups = r.commit.iter().map(|c| offset_owner_group(&c.group));
                 (vec![&r.topic], groups.collect())
             }
             Request::QueueOffsets(r) => (vec![&r.topic], vec![]),
@@ -122,14 +120,8 @@ impl Request {
             ),
             Request::LeaveGroup(r) => (vec![], vec![&r.group]),
             Request::GroupMembers(r) => (vec![], vec![&r.group]),
-            Request::CommitOffset(r) => (
-                vec![&r.topic],
-                vec![r.group.split('@').next().unwrap_or_default()],
-            ),
-            Request::QueryOffset(r) => (
-                vec![&r.topic],
-                vec![r.group.split('@').next().unwrap_or_default()],
-            ),
+            Request::CommitOffset(r) => (vec![&r.topic], vec![offset_owner_group(&r.group)]),
+            Request::QueryOffset(r) => (vec![&r.topic], vec![offset_owner_group(&r.group)]),
             Request::SearchOffset(r) => (vec![&r.topic], vec![]),
             Request::ResetOffsets(r) => (vec![&r.topic], vec![&r.group]),
             Request::LockQueues(r) => (

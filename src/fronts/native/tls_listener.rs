@@ -54,11 +54,7 @@ async fn serve(ctx: Rc<ShardContext>, stream: TcpStream) {
     };
     let here = ctx.core.shard_id;
     if let Some(wanted) = hello.wanted_shard.filter(|&w| w != here) {
-        let addresses = ctx
-            .tls_addresses
-            .read()
-            .map(|a| a.clone())
-            .unwrap_or_default();
+        let addresses = ctx.tls_addresses();
         let there = addresses.get(wanted as usize).cloned().unwrap_or_default();
         let err = NativeError::InvalidArgument(format!(
             "this TLS listener serves shard {here}; shard {wanted} is at {there:?}"
