@@ -303,15 +303,16 @@ async fn consume(
 fn loaded_round(broker: &Broker, ledger: &Ledger, delay: Duration, max_batch: u64) -> RoundResult {
     let killed = Arc::new(AtomicBool::new(false));
     let (pid, killer_flag) = (broker.pid(), killed.clone());
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        killer_flag.store(true, Ordering::SeqCst);
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
     let (addr, ledger) = (broker.addr.clone(), ledger.clone());
-    let result = run(move || async move {
+    let (result, killer) = run(move || async move {
         let client = Client::connect(&addr, "torture").await.unwrap();
+        // The delay counts from here: a kill before the handshake ends tests nothing.
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            killer_flag.store(true, Ordering::SeqCst);
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        });
         let out = Rc::new(RefCell::new(RoundResult {
             acked: ledger.acked.clone(),
             consumed: ledger.consumed.clone(),
@@ -339,7 +340,7 @@ fn loaded_round(broker: &Broker, ledger: &Ledger, delay: Duration, max_batch: u6
         for task in tasks {
             task.await;
         }
-        Rc::try_unwrap(out).ok().unwrap().into_inner()
+        (Rc::try_unwrap(out).ok().unwrap().into_inner(), killer)
     });
     killer.join().unwrap();
     result

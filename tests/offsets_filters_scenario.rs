@@ -122,8 +122,8 @@ fn offsets_survive_restarts_and_kill_and_never_move_back() {
         );
         client.commit_offset("g", "t", 0, 11).await.unwrap();
     });
-    // Let a flush pass, then kill: the commit must survive.
-    std::thread::sleep(Duration::from_millis(400));
+    // Let a flush pass (seen in the offsets file), then kill: the commit must survive.
+    wait_until_offsets_file_holds(dir.path(), "g", 0, 11);
     broker.kill();
     let broker = Broker::start(dir.path(), &flags);
     let addr = broker.addr.clone();
@@ -453,4 +453,36 @@ fn group_records_survive_restarts() {
     assert_eq!(modes(&killed_list), modes(&before_list));
     assert_eq!(killed["queues"], before["queues"]);
     assert_eq!(broker.stop(), Some(0));
+}
+
+/// Polls (30 s) until a shard's offsets file holds `group`'s `offset` for queue `queue_id` of
+/// some topic: under `flush = async` commits reach the file once per flush interval, and how
+/// long that write takes depends on the machine. Matches the entry as `consumer_offsets`
+/// encodes it (u16 name length, name, u32 topic id, u32 queue id, u64 offset; little endian).
+fn wait_until_offsets_file_holds(data: &std::path::Path, group: &str, queue_id: u32, offset: u64) {
+    let mut head = (group.len() as u16).to_le_bytes().to_vec();
+    head.extend_from_slice(group.as_bytes());
+    let mut tail = queue_id.to_le_bytes().to_vec();
+    tail.extend_from_slice(&offset.to_le_bytes());
+    let holds = |bytes: &[u8]| {
+        bytes
+            .windows(head.len() + 4 + tail.len())
+            .any(|w| w.starts_with(&head) && w.ends_with(&tail))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = std::fs::read_dir(data.join("shards"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|shard| std::fs::read(shard.path().join("offsets")).is_ok_and(|b| holds(&b)));
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit of {group} at {offset} never reached an offsets file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

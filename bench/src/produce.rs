@@ -213,10 +213,9 @@ mod tests {
 
     #[test]
     fn missing_broker_is_a_client_error() {
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+        // Port 1 (tcpmux) is privileged and unused here: a freed ephemeral port could be taken by
+        // a test running beside this one.
+        let addr = "127.0.0.1:1".to_string();
         let command = crate::BenchArgs::parse_command(&[
             "--broker",
             &addr,

@@ -73,8 +73,10 @@ fn produce_args(broker: &str, topic: &str, extra: &[&str]) -> ProduceArgs {
     }
 }
 
-fn consume_args(broker: &str, topic: &str, messages: u64) -> ConsumeArgs {
+/// `idle_ms`: how long the consumer may see nothing before it reports the run incomplete.
+fn consume_args(broker: &str, topic: &str, messages: u64, idle_ms: u64) -> ConsumeArgs {
     let messages = messages.to_string();
+    let idle_ms = idle_ms.to_string();
     let args = [
         "consume",
         "--topic",
@@ -88,7 +90,7 @@ fn consume_args(broker: &str, topic: &str, messages: u64) -> ConsumeArgs {
         "--wait-ms",
         "100",
         "--idle-timeout-ms",
-        "500",
+        &idle_ms,
         "--timeout-ms",
         "5000",
         "--max-errors",
@@ -124,14 +126,14 @@ fn produce_then_consume_everything() {
     assert_eq!(written["messages"], 1003);
     assert_eq!(written["producers"], 2);
 
-    let report = run_consume(&consume_args(&addr, "bench", 1003)).unwrap();
+    let report = run_consume(&consume_args(&addr, "bench", 1003, 10_000)).unwrap();
     assert_eq!(report.kind, BenchKind::Consume);
     assert_eq!(report.messages, 1003);
     assert_eq!(report.bytes, 100_300);
     assert_eq!(report.message_size, 100);
 
     // Asking for more than there is ends, after the idle timeout, as Incomplete with a report.
-    match run_consume(&consume_args(&addr, "bench", 2000)) {
+    match run_consume(&consume_args(&addr, "bench", 2000, 500)) {
         Err(BenchError::Incomplete {
             expected,
             received,

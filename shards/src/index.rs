@@ -101,6 +101,9 @@ pub struct QueueIndex {
     /// Serializes [`persist`] calls (background flush and checkpoint): two writes of one chunk
     /// completing out of order could leave the older copy in the file.
     persist_lock: Rc<glommio::sync::Semaphore>,
+    /// The queue was deleted: [`persist`] writes nothing more (a checkpoint that took this
+    /// index before the delete would otherwise recreate the file after its removal).
+    deleted: bool,
     /// The queue's batches not yet known synced, kept by the store under `flush = sync` (what
     /// a reader may see: `visibility`).
     pub(crate) unsynced_batches: UnsyncedBatches,
@@ -134,6 +137,7 @@ impl QueueIndex {
             tick: Cell::new(0),
             unsynced: false,
             persist_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            deleted: false,
             unsynced_batches: UnsyncedBatches::default(),
         }
     }
@@ -450,6 +454,17 @@ impl QueueIndex {
     }
 
     /// Every open handle (writer and reader), for closing at shutdown.
+    /// Marks the queue deleted, once no [`persist`] is in flight, and gives back its files to
+    /// close: nothing writes the index file after this returns.
+    pub async fn retire(index: &std::cell::RefCell<QueueIndex>) -> Vec<Rc<DmaFile>> {
+        let lock = index.borrow().persist_lock.clone();
+        // A closed lock has no persist in flight either.
+        let _permit = lock.acquire_permit(1).await;
+        let mut index = index.borrow_mut();
+        index.deleted = true;
+        index.take_files()
+    }
+
     pub fn take_files(&mut self) -> Vec<Rc<DmaFile>> {
         self.file
             .take()
@@ -549,6 +564,9 @@ pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc
             path: index.borrow().path().clone(),
             message: "index persist lock closed".into(),
         })?;
+    if index.borrow().deleted {
+        return Ok(None);
+    }
     let (writes, path, current) = {
         let index = index.borrow();
         (

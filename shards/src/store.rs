@@ -342,10 +342,8 @@ impl ShardStore {
             return Ok(());
         };
         self.inner.appended_event.notify(usize::MAX);
-        let (files, path) = {
-            let mut index = index.borrow_mut();
-            (index.take_files(), index.path().clone())
-        };
+        let path = index.borrow().path().clone();
+        let files = QueueIndex::retire(&index).await;
         for file in files {
             let _ = file.close_rc().await;
         }
