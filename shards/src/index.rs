@@ -453,7 +453,6 @@ impl QueueIndex {
         self.file.clone()
     }
 
-    /// Every open handle (writer and reader), for closing at shutdown.
     /// Marks the queue deleted, once no [`persist`] is in flight, and gives back its files to
     /// close: nothing writes the index file after this returns.
     pub async fn retire(index: &std::cell::RefCell<QueueIndex>) -> Vec<Rc<DmaFile>> {
@@ -465,6 +464,7 @@ impl QueueIndex {
         index.take_files()
     }
 
+    /// Every open handle (writer and reader), for closing at shutdown.
     pub fn take_files(&mut self) -> Vec<Rc<DmaFile>> {
         self.file
             .take()
