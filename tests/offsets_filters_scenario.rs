@@ -457,17 +457,15 @@ fn group_records_survive_restarts() {
 
 /// Polls (30 s) until a shard's offsets file holds `group`'s `offset` for queue `queue_id` of
 /// some topic: under `flush = async` commits reach the file once per flush interval, and how
-/// long that write takes depends on the machine. Matches the entry as `consumer_offsets`
-/// encodes it (u16 name length, name, u32 topic id, u32 queue id, u64 offset; little endian).
+/// long that write takes depends on the machine.
 fn wait_until_offsets_file_holds(data: &std::path::Path, group: &str, queue_id: u32, offset: u64) {
-    let mut head = (group.len() as u16).to_le_bytes().to_vec();
-    head.extend_from_slice(group.as_bytes());
-    let mut tail = queue_id.to_le_bytes().to_vec();
-    tail.extend_from_slice(&offset.to_le_bytes());
-    let holds = |bytes: &[u8]| {
-        bytes
-            .windows(head.len() + 4 + tail.len())
-            .any(|w| w.starts_with(&head) && w.ends_with(&tail))
+    use shardmq_shards::consumer_offsets::decode_file;
+    let holds = |bytes: Vec<u8>| {
+        decode_file(&bytes).is_some_and(|offsets| {
+            offsets
+                .iter()
+                .any(|(k, v)| &*k.group == group && k.queue_id == queue_id && *v == offset)
+        })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -475,7 +473,7 @@ fn wait_until_offsets_file_holds(data: &std::path::Path, group: &str, queue_id: 
             .into_iter()
             .flatten()
             .flatten()
-            .any(|shard| std::fs::read(shard.path().join("offsets")).is_ok_and(|b| holds(&b)));
+            .any(|shard| std::fs::read(shard.path().join("offsets")).is_ok_and(holds));
         if found {
             return;
         }

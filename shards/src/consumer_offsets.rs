@@ -69,6 +69,12 @@ fn encode(offsets: &HashMap<OffsetKey, u64>) -> Vec<u8> {
     body
 }
 
+/// The offsets an offsets file's bytes hold, or `None` when they are not a whole valid file:
+/// for readers outside the shard (tests, inspection), which must not hold its format.
+pub fn decode_file(bytes: &[u8]) -> Option<HashMap<OffsetKey, u64>> {
+    decode(snapshot_file::decode(MAGIC, VERSION, bytes).ok()?)
+}
+
 fn decode(body: &[u8]) -> Option<HashMap<OffsetKey, u64>> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Option<&[u8]> {
