@@ -235,7 +235,7 @@ async fn set_aside(dir: &Path, why: &str) -> HashMap<OffsetKey, u64> {
     let from = dir.join(FILE);
     let to = dir.join(format!("{FILE}.invalid"));
     tracing::error!(file = %from.display(), why, aside = %to.display(), "consumer offsets file is unreadable; consumers start from their first-start policy");
-    if let Err(err) = glommio::io::rename(&from, &to).await {
+    if let Err(err) = crate::file_io::rename(&from, &to).await {
         tracing::error!(error = %err, "cannot move the unreadable offsets file aside");
     }
     HashMap::new()

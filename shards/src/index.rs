@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions};
+use crate::file_io::{StoreFile, Writable};
 
 use crate::error::{Result, StorageError};
 use crate::index_format::{
@@ -85,9 +85,9 @@ pub struct ChunkWrite {
 
 pub struct QueueIndex {
     path: PathBuf,
-    file: Option<Rc<DmaFile>>,
+    file: Option<Rc<StoreFile>>,
     /// Read-only handle for loading evicted chunks, opened on first use.
-    reader: Option<Rc<DmaFile>>,
+    reader: Option<Rc<StoreFile>>,
     len: u64,
     /// The queue's lowest offset still stored (see the module doc).
     first: u64,
@@ -109,12 +109,8 @@ pub struct QueueIndex {
     pub(crate) unsynced_batches: UnsyncedBatches,
 }
 
-async fn open_rw(path: &PathBuf) -> Result<DmaFile> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .dma_open(path)
+async fn open_rw(path: &PathBuf) -> Result<StoreFile> {
+    StoreFile::open_writable(path, Writable::READ_CREATE)
         .await
         .map_err(|e| StorageError::glommio(path, e))
 }
@@ -186,7 +182,7 @@ impl QueueIndex {
         Self::read_chunk_from(&file, &self.path, chunk_no).await
     }
 
-    async fn read_chunk_from(file: &DmaFile, path: &PathBuf, chunk_no: u64) -> Result<Box<[u8]>> {
+    async fn read_chunk_from(file: &StoreFile, path: &PathBuf, chunk_no: u64) -> Result<Box<[u8]>> {
         let pos = chunk_position(chunk_no);
         let read = file
             .read_at(pos, INDEX_CHUNK_BYTES)
@@ -340,14 +336,14 @@ impl QueueIndex {
     pub fn chunk_loader(
         &self,
         chunk_no: u64,
-    ) -> impl std::future::Future<Output = Result<(Rc<DmaFile>, Box<[u8]>)>> {
+    ) -> impl std::future::Future<Output = Result<(Rc<StoreFile>, Box<[u8]>)>> {
         let reader = self.reader.clone();
         let path = self.path.clone();
         async move {
             let reader = match reader {
                 Some(reader) => reader,
                 None => Rc::new(
-                    DmaFile::open(&path)
+                    StoreFile::open(&path)
                         .await
                         .map_err(|e| StorageError::glommio(&path, e))?,
                 ),
@@ -357,7 +353,7 @@ impl QueueIndex {
         }
     }
 
-    pub fn insert_loaded(&mut self, chunk_no: u64, reader: Rc<DmaFile>, bytes: Box<[u8]>) {
+    pub fn insert_loaded(&mut self, chunk_no: u64, reader: Rc<StoreFile>, bytes: Box<[u8]>) {
         self.reader.get_or_insert(reader);
         if self.chunks.contains_key(&chunk_no) {
             return;
@@ -421,7 +417,7 @@ impl QueueIndex {
     }
 
     /// The index file, opened (created, with its header) on first use.
-    pub async fn file(path: PathBuf, current: Option<Rc<DmaFile>>) -> Result<Rc<DmaFile>> {
+    pub async fn file(path: PathBuf, current: Option<Rc<StoreFile>>) -> Result<Rc<StoreFile>> {
         if let Some(file) = current {
             return Ok(file);
         }
@@ -440,13 +436,13 @@ impl QueueIndex {
         &self.path
     }
 
-    pub fn current_file(&self) -> Option<Rc<DmaFile>> {
+    pub fn current_file(&self) -> Option<Rc<StoreFile>> {
         self.file.clone()
     }
 
     /// The file to fdatasync if chunks were written since the last sync; clears the mark (a
     /// write that lands during that sync marks it again for the next checkpoint).
-    pub fn take_unsynced_file(&mut self) -> Option<Rc<DmaFile>> {
+    pub fn take_unsynced_file(&mut self) -> Option<Rc<StoreFile>> {
         if !std::mem::take(&mut self.unsynced) {
             return None;
         }
@@ -455,7 +451,7 @@ impl QueueIndex {
 
     /// Marks the queue deleted, once no [`persist`] is in flight, and gives back its files to
     /// close: nothing writes the index file after this returns.
-    pub async fn retire(index: &std::cell::RefCell<QueueIndex>) -> Vec<Rc<DmaFile>> {
+    pub async fn retire(index: &std::cell::RefCell<QueueIndex>) -> Vec<Rc<StoreFile>> {
         let lock = index.borrow().persist_lock.clone();
         // A closed lock has no persist in flight either.
         let _permit = lock.acquire_permit(1).await;
@@ -465,7 +461,7 @@ impl QueueIndex {
     }
 
     /// Every open handle (writer and reader), for closing at shutdown.
-    pub fn take_files(&mut self) -> Vec<Rc<DmaFile>> {
+    pub fn take_files(&mut self) -> Vec<Rc<StoreFile>> {
         self.file
             .take()
             .into_iter()
@@ -473,7 +469,7 @@ impl QueueIndex {
             .collect()
     }
 
-    pub fn set_file(&mut self, file: Rc<DmaFile>) {
+    pub fn set_file(&mut self, file: Rc<StoreFile>) {
         self.file = Some(file);
     }
 
@@ -555,7 +551,7 @@ pub async fn release_below_first(index: &std::cell::RefCell<QueueIndex>) -> Resu
 
 /// Writes every dirty chunk of `index` (borrowed only between awaits) and returns the file, so
 /// the caller can sync it.
-pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc<DmaFile>>> {
+pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc<StoreFile>>> {
     let lock = index.borrow().persist_lock.clone();
     let _permit = lock
         .acquire_permit(1)
@@ -584,7 +580,7 @@ pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc
     // pull: a glommio open was seen to stall the request that made it for seconds.
     if index.borrow().reader.is_none() {
         let reader = Rc::new(
-            DmaFile::open(&path)
+            StoreFile::open(&path)
                 .await
                 .map_err(|e| StorageError::glommio(&path, e))?,
         );
@@ -605,7 +601,7 @@ pub async fn persist(index: &std::cell::RefCell<QueueIndex>) -> Result<Option<Rc
 }
 
 /// Writes the header block of a new (or emptied) index file, which is cut to it.
-async fn write_header(file: &DmaFile, path: &PathBuf) -> Result<()> {
+async fn write_header(file: &StoreFile, path: &PathBuf) -> Result<()> {
     file.truncate(0)
         .await
         .map_err(|e| StorageError::glommio(path, e))?;
@@ -772,7 +768,7 @@ mod tests {
         glommio::LocalExecutorBuilder::default()
             .io_memory(1 << 20)
             .spawn(move || async move {
-                let reader = Rc::new(DmaFile::open(&path).await.unwrap());
+                let reader = Rc::new(StoreFile::open(&path).await.unwrap());
                 let mut index = QueueIndex::new(PathBuf::from("/nonexistent"), 2);
                 for i in 0..(INDEX_CHUNK_ENTRIES * 4) {
                     index.push(entry(i));

@@ -10,13 +10,14 @@
 
 use std::path::Path;
 
-use glommio::io::DmaFile;
-
 use crate::error::{Result, StorageError};
 
 const PROBE_FILE: &str = ".iopoll-probe";
 
 pub async fn prime(dir: &Path) -> Result<()> {
+    if crate::file_io::is_simulated(dir) {
+        return Ok(()); // no device to probe
+    }
     let path = dir.join(PROBE_FILE);
     let write_path = path.clone();
     glommio::executor()
@@ -28,7 +29,7 @@ pub async fn prime(dir: &Path) -> Result<()> {
                 .map_err(|e| StorageError::io(&write_path, e))
         })
         .await?;
-    let file = DmaFile::open(&path)
+    let file = glommio::io::DmaFile::open(&path)
         .await
         .map_err(|e| StorageError::glommio(&path, e))?;
     let _ = file.read_at(0, 4096).await;

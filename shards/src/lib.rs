@@ -7,6 +7,8 @@
 //! - [`writer`]: the log writer task and the durability contract (appended ≥ written ≥ synced).
 //! - [`log_repair`]: making the log writable again in place after the writer failed.
 //! - [`faults`]: injected write, sync and repair errors, for storage tests.
+//! - [`file_io`]: the store's one seam to the filesystem (O_DIRECT files, or a simulated disk).
+//! - [`sim_disk`]: the seeded simulated disk storage tests crash, tear and fail at will.
 //! - [`fuzzing`]: the recovery fuzz target's check (arbitrary bytes as a shard's files).
 //! - [`durability`]: the three log positions as distinct types.
 //! - [`segment`]: segment files and routing reads to them.
@@ -35,6 +37,7 @@ pub mod consumer_offsets;
 pub mod durability;
 pub mod error;
 pub mod faults;
+pub mod file_io;
 pub mod fuzzing;
 pub mod hot_tail;
 pub mod index;
@@ -49,6 +52,7 @@ pub mod retention;
 pub mod search;
 pub mod segment;
 pub mod segment_writer;
+pub mod sim_disk;
 pub mod snapshot_file;
 pub mod stats;
 pub mod store;

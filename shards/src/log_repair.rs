@@ -183,7 +183,7 @@ pub(crate) async fn apply(
         .check(FaultSite::Repair)
         .map_err(|e| StorageError::io(&config.log_dir, e))?;
     for path in &repair.remove {
-        match glommio::io::remove(path).await {
+        match crate::file_io::remove(path).await {
             Err(e) if writer::os_error(&e) == Some(libc::ENOENT) => {}
             other => other.map_err(|e| StorageError::glommio(path, e))?,
         }
@@ -191,13 +191,9 @@ pub(crate) async fn apply(
     if let Some((path, len)) = &repair.cut {
         cut_segment(path, *len).await?;
     }
-    let dir = glommio::io::Directory::open(&config.log_dir)
+    crate::file_io::sync_dir(&config.log_dir)
         .await
         .map_err(|e| StorageError::glommio(&config.log_dir, e))?;
-    dir.sync()
-        .await
-        .map_err(|e| StorageError::glommio(&config.log_dir, e))?;
-    let _ = dir.close().await;
     *open = Some(writer::open_from_spare(state, config, repair.base).await?);
     Ok(())
 }
@@ -205,9 +201,7 @@ pub(crate) async fn apply(
 /// Truncates a segment to `len` bytes and makes that durable.
 async fn cut_segment(path: &std::path::Path, len: u64) -> Result<()> {
     let glommio_err = |e| StorageError::glommio(path, e);
-    let file = glommio::io::OpenOptions::new()
-        .write(true)
-        .dma_open(path)
+    let file = crate::file_io::StoreFile::open_writable(path, crate::file_io::Writable::EXISTING)
         .await
         .map_err(glommio_err)?;
     let outcome = async {

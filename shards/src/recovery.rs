@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use glommio::io::DmaFile;
+use crate::file_io::{self, StoreFile, Writable};
 use shardmq_protocol::batch::{peek_batch_len, validate_stored, BATCH_HEADER_BYTES};
 
 use crate::checkpoint;
@@ -72,12 +72,13 @@ struct Listing {
 async fn list(log_dir: PathBuf, index_dir: PathBuf) -> Result<Listing> {
     glommio::executor()
         .spawn_blocking(move || -> Result<Listing> {
-            std::fs::create_dir_all(&log_dir).map_err(|e| StorageError::io(&log_dir, e))?;
-            std::fs::create_dir_all(&index_dir).map_err(|e| StorageError::io(&index_dir, e))?;
+            file_io::create_dir_all(&log_dir).map_err(|e| StorageError::io(&log_dir, e))?;
+            file_io::create_dir_all(&index_dir).map_err(|e| StorageError::io(&index_dir, e))?;
             let names = |dir: &Path| -> Result<Vec<String>> {
-                let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+                let entries = file_io::list_dir(dir).map_err(|e| StorageError::io(dir, e))?;
                 Ok(entries
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
                     .collect())
             };
             let mut segments: Vec<u64> = names(&log_dir)?
@@ -248,7 +249,7 @@ impl Scan<'_> {
             if next_base.is_some_and(|n| n <= start) {
                 continue;
             }
-            let file = DmaFile::open(&segment.path)
+            let file = StoreFile::open(&segment.path)
                 .await
                 .map_err(|e| StorageError::glommio(&segment.path, e))?;
             let size = file
@@ -286,7 +287,7 @@ impl Scan<'_> {
     /// Returns the file offset where valid batches end.
     async fn scan_segment(
         &mut self,
-        file: &DmaFile,
+        file: &StoreFile,
         segment: &Segment,
         from: u64,
         size: u64,
@@ -434,9 +435,7 @@ impl Scan<'_> {
 
     async fn cut(&mut self, segment: &Segment, valid_end: u64, size: u64) -> Result<()> {
         tracing::warn!(shard = self.shard_id, segment = %segment.path.display(), cut_at = valid_end, dropped = size - valid_end, "cutting torn log tail");
-        let file = glommio::io::OpenOptions::new()
-            .write(true)
-            .dma_open(&segment.path)
+        let file = StoreFile::open_writable(&segment.path, Writable::EXISTING)
             .await
             .map_err(|e| StorageError::glommio(&segment.path, e))?;
         file.truncate(valid_end)
@@ -604,7 +603,7 @@ async fn remove_empty_last_segment(segments: &mut Segments, end: u64) -> Result<
     if segments.last_base() == Some(end) {
         let path = segments.iter().last().map(|s| s.path.clone());
         if let Some(path) = path {
-            glommio::io::remove(&path)
+            file_io::remove(&path)
                 .await
                 .map_err(|e| StorageError::glommio(&path, e))?;
         }

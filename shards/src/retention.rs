@@ -60,7 +60,7 @@ const FREE_PAUSE: Duration = Duration::from_millis(2);
 /// Frees an unlinked segment's blocks from its end, a chunk at a time, then closes it (which
 /// frees the rest). One unlink of a whole 1 GiB segment frees it in one filesystem transaction,
 /// which stalls the log's writes meanwhile; small truncations spread that out.
-async fn free_gradually(file: glommio::io::DmaFile, len: u64) {
+async fn free_gradually(file: crate::file_io::StoreFile, len: u64) {
     let chunk = (len / 16).clamp(4096, FREE_CHUNK_BYTES_MAX);
     let mut left = len;
     while left > chunk {
@@ -276,12 +276,13 @@ impl ShardStore {
         );
         tracing::info!(shard = self.shard_id(), segment = %segment.path.display(), bytes = new_start - base, reason = ?reason, "retention deleted a segment");
         let glommio_err = |e| StorageError::glommio(&segment.path, e);
-        let handle = glommio::io::OpenOptions::new()
-            .write(true)
-            .dma_open(&segment.path)
-            .await
-            .map_err(glommio_err)?;
-        glommio::io::remove(&segment.path)
+        let handle = crate::file_io::StoreFile::open_writable(
+            &segment.path,
+            crate::file_io::Writable::EXISTING,
+        )
+        .await
+        .map_err(glommio_err)?;
+        crate::file_io::remove(&segment.path)
             .await
             .map_err(glommio_err)?;
         drop(no_checkpoint);

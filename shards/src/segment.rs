@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::file_io::StoreFile;
 use bytes::Bytes;
-use glommio::io::DmaFile;
 
 use crate::error::{Result, StorageError};
 
@@ -27,7 +27,7 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 pub struct Segment {
     pub base: u64,
     pub path: PathBuf,
-    reader: RefCell<Option<Rc<DmaFile>>>,
+    reader: RefCell<Option<Rc<StoreFile>>>,
     /// One open of the read handle at a time: whoever comes second waits for the first and
     /// shares its handle. So once `ensure_reader` returns, no open of this path is in flight,
     /// and retention may unlink it (glommio 0.9 panics when a path vanishes mid-open).
@@ -57,7 +57,7 @@ impl Segment {
         self.reader.borrow().is_some()
     }
 
-    async fn reader(&self) -> Result<Rc<DmaFile>> {
+    async fn reader(&self) -> Result<Rc<StoreFile>> {
         if let Some(file) = self.reader.borrow().clone() {
             return Ok(file);
         }
@@ -73,7 +73,7 @@ impl Segment {
             return Ok(file);
         }
         let file = Rc::new(
-            DmaFile::open(&self.path)
+            StoreFile::open(&self.path)
                 .await
                 .map_err(|e| StorageError::glommio(&self.path, e))?,
         );

@@ -27,8 +27,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::file_io::{IoBuffer, StoreFile};
 use event_listener::Event;
-use glommio::io::{DmaBuffer, DmaFile};
 use glommio::Task;
 
 use crate::error::{Result, StorageError};
@@ -43,11 +43,11 @@ struct Flight {
 }
 
 pub struct SegmentWriter {
-    file: Rc<DmaFile>,
+    file: Rc<StoreFile>,
     path: PathBuf,
     buffer_bytes: usize,
     write_behind: usize,
-    buffer: DmaBuffer,
+    buffer: IoBuffer,
     aligned: u64,
     filled: usize,
     /// The buffer starts with a block a write still in flight may hold an older copy of.
@@ -67,7 +67,7 @@ impl SegmentWriter {
     /// A writer of `file` from offset 0. `completed` is notified whenever a write completes
     /// (the log writer listens, to move `written` on while idle).
     pub fn new(
-        file: DmaFile,
+        file: StoreFile,
         path: &Path,
         buffer_bytes: usize,
         write_behind: usize,
@@ -173,7 +173,7 @@ impl SegmentWriter {
         }
     }
 
-    fn spawn_write(&mut self, buffer: DmaBuffer, at: u64, end: u64) {
+    fn spawn_write(&mut self, buffer: IoBuffer, at: u64, end: u64) {
         crate::stats::add(&self.device_bytes, buffer.len() as u64);
         let done = Rc::new(Cell::new(false));
         let (file, error, completed) = (
@@ -262,10 +262,7 @@ mod tests {
     use crate::store_tests::run;
 
     async fn writer_of(path: &Path, buffer_bytes: usize, counter: Rc<Cell<u64>>) -> SegmentWriter {
-        let file = glommio::io::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .dma_open(path)
+        let file = StoreFile::open_writable(path, crate::file_io::Writable::CREATE)
             .await
             .unwrap();
         SegmentWriter::new(file, path, buffer_bytes, 2, Rc::new(Event::new()), counter)

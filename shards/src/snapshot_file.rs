@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use glommio::io::{DmaFile, OpenOptions};
+use crate::file_io::{self, StoreFile, Writable};
 
 use crate::error::{Result, StorageError};
 
@@ -58,7 +58,7 @@ pub fn decode(magic: u32, version: u32, bytes: &[u8]) -> std::result::Result<&[u
 
 pub async fn read(dir: &Path, name: &str, magic: u32, version: u32) -> SnapshotRead {
     let path = dir.join(name);
-    let Ok(file) = DmaFile::open(&path).await else {
+    let Ok(file) = StoreFile::open(&path).await else {
         return SnapshotRead::Missing;
     };
     let bytes = match file.file_size().await {
@@ -77,11 +77,7 @@ pub async fn read(dir: &Path, name: &str, magic: u32, version: u32) -> SnapshotR
 
 pub async fn write(dir: &Path, name: &str, magic: u32, version: u32, body: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&tmp)
+    let file = StoreFile::open_writable(&tmp, Writable::REPLACE)
         .await
         .map_err(|e| StorageError::glommio(&tmp, e))?;
     let encoded = encode(magic, version, body);
@@ -98,7 +94,7 @@ pub async fn write(dir: &Path, name: &str, magic: u32, version: u32, body: &[u8]
         .await
         .map_err(|e| StorageError::glommio(&tmp, e))?;
     let target = dir.join(name);
-    glommio::io::rename(&tmp, &target)
+    file_io::rename(&tmp, &target)
         .await
         .map_err(|e| StorageError::glommio(&target, e))?;
     sync_dir(dir).await
@@ -106,14 +102,9 @@ pub async fn write(dir: &Path, name: &str, magic: u32, version: u32, body: &[u8]
 
 /// Makes a rename in `dir` durable.
 async fn sync_dir(dir: &Path) -> Result<()> {
-    let owned = dir.to_path_buf();
-    glommio::executor()
-        .spawn_blocking(move || {
-            std::fs::File::open(&owned)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StorageError::io(&owned, e))
-        })
+    file_io::sync_dir(dir)
         .await
+        .map_err(|e| StorageError::glommio(dir, e))
 }
 
 #[cfg(test)]

@@ -354,7 +354,7 @@ impl ShardStore {
             }
             _ => false,
         };
-        match glommio::io::remove(&path).await {
+        match crate::file_io::remove(&path).await {
             // Never persisted: there was no file.
             Err(e) if not_found(&e) => Ok(()),
             other => other.map_err(|e| StorageError::glommio(&path, e)),

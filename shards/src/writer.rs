@@ -39,6 +39,7 @@ use event_listener::Event;
 
 use crate::durability::{Durability, Synced, Written};
 use crate::error::{Result, StorageError};
+use crate::file_io::{self, StoreFile, Writable};
 use crate::segment::segment_path;
 use crate::segment_writer::SegmentWriter;
 
@@ -435,12 +436,10 @@ pub(crate) async fn open_from_spare(
 ) -> Result<OpenSegment> {
     let path = segment_path(&config.log_dir, base);
     let spare = config.log_dir.join(SPARE_NAME);
-    glommio::io::rename(&spare, &path)
+    file_io::rename(&spare, &path)
         .await
         .map_err(|e| StorageError::glommio(&spare, e))?;
-    let file = glommio::io::OpenOptions::new()
-        .write(true)
-        .dma_open(&path)
+    let file = StoreFile::open_writable(&path, Writable::EXISTING)
         .await
         .map_err(|e| StorageError::glommio(&path, e))?;
     let writer = SegmentWriter::new(
@@ -459,11 +458,7 @@ pub(crate) async fn open_from_spare(
 async fn prepare_spare(state: &LogState, config: &WriterConfig) {
     let path = config.log_dir.join(SPARE_NAME);
     let outcome = async {
-        let file = glommio::io::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .dma_open(&path)
-            .await?;
+        let file = StoreFile::open_writable(&path, Writable::CREATE).await?;
         // Blocks allocated up front also keep DMA writes from turning synchronous in the
         // filesystem. keep_size: the file stays empty, so the writer starts at its offset 0.
         let reserved = file.pre_allocate(config.segment_bytes, true).await;
@@ -498,7 +493,7 @@ async fn prepare_spare(state: &LogState, config: &WriterConfig) {
                 tracing::error!(shard = state.shard_id, reason = %message, "the shard cannot reserve its next segment: appends that need it are refused until space is freed; reads go on");
             }
             // Whatever was allocated is given back: a half-reserved spare helps no one.
-            let _ = glommio::io::remove(&path).await;
+            let _ = file_io::remove(&path).await;
             state.set_spare(SpareState::Failed(message));
         }
     }
