@@ -14,7 +14,7 @@
 //! Runs once per shard, on that shard's core, before the writer task starts.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::file_io::{self, StoreFile, Writable};
@@ -35,7 +35,7 @@ const SCAN_READ_BYTES: usize = 4 << 20;
 pub struct Recovered {
     pub segments: Segments,
     pub end: u64,
-    pub indexes: HashMap<QueueKey, RefCell<QueueIndex>>,
+    pub indexes: BTreeMap<QueueKey, RefCell<QueueIndex>>,
     pub report: RecoveryReport,
 }
 
@@ -99,7 +99,7 @@ pub async fn recover(shard_id: u32, dir: &Path, resident_chunks: usize) -> Resul
     let log_dir = dir.join("log");
     let index_dir = dir.join("index");
     let listing = list(log_dir.clone(), index_dir.clone()).await?;
-    let mut indexes = HashMap::new();
+    let mut indexes = BTreeMap::new();
     for key in listing.indexes {
         let index = QueueIndex::open(index_path(&index_dir, key), resident_chunks).await?;
         indexes.insert(key, RefCell::new(index));
@@ -195,7 +195,7 @@ enum ScanError {
 
 /// True when every index holds at least the entries the checkpoint says were persisted.
 fn indexes_cover(
-    indexes: &HashMap<QueueKey, RefCell<QueueIndex>>,
+    indexes: &BTreeMap<QueueKey, RefCell<QueueIndex>>,
     checkpoint: &checkpoint::Checkpoint,
 ) -> bool {
     checkpoint
@@ -226,7 +226,7 @@ impl From<StorageError> for ScanError {
 
 struct Scan<'a> {
     shard_id: u32,
-    indexes: &'a mut HashMap<QueueKey, RefCell<QueueIndex>>,
+    indexes: &'a mut BTreeMap<QueueKey, RefCell<QueueIndex>>,
     report: &'a mut RecoveryReport,
     index_dir: &'a Path,
     resident_chunks: usize,
@@ -417,8 +417,7 @@ impl Scan<'_> {
             index.borrow_mut().skip_to(base);
             self.report.queues_moved_forward += 1;
         } else if have > base {
-            let existing = probe_at(index, base).await?;
-            if existing.is_some_and(|e| e.position == position && e.batch_len == header.batch_len) {
+            if indexed_whole(index, base, position, header).await? {
                 return Ok(());
             }
             truncate_with_file(index, base).await?;
@@ -496,6 +495,28 @@ pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexE
 
 /// The entry at `offset`, or `None` for an empty slot (below the queue's start, or an index
 /// recovery is still checking).
+/// Whether the index holds every entry of the batch at `position` (offsets `base..`), each
+/// naming it. Not only the first: a torn chunk write can keep some of a batch's entries and
+/// lose (or leave stale) the others.
+async fn indexed_whole(
+    index: &RefCell<QueueIndex>,
+    base: u64,
+    position: u64,
+    header: &shardmq_protocol::BatchHeader,
+) -> Result<bool> {
+    let end = base + u64::from(header.record_count);
+    if index.borrow().len() < end {
+        return Ok(false);
+    }
+    for offset in base..end {
+        let entry = probe_at(index, offset).await?;
+        if !entry.is_some_and(|e| e.position == position && e.batch_len == header.batch_len) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub async fn probe_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<Option<IndexEntry>> {
     loop {
         let loader = match index.borrow().get(offset) {
@@ -538,7 +559,7 @@ async fn search_between(
 
 /// Drops index entries that point at or past the log's end (written after the log was torn).
 async fn drop_entries_past(
-    indexes: &HashMap<QueueKey, RefCell<QueueIndex>>,
+    indexes: &BTreeMap<QueueKey, RefCell<QueueIndex>>,
     end: u64,
     report: &mut RecoveryReport,
 ) -> Result<()> {
@@ -588,7 +609,7 @@ pub async fn gallop_first_where(
 /// Sets each queue's start to its first entry at or past the log's start `log_start` (what lies
 /// before was deleted by retention) and releases the index chunks below it.
 async fn start_queues_at(
-    indexes: &HashMap<QueueKey, RefCell<QueueIndex>>,
+    indexes: &BTreeMap<QueueKey, RefCell<QueueIndex>>,
     log_start: u64,
 ) -> Result<()> {
     for index in indexes.values() {

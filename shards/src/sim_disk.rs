@@ -103,6 +103,7 @@ struct DiskState {
     crashed: bool,
     faults: FaultRates,
     counts: SimCounts,
+    trace: Option<Vec<(Op, u64, u64)>>,
 }
 
 pub struct SimDisk {
@@ -111,8 +112,8 @@ pub struct SimDisk {
 }
 
 /// The kind of an operation, for fault injection.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
     Read,
     Write,
     Sync,
@@ -224,6 +225,7 @@ pub fn mount(root: &Path, seed: u64) -> Mounted {
             crashed: false,
             faults: FaultRates::default(),
             counts: SimCounts::default(),
+            trace: None,
         }),
     });
     let mut mounts = MOUNTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,16 +261,33 @@ impl SimDisk {
 
     /// Yields a seeded number of times, then counts one operation: an error if the disk has
     /// crashed (or crashes now), or if a fault is drawn for it.
-    async fn step(&self, op: Op, epoch: Option<u64>) -> IoResult<MutexGuard<'_, DiskState>> {
-        let yields = self.lock().rng.below(3);
+    async fn step(
+        &self,
+        op: Op,
+        epoch: Option<u64>,
+        inode: u64,
+    ) -> IoResult<MutexGuard<'_, DiskState>> {
+        let dead = |state: &DiskState| state.crashed || epoch.is_some_and(|e| e != state.epoch);
+        // A dead disk draws nothing: what a store does after the crash (its timing is the
+        // machine's, not the seed's) must not shift the seeded stream of the next life.
+        let yields = {
+            let mut state = self.lock();
+            if dead(&state) {
+                return Err(errno(libc::EIO));
+            }
+            state.rng.below(3)
+        };
         for _ in 0..yields {
             futures_lite::future::yield_now().await;
         }
         let mut state = self.lock();
-        if state.crashed || epoch.is_some_and(|e| e != state.epoch) {
+        if dead(&state) {
             return Err(errno(libc::EIO));
         }
         state.counts.ops += 1;
+        if let Some(trace) = &mut state.trace {
+            trace.push((op, inode, yields));
+        }
         if let Some(left) = state.crash_in {
             if left == 0 {
                 state.crash();
@@ -319,6 +338,16 @@ impl SimDisk {
         self.lock().faults = faults;
     }
 
+    /// From now on, record every operation (kind, inode, yields drawn): two runs of one seed
+    /// compared op by op show where a replay diverged.
+    pub fn record_trace(&self) {
+        self.lock().trace.get_or_insert_with(Vec::new);
+    }
+
+    pub fn trace(&self) -> Vec<(Op, u64, u64)> {
+        self.lock().trace.clone().unwrap_or_default()
+    }
+
     pub fn counts(&self) -> SimCounts {
         self.lock().counts
     }
@@ -329,7 +358,7 @@ impl SimDisk {
     }
 
     pub(crate) async fn rename(&self, from: &Path, to: &Path) -> IoResult<()> {
-        let mut state = self.step(Op::Name, None).await?;
+        let mut state = self.step(Op::Name, None, 0).await?;
         let inode = state
             .names
             .remove(from)
@@ -339,7 +368,7 @@ impl SimDisk {
     }
 
     pub(crate) async fn remove(&self, path: &Path) -> IoResult<()> {
-        let mut state = self.step(Op::Name, None).await?;
+        let mut state = self.step(Op::Name, None, 0).await?;
         state
             .names
             .remove(path)
@@ -348,7 +377,7 @@ impl SimDisk {
     }
 
     pub(crate) async fn sync_dir(&self, dir: &Path) -> IoResult<()> {
-        let state = self.step(Op::Sync, None).await?;
+        let state = self.step(Op::Sync, None, 0).await?;
         if state.dirs.contains(dir) {
             Ok(())
         } else {
@@ -393,7 +422,7 @@ impl SimFile {
         how: Option<Writable>,
     ) -> IoResult<SimFile> {
         let (inode, epoch) = {
-            let mut state = disk.step(Op::Name, None).await?;
+            let mut state = disk.step(Op::Name, None, 0).await?;
             let parent_exists = path.parent().is_some_and(|p| state.dirs.contains(p));
             let inode = match (state.names.get(path).copied(), how) {
                 (Some(inode), _) => inode,
@@ -423,7 +452,7 @@ impl SimFile {
         if op == Op::Write && !self.writable {
             return Err(errno(libc::EBADF));
         }
-        self.disk.step(op, Some(self.epoch)).await
+        self.disk.step(op, Some(self.epoch), self.inode).await
     }
 
     pub(crate) async fn write_at(&self, bytes: &[u8], pos: u64) -> IoResult<usize> {

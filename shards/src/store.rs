@@ -18,7 +18,7 @@
 //! returned whole, so a consumer always progresses).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     pub(crate) segments: RefCell<Segments>,
     pub(crate) hot_tail: RefCell<HotTail>,
     pub(crate) prefetch: Prefetcher,
-    pub(crate) queues: RefCell<HashMap<QueueKey, Rc<RefCell<QueueIndex>>>>,
+    pub(crate) queues: RefCell<BTreeMap<QueueKey, Rc<RefCell<QueueIndex>>>>,
     pub(crate) appended_event: Event,
     sync_requested_upto: Cell<u64>,
     pub(crate) closing: Cell<bool>,
@@ -113,7 +113,7 @@ impl ShardStore {
         tracing::debug!(shard = config.shard_id, spare = ?log.spare(), "startup: writer running, spare settled");
         let consumer_offsets =
             ConsumerOffsets::open(&config.dir, config.flush == FlushMode::Sync).await?;
-        let queues: HashMap<QueueKey, Rc<RefCell<QueueIndex>>> = recovered
+        let queues: BTreeMap<QueueKey, Rc<RefCell<QueueIndex>>> = recovered
             .indexes
             .into_iter()
             .map(|(k, v)| (k, Rc::new(v)))
