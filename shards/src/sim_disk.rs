@@ -141,6 +141,21 @@ impl Inode {
         self.pending.push(op);
     }
 
+    /// Everything pending becomes durable (applied in order: the cost is what was written).
+    fn sync(&mut self) {
+        for op in self.pending.drain(..) {
+            match op {
+                Pending::Write { at, bytes } => write_into(&mut self.durable, at, &bytes),
+                Pending::Truncate(len) => self.durable.resize(len as usize, 0),
+            }
+        }
+        debug_assert_eq!(
+            self.durable.len(),
+            self.current.len(),
+            "a sync makes the file durable"
+        );
+    }
+
     /// What survives a power loss: the durable bytes plus a seeded choice of what was pending.
     fn crash(&mut self, rng: &mut SimRng, counts: &mut SimCounts) {
         let mut image = std::mem::take(&mut self.durable);
@@ -483,9 +498,7 @@ impl SimFile {
 
     pub(crate) async fn fdatasync(&self) -> IoResult<()> {
         let mut state = self.step(Op::Sync).await?;
-        let inode = state.inode(self.inode)?;
-        inode.durable = inode.current.clone();
-        inode.pending.clear();
+        state.inode(self.inode)?.sync();
         Ok(())
     }
 

@@ -115,11 +115,15 @@ impl Oracle {
                 return Err(format!("queue {queue}: batch {id} belongs to queue {q}"));
             }
             if present.last().is_some_and(|last| *last >= id) {
-                return Err(format!("queue {queue}: batch {id} out of order or repeated"));
+                return Err(format!(
+                    "queue {queue}: batch {id} out of order or repeated"
+                ));
             }
             let got = records.get(at..at + want.len());
             if got != Some(&want[..]) {
-                return Err(format!("queue {queue}: batch {id} differs from what was appended"));
+                return Err(format!(
+                    "queue {queue}: batch {id} differs from what was appended"
+                ));
             }
             present.insert(id);
             at += want.len();
@@ -130,7 +134,9 @@ impl Oracle {
     fn check_offset(&mut self, store: &ShardStore, queue: u32) -> Result<(), String> {
         let facts = self.offsets.entry(queue).or_default();
         let got = store.consumer_offsets().get(&offset_key(queue));
-        let floor = facts.answered_durable.max(facts.last_recovered.unwrap_or(0));
+        let floor = facts
+            .answered_durable
+            .max(facts.last_recovered.unwrap_or(0));
         let value = got.unwrap_or(0);
         if value < floor {
             return Err(format!(
@@ -167,7 +173,9 @@ async fn read_queue(store: &ShardStore, queue: u32) -> Result<Vec<RecordSpec>, S
             .await
             .map_err(|e| format!("queue {queue}: read at {offset}: {e}"))?;
         if outcome.batches.is_empty() {
-            return Err(format!("queue {queue}: nothing at {offset} below end {end}"));
+            return Err(format!(
+                "queue {queue}: nothing at {offset} below end {end}"
+            ));
         }
         for batch in &outcome.batches {
             let mut aligned = rkyv::util::AlignedVec::<16>::new();
@@ -181,9 +189,16 @@ async fn read_queue(store: &ShardStore, queue: u32) -> Result<Vec<RecordSpec>, S
                         continue;
                     }
                     if base + delta != offset {
-                        return Err(format!("queue {queue}: offset {} after {offset}", base + delta));
+                        return Err(format!(
+                            "queue {queue}: offset {} after {offset}",
+                            base + delta
+                        ));
                     }
-                    let key = record.keys.first().map(|k| k.to_string()).unwrap_or_default();
+                    let key = record
+                        .keys
+                        .first()
+                        .map(|k| k.to_string())
+                        .unwrap_or_default();
                     records.push((key, record.payload.as_slice().to_vec()));
                     offset += 1;
                 }

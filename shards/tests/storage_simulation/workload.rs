@@ -41,13 +41,20 @@ pub fn config(dir: &Path) -> StoreConfig {
     config
 }
 
+/// Up to 4 records of up to 2 KB, each payload a rotation of one byte pattern (a misplaced
+/// sector shows as a difference).
 fn records_for(disk: &Mounted, id: u64) -> Vec<RecordSpec> {
+    let pattern: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
     let count = 1 + disk.draw(4);
     (0..count)
         .map(|n| {
-            let len = 1 + disk.draw(3000) as usize;
-            let fill = (id as usize * 31 + n as usize * 7) % 251;
-            let payload = (0..len).map(|i| ((fill + i) % 256) as u8).collect();
+            let len = 1 + disk.draw(2000) as usize;
+            let rotation = (id as usize * 31 + n as usize * 7) % 256;
+            let mut payload = Vec::with_capacity(len);
+            while payload.len() < len {
+                let take = (len - payload.len()).min(256);
+                payload.extend_from_slice(&pattern[rotation..rotation + take]);
+            }
             (format!("b{id}.{n}"), payload)
         })
         .collect()
@@ -68,7 +75,12 @@ fn encode(records: &[RecordSpec]) -> ValidatedBatch {
 
 /// Appends to one queue until the power fails or the life's appends are done; each answered
 /// append may commit the group's offset there.
-async fn produce(store: Rc<ShardStore>, disk: Arc<Mounted>, oracle: Rc<RefCell<Oracle>>, queue: u32) {
+async fn produce(
+    store: Rc<ShardStore>,
+    disk: Arc<Mounted>,
+    oracle: Rc<RefCell<Oracle>>,
+    queue: u32,
+) {
     for _ in 0..APPENDS_PER_LIFE {
         if disk.crashed() {
             return;
@@ -121,7 +133,10 @@ pub async fn life(
         .await
         .map_err(|e| format!("the store did not start: {e}"))?;
     let store = Rc::new(store);
-    oracle.borrow_mut().check_recovered(&store, QUEUES).await?;
+    let mut checking = std::mem::take(&mut *oracle.borrow_mut());
+    let checked = checking.check_recovered(&store, QUEUES).await;
+    *oracle.borrow_mut() = checking;
+    checked?;
     if last {
         return Ok(());
     }
