@@ -104,6 +104,7 @@ struct DiskState {
     faults: FaultRates,
     counts: SimCounts,
     trace: Option<Vec<(Op, u64, u64)>>,
+    syncs_lie: bool,
 }
 
 pub struct SimDisk {
@@ -241,6 +242,7 @@ pub fn mount(root: &Path, seed: u64) -> Mounted {
             faults: FaultRates::default(),
             counts: SimCounts::default(),
             trace: None,
+            syncs_lie: false,
         }),
     });
     let mut mounts = MOUNTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -347,6 +349,12 @@ impl SimDisk {
     /// Power back on: the files are what the crash left; new handles work again.
     pub fn restart(&self) {
         self.lock().crashed = false;
+    }
+
+    /// From now on `fdatasync` reports success and makes nothing durable, like a device that
+    /// ignores cache flushes: what proves a checker catches acknowledged writes lost.
+    pub fn lie_about_syncs(&self) {
+        self.lock().syncs_lie = true;
     }
 
     pub fn set_faults(&self, faults: FaultRates) {
@@ -498,6 +506,9 @@ impl SimFile {
 
     pub(crate) async fn fdatasync(&self) -> IoResult<()> {
         let mut state = self.step(Op::Sync).await?;
+        if state.syncs_lie {
+            return Ok(());
+        }
         state.inode(self.inode)?.sync();
         Ok(())
     }

@@ -73,8 +73,8 @@ fn encode(records: &[RecordSpec]) -> ValidatedBatch {
     ValidatedBatch::new(BytesMut::from(&encode_batch(&records)[..])).expect("a valid batch")
 }
 
-/// Appends to one queue until the power fails or the life's appends are done; each answered
-/// append may commit the group's offset there.
+/// Appends to one queue until the power fails, an append is refused, or the life's appends
+/// are done; each answered append may commit the group's offset there.
 async fn produce(
     store: Rc<ShardStore>,
     disk: Arc<Mounted>,
@@ -94,8 +94,11 @@ async fn produce(
             Err(err) => Err(err),
         };
         let Ok(outcome) = answered else {
+            // The writer failed (a fault, or the crash): the life's producing ends here. Going
+            // on would race the store's repair, which waits on a wall-clock backoff, and a seed
+            // would no longer replay exactly (repair itself: `log_repair_tests`).
             oracle.borrow_mut().refused += 1;
-            continue;
+            return;
         };
         oracle.borrow_mut().acknowledged(id);
         if disk.draw(3) == 0 {
