@@ -54,6 +54,8 @@ pub struct Repair {
     /// Segment files the failed run created at or past `base` (the new segment's path included
     /// when one is there: the spare replaces it).
     pub remove: Vec<PathBuf>,
+    /// The spare the segment at `base` is made from (set when the repair is queued).
+    pub spare: u64,
 }
 
 impl ShardStore {
@@ -137,7 +139,12 @@ impl ShardStore {
             if replaced {
                 remove.push(crate::segment::segment_path(&log_dir, base));
             }
-            Repair { base, cut, remove }
+            Repair {
+                base,
+                cut,
+                remove,
+                spare: 0,
+            }
         };
         tracing::warn!(shard = self.shard_id(), base, unwritten = durability.appended().0 - base, repair = ?repair, "repairing the log: resuming at the first batch not wholly written");
         inner.open_segment.set(Some(base));
@@ -194,7 +201,7 @@ pub(crate) async fn apply(
     crate::file_io::sync_dir(&config.log_dir)
         .await
         .map_err(|e| StorageError::glommio(&config.log_dir, e))?;
-    *open = Some(writer::open_from_spare(state, config, repair.base).await?);
+    *open = Some(writer::open_from_spare(state, config, repair.base, repair.spare).await?);
     Ok(())
 }
 

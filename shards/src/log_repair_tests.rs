@@ -201,3 +201,34 @@ fn closing_a_failed_store_keeps_what_was_acknowledged() {
         store.close().await.unwrap();
     });
 }
+
+/// Found by the storage simulation (seed 3): when the final sync of a close failed, the writer
+/// took the failure like any other and waited for a repair or a second Close, and the store's
+/// close waited for the writer forever. The close now ends with the failure.
+#[test]
+fn a_close_whose_final_sync_fails_returns_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_path_buf();
+    run(move || async move {
+        let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        for seq in 0..5 {
+            append_until_accepted(&store, seq).await;
+        }
+        store.inject_log_fault(FaultSite::Sync, Fault::eio_after(0));
+        let closing = async { Some(store.close().await) };
+        let hung = async {
+            glommio::timer::sleep(Duration::from_secs(30)).await;
+            None
+        };
+        let closed = futures_lite::future::or(closing, hung).await;
+        let closed = closed.expect("close returned within 30 s");
+        assert!(closed.is_err(), "close hides the failed sync");
+        let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
+            .await
+            .unwrap();
+        assert_queue_holds(&store, 5, "after a failed close").await;
+        store.close().await.unwrap();
+    });
+}

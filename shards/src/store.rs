@@ -100,6 +100,7 @@ impl ShardStore {
             buffer_bytes: config.write_buffer_bytes,
             write_behind: config.write_behind_buffers,
         };
+        glommio::spawn_local(writer::prepare_spares(log.clone(), writer_config.clone())).detach();
         glommio::spawn_local(writer::run(log.clone(), writer_config)).detach();
         // The first append rolls onto the spare: have it (or know why not) before serving.
         log.request_spare();
@@ -469,7 +470,7 @@ impl ShardStore {
         self.inner.log.submit(WriteCommand::Close);
         loop {
             let listener = self.inner.log.progress.listen();
-            if self.inner.log.is_stopped() {
+            if self.inner.log.is_quiet() {
                 break;
             }
             listener.await;

@@ -17,11 +17,20 @@
 //! next one is opened, so only the last segment can ever hold a torn tail.
 //!
 //! Space is reserved a segment ahead (RocketMQ's AllocateMappedFileService does the same): the
-//! next segment is created and preallocated as `log/next.spare` (`PrepareSpare`) before it is
-//! needed, and a roll renames it into place. The store appends into a new segment only once its
-//! spare is ready, so every acknowledged byte has its disk blocks before it is acknowledged and
-//! a full disk refuses appends up front instead of failing a write of acknowledged data. A spare
-//! that cannot be made (ENOSPC) is not a failure: it is retried (see `LogState::spare`).
+//! next segment is created and preallocated as `log/next.spare.<n>` before it is needed, and a
+//! roll renames spare `n` into place. The store appends into a new segment only once its spare
+//! is ready, so every acknowledged byte has its disk blocks before it is acknowledged and a full
+//! disk refuses appends up front instead of failing a write of acknowledged data. A spare that
+//! cannot be made (ENOSPC) is not a failure: it is retried (see `LogState::spare`).
+//!
+//! Spares are made by their own task ([`prepare_spares`]), not in the writer's command queue:
+//! the store rolls as soon as its appends reach a segment's end, while the writer may be up to
+//! the write-behind budget behind; a spare prepared behind those appends kept the store from
+//! rolling again until the writer caught up (a stall of hundreds of ms per roll past the
+//! budget). Spares are numbered so the next one can be made while the roll that takes the
+//! previous one is still queued. Invariants: a spare number is handed out once (to a `Roll` or
+//! a `Resume`); a spare a failed writer discards is removed; at start every leftover spare is
+//! removed before the first is made.
 //!
 //! A write or sync error stops the writing, not the task: the store refuses appends, every
 //! waiter is woken with the failure (nothing after the failure point is acknowledged), and the
@@ -43,17 +52,21 @@ use crate::file_io::{self, StoreFile, Writable};
 use crate::segment::segment_path;
 use crate::segment_writer::SegmentWriter;
 
-/// The next segment, created and preallocated ahead of the roll that renames it into place.
-pub const SPARE_NAME: &str = "next.spare";
+/// The next segments, created and preallocated ahead of the roll that renames one into place:
+/// `next.spare.<n>`.
+pub const SPARE_PREFIX: &str = "next.spare";
+
+pub fn spare_path(log_dir: &std::path::Path, spare: u64) -> PathBuf {
+    log_dir.join(format!("{SPARE_PREFIX}.{spare}"))
+}
 
 pub enum WriteCommand {
-    /// Start a new segment whose first byte has log position `base`, from the spare (the store
-    /// submits it only when [`SpareState::Ready`]).
+    /// Start a new segment whose first byte has log position `base`, from spare number `spare`
+    /// (the store submits it only when [`SpareState::Ready`]).
     Roll {
         base: u64,
+        spare: u64,
     },
-    /// Create and preallocate the spare (or finish a spare a previous run left).
-    PrepareSpare,
     Append(Bytes),
     /// Sync everything appended so far.
     Sync,
@@ -85,7 +98,13 @@ pub struct LogState {
     write_completed: Rc<Event>,
     failure: RefCell<Option<String>>,
     stopped: std::cell::Cell<bool>,
+    /// The state of spare number `spare_number`, the one the next roll (or repair) takes.
     spare: RefCell<SpareState>,
+    spare_number: std::cell::Cell<u64>,
+    /// Notified when a spare is wanted (the spare task waits on it).
+    spare_wanted: Event,
+    /// The spare task has returned (after the writer stopped): no file is being made.
+    spares_done: std::cell::Cell<bool>,
     /// The last reason a spare could not be made, so a retry that fails alike is not logged.
     last_spare_failure: RefCell<Option<String>>,
     last_spare_request: std::cell::Cell<Option<std::time::Instant>>,
@@ -111,6 +130,9 @@ impl LogState {
             failure: RefCell::new(None),
             stopped: std::cell::Cell::new(false),
             spare: RefCell::new(SpareState::Failed("not prepared yet".into())),
+            spare_number: std::cell::Cell::new(0),
+            spare_wanted: Event::new(),
+            spares_done: std::cell::Cell::new(false),
             last_spare_failure: RefCell::new(None),
             last_spare_request: std::cell::Cell::new(None),
             stats: crate::stats::StoreStats::default(),
@@ -139,8 +161,17 @@ impl LogState {
         if matches!(*self.spare.borrow(), SpareState::Failed(_)) {
             self.last_spare_request.set(Some(std::time::Instant::now()));
             *self.spare.borrow_mut() = SpareState::Preparing;
-            self.submit(WriteCommand::PrepareSpare);
+            self.spare_wanted.notify(usize::MAX);
         }
+    }
+
+    /// Hands out the ready spare's number and asks for the next spare.
+    fn take_spare(&self) -> u64 {
+        let spare = self.spare_number.get();
+        self.spare_number.set(spare + 1);
+        *self.spare.borrow_mut() = SpareState::Preparing;
+        self.spare_wanted.notify(usize::MAX);
+        spare
     }
 
     /// [`LogState::request_spare`] at most once a second: what a refused append calls, so a
@@ -162,9 +193,8 @@ impl LogState {
             SpareState::Ready,
             "a roll needs the spare ready"
         );
-        *self.spare.borrow_mut() = SpareState::Preparing;
-        self.submit(WriteCommand::Roll { base });
-        self.submit(WriteCommand::PrepareSpare);
+        let spare = self.take_spare();
+        self.submit(WriteCommand::Roll { base, spare });
     }
 
     fn set_spare(&self, state: SpareState) {
@@ -192,6 +222,11 @@ impl LogState {
         self.stopped.get()
     }
 
+    /// The writer stopped and the spare task returned: nothing touches the log's files.
+    pub fn is_quiet(&self) -> bool {
+        self.stopped.get() && self.spares_done.get()
+    }
+
     /// Why the writer stopped writing, while it has not resumed.
     pub fn failure(&self) -> Option<String> {
         self.failure.borrow().clone()
@@ -205,16 +240,15 @@ impl LogState {
     }
 
     /// Queues a repair, with the spare it consumes (which must be ready) and the next spare.
-    pub fn resume_onto_spare(&self, repair: crate::log_repair::Repair) {
+    pub fn resume_onto_spare(&self, mut repair: crate::log_repair::Repair) {
         assert_eq!(
             *self.spare.borrow(),
             SpareState::Ready,
             "a repair needs the spare ready"
         );
-        *self.spare.borrow_mut() = SpareState::Preparing;
+        repair.spare = self.take_spare();
         self.resume_pending.set(true);
         self.submit(WriteCommand::Resume(repair));
-        self.submit(WriteCommand::PrepareSpare);
     }
 
     /// A `Resume` is queued or being applied.
@@ -223,6 +257,7 @@ impl LogState {
     }
 }
 
+#[derive(Clone)]
 pub struct WriterConfig {
     pub log_dir: PathBuf,
     pub segment_bytes: u64,
@@ -289,12 +324,17 @@ async fn serve(
             };
             match command {
                 WriteCommand::Append(bytes) => append(state, open, &bytes).await?,
-                WriteCommand::Roll { base } => roll(state, config, open, base).await?,
-                WriteCommand::PrepareSpare => prepare_spare(state, config).await,
+                WriteCommand::Roll { base, spare } => {
+                    roll(state, config, open, base, spare).await?
+                }
                 WriteCommand::Sync => sync_wanted = true,
                 WriteCommand::Close => {
+                    // A close that fails (its final sync) still stops the writer: the failure
+                    // is reported to the store's close, which must not wait for a second Close.
                     if let Some(segment) = open.take() {
-                        close(state, segment).await?;
+                        if let Err(err) = close(state, segment).await {
+                            state.fail(&err);
+                        }
                     }
                     return Ok(());
                 }
@@ -321,7 +361,8 @@ fn note_written(state: &LogState, open: &mut Option<OpenSegment>) {
 }
 
 /// The failed writer: discards writes until a `Resume` succeeds (true) or `Close` comes
-/// (false). Spares are still prepared, so a repair finds one.
+/// (false). Spares are still prepared (by their own task), so a repair finds one; the spares of
+/// discarded rolls are removed.
 async fn wait_for_resume(
     state: &LogState,
     config: &WriterConfig,
@@ -334,8 +375,8 @@ async fn wait_for_resume(
             continue;
         };
         match command {
-            WriteCommand::Append(_) | WriteCommand::Roll { .. } | WriteCommand::Sync => {}
-            WriteCommand::PrepareSpare => prepare_spare(state, config).await,
+            WriteCommand::Append(_) | WriteCommand::Sync => {}
+            WriteCommand::Roll { spare, .. } => remove_spare(config, spare).await,
             WriteCommand::Close => return false,
             WriteCommand::Resume(repair) => {
                 let outcome = crate::log_repair::apply(state, config, open, repair).await;
@@ -394,7 +435,12 @@ async fn sync(state: &LogState, open: &mut Option<OpenSegment>) -> Result<()> {
 
 async fn close(state: &LogState, segment: OpenSegment) -> Result<()> {
     let end = segment.base + segment.writer.pos();
+    let path = segment.path.clone();
     segment.writer.close().await?;
+    state
+        .faults
+        .check(crate::faults::FaultSite::Sync)
+        .map_err(|e| StorageError::io(&path, e))?;
     state.durability.advance_written(Written(end));
     state.durability.advance_synced(Synced(end));
     state.progress.notify(usize::MAX);
@@ -406,6 +452,22 @@ async fn roll(
     config: &WriterConfig,
     open: &mut Option<OpenSegment>,
     base: u64,
+    spare: u64,
+) -> Result<()> {
+    let rolled = roll_onto(state, config, open, base, spare).await;
+    if rolled.is_err() {
+        // Not renamed into place (or renamed, and then ENOENT): either way no one takes it.
+        remove_spare(config, spare).await;
+    }
+    rolled
+}
+
+async fn roll_onto(
+    state: &LogState,
+    config: &WriterConfig,
+    open: &mut Option<OpenSegment>,
+    base: u64,
+    spare: u64,
 ) -> Result<()> {
     state
         .faults
@@ -424,18 +486,19 @@ async fn roll(
         base,
         "a new segment starts at the written end"
     );
-    *open = Some(open_from_spare(state, config, base).await?);
+    *open = Some(open_from_spare(state, config, base, spare).await?);
     Ok(())
 }
 
-/// Renames the spare into place as the segment at `base` and opens its writer.
+/// Renames spare number `spare` into place as the segment at `base` and opens its writer.
 pub(crate) async fn open_from_spare(
     state: &LogState,
     config: &WriterConfig,
     base: u64,
+    spare: u64,
 ) -> Result<OpenSegment> {
     let path = segment_path(&config.log_dir, base);
-    let spare = config.log_dir.join(SPARE_NAME);
+    let spare = spare_path(&config.log_dir, spare);
     file_io::rename(&spare, &path)
         .await
         .map_err(|e| StorageError::glommio(&spare, e))?;
@@ -453,10 +516,55 @@ pub(crate) async fn open_from_spare(
     Ok(OpenSegment { base, path, writer })
 }
 
-/// Creates (or reopens) the spare and reserves a whole segment's blocks for it. Never fatal: a
+/// The spare task: makes spare number `spare_number` whenever one is wanted, until the writer
+/// stops. Leftover spares of an earlier run go first (their numbers mean nothing now).
+pub async fn prepare_spares(state: Rc<LogState>, config: WriterConfig) {
+    remove_leftover_spares(&config).await;
+    loop {
+        let wanted = state.spare_wanted.listen();
+        if state.is_stopped() {
+            state.spares_done.set(true);
+            state.progress.notify(usize::MAX);
+            return;
+        }
+        if state.spare() == SpareState::Preparing {
+            prepare_spare(&state, &config, state.spare_number.get()).await;
+            continue;
+        }
+        futures_lite::future::or(wanted, state.progress.listen()).await;
+    }
+}
+
+async fn remove_spare(config: &WriterConfig, spare: u64) {
+    let path = spare_path(&config.log_dir, spare);
+    if let Err(err) = file_io::remove(&path).await {
+        if os_error(&err) != Some(libc::ENOENT) {
+            tracing::warn!(path = %path.display(), error = %err, "cannot remove an unused spare segment; its space stays taken until the next start");
+        }
+    }
+}
+
+async fn remove_leftover_spares(config: &WriterConfig) {
+    let dir = config.log_dir.clone();
+    let listed = glommio::executor()
+        .spawn_blocking(move || file_io::list_dir(&dir))
+        .await;
+    let leftovers = listed.unwrap_or_default().into_iter().filter(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(SPARE_PREFIX))
+    });
+    for path in leftovers {
+        if let Err(err) = file_io::remove(&path).await {
+            tracing::warn!(path = %path.display(), error = %err, "cannot remove a spare segment an earlier run left");
+        }
+    }
+}
+
+/// Creates spare number `spare` and reserves a whole segment's blocks for it. Never fatal: a
 /// failure leaves [`SpareState::Failed`] for the store to retry.
-async fn prepare_spare(state: &LogState, config: &WriterConfig) {
-    let path = config.log_dir.join(SPARE_NAME);
+async fn prepare_spare(state: &LogState, config: &WriterConfig, spare: u64) {
+    let path = spare_path(&config.log_dir, spare);
     let outcome = async {
         let file = StoreFile::open_writable(&path, Writable::CREATE).await?;
         // Blocks allocated up front also keep DMA writes from turning synchronous in the

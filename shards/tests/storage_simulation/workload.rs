@@ -139,9 +139,12 @@ pub async fn life(
     let mut checking = std::mem::take(&mut *oracle.borrow_mut());
     let checked = checking.check_recovered(&store, QUEUES).await;
     *oracle.borrow_mut() = checking;
-    checked?;
+    if let Err(e) = checked {
+        let _ = store.close().await;
+        return Err(e);
+    }
     if last {
-        return Ok(());
+        return store.close().await.map_err(|e| format!("closing: {e}"));
     }
     disk.set_faults(faults);
     disk.arm_crash(disk.draw(600));
@@ -162,5 +165,8 @@ pub async fn life(
     }
     checkpointer.await;
     disk.crash_now();
+    // What the crash left running stops here (every operation fails): the next life, on the
+    // same executor, starts with nothing of this one.
+    let _ = store.close().await;
     Ok(())
 }
