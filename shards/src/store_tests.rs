@@ -328,6 +328,38 @@ fn a_batch_whose_index_entries_were_torn_is_reindexed() {
     });
 }
 
+/// Spares an earlier run left (numbered, or the unnumbered `next.spare` of older builds) hold a
+/// whole segment's blocks each: they are removed at start, and only the new spare remains.
+#[test]
+fn spares_an_earlier_run_left_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let store = open_sync(&path).await;
+        fill(&store, 2).await;
+        store.close().await.unwrap();
+        for leftover in ["next.spare", "next.spare.7", "next.spare.0"] {
+            std::fs::write(path.join("log").join(leftover), vec![1u8; 4096]).unwrap();
+        }
+        let store = open_sync(&path).await;
+        let mut spares: Vec<String> = std::fs::read_dir(path.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("next.spare"))
+            .collect();
+        spares.sort();
+        assert_eq!(spares, ["next.spare.0"]);
+        let spare = std::fs::metadata(path.join("log/next.spare.0")).unwrap();
+        assert_eq!(
+            spare.len(),
+            0,
+            "a fresh spare, not the leftover of that name"
+        );
+        assert_eq!(read_keys(&store, 0).await, expected_keys(0, 2, 3));
+        store.close().await.unwrap();
+    });
+}
+
 #[test]
 fn index_entries_past_the_log_end_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
