@@ -38,6 +38,13 @@ pub struct AppendOutcome {
     pub end: Appended,
 }
 
+/// When an append first had to wait for room, and whether for the spare.
+#[derive(Default)]
+struct RoomWait {
+    since: Option<std::time::Instant>,
+    for_spare: bool,
+}
+
 impl ShardStore {
     fn check_writable(&self) -> Result<()> {
         if self.inner.closing.get() {
@@ -67,6 +74,20 @@ impl ShardStore {
     /// the next segment a batch of `len` bytes needs is being reserved; refuses when it could not
     /// be (the disk is full), and as busy once it has waited `busy_after`.
     async fn wait_for_room(&self, len: u64) -> Result<()> {
+        let mut waited = RoomWait::default();
+        let outcome = self.wait_for_room_noting(len, &mut waited).await;
+        if let Some(since) = waited.since {
+            let stats = &self.inner.log.stats;
+            stats.room_wait.observe(since.elapsed());
+            if waited.for_spare {
+                crate::stats::add(&stats.room_waits_for_spare, 1);
+            }
+        }
+        outcome
+    }
+
+    /// [`ShardStore::wait_for_room`], noting in `waited` when it first had to wait, and why.
+    async fn wait_for_room_noting(&self, len: u64, waited: &mut RoomWait) -> Result<()> {
         let max = self.inner.config.unwritten_bytes_max();
         let mut deadline = None;
         loop {
@@ -94,6 +115,10 @@ impl ShardStore {
                 || self.inner.log.check_failed().is_err()
             {
                 continue;
+            }
+            if waited.since.is_none() {
+                waited.since = Some(std::time::Instant::now());
+                waited.for_spare = !spare_settled;
             }
             let busy_after = self.inner.config.busy_after;
             let deadline = *deadline.get_or_insert_with(|| std::time::Instant::now() + busy_after);

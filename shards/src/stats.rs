@@ -86,6 +86,10 @@ pub struct StoreStats {
     pub appends_refused: Cell<u64>,
     /// Appends refused as busy after waiting `busy_after` for room.
     pub appends_busy: Cell<u64>,
+    /// How long appends that had to wait for room waited (too much unwritten, or the next
+    /// segment not reserved yet), and how many of those waits began for the spare.
+    pub room_wait: Histogram,
+    pub room_waits_for_spare: Cell<u64>,
     /// Times the log writer failed (a write, fdatasync, roll or repair), and repairs that
     /// succeeded (see `log_repair`).
     pub writer_failures: Cell<u64>,
@@ -111,6 +115,8 @@ pub struct StoreStatsSnapshot {
     pub segments_deleted: u64,
     pub appends_refused: u64,
     pub appends_busy: u64,
+    pub room_wait: HistogramSnapshot,
+    pub room_waits_for_spare: u64,
     pub writer_failures: u64,
     pub log_repairs: u64,
     pub segments: u64,
@@ -140,6 +146,8 @@ impl StoreStats {
             segments_deleted: self.segments_deleted.get(),
             appends_refused: self.appends_refused.get(),
             appends_busy: self.appends_busy.get(),
+            room_wait: self.room_wait.snapshot(),
+            room_waits_for_spare: self.room_waits_for_spare.get(),
             writer_failures: self.writer_failures.get(),
             log_repairs: self.log_repairs.get(),
             ..StoreStatsSnapshot::default()

@@ -266,13 +266,22 @@ fn storage(out: &mut String, shards: &[ShardSnapshot]) {
             &s.store.fsync_latency,
         );
     }
+    let name = "shardmq_append_room_wait_seconds";
+    let mut f = family(out, name, "histogram", "How long appends that waited for room waited: too much appended but not yet written (the write-behind budget), or the next segment not reserved yet.");
+    for s in shards {
+        f.histogram(
+            name,
+            &[("shard", &s.shard_id.to_string())],
+            &s.store.room_wait,
+        );
+    }
     type Row = (
         &'static str,
         &'static str,
         &'static str,
         fn(&ShardSnapshot) -> Option<f64>,
     );
-    let rows: [Row; 17] = [
+    let rows: [Row; 18] = [
         ("shardmq_fsyncs_total", "counter", "fdatasyncs of the log.", |s| Some(s.store.fsyncs as f64)),
         ("shardmq_fsync_bytes_total", "counter", "Log bytes the fdatasyncs covered (divide by shardmq_fsyncs_total for bytes per fdatasync).", |s| Some(s.store.synced_bytes as f64)),
         ("shardmq_fsync_batches_total", "counter", "Batches the fdatasyncs covered (divide by shardmq_fsyncs_total for batches per fdatasync).", |s| Some(s.store.synced_batches as f64)),
@@ -281,6 +290,7 @@ fn storage(out: &mut String, shards: &[ShardSnapshot]) {
         ("shardmq_disk_read_bytes_total", "counter", "Log bytes pulls read from disk.", |s| Some(s.store.read_bytes_disk as f64)),
         ("shardmq_segments_deleted_total", "counter", "Log segments deleted by retention.", |s| Some(s.store.segments_deleted as f64)),
         ("shardmq_appends_refused_total", "counter", "Appends refused because the disk is full or above its refuse mark, or the log is being repaired.", |s| Some(s.store.appends_refused as f64)),
+        ("shardmq_append_room_waits_for_spare_total", "counter", "Appends that waited for the next segment to be reserved.", |s| Some(s.store.room_waits_for_spare as f64)),
         ("shardmq_appends_busy_total", "counter", "Appends refused as busy (SYSTEM_BUSY over remoting) after waiting --busy-after-ms for the disk to catch up.", |s| Some(s.store.appends_busy as f64)),
         ("shardmq_log_writer_failures_total", "counter", "Times the log writer failed (EIO, ENOSPC, ...); the shard refuses writes until the log is repaired.", |s| Some(s.store.writer_failures as f64)),
         ("shardmq_log_repairs_total", "counter", "Log repairs after a writer failure that succeeded (writes resumed in place).", |s| Some(s.store.log_repairs as f64)),
