@@ -75,6 +75,7 @@ impl ShardStore {
     /// be (the disk is full), and as busy once it has waited `busy_after`.
     async fn wait_for_room(&self, len: u64) -> Result<()> {
         let mut waited = RoomWait::default();
+        self.pace(len, &mut waited).await;
         let outcome = self.wait_for_room_noting(len, &mut waited).await;
         if let Some(since) = waited.since {
             let stats = &self.inner.log.stats;
@@ -84,6 +85,26 @@ impl ShardStore {
             }
         }
         outcome
+    }
+
+    /// Past half the write-behind budget, waits for this append's turn at the disk's rate
+    /// (see `pacing`).
+    async fn pace(&self, len: u64, waited: &mut RoomWait) {
+        let now = std::time::Instant::now();
+        let d = &self.inner.log.durability;
+        let (written, appended) = (d.written().0, d.appended().0);
+        let budget = self.inner.config.unwritten_bytes_max();
+        let delay = self.inner.pacer.borrow_mut().admit(
+            now,
+            len,
+            written,
+            appended.saturating_sub(written),
+            budget,
+        );
+        if let Some(delay) = delay {
+            waited.since = Some(now);
+            glommio::timer::sleep(delay).await;
+        }
     }
 
     /// [`ShardStore::wait_for_room`], noting in `waited` when it first had to wait, and why.

@@ -5,6 +5,7 @@
 //! - [`store`]: [`ShardStore`], the API the broker calls: open, offsets, long-poll waits,
 //!   checkpoint, close; [`append`] (append, when to acknowledge) and [`read`] extend it.
 //! - [`writer`]: the log writer task and the durability contract (appended ≥ written ≥ synced).
+//! - [`pacing`]: appends admitted at the disk's rate past half the write-behind budget.
 //! - [`log_repair`]: making the log writable again in place after the writer failed.
 //! - [`faults`]: injected write, sync and repair errors, for storage tests.
 //! - [`file_io`]: the store's one seam to the filesystem (O_DIRECT files, or a simulated disk).
@@ -44,6 +45,7 @@ pub mod index;
 pub mod index_format;
 pub mod iopoll_probe;
 pub mod log_repair;
+pub mod pacing;
 pub mod prefetch;
 pub mod read;
 pub mod read_plan;

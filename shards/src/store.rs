@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub(crate) segments: RefCell<Segments>,
     pub(crate) hot_tail: RefCell<HotTail>,
     pub(crate) prefetch: Prefetcher,
+    /// Admits appends at the disk's rate past half the write-behind budget (`pacing`).
+    pub(crate) pacer: RefCell<crate::pacing::Pacer>,
     pub(crate) queues: RefCell<BTreeMap<QueueKey, Rc<RefCell<QueueIndex>>>>,
     pub(crate) appended_event: Event,
     sync_requested_upto: Cell<u64>,
@@ -128,6 +130,7 @@ impl ShardStore {
             inner: Rc::new(Inner {
                 hot_tail: RefCell::new(HotTail::new(config.hot_tail_bytes)),
                 prefetch: Prefetcher::default(),
+                pacer: RefCell::new(crate::pacing::Pacer::new(std::time::Instant::now())),
                 config,
                 log,
                 segments: RefCell::new(segments),
