@@ -5,7 +5,8 @@
 //! several lives (open and recover, check against the oracle, produce and checkpoint until the
 //! power fails); after every crash the recovered store must match the oracle (`oracle`).
 //!
-//! `SHARDMQ_SIM_SEEDS=N` sets how many seeds run (default below); `SHARDMQ_SIM_SEED=S` replays
+//! `SHARDMQ_SIM_SEEDS=N` sets how many seeds run (default below), from `SHARDMQ_SIM_FIRST_SEED`
+//! (default 0); `SHARDMQ_SIM_SEED=S` replays
 //! one seed exactly — the number a failure prints; `SHARDMQ_SIM_TRACE=1` with it prints every
 //! disk operation (kind, inode, yields drawn), to compare two runs op by op.
 
@@ -142,7 +143,9 @@ fn seeds() -> Vec<u64> {
             .try_init();
         return vec![seed];
     }
-    (0..env_u64("SHARDMQ_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
+    let first = env_u64("SHARDMQ_SIM_FIRST_SEED").unwrap_or(0);
+    let count = env_u64("SHARDMQ_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    (first..first + count).collect()
 }
 
 impl Summary {
