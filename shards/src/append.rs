@@ -41,7 +41,10 @@ pub struct AppendOutcome {
 /// When an append first had to wait for room, and whether for the spare.
 #[derive(Default)]
 struct RoomWait {
+    /// Paced, or waiting for room: since when.
     since: Option<std::time::Instant>,
+    /// Waited for room (past the pacing), and whether that began for the spare.
+    for_room: bool,
     for_spare: bool,
 }
 
@@ -75,6 +78,7 @@ impl ShardStore {
     /// be (the disk is full), and as busy once it has waited `busy_after`.
     async fn wait_for_room(&self, len: u64) -> Result<()> {
         let mut waited = RoomWait::default();
+        self.check_writable()?;
         self.pace(len, &mut waited).await;
         let outcome = self.wait_for_room_noting(len, &mut waited).await;
         if let Some(since) = waited.since {
@@ -137,8 +141,9 @@ impl ShardStore {
             {
                 continue;
             }
-            if waited.since.is_none() {
-                waited.since = Some(std::time::Instant::now());
+            if !waited.for_room {
+                waited.for_room = true;
+                waited.since.get_or_insert_with(std::time::Instant::now);
                 waited.for_spare = !spare_settled;
             }
             let busy_after = self.inner.config.busy_after;

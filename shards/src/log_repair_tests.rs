@@ -96,6 +96,16 @@ fn the_writer_fails_and_repairs_itself(site: FaultSite) {
         assert_eq!(stats.log_repairs, 1);
         assert!(!stats.refusing_writes);
         assert_queue_holds(&store, acked + 40, "after the repair").await;
+        // Each failed repair took a spare; none of them may stay (a leaked spare holds a whole
+        // segment's blocks until the next start).
+        let spares = std::fs::read_dir(dir.join("log"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("next.spare")
+            })
+            .count();
+        assert!(spares <= 1, "failed repairs left {spares} spares");
         store.close().await.unwrap();
         let store = ShardStore::open(small_config(&dir, FlushMode::Sync), None)
             .await

@@ -85,9 +85,10 @@ impl Pacer {
             return None;
         }
         let rate = self.rate?;
-        let start = self.next_free.max(now);
+        // A queue longer than the longest delay is stale (the estimate lagged): cut it there.
+        let start = self.next_free.clamp(now, now + DELAY_MAX);
         self.next_free = start + Duration::from_secs_f64(len as f64 / rate);
-        let delay = start.saturating_duration_since(now).min(DELAY_MAX);
+        let delay = start.saturating_duration_since(now);
         (!delay.is_zero()).then_some(delay)
     }
 }

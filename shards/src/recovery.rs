@@ -493,8 +493,6 @@ pub async fn entry_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<IndexE
     }
 }
 
-/// The entry at `offset`, or `None` for an empty slot (below the queue's start, or an index
-/// recovery is still checking).
 /// Whether the index holds every entry of the batch at `position` (offsets `base..`), each
 /// naming it. Not only the first: a torn chunk write can keep some of a batch's entries and
 /// lose (or leave stale) the others.
@@ -517,6 +515,8 @@ async fn indexed_whole(
     Ok(true)
 }
 
+/// The entry at `offset`, or `None` for an empty slot (below the queue's start, or an index
+/// recovery is still checking).
 pub async fn probe_at(index: &RefCell<QueueIndex>, offset: u64) -> Result<Option<IndexEntry>> {
     loop {
         let loader = match index.borrow().get(offset) {

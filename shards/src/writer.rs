@@ -379,6 +379,7 @@ async fn wait_for_resume(
             WriteCommand::Roll { spare, .. } => remove_spare(config, spare).await,
             WriteCommand::Close => return false,
             WriteCommand::Resume(repair) => {
+                let spare = repair.spare;
                 let outcome = crate::log_repair::apply(state, config, open, repair).await;
                 state.resume_pending.set(false);
                 match outcome {
@@ -388,7 +389,12 @@ async fn wait_for_resume(
                         state.progress.notify(usize::MAX);
                         return true;
                     }
-                    Err(err) => state.fail(&err),
+                    Err(err) => {
+                        // Its spare was not opened as the new segment (or was renamed, and
+                        // then ENOENT): the next attempt takes another, so this one goes.
+                        remove_spare(config, spare).await;
+                        state.fail(&err);
+                    }
                 }
             }
         }
@@ -566,7 +572,9 @@ async fn remove_leftover_spares(config: &WriterConfig) {
 async fn prepare_spare(state: &LogState, config: &WriterConfig, spare: u64) {
     let path = spare_path(&config.log_dir, spare);
     let outcome = async {
-        let file = StoreFile::open_writable(&path, Writable::CREATE).await?;
+        // Emptied if a file of that name is left (a removal at start that failed): a spare
+        // holds nothing, the writer starts at its offset 0.
+        let file = StoreFile::open_writable(&path, Writable::REPLACE).await?;
         // Blocks allocated up front also keep DMA writes from turning synchronous in the
         // filesystem. keep_size: the file stays empty, so the writer starts at its offset 0.
         let reserved = file.pre_allocate(config.segment_bytes, true).await;

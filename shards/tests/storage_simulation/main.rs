@@ -6,9 +6,9 @@
 //! power fails); after every crash the recovered store must match the oracle (`oracle`).
 //!
 //! `SHARDMQ_SIM_SEEDS=N` sets how many seeds run (default below), from `SHARDMQ_SIM_FIRST_SEED`
-//! (default 0); `SHARDMQ_SIM_SEED=S` replays
-//! one seed exactly — the number a failure prints; `SHARDMQ_SIM_TRACE=1` with it prints every
-//! disk operation (kind, inode, yields drawn), to compare two runs op by op.
+//! (default 0); `SHARDMQ_SIM_SEED=S` replays one seed exactly — the number a failure prints;
+//! `SHARDMQ_SIM_TRACE=1` with it prints every disk operation (kind, inode, yields drawn), to
+//! compare two runs op by op. A long run: `perf-reports/2026-12-03-storage-simulation/`.
 
 mod oracle;
 mod workload;
