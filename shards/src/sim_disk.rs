@@ -29,25 +29,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use shardmq_protocol::mutate::SplitMix;
+
 use crate::file_io::{IoResult, Writable};
 
 const SECTOR: usize = 512;
 
-/// A small, fast, seedable generator (SplitMix64): the whole simulation draws from one.
+/// The simulation's one seeded generator (the fuzz mutator's SplitMix64, with draws in the
+/// shapes the simulation needs).
 #[derive(Debug, Clone)]
-pub struct SimRng(u64);
+pub struct SimRng(SplitMix);
 
 impl SimRng {
     pub fn new(seed: u64) -> Self {
-        SimRng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        SimRng(SplitMix(seed ^ 0x5DEE_CE66_D1CE_4E5B))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).
