@@ -379,6 +379,31 @@ impl SimDisk {
         self.lock().rng.below(n)
     }
 
+    /// Puts a file on the disk as if written and synced long ago (its directories too): for
+    /// tests that start from files a real store made. Not an operation of the store's.
+    pub fn put_file(&self, path: &Path, bytes: &[u8]) {
+        if let Some(parent) = path.parent() {
+            self.create_dir_all(parent);
+        }
+        let mut state = self.lock();
+        let inode = state.next_inode;
+        state.next_inode += 1;
+        let file = Inode {
+            current: bytes.to_vec(),
+            durable: bytes.to_vec(),
+            pending: Vec::new(),
+        };
+        state.inodes.insert(inode, file);
+        state.names.insert(path.to_path_buf(), inode);
+    }
+
+    /// A file's bytes as reads see them now (`None`: no such file). Not counted as an operation.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let inode = state.names.get(path)?;
+        state.inodes.get(inode).map(|i| i.current.clone())
+    }
+
     pub(crate) async fn rename(&self, from: &Path, to: &Path) -> IoResult<()> {
         let mut state = self.step(Op::Name, None, 0).await?;
         let inode = state
