@@ -78,8 +78,7 @@ impl ShardStore {
     /// be (the disk is full), and as busy once it has waited `busy_after`.
     async fn wait_for_room(&self, len: u64) -> Result<()> {
         let mut waited = RoomWait::default();
-        self.check_writable()?;
-        self.pace(len, &mut waited).await;
+        self.pace(len, &mut waited).await?;
         let outcome = self.wait_for_room_noting(len, &mut waited).await;
         if let Some(since) = waited.since {
             let stats = &self.inner.log.stats;
@@ -92,23 +91,27 @@ impl ShardStore {
     }
 
     /// Past half the write-behind budget, waits for this append's turn at the disk's rate
-    /// (see `pacing`).
-    async fn pace(&self, len: u64, waited: &mut RoomWait) {
+    /// (see `pacing`); an append the store would refuse is refused without waiting.
+    async fn pace(&self, len: u64, waited: &mut RoomWait) -> Result<()> {
         let now = std::time::Instant::now();
         let d = &self.inner.log.durability;
         let (written, appended) = (d.written().0, d.appended().0);
         let budget = self.inner.config.unwritten_bytes_max();
-        let delay = self.inner.pacer.borrow_mut().admit(
-            now,
-            len,
-            written,
-            appended.saturating_sub(written),
-            budget,
-        );
+        let unwritten = appended.saturating_sub(written);
+        if unwritten + len > budget / 2 {
+            // Past the soft mark (where pacing may delay): refused appends take no turn.
+            self.check_writable()?;
+        }
+        let delay = self
+            .inner
+            .pacer
+            .borrow_mut()
+            .admit(now, len, written, unwritten, budget);
         if let Some(delay) = delay {
             waited.since = Some(now);
             glommio::timer::sleep(delay).await;
         }
+        Ok(())
     }
 
     /// [`ShardStore::wait_for_room`], noting in `waited` when it first had to wait, and why.

@@ -55,17 +55,18 @@ fn batch_id(key: &str) -> Option<u64> {
 }
 
 impl Oracle {
-    /// Records a batch about to be appended; returns its id.
-    pub fn attempt(&mut self, queue: u32, records: Vec<RecordSpec>) -> u64 {
+    /// Records a batch about to be appended, its records made for its id; returns the id and
+    /// the records.
+    pub fn attempt(
+        &mut self,
+        queue: u32,
+        make: impl FnOnce(u64) -> Vec<RecordSpec>,
+    ) -> (u64, &[RecordSpec]) {
         let id = self.next_id;
         self.next_id += 1;
         self.attempted += 1;
-        self.batches.insert(id, (queue, records));
-        id
-    }
-
-    pub fn next_id(&self) -> u64 {
-        self.next_id
+        let (_, records) = self.batches.entry(id).or_insert((queue, make(id)));
+        (id, records)
     }
 
     pub fn acknowledged(&mut self, id: u64) {

@@ -88,10 +88,11 @@ async fn produce(
         if disk.crashed() {
             return;
         }
-        let id = oracle.borrow().next_id();
-        let records = records_for(&disk, id);
-        let batch = encode(&records);
-        let id = oracle.borrow_mut().attempt(queue, records);
+        let (id, batch) = {
+            let mut oracle = oracle.borrow_mut();
+            let (id, records) = oracle.attempt(queue, |id| records_for(&disk, id));
+            (id, encode(records))
+        };
         let answered = match store.append(TOPIC, queue, batch).await {
             Ok(outcome) => store.acknowledgeable(outcome.end).await.map(|()| outcome),
             Err(err) => Err(err),

@@ -256,25 +256,35 @@ fn requests(out: &mut String, shards: &[ShardSnapshot]) {
     );
 }
 
+/// One histogram family with a series per shard.
+fn per_shard_histogram(
+    out: &mut String,
+    shards: &[ShardSnapshot],
+    name: &str,
+    help: &str,
+    pick: fn(&ShardSnapshot) -> &HistogramSnapshot,
+) {
+    let mut f = family(out, name, "histogram", help);
+    for s in shards {
+        f.histogram(name, &[("shard", &s.shard_id.to_string())], pick(s));
+    }
+}
+
 fn storage(out: &mut String, shards: &[ShardSnapshot]) {
-    let name = "shardmq_fsync_duration_seconds";
-    let mut f = family(out, name, "histogram", "Time of each fdatasync of the log.");
-    for s in shards {
-        f.histogram(
-            name,
-            &[("shard", &s.shard_id.to_string())],
-            &s.store.fsync_latency,
-        );
-    }
-    let name = "shardmq_append_room_wait_seconds";
-    let mut f = family(out, name, "histogram", "How long appends that waited for room waited: too much appended but not yet written (the write-behind budget), or the next segment not reserved yet.");
-    for s in shards {
-        f.histogram(
-            name,
-            &[("shard", &s.shard_id.to_string())],
-            &s.store.room_wait,
-        );
-    }
+    per_shard_histogram(
+        out,
+        shards,
+        "shardmq_fsync_duration_seconds",
+        "Time of each fdatasync of the log.",
+        |s| &s.store.fsync_latency,
+    );
+    per_shard_histogram(
+        out,
+        shards,
+        "shardmq_append_room_wait_seconds",
+        "How long appends that waited for room waited: too much appended but not yet written (the write-behind budget), or the next segment not reserved yet.",
+        |s| &s.store.room_wait,
+    );
     type Row = (
         &'static str,
         &'static str,
