@@ -90,7 +90,9 @@ impl BodySource for crate::server::tls::Stream {
 }
 
 /// Reads exactly `len` bytes. The buffer's memory and budget grow as they arrive; `arrived`
-/// tells how many bytes wait in the socket, beyond what `reader` has buffered already.
+/// tells how many bytes wait in the socket, beyond what `reader` has buffered already, and is
+/// called only for a body larger than the first step that is not yet half buffered (it costs
+/// a syscall, and a small request must not pay one).
 pub async fn read_body<R: BodySource>(
     reader: &mut R,
     len: usize,
@@ -101,7 +103,13 @@ pub async fn read_body<R: BodySource>(
     let mut body = BytesMut::new();
     let mut filled = 0;
     while filled < len {
-        let size = next_size(filled, reader.buffered() + arrived(), len);
+        // The socket is asked (a syscall) only when what is buffered does not already let the
+        // whole body be taken: a body that fits the first step, or is half buffered, never asks.
+        let buffered = reader.buffered();
+        let size = match next_size(filled, buffered, len) {
+            whole if whole == len => whole,
+            _ => next_size(filled, buffered + arrived(), len),
+        };
         held.merge(budget.acquire((size - filled) as u64).await?);
         if filled == 0 {
             // calloc: memory fresh from the kernel is not cleared a second time.
@@ -166,6 +174,36 @@ mod tests {
                     Err(BodyError::Truncated)
                 ));
                 assert_eq!(budget.in_use(), 0, "a failed read gives its budget back");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_socket_is_asked_only_for_a_large_body_not_yet_half_buffered() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let budget = ByteBudget::new(1 << 30);
+                let asked = std::cell::Cell::new(0);
+                let arrived = || {
+                    asked.set(asked.get() + 1);
+                    0
+                };
+                let small = vec![7u8; 1024];
+                let mut reader = BufReader::new(futures_lite::io::Cursor::new(small.clone()));
+                let (body, _held) = read_body(&mut reader, small.len(), &budget, arrived)
+                    .await
+                    .unwrap();
+                assert_eq!(&body[..], &small[..]);
+                assert_eq!(asked.get(), 0, "a body within the first step asks nothing");
+                let large = vec![9u8; 4 * BODY_FIRST_STEP_BYTES];
+                let mut reader = BufReader::new(futures_lite::io::Cursor::new(large.clone()));
+                let (body, _held) = read_body(&mut reader, large.len(), &budget, arrived)
+                    .await
+                    .unwrap();
+                assert_eq!(&body[..], &large[..]);
+                assert!(asked.get() > 0, "a large body asks how much has arrived");
             })
             .unwrap()
             .join()
