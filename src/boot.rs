@@ -182,22 +182,9 @@ pub(crate) fn spawn_signal_thread(
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the signal thread; SIGTERM will not stop the broker cleanly"));
 }
 
-/// Keeps large buffers (frames, DMA read buffers of a few MiB) on the heap instead of fresh
-/// `mmap`s: a fresh mapping costs a page fault and a page clear per 4 KiB on first touch, which
-/// profiling showed as a third of a shard's time on catch-up reads. Freed memory is kept for
-/// reuse (RSS stays at its peak; that peak is bounded by the hot tail and frame limits). The
-/// bench sets it too: its clients build and receive batches of up to a few MiB per request.
-pub fn keep_large_allocations_on_the_heap() {
-    // SAFETY: mallopt only adjusts glibc's allocator thresholds.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
-
 /// Runs the broker until SIGTERM/SIGINT. Returns once every shard has closed its store.
 pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
-    keep_large_allocations_on_the_heap();
+    crate::memory::keep_large_allocations_on_the_heap(args.hot_tail as usize);
     raise_limit(libc::RLIMIT_NOFILE);
     raise_limit(libc::RLIMIT_MEMLOCK);
     crate::ops::preflight::judge(&crate::ops::preflight::Facts::read())
@@ -536,6 +523,16 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         Shares::Static(100),
         Latency::NotImportant,
         "background",
+    );
+    // Before anything is served, the hot tail's memory is made resident (`memory`: a first
+    // touch in the request path waited ~2 ms for the host).
+    let started = std::time::Instant::now();
+    let touched = crate::memory::pretouch_heap(boot.store.hot_tail_bytes);
+    tracing::debug!(
+        shard = shard_id,
+        touched,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "startup: hot-tail memory touched"
     );
     let store = match ShardStore::open(boot.store.clone(), Some(background)).await {
         Ok(store) => store,

@@ -34,6 +34,7 @@ pub mod json_file;
 pub mod layout;
 pub mod limits;
 pub mod lock;
+pub mod memory;
 pub mod mesh;
 pub mod namesrv;
 pub mod ops;

@@ -70,7 +70,7 @@ fn main() {
         },
         Command::Tune(args) => shardmq::tune::run(args).map(print),
         Command::Bench(args) => {
-            shardmq::boot::keep_large_allocations_on_the_heap();
+            shardmq::memory::keep_large_allocations_on_the_heap(0);
             shardmq_bench::run(&(*args).into_command())
                 .map(drop)
                 .map_err(|e| e.to_string())
