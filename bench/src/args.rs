@@ -157,6 +157,11 @@ pub struct ProduceArgs {
     /// loop (as fast as acks return).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// Print every request slower than this many µs (send, or intended send, to ack) to stderr,
+    /// with its send time on CLOCK_MONOTONIC (the clock of `perf record -k CLOCK_MONOTONIC` and
+    /// of kernel traces), so a tail can be lined up with what the machine did at that moment.
+    #[arg(long)]
+    pub log_slow_us: Option<u64>,
     #[command(flatten)]
     pub peers: PeerArgs,
     /// shardmq only, with --batch 1: publish message by message through the client's batching
@@ -402,6 +407,7 @@ impl ProduceArgs {
             queues_per_producer: self.queues_per_producer,
             in_flight: self.in_flight,
             rate: self.rate,
+            log_slow: self.log_slow_us.map(std::time::Duration::from_micros),
             producer_cpus,
             consumer_cpus,
             spin_us: self.run.spin_us,

@@ -139,7 +139,7 @@ pub(super) async fn producer_executor<D: Driver>(
         }
     };
     let start = live.start_gate().await?;
-    let recorder = Rc::new(Recorder::new(start + w.warmup));
+    let recorder = Rc::new(Recorder::new(start + w.warmup).with_slow_log(w.log_slow));
     let progress =
         glommio::spawn_local(publish_p99(recorder.clone(), live.clone(), thread as usize));
     let receipts = w

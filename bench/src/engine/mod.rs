@@ -62,6 +62,8 @@ pub struct Workload {
     pub in_flight: u32,
     /// Open loop: messages per second over all producers; 0 = closed loop.
     pub rate: f64,
+    /// Requests slower than this are printed with their send time (`recorder::SlowLog`).
+    pub log_slow: Option<Duration>,
     /// The CPU of each producer executor (its length is the executor count).
     pub producer_cpus: Vec<usize>,
     /// End-to-end runs: the CPU of each consumer executor (empty: not an end-to-end run). The
@@ -408,6 +410,7 @@ mod tests {
             queues_per_producer: None,
             in_flight: 2,
             rate: 0.0,
+            log_slow: None,
             producer_cpus: vec![cpu; threads],
             consumer_cpus: Vec::new(),
             spin_us: 0,

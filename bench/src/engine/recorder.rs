@@ -10,6 +10,11 @@
 //! Warm-up: every sample whose request was *sent* (or due) before `measure_from` counts as
 //! warm-up: it is acknowledged and counted in `warmup_messages`, but it is in no histogram and no
 //! per-second bucket. Seconds are counted from `measure_from`.
+//!
+//! Slow requests (`--log-slow-us`): each measured acknowledgement slower than the threshold is
+//! printed to stderr as `slow request: sent_monotonic_s=<s.µs> latency_us=<n>`, the send time
+//! on CLOCK_MONOTONIC, so a tail can be matched against `perf` or kernel traces. That is how
+//! the round-trip tail was taken apart (`perf-reports/2026-12-03-round-trip-tail/`).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -151,11 +156,56 @@ impl ThreadResult {
     }
 }
 
+/// Prints requests slower than a threshold with their send time on CLOCK_MONOTONIC.
+#[derive(Debug)]
+pub struct SlowLog {
+    threshold: Duration,
+    /// One moment as an `Instant` and as CLOCK_MONOTONIC seconds, read back to back (std's
+    /// `Instant` is CLOCK_MONOTONIC on Linux but does not expose its value).
+    epoch: Instant,
+    epoch_monotonic_s: f64,
+}
+
+impl SlowLog {
+    pub fn new(threshold: Duration) -> Self {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let epoch = Instant::now();
+        // SAFETY: clock_gettime writes one timespec through the pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        SlowLog {
+            threshold,
+            epoch,
+            epoch_monotonic_s: now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9,
+        }
+    }
+
+    /// The line for a request sent at `sent` that took `latency`, if it was slow.
+    fn line(&self, sent: Instant, latency: Duration) -> Option<String> {
+        if latency <= self.threshold {
+            return None;
+        }
+        let offset_s = if sent >= self.epoch {
+            sent.duration_since(self.epoch).as_secs_f64()
+        } else {
+            -self.epoch.duration_since(sent).as_secs_f64()
+        };
+        Some(format!(
+            "slow request: sent_monotonic_s={:.6} latency_us={}",
+            self.epoch_monotonic_s + offset_s,
+            latency.as_micros()
+        ))
+    }
+}
+
 /// One executor's measurements while it runs.
 #[derive(Debug)]
 pub struct Recorder {
     measure_from: Instant,
     result: RefCell<ThreadResult>,
+    slow_log: Option<SlowLog>,
 }
 
 impl Recorder {
@@ -163,7 +213,14 @@ impl Recorder {
         Recorder {
             measure_from,
             result: RefCell::new(ThreadResult::default()),
+            slow_log: None,
         }
+    }
+
+    /// Prints each measured acknowledgement slower than `threshold` (see the module doc).
+    pub fn with_slow_log(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_log = threshold.map(SlowLog::new);
+        self
     }
 
     fn second(&self, at: Instant) -> usize {
@@ -187,6 +244,13 @@ impl Recorder {
             return;
         }
         let second = self.second(now);
+        if let Some(line) = self
+            .slow_log
+            .as_ref()
+            .and_then(|s| s.line(from, now - from))
+        {
+            eprintln!("{line}");
+        }
         r.publish.record(second, now - from, count);
         r.acked += count;
         r.last_ack = Some(now);
@@ -304,5 +368,35 @@ mod tests {
         assert_eq!(p99[1], 0, "a second without samples");
         assert_eq!(p99[2], 10);
         assert_eq!(track.rate_series(), vec![100, 0, 1]);
+    }
+
+    #[test]
+    fn slow_requests_are_printed_with_their_send_time_on_the_monotonic_clock() {
+        let log = SlowLog::new(Duration::from_millis(1));
+        let sent = Instant::now();
+        assert_eq!(log.line(sent, Duration::from_micros(999)), None);
+        assert_eq!(
+            log.line(sent, Duration::from_millis(1)),
+            None,
+            "the threshold itself"
+        );
+        let line = log.line(sent, Duration::from_micros(2500)).unwrap();
+        let (time, latency) = line
+            .strip_prefix("slow request: sent_monotonic_s=")
+            .and_then(|rest| rest.split_once(" latency_us="))
+            .unwrap();
+        assert_eq!(latency, "2500");
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec through the pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now_s = now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9;
+        let sent_s: f64 = time.parse().unwrap();
+        assert!(
+            sent_s <= now_s && now_s - sent_s < 1.0,
+            "sent at {sent_s} s, read back at {now_s} s"
+        );
     }
 }

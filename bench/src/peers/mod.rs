@@ -326,6 +326,7 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                 queues_per_producer: None,
                 in_flight: 4,
                 rate: 0.0,
+                log_slow: None,
                 producer_cpus: vec![cpu],
                 consumer_cpus: Vec::new(),
                 spin_us: 0,
