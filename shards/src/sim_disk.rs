@@ -6,8 +6,8 @@
 //!
 //! The model (what a power loss may do on a real device with a volatile write cache):
 //! - Each file has its *durable* bytes and the operations (writes, truncations, hole punches)
-//!   made since its last successful `fdatasync`, which reads see at once. `fdatasync` makes them
-//!   all durable.
+//!   made since its last successful `fdatasync`, which reads see at once. `fdatasync` makes
+//!   durable those made before it began (not those completing while it runs).
 //! - A crash ([`SimDisk::arm_crash`]: at the n-th operation from now) keeps each pending
 //!   operation of each file independently: dropped, applied whole, or — a write — torn, a
 //!   random subset of its 512-byte sectors applied. Kept operations apply in the order issued.
@@ -87,6 +87,8 @@ struct Inode {
     current: Vec<u8>,
     durable: Vec<u8>,
     pending: Vec<Pending>,
+    /// Operations made on this inode so far; `pending` holds the last `pending.len()` of them.
+    made: u64,
 }
 
 struct DiskState {
@@ -139,21 +141,28 @@ impl Inode {
             Pending::Truncate(len) => self.current.resize(*len as usize, 0),
         }
         self.pending.push(op);
+        self.made += 1;
     }
 
-    /// Everything pending becomes durable (applied in order: the cost is what was written).
-    fn sync(&mut self) {
-        for op in self.pending.drain(..) {
+    /// The pending operations among the first `made_before` made on the inode (those made
+    /// before the fdatasync began) become durable, applied in order; later ones stay pending.
+    fn sync(&mut self, made_before: u64) {
+        let first_pending = self.made - self.pending.len() as u64;
+        let covered = made_before.saturating_sub(first_pending) as usize;
+        let covered = covered.min(self.pending.len());
+        for op in self.pending.drain(..covered) {
             match op {
                 Pending::Write { at, bytes } => write_into(&mut self.durable, at, &bytes),
                 Pending::Truncate(len) => self.durable.resize(len as usize, 0),
             }
         }
-        debug_assert_eq!(
-            self.durable.len(),
-            self.current.len(),
-            "a sync makes the file durable"
-        );
+        if self.pending.is_empty() {
+            debug_assert_eq!(
+                self.durable.len(),
+                self.current.len(),
+                "a sync of everything makes the file durable"
+            );
+        }
     }
 
     /// What survives a power loss: the durable bytes plus a seeded choice of what was pending.
@@ -392,6 +401,7 @@ impl SimDisk {
             current: bytes.to_vec(),
             durable: bytes.to_vec(),
             pending: Vec::new(),
+            made: 0,
         };
         state.inodes.insert(inode, file);
         state.names.insert(path.to_path_buf(), inode);
@@ -528,12 +538,18 @@ impl SimFile {
         Ok(state.inode(self.inode)?.current.len() as u64)
     }
 
+    /// Makes durable what was made before it began: operations that complete while it waits
+    /// its turn (other tasks' writes to the file) stay pending, as on a real device.
     pub(crate) async fn fdatasync(&self) -> IoResult<()> {
+        let made_before = {
+            let mut state = self.disk.lock();
+            state.inode(self.inode).map_or(0, |inode| inode.made)
+        };
         let mut state = self.step(Op::Sync).await?;
         if state.syncs_lie {
             return Ok(());
         }
-        state.inode(self.inode)?.sync();
+        state.inode(self.inode)?.sync(made_before);
         Ok(())
     }
 
@@ -619,6 +635,29 @@ mod tests {
             assert!(lost_or_torn > 0, "some unsynced write was lost or torn");
             assert!(lost_or_torn < 40, "some unsynced write survived");
         });
+    }
+
+    #[test]
+    fn an_fdatasync_covers_only_what_was_made_before_it_began() {
+        let write = |fill: u8, at: usize| Pending::Write {
+            at: at as u64,
+            bytes: block(fill),
+        };
+        let mut inode = Inode::default();
+        inode.apply(write(1, 0));
+        let began = inode.made;
+        // Completes while that fdatasync waits its turn: not covered by it.
+        inode.apply(write(2, SECTOR * 2));
+        inode.sync(began);
+        assert_eq!(inode.durable, block(1));
+        assert_eq!(inode.pending.len(), 1);
+        // A later fdatasync covers it; an earlier one finishing last covers nothing more.
+        let second = inode.made;
+        inode.apply(write(3, SECTOR * 4));
+        inode.sync(second);
+        inode.sync(began);
+        assert_eq!(inode.durable.len(), SECTOR * 4);
+        assert_eq!(inode.pending.len(), 1, "the third write stays pending");
     }
 
     #[test]
