@@ -527,7 +527,11 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
     // Before anything is served, the hot tail's memory is made resident (`memory`: a first
     // touch in the request path waited ~2 ms for the host).
     let started = std::time::Instant::now();
-    let touched = crate::memory::pretouch_heap(boot.store.hot_tail_bytes);
+    let touched = crate::memory::pretouch_heap(crate::memory::pretouch_bytes(
+        boot.store.hot_tail_bytes,
+        crate::config::machine_memory_bytes(),
+        boot.shard_count,
+    ));
     tracing::debug!(
         shard = shard_id,
         touched,

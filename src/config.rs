@@ -251,9 +251,13 @@ pub fn parse_write_behind(text: &str) -> Result<WriteBehind, String> {
     }
 }
 
-/// The `auto` write-behind budget of one of `shards` shards on a machine of `memory_bytes`.
+/// The `auto` write-behind budget of one of `shards` shards on a machine of `memory_bytes`:
+/// 1/16 of the memory over the shards, at most 1 GiB, at least half the hot tail (which wins
+/// when a hot tail past 2 GiB puts it above the cap).
 pub fn auto_write_behind(memory_bytes: u64, shards: u64, hot_tail: u64) -> u64 {
-    (memory_bytes / 16 / shards.max(1)).clamp(hot_tail / 2, 1 << 30)
+    (memory_bytes / 16 / shards.max(1))
+        .min(1 << 30)
+        .max(hot_tail / 2)
 }
 
 /// MemTotal of /proc/meminfo, in bytes (0 when unreadable).
@@ -679,6 +683,8 @@ mod tests {
         assert_eq!(auto_write_behind(512 << 20, 4, 64 << 20), 32 << 20);
         assert_eq!(auto_write_behind(256 * GIB, 1, 64 << 20), GIB);
         assert_eq!(auto_write_behind(0, 0, 64 << 20), 32 << 20);
+        // A hot tail past 2 GiB: half of it, above the cap (this panicked in clamp).
+        assert_eq!(auto_write_behind(24 * GIB, 1, 3 * GIB), 3 * GIB / 2);
         let explicit = Wrapper::parse_from(["x", "--write-behind", "256MiB"]).args;
         assert_eq!(
             explicit.store_config(0, 2).write_behind_bytes,

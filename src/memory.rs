@@ -19,6 +19,8 @@
 //! - A shard touches its hot-tail budget, in chunks of [`PRETOUCH_CHUNK_BYTES`] (far below the
 //!   mmap threshold, so they are heap memory the shard's arena keeps), and frees them at once:
 //!   resident memory starts at what the hot tail would reach anyway, and nothing stays held.
+//!   At most a quarter of the machine's memory over the shards is touched ([`pretouch_bytes`]):
+//!   a hot tail set near or past the memory must not stop the start.
 //! - Not glibc (another libc or allocator): nothing is set and nothing fails; pre-touching
 //!   still runs and does no harm.
 
@@ -42,6 +44,17 @@ pub fn keep_large_allocations_on_the_heap(pretouch_bytes: usize) {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES as libc::c_int);
         libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
     }
+}
+
+/// What one of `shards` shards pre-touches: its hot tail, but never more than a quarter of the
+/// machine's memory over the shards (`memory_bytes`; 0 when unknown: no cap). A hot tail set
+/// past the machine's memory then fails, if ever, when traffic fills it, not at start.
+pub fn pretouch_bytes(hot_tail_bytes: usize, memory_bytes: u64, shards: u32) -> usize {
+    if memory_bytes == 0 {
+        return hot_tail_bytes;
+    }
+    let share = memory_bytes / 4 / u64::from(shards.max(1));
+    hot_tail_bytes.min(usize::try_from(share).unwrap_or(usize::MAX))
 }
 
 /// Claims `bytes` of heap on the calling thread, writes every page of it, and frees it, so the
@@ -76,6 +89,19 @@ mod tests {
             unsafe { libc::mincore(start as *mut libc::c_void, end - start, pages.as_mut_ptr()) };
         assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
         pages.iter().all(|p| p & 1 == 1)
+    }
+
+    #[test]
+    fn a_shard_touches_its_hot_tail_up_to_a_quarter_of_its_share_of_memory() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(pretouch_bytes(64 << 20, 24 * GIB, 2), 64 << 20);
+        assert_eq!(pretouch_bytes(100 << 30, 24 * GIB, 2), 3 << 30);
+        assert_eq!(
+            pretouch_bytes(100 << 30, 0, 2),
+            100 << 30,
+            "memory unknown: no cap"
+        );
+        assert_eq!(pretouch_bytes(8 << 30, 16 * GIB, 0), 4 << 30);
     }
 
     #[test]
