@@ -214,6 +214,11 @@ pub struct ConsumeArgs {
     /// Peer runs: tags of the records the fill writes, as `bench produce --tags`.
     #[arg(long)]
     pub fill_tags: Option<String>,
+    /// Before the timed drain, write the page cache back and drop it (`sync`, then `3` into
+    /// /proc/sys/vm/drop_caches; Linux, root), so a server that reads through the page cache
+    /// (a peer filled just before) reads from the disk as one using O_DIRECT does.
+    #[arg(long)]
+    pub drop_caches: bool,
     /// Drain only what this filter selects (on shardmq, --messages counts the matching
     /// messages; on a peer, the bench knows how many of its fill match a tag filter).
     #[command(flatten)]

@@ -37,6 +37,9 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<Report, BenchError> {
     let result = match args.peers.peer {
         Some(peer) => crate::peers::run_consume(peer, args),
         None => {
+            if args.drop_caches {
+                crate::runtime::drop_page_cache(crate::runtime::DROP_CACHES_PATH.as_ref())?;
+            }
             let cpu = choose_cpu(args.run.cpu, &allowed_cpus())?;
             let owned = args.clone();
             run_pinned("bench-consume", cpu, args.run.spin_us, move || {

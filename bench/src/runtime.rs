@@ -58,6 +58,22 @@ where
     })
 }
 
+/// Where the kernel is told to drop its caches.
+pub const DROP_CACHES_PATH: &str = "/proc/sys/vm/drop_caches";
+
+/// Writes every dirty page back (`sync`) and drops the page cache, dentries and inodes (`3` into
+/// `path`, normally [`DROP_CACHES_PATH`]): what `--drop-caches` runs before a drain.
+pub fn drop_page_cache(path: &std::path::Path) -> Result<(), BenchError> {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    std::fs::write(path, b"3\n").map_err(|e| {
+        BenchError::InvalidArgs(format!(
+            "--drop-caches: cannot write {}: {e} (it needs Linux and root)",
+            path.display()
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +92,19 @@ mod tests {
         let other = std::thread::spawn(move || run_pinned("test-a", cpu, 0, || async { 1 }));
         let here = run_pinned("test-b", cpu, 0, || async { 2 }).unwrap();
         assert_eq!(other.join().unwrap().unwrap() + here, 3);
+    }
+
+    #[test]
+    fn dropping_the_page_cache_writes_3_or_says_why_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let knob = dir.path().join("drop_caches");
+        drop_page_cache(&knob).unwrap();
+        assert_eq!(std::fs::read(&knob).unwrap(), b"3\n");
+        let missing = dir.path().join("no-such-dir").join("drop_caches");
+        let err = drop_page_cache(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("--drop-caches") && err.contains("root"),
+            "{err}"
+        );
     }
 }

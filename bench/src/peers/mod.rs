@@ -355,6 +355,9 @@ pub fn run_consume(peer: Peer, args: &ConsumeArgs) -> Result<Report, BenchError>
                             .into(),
                     )),
                 };
+            if args.drop_caches {
+                crate::runtime::drop_page_cache(crate::runtime::DROP_CACHES_PATH.as_ref())?;
+            }
             let drain = Drain {
                 topics: vec![args.topic.clone()],
                 expected: selected,
