@@ -38,8 +38,8 @@ pub struct BrokerArgs {
     pub data_dir: PathBuf,
     /// Number of shards (one pinned executor each). A data directory keeps the count it was
     /// created with (`<data-dir>/layout.json`); a different one is refused. Default: the
-    /// recorded count, else one per CPU this process may run on.
-    #[arg(long)]
+    /// recorded count, else one per CPU this process may run on. At least 1.
+    #[arg(long, value_parser = parse_shard_count)]
     pub shards: Option<usize>,
     /// CPUs to pin shards to, by id, comma-separated (shard k gets the k-th); each must be in
     /// the process's CPU set (taskset / cpuset). Default: the CPU set in order, skipping its
@@ -241,6 +241,15 @@ fn number_and_unit<'a>(text: &'a str, like: &str) -> Result<(u64, &'a str), Stri
 pub enum WriteBehind {
     Auto,
     Bytes(u64),
+}
+
+/// `--shards`: a count of at least 1 (0 used to mean 1 without saying so).
+pub fn parse_shard_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("a broker needs at least 1 shard".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?} is not a shard count: {e}")),
+    }
 }
 
 pub fn parse_write_behind(text: &str) -> Result<WriteBehind, String> {
@@ -672,6 +681,13 @@ mod tests {
         assert_eq!(default.shard_cpus(2, &[2, 3]), Ok(vec![2, 3]));
         assert_eq!(default.shard_cpus(2, &[2, 3, 7]), Ok(vec![3, 7]));
         assert_eq!(show_cpus(&[0, 2, 3, 4, 9]), "[0, 2-4, 9]");
+    }
+
+    #[test]
+    fn a_shard_count_is_at_least_one() {
+        assert_eq!(parse_shard_count("3"), Ok(3));
+        assert!(parse_shard_count("0").unwrap_err().contains("at least 1"));
+        assert!(parse_shard_count("-1").is_err());
     }
 
     #[test]
