@@ -257,6 +257,75 @@ fn a_remoting_send_is_read_natively_and_a_native_message_is_pulled_over_remoting
     assert_eq!(broker.stop(), Some(0));
 }
 
+/// A push consumer keeps a long poll parked on every queue it holds, all over its one
+/// connection to the broker (Java parks each for up to 15 s): a message sent to any of those
+/// queues is answered at once, not once the polls parked on the other queues have expired.
+#[test]
+fn every_queue_long_polls_at_once_over_one_connection() {
+    const QUEUES: u32 = 8;
+    const SUSPEND_MS: &str = "30000";
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "1"]);
+    let (remoting, native) = (broker.remoting.clone(), broker.addr.clone());
+    create_topic(&broker.addr, "polled", QUEUES);
+    run(move || async move {
+        let conn = std::rc::Rc::new(connect(&remoting).await);
+        let polls: Vec<_> = (0..QUEUES)
+            .map(|q| {
+                let conn = conn.clone();
+                glommio::spawn_local(async move {
+                    let queue = q.to_string();
+                    let header = ext(&[
+                        ("consumerGroup", "lp"),
+                        ("topic", "polled"),
+                        ("queueId", &queue),
+                        ("queueOffset", "0"),
+                        ("maxMsgNums", "32"),
+                        ("sysFlag", "6"),
+                        ("commitOffset", "0"),
+                        ("suspendTimeoutMillis", SUSPEND_MS),
+                        ("subscription", "*"),
+                        ("subVersion", "0"),
+                        ("expressionType", "TAG"),
+                    ]);
+                    conn.request(request::PULL_MESSAGE, &header, &[], Duration::from_secs(60))
+                        .await
+                })
+            })
+            .collect();
+        // Every poll parked (nothing is stored yet), then one message to the last queue.
+        glommio::timer::sleep(Duration::from_millis(500)).await;
+        let sent = std::time::Instant::now();
+        let client = Client::connect(&native, "sender").await.unwrap();
+        let record = Record {
+            payload: b"wake".to_vec(),
+            ..Record::default()
+        };
+        client
+            .produce_batch("polled", QUEUES - 1, &encode_batch(&[record]))
+            .await
+            .unwrap();
+        let mut polls = polls.into_iter();
+        let last = polls.next_back().unwrap();
+        let reply = last.await.unwrap();
+        assert_eq!(reply.code, response::SUCCESS, "{:?}", reply.remark);
+        let bodies: Vec<_> = decode_all(&reply.body)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(bodies, [b"wake".to_vec()]);
+        assert!(
+            sent.elapsed() < Duration::from_secs(15),
+            "the last queue's poll was answered only when another's expired ({:?})",
+            sent.elapsed()
+        );
+        // The other polls are still parked; closing the connection ends them.
+        drop(polls);
+    });
+    assert_eq!(broker.stop(), Some(0));
+}
+
 #[test]
 fn consumer_offsets_and_members_are_one_for_both_protocols() {
     let dir = data_dir();
