@@ -184,7 +184,8 @@ pub(crate) fn spawn_signal_thread(
 
 /// Runs the broker until SIGTERM/SIGINT. Returns once every shard has closed its store.
 pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
-    crate::memory::keep_large_allocations_on_the_heap(args.hot_tail as usize);
+    // A shard pre-touches at most what its arena keeps (`memory::pretouch_bytes`).
+    crate::memory::keep_large_allocations_on_the_heap(crate::memory::ARENA_HEAP_KEPT_BYTES);
     raise_limit(libc::RLIMIT_NOFILE);
     raise_limit(libc::RLIMIT_MEMLOCK);
     crate::ops::preflight::judge(&crate::ops::preflight::Facts::read())
@@ -207,6 +208,10 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     tracing::info!(
         per_shard_bytes = args.write_behind_bytes(shard_count as u32),
         "write-behind budget (--write-behind): produces are acknowledged from memory up to this much unwritten"
+    );
+    tracing::info!(
+        per_shard_bytes = args.hot_tail_bytes(shard_count as u32),
+        "hot tail (--hot-tail): the most recent batches each shard serves from memory"
     );
     let tls = load_tls(&args)?;
     let tls_addresses = Arc::new(std::sync::RwLock::new(vec![String::new(); shard_count]));
