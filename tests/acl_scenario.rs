@@ -120,6 +120,11 @@ fn native_connections_need_an_account_and_are_held_to_it() {
         !out.status.success() && stderr.contains("signature does not match"),
         "{out:?}"
     );
+    // Half an account in the environment is bad usage (exit 2), not a refusal by the broker.
+    let out = admin(&broker, Some(("admin-key", "")), &["topic", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr.contains("SHARDMQ_SECRET_KEY is not"), "{stderr}");
     create_topics(&broker, &["orders", "payroll"]);
 
     let addr = broker.addr.clone();

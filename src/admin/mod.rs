@@ -132,6 +132,9 @@ pub enum AdminError {
     Unreachable(ClientError),
     #[error("{0}")]
     Executor(String),
+    /// The command cannot be run as given (half of an account in the environment).
+    #[error("{0}")]
+    Usage(String),
     /// A status command found a problem: `output` is printed, then the reason.
     #[error("{reason}")]
     Unhealthy { output: String, reason: String },
@@ -141,6 +144,7 @@ impl AdminError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AdminError::Refused(_) | AdminError::Executor(_) | AdminError::Unhealthy { .. } => 1,
+            AdminError::Usage(_) => 2,
             AdminError::Unreachable(_) => 3,
         }
     }
@@ -198,8 +202,7 @@ impl AdminError {
 /// What to show, and a problem it shows (which makes the command fail after printing).
 async fn execute(args: AdminArgs) -> Result<(Shown, Option<String>), AdminError> {
     let config = shardmq_client::ClientConfig {
-        credentials: shardmq_client::Credentials::from_env()
-            .map_err(|e| AdminError::Refused(ClientError::InvalidArgument(e)))?,
+        credentials: shardmq_client::Credentials::from_env().map_err(AdminError::Usage)?,
         ..Default::default()
     };
     let client = Client::connect_with(&args.broker, "shardmq-admin", config).await?;
