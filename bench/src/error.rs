@@ -33,6 +33,13 @@ pub enum BenchError {
     },
     #[error("stopped after {count} errors; last: {last}")]
     TooManyErrors { count: u64, last: String },
+    /// The system answered busy (shardmq's native Busy, RocketMQ's SYSTEM_BUSY): the request
+    /// stored nothing and may be sent again; the engine retries it (see `BenchError::is_busy`).
+    #[error("{system}: busy: {message}")]
+    Busy {
+        system: &'static str,
+        message: String,
+    },
     /// A peer system failed (or answered what its protocol does not allow).
     #[error("{system}: {message}")]
     Peer {
@@ -47,4 +54,47 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl BenchError {
+    /// A busy answer: nothing was stored, and sending the request again later is what a
+    /// RocketMQ client does (5.3 on) and what the engine does.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            BenchError::Busy { .. } => true,
+            BenchError::Client(e) => e.is_code(shardmq_protocol::ErrorCode::Busy),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardmq_protocol::ErrorCode;
+
+    fn broker_error(code: ErrorCode) -> BenchError {
+        BenchError::Client(ClientError::Broker {
+            code: Some(code),
+            raw_code: code as u16,
+            message: "m".into(),
+            owner_shard: None,
+        })
+    }
+
+    #[test]
+    fn busy_is_the_native_busy_code_or_a_peer_busy_answer() {
+        assert!(broker_error(ErrorCode::Busy).is_busy());
+        assert!(BenchError::Busy {
+            system: "rocketmq-rust",
+            message: "SYSTEM_BUSY".into()
+        }
+        .is_busy());
+        assert!(!broker_error(ErrorCode::TopicNotFound).is_busy());
+        assert!(!BenchError::Peer {
+            system: "nats",
+            message: "x".into()
+        }
+        .is_busy());
+    }
 }

@@ -110,6 +110,7 @@ pub(crate) fn workload_report(
         bytes: r.acked * w.size as u64,
         elapsed: m.elapsed(),
         errors: r.errors,
+        busy: r.busy,
         message_size: w.size as u64,
         batch_size: u64::from(w.batch),
         clients: w.producers,

@@ -91,6 +91,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Failed requests.
     pub errors: u64,
+    /// Requests answered busy and sent again (not errors).
+    pub busy: u64,
     /// Payload bytes per message (consume: the average received).
     pub message_size: u64,
     /// Messages per request (consume: the average per non-empty pull).
@@ -160,6 +162,7 @@ impl Report {
             bytes: 0,
             elapsed: Duration::ZERO,
             errors: 0,
+            busy: 0,
             message_size: 0,
             batch_size: 0,
             clients: 0,
@@ -216,6 +219,7 @@ impl Report {
         map.insert("msgPerSec".into(), json!(self.msg_per_sec()));
         map.insert("mbPerSec".into(), json!(self.mb_per_sec()));
         map.insert("errors".into(), json!(self.errors));
+        map.insert("busy".into(), json!(self.busy));
         map.insert("messageSize".into(), json!(self.message_size));
         map.insert("batchSize".into(), json!(self.batch_size));
         map.insert(clients.into(), json!(self.clients));
@@ -314,7 +318,7 @@ impl Report {
         };
         format!(
             "{kind} topic={topic} messages={messages} size={size} B batch={batch}{linger} {clients}={n} in-flight={inflight}\n\
-             elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}\n\
+             elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}{busy}\n\
              latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}{e2e}",
             kind = self.kind.as_str(),
             topic = self.topic,
@@ -331,6 +335,10 @@ impl Report {
             rate = self.msg_per_sec(),
             mb = self.mb_per_sec(),
             errors = self.errors,
+            busy = match self.busy {
+                0 => String::new(),
+                n => format!("  busy {n} (sent again)"),
+            },
             samples = l.count,
             avg = l.avg_us,
             p50 = l.p50_us,
@@ -451,6 +459,7 @@ mod tests {
             bytes: 1_000_000 * 1024,
             elapsed: Duration::from_secs(4),
             errors: 2,
+            busy: 0,
             message_size: 1024,
             batch_size: 10,
             clients: 3,

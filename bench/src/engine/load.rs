@@ -57,6 +57,10 @@ struct Shared {
     receipts: Vec<u64>,
 }
 
+/// How long a producer waits before sending again a request answered busy (RocketMQ's 5.x
+/// producer backs off too; a broker's busy answer already came after it waited for room).
+pub const BUSY_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
 impl Shared {
     fn keep_sending(&self) -> bool {
         !self.live.stopped() && self.send_until.is_none_or(|end| Instant::now() < end)
@@ -91,7 +95,10 @@ impl<P: Publisher> Producer<P> {
         let (batch, count, queue, variant) = self.batch_at(index, shared);
         let sent = from.unwrap_or_else(Instant::now);
         shared.recorder.sent(u64::from(count));
-        match self.publisher.publish(queue, batch.get()).await {
+        match self
+            .publish_until_not_busy(queue, batch.get(), shared)
+            .await
+        {
             Ok(acked) => {
                 shared.recorder.acked(sent, u64::from(acked));
                 shared
@@ -117,6 +124,28 @@ impl<P: Publisher> Producer<P> {
                 shared.w.max_errors,
                 format_args!("queue {queue}: {e}"),
             ),
+        }
+    }
+}
+
+impl<P: Publisher> Producer<P> {
+    /// Publishes `batch`, sending it again after [`BUSY_RETRY_PAUSE`] each time the system
+    /// answers busy (counted, not an error) while the run goes on; the latency of the request
+    /// then includes its retries.
+    async fn publish_until_not_busy(
+        &self,
+        queue: u32,
+        batch: &P::Batch,
+        shared: &Shared,
+    ) -> Result<u32, BenchError> {
+        loop {
+            match self.publisher.publish(queue, batch).await {
+                Err(e) if e.is_busy() && shared.keep_sending() => {
+                    shared.recorder.busy();
+                    glommio::timer::sleep(BUSY_RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
         }
     }
 }

@@ -430,6 +430,55 @@ mod tests {
         assert_eq!(r.publish.histogram.len(), 102);
     }
 
+    /// A system whose publishers answer their first two requests busy.
+    struct Pushback;
+    struct BusyAtFirst(std::cell::Cell<u32>);
+
+    impl Driver for Pushback {
+        type Publisher = BusyAtFirst;
+        type Subscriber = Sink;
+        fn system(&self) -> &'static str {
+            "pushback"
+        }
+        async fn queues(&self) -> Result<u32, BenchError> {
+            Ok(2)
+        }
+        async fn publisher(&self, _: u32, _: &[u32]) -> Result<BusyAtFirst, BenchError> {
+            Ok(BusyAtFirst(std::cell::Cell::new(0)))
+        }
+        async fn subscriber(&self, _: u32, _: Position) -> Result<Sink, BenchError> {
+            Ok(Sink)
+        }
+    }
+
+    impl Publisher for BusyAtFirst {
+        type Batch = u32;
+        fn encode(&self, count: u32, _: &[u8], _: Option<&str>) -> u32 {
+            count
+        }
+        async fn publish(&self, _: u32, batch: &u32) -> Result<u32, BenchError> {
+            let answered = self.0.get();
+            self.0.set(answered + 1);
+            if answered < 2 {
+                return Err(BenchError::Busy {
+                    system: "pushback",
+                    message: "no room".into(),
+                });
+            }
+            Ok(*batch)
+        }
+    }
+
+    #[test]
+    fn busy_answers_are_counted_and_sent_again_not_errors() {
+        let mut w = workload(1);
+        w.max_errors = 1;
+        let measured = run(&w, |_| Pushback).unwrap();
+        let r = &measured.merged;
+        assert_eq!((r.sent, r.acked, r.errors), (1003, 1003, 0));
+        assert_eq!(r.busy, 6, "two busy answers for each of the 3 producers");
+    }
+
     /// Regression: an executor that died before the start gate (here: the second one's driver
     /// panics, so the run joins the first, waiting one, first) left the others waiting at the
     /// gate forever.

@@ -126,6 +126,8 @@ pub struct ThreadResult {
     /// Records received by consumers, warm-up included.
     pub received: u64,
     pub errors: u64,
+    /// Requests answered busy (and sent again): not errors, but the system pushing back.
+    pub busy: u64,
     /// The last measured acknowledgement.
     pub last_ack: Option<Instant>,
     /// The last record received.
@@ -145,6 +147,7 @@ impl ThreadResult {
         self.sent += other.sent;
         self.received += other.received;
         self.errors += other.errors;
+        self.busy += other.busy;
         self.last_ack = self.last_ack.max(other.last_ack);
         self.last_receipt = self.last_receipt.max(other.last_receipt);
         if self.first_error.is_none() {
@@ -297,6 +300,11 @@ impl Recorder {
         }
         r.last_error = Some(what);
         r.errors
+    }
+
+    /// Counts a request answered busy (it is sent again).
+    pub fn busy(&self) {
+        self.result.borrow_mut().busy += 1;
     }
 
     pub fn errors(&self) -> u64 {

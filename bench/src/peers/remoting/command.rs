@@ -10,7 +10,7 @@ pub use shardmq_protocol::remoting::codes::request::{
     UPDATE_AND_CREATE_TOPIC,
 };
 pub use shardmq_protocol::remoting::codes::response::{
-    PULL_NOT_FOUND, PULL_OFFSET_MOVED, PULL_RETRY_IMMEDIATELY, SUCCESS,
+    PULL_NOT_FOUND, PULL_OFFSET_MOVED, PULL_RETRY_IMMEDIATELY, SUCCESS, SYSTEM_BUSY,
 };
 pub use shardmq_protocol::remoting::{decode, frame_length, RemotingCommand as Command};
 

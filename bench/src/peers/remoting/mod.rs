@@ -39,7 +39,8 @@ use std::time::Duration;
 
 use command::{
     batch_body, for_each_stored_body, tag_properties, Command, GET_MAX_OFFSET, GET_MIN_OFFSET,
-    PULL_MESSAGE, SEND_BATCH_MESSAGE, SEND_MESSAGE_V2, SUCCESS, UPDATE_AND_CREATE_TOPIC,
+    PULL_MESSAGE, SEND_BATCH_MESSAGE, SEND_MESSAGE_V2, SUCCESS, SYSTEM_BUSY,
+    UPDATE_AND_CREATE_TOPIC,
 };
 use connection::RemotingConnection;
 use route::RoutedQueue;
@@ -447,10 +448,14 @@ impl Publisher for RemotingPublisher {
             .request(code, &ext, &batch.body, Duration::ZERO)
             .await
             .map_err(error)?;
-        if reply.code != SUCCESS {
-            return Err(error(failed("send", &reply)));
+        match reply.code {
+            SUCCESS => Ok(batch.count),
+            SYSTEM_BUSY => Err(BenchError::Busy {
+                system: self.system,
+                message: failed("send", &reply),
+            }),
+            _ => Err(error(failed("send", &reply))),
         }
-        Ok(batch.count)
     }
 }
 
