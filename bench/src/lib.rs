@@ -24,6 +24,7 @@ pub mod consume;
 pub mod end_to_end;
 pub mod engine;
 pub mod error;
+pub mod log_io;
 pub mod native;
 pub mod peers;
 pub mod produce;

@@ -30,14 +30,24 @@ pub fn run_produce(args: &ProduceArgs) -> Result<Report, BenchError> {
     let linger = args.linger_us.map(Duration::from_micros);
     let credentials = crate::native::credentials()?;
     let tls = crate::native::tls(&args.run)?;
+    let config = shardmq_client::ClientConfig {
+        credentials: credentials.clone(),
+        tls: tls.clone(),
+        ..Default::default()
+    };
+    let counters = || log_counters(&broker, &config, args);
+    let before = counters();
+    let target = broker.clone();
     let measured = engine::run(&workload, move |topic| {
-        Native::new(&broker, topic, timeout, 0)
+        Native::new(&target, topic, timeout, 0)
             .with_linger(linger)
             .with_credentials(credentials.clone())
             .with_tls(tls.clone())
     })?;
+    let log_io = before.zip(counters()).and_then(|(b, a)| a.since(&b));
     let report = Report {
         client_linger_us: args.linger_us,
+        log_io,
         ..workload_report("shardmq", &args.topic, &workload, &measured)
     };
     report.publish(args.run.json.as_deref())?;
@@ -86,6 +96,23 @@ pub fn run_end_to_end(args: &EndToEndArgs) -> Result<Report, BenchError> {
     }
     report.publish(args.produce.run.json.as_deref())?;
     Ok(report)
+}
+
+/// The broker's log counters now (`crate::log_io`); a broker that cannot tell (an older one,
+/// an account without the right) costs the report that line, not the run.
+fn log_counters(
+    broker: &str,
+    config: &shardmq_client::ClientConfig,
+    args: &ProduceArgs,
+) -> Option<crate::log_io::LogCounters> {
+    let cpu = crate::runtime::choose_cpu(args.run.cpu, &crate::runtime::allowed_cpus()).ok()?;
+    match crate::log_io::read_blocking(broker, config.clone(), cpu) {
+        Ok(counters) => Some(counters),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the broker's log counters; the report goes without them");
+            None
+        }
+    }
 }
 
 fn native_target(args: &ProduceArgs) -> (String, Duration) {

@@ -131,6 +131,8 @@ pub struct Report {
     /// shardmq client batching (`--linger-us`): messages were handed to the client's Producer
     /// one at a time, with this linger.
     pub client_linger_us: Option<u64>,
+    /// shardmq's log counters over the run (native produce runs; `crate::log_io`).
+    pub log_io: Option<crate::log_io::LogCounters>,
     /// `/proc/loadavg` (1, 5, 15 min) before the run started and after it ended.
     pub load_before: Option<[f64; 3]>,
     pub load_after: Option<[f64; 3]>,
@@ -181,6 +183,7 @@ impl Report {
             planned_duration: None,
             received: None,
             client_linger_us: None,
+            log_io: None,
             load_before: None,
             load_after: None,
             consumption: None,
@@ -285,6 +288,13 @@ impl Report {
             json!(self.planned_duration.map(|d| d.as_secs_f64())),
         );
         map.insert("clientLingerUs".into(), json!(self.client_linger_us));
+        if let Some(log) = &self.log_io {
+            map.insert("logWrittenBytes".into(), json!(log.written_bytes));
+            map.insert("logDeviceWriteBytes".into(), json!(log.device_bytes));
+            map.insert("logWriteAmplification".into(), json!(log.amplification()));
+            map.insert("logFsyncs".into(), json!(log.fsyncs));
+            map.insert("logSyncedBatches".into(), json!(log.synced_batches));
+        }
         map.insert("tags".into(), json!(self.tags));
         if let Some(c) = &self.consumption {
             map.insert("consumerGroup".into(), json!(c.group));
@@ -319,7 +329,7 @@ impl Report {
         format!(
             "{kind} topic={topic} messages={messages} size={size} B batch={batch}{linger} {clients}={n} in-flight={inflight}\n\
              elapsed {elapsed:.3} s  {rate:.0} msg/s  {mb:.2} MB/s (MB = 10^6 payload bytes)  errors {errors}{busy}\n\
-             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}{e2e}",
+             latency µs ({what}, {samples} samples): avg {avg:.1}  p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  p99.99 {p9999}  max {max}{delay}{e2e}{log}",
             kind = self.kind.as_str(),
             topic = self.topic,
             messages = self.messages,
@@ -354,6 +364,10 @@ impl Report {
                     self.consumption_line()
                 ),
                 None => self.consumption_line(),
+            },
+            log = match &self.log_io {
+                Some(log) => format!("\n{}", log.summary_line()),
+                None => String::new(),
             },
             delay = match (&self.publish_delay, self.target_rate) {
                 (Some(d), Some(rate)) => format!(

@@ -432,6 +432,13 @@ pub struct ShardStats {
     /// remoting is off).
     pub rocketmq_broker: String,
     pub remoting_addr: String,
+    /// The log since the shard started: bytes its writer was given, bytes it handed to the
+    /// device (padding and rewritten partial blocks included), fdatasyncs, and the batches
+    /// those covered. A bench takes them before and after a run to state write amplification.
+    pub log_written_bytes: u64,
+    pub log_device_write_bytes: u64,
+    pub fsyncs: u64,
+    pub synced_batches: u64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -217,6 +217,10 @@ fn shard_stats(ctx: &ShardContext) -> ShardStats {
         refusing_writes: store.refusing_writes,
         rocketmq_broker,
         remoting_addr,
+        log_written_bytes: store.written_bytes,
+        log_device_write_bytes: store.device_write_bytes,
+        fsyncs: store.fsyncs,
+        synced_batches: store.synced_batches,
     }
 }
 
