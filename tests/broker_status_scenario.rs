@@ -26,6 +26,14 @@ fn broker_status_and_cluster_show_every_shard() {
             s["connections"].as_u64().unwrap() >= 1,
             "the asking connection"
         );
+        for counter in [
+            "logWrittenBytes",
+            "logDeviceWriteBytes",
+            "fsyncs",
+            "syncedBatches",
+        ] {
+            assert!(s[counter].as_u64().is_some(), "{counter} in {s}");
+        }
     }
     let cluster = admin_json(&broker.addr, &["cluster"]).unwrap();
     let brokers = cluster["brokers"].as_array().unwrap();
@@ -36,7 +44,7 @@ fn broker_status_and_cluster_show_every_shard() {
     assert!(table.status.success());
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(
-        text.starts_with("SHARD") && text.lines().count() == 3,
+        text.starts_with("SHARD") && text.lines().count() == 3 && text.contains("TO DEVICE"),
         "{text}"
     );
     let unreachable = shardmq(&["admin", "--broker", "127.0.0.1:1", "broker", "status"]);

@@ -48,6 +48,10 @@ fn shard_json(s: &ShardStats) -> Value {
         "replyBytesQueued": s.reply_bytes_queued,
         "rocketmqBroker": s.rocketmq_broker,
         "remotingAddr": s.remoting_addr,
+        "logWrittenBytes": s.log_written_bytes,
+        "logDeviceWriteBytes": s.log_device_write_bytes,
+        "fsyncs": s.fsyncs,
+        "syncedBatches": s.synced_batches,
     })
 }
 
@@ -66,12 +70,22 @@ fn verdict(stats: &[ShardStats], shown: Shown) -> Result<(Shown, Option<String>)
 pub async fn broker_status(client: &Client) -> Result<(Shown, Option<String>), AdminError> {
     let stats = every_shard(client).await?;
     let mut table = format!(
-        "{:>5} {:>11} {:>8} {:>10} {:>9} {:>10} {:>8} {:>9}\n",
-        "SHARD", "CONNECTIONS", "SEGMENTS", "LOG", "DISK USED", "DISK FREE", "WRITES", "VERSION"
+        "{:>5} {:>11} {:>8} {:>10} {:>9} {:>10} {:>8} {:>10} {:>10} {:>8} {:>9}\n",
+        "SHARD",
+        "CONNECTIONS",
+        "SEGMENTS",
+        "LOG",
+        "DISK USED",
+        "DISK FREE",
+        "WRITES",
+        "WRITTEN",
+        "TO DEVICE",
+        "FSYNCS",
+        "VERSION"
     );
     for s in &stats {
         table.push_str(&format!(
-            "{:>5} {:>11} {:>8} {:>10} {:>9} {:>10} {:>8} {:>9}\n",
+            "{:>5} {:>11} {:>8} {:>10} {:>9} {:>10} {:>8} {:>10} {:>10} {:>8} {:>9}\n",
             s.shard_id,
             s.connections,
             s.segments,
@@ -79,6 +93,9 @@ pub async fn broker_status(client: &Client) -> Result<(Shown, Option<String>), A
             used(s),
             size(s.disk_free_bytes),
             if s.refusing_writes { "REFUSED" } else { "ok" },
+            size(Some(s.log_written_bytes)),
+            size(Some(s.log_device_write_bytes)),
+            s.fsyncs,
             s.broker_version
         ));
     }
