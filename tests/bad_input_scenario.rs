@@ -197,6 +197,50 @@ fn requests_for_a_queue_of_another_shard_are_served_through_the_mesh() {
     assert_eq!(broker.stop(), Some(0));
 }
 
+/// A Hello of another native protocol version (0: a client from before versions were sent; a
+/// later one) is refused with a reason naming both versions, before its archive is read, and
+/// the connection closed; a Hello of this version is served.
+#[test]
+fn a_hello_of_another_protocol_version_is_refused_with_both_versions() {
+    use shardmq_protocol::frame::{FrameHeader, HELLO_FLAGS, PROTOCOL_VERSION};
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "1"]);
+    let hello = envelope::encode(&shardmq_protocol::messages::Hello {
+        client_name: "versioned".into(),
+        wanted_shard: None,
+        credentials: None,
+    })
+    .unwrap();
+    for version in [0u16, u16::from(PROTOCOL_VERSION) + 1] {
+        let stream = std::net::TcpStream::connect(&broker.addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut raw = RawConnection { stream };
+        let mut header = FrameHeader::new(FrameKind::Hello, 1, hello.len()).unwrap();
+        assert_eq!(
+            header.flags, HELLO_FLAGS,
+            "a Hello header carries the version"
+        );
+        header.flags = version << 8;
+        raw.stream.write_all(&header.encode()).unwrap();
+        raw.stream.write_all(&hello).unwrap();
+        let err = raw.read_error();
+        assert_eq!(err.code, ErrorCode::Unsupported as u16, "{}", err.message);
+        assert!(
+            err.message.contains(&format!("version {version}"))
+                && err
+                    .message
+                    .contains(&format!("broker version {PROTOCOL_VERSION}")),
+            "{}",
+            err.message
+        );
+        assert!(raw.is_closed_by_broker());
+    }
+    RawConnection::connect(&broker.addr, None);
+    assert_eq!(broker.stop(), Some(0));
+}
+
 #[test]
 fn reply_kinds_and_a_second_hello_sent_as_requests_are_refused() {
     let dir = data_dir();

@@ -382,7 +382,7 @@ async fn handshake(socket: &Socket, hello: &Hello) -> Result<HelloReply> {
         HELLO_CORRELATION_ID,
         &prefix,
         &[],
-        0,
+        shardmq_protocol::frame::HELLO_FLAGS,
     )
     .await?;
     let reply = frame_io::read_frame(socket).await?;

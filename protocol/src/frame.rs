@@ -13,6 +13,19 @@ pub const FRAME_HEADER_BYTES: usize = 16;
 /// Set on the kind of every reply frame.
 pub const REPLY_BIT: u16 = 0x8000;
 
+/// The native protocol's version, carried in the upper byte of a Hello frame's flags: read from
+/// the header, before the Hello's archive, whose layout may differ between versions. Bump it
+/// whenever the layout of any native message changes; a broker refuses a Hello of another.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// The flags of every Hello frame: [`PROTOCOL_VERSION`] in the upper byte.
+pub const HELLO_FLAGS: u16 = (PROTOCOL_VERSION as u16) << 8;
+
+/// The protocol version a Hello frame's flags carry (0: a client from before versions).
+pub fn hello_version(flags: u16) -> u8 {
+    (flags >> 8) as u8
+}
+
 /// Frame flag: the sender wants no reply (RocketMQ's oneway). The broker sends none, for
 /// success or failure.
 pub const FLAG_ONEWAY: u16 = 1;
@@ -217,7 +230,11 @@ impl FrameHeader {
             Ok(len) if len <= FRAME_PAYLOAD_BYTES_MAX => Ok(FrameHeader {
                 payload_len: len,
                 kind,
-                flags: 0,
+                flags: if kind == FrameKind::Hello {
+                    HELLO_FLAGS
+                } else {
+                    0
+                },
                 correlation_id,
             }),
             _ => Err(ProtocolError::FrameTooLarge {

@@ -136,6 +136,16 @@ pub async fn read_hello<S: BodySource + AsyncWrite>(
         reject(stream, id, err).await;
         return None;
     }
+    let version = shardmq_protocol::frame::hello_version(header.flags);
+    if version != shardmq_protocol::frame::PROTOCOL_VERSION {
+        let err = NativeError::Unsupported(format!(
+            "the client speaks native protocol version {version} (0: a client from before \
+             versions were sent), this broker version {}: use a client of the broker's release",
+            shardmq_protocol::frame::PROTOCOL_VERSION
+        ));
+        reject(stream, id, err).await;
+        return None;
+    }
     let hello = match envelope::decode::<Hello>(&payload) {
         Ok(hello) => hello,
         Err(err) => {
