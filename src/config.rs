@@ -62,15 +62,15 @@ pub struct BrokerArgs {
     /// what a burst holds unwritten stays readable from memory once written (a drain right
     /// after a 2 GB fill 11-32% faster; the memory is faulted in once, as traffic first fills
     /// it: perf-reports/2026-12-04-hot-tail-auto).
-    #[arg(long, default_value = "auto", value_parser = parse_hot_tail)]
-    pub hot_tail: HotTail,
+    #[arg(long, default_value = "auto", value_parser = parse_size_or_auto)]
+    pub hot_tail: SizeOrAuto,
     /// Per-shard write-behind budget (e.g. 512MiB, or `auto`): a produce is acknowledged from
     /// memory while at most this much is appended but not yet written, so bursts and the
     /// disk's pauses (an fdatasync) are absorbed; past it producers wait for the disk. Under
     /// `--flush async` it is also what a `kill -9` can lose. `auto`: 1/16 of the machine's
     /// memory split over the shards, at most 1 GiB and at least half the hot tail.
-    #[arg(long, default_value = "auto", value_parser = parse_write_behind)]
-    pub write_behind: WriteBehind,
+    #[arg(long, default_value = "auto", value_parser = parse_size_or_auto)]
+    pub write_behind: SizeOrAuto,
     /// DMA write buffer of each shard's log writer (e.g. 1MiB); 4 are in flight at most.
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
     pub write_buffer: u64,
@@ -238,27 +238,20 @@ fn number_and_unit<'a>(text: &'a str, like: &str) -> Result<(u64, &'a str), Stri
     Ok((value, unit.trim()))
 }
 
-/// Parses sizes like `4096`, `64KiB`, `1MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as
-/// binary multiples).
-/// `--write-behind`: a size, or sized from the machine's memory.
+/// A per-shard memory budget (`--hot-tail`, `--write-behind`): a size, or `auto`, sized from
+/// the machine's memory by that flag's own rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteBehind {
+pub enum SizeOrAuto {
     Auto,
     Bytes(u64),
 }
 
-/// `--hot-tail`: a size, or sized from the machine's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HotTail {
-    Auto,
-    Bytes(u64),
-}
-
-pub fn parse_hot_tail(text: &str) -> Result<HotTail, String> {
+/// `auto`, or a size as [`parse_bytes`] reads it.
+pub fn parse_size_or_auto(text: &str) -> Result<SizeOrAuto, String> {
     if text.trim().eq_ignore_ascii_case("auto") {
-        Ok(HotTail::Auto)
+        Ok(SizeOrAuto::Auto)
     } else {
-        parse_bytes(text).map(HotTail::Bytes)
+        parse_bytes(text).map(SizeOrAuto::Bytes)
     }
 }
 
@@ -274,14 +267,6 @@ pub fn parse_shard_count(text: &str) -> Result<usize, String> {
         Ok(0) => Err("a broker needs at least 1 shard".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{text:?} is not a shard count: {e}")),
-    }
-}
-
-pub fn parse_write_behind(text: &str) -> Result<WriteBehind, String> {
-    if text.trim().eq_ignore_ascii_case("auto") {
-        Ok(WriteBehind::Auto)
-    } else {
-        parse_bytes(text).map(WriteBehind::Bytes)
     }
 }
 
@@ -306,6 +291,8 @@ pub fn machine_memory_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// Parses sizes like `4096`, `64KiB`, `1MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as
+/// binary multiples).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (value, unit) = number_and_unit(text, "a size like 64MiB")?;
@@ -464,16 +451,16 @@ impl BrokerArgs {
     /// Each shard's hot tail (`--hot-tail`, `auto` sized from the memory).
     pub fn hot_tail_bytes(&self, shard_count: u32) -> u64 {
         match self.hot_tail {
-            HotTail::Bytes(bytes) => bytes,
-            HotTail::Auto => auto_hot_tail(machine_memory_bytes(), u64::from(shard_count)),
+            SizeOrAuto::Bytes(bytes) => bytes,
+            SizeOrAuto::Auto => auto_hot_tail(machine_memory_bytes(), u64::from(shard_count)),
         }
     }
 
     /// Each shard's write-behind budget (`--write-behind`, `auto` sized from the memory).
     pub fn write_behind_bytes(&self, shard_count: u32) -> u64 {
         match self.write_behind {
-            WriteBehind::Bytes(bytes) => bytes,
-            WriteBehind::Auto => auto_write_behind(
+            SizeOrAuto::Bytes(bytes) => bytes,
+            SizeOrAuto::Auto => auto_write_behind(
                 machine_memory_bytes(),
                 u64::from(shard_count),
                 self.hot_tail_bytes(shard_count),
@@ -746,7 +733,9 @@ mod tests {
             budget,
             auto_write_behind(memory, 2, auto_hot_tail(memory, 2))
         );
-        assert!(parse_write_behind("lots").is_err());
+        assert!(parse_size_or_auto("lots").is_err());
+        assert_eq!(parse_size_or_auto(" AUTO "), Ok(SizeOrAuto::Auto));
+        assert_eq!(parse_size_or_auto("2MiB"), Ok(SizeOrAuto::Bytes(2 << 20)));
     }
 
     #[test]
@@ -775,7 +764,6 @@ mod tests {
             auto_hot_tail(machine_memory_bytes(), 2)
         );
         let default = Wrapper::parse_from(["x"]).args;
-        assert_eq!(default.hot_tail, HotTail::Auto);
-        assert!(parse_hot_tail("plenty").is_err());
+        assert_eq!(default.hot_tail, SizeOrAuto::Auto);
     }
 }

@@ -4,7 +4,7 @@ mod harness;
 
 use std::process::Output;
 
-use harness::{data_dir, shardmq, Broker};
+use harness::{create_topic, data_dir, shardmq, Broker};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -43,10 +43,7 @@ fn a_produce_run_states_the_logs_bytes_to_the_device() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &["--shards", "2", "--flush", "sync"]);
     let addr = broker.addr.as_str();
-    let created = shardmq(&[
-        "admin", "--broker", addr, "topic", "create", "--name", "io", "--queues", "4",
-    ]);
-    assert!(created.status.success(), "{created:?}");
+    create_topic(addr, "io", 4);
     let out_json = dir.path().join("io.json");
     let produced = shardmq(&[
         "bench",

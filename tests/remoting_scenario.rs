@@ -34,6 +34,30 @@ fn ext(pairs: &[(&str, &str)]) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// A PULL_MESSAGE header as a Java push consumer writes it (suspend, subscription `*`) for
+/// `queue` of `topic` from offset 0, long-polling up to `suspend_ms` when nothing is there.
+fn pull_header(
+    group: &str,
+    topic: &str,
+    queue: u32,
+    suspend_ms: &str,
+) -> Vec<(&'static str, String)> {
+    let queue = queue.to_string();
+    ext(&[
+        ("consumerGroup", group),
+        ("topic", topic),
+        ("queueId", &queue),
+        ("queueOffset", "0"),
+        ("maxMsgNums", "32"),
+        ("sysFlag", "6"),
+        ("commitOffset", "0"),
+        ("suspendTimeoutMillis", suspend_ms),
+        ("subscription", "*"),
+        ("subVersion", "0"),
+        ("expressionType", "TAG"),
+    ])
+}
+
 /// `(broker name, address, queues)` of every broker in a topic's route.
 async fn route(namesrv: &str, topic: &str) -> Result<Vec<(String, String, u64)>, i32> {
     let ns = connect(namesrv).await;
@@ -212,20 +236,8 @@ fn a_remoting_send_is_read_natively_and_a_native_message_is_pulled_over_remoting
         for (_, addr, queues) in &brokers {
             let conn = connect(addr).await;
             for local in 0..*queues {
+                let header = pull_header("cg", "mix", u32::try_from(local).unwrap(), "0");
                 let local = local.to_string();
-                let header = ext(&[
-                    ("consumerGroup", "cg"),
-                    ("topic", "mix"),
-                    ("queueId", &local),
-                    ("queueOffset", "0"),
-                    ("maxMsgNums", "32"),
-                    ("sysFlag", "6"),
-                    ("commitOffset", "0"),
-                    ("suspendTimeoutMillis", "0"),
-                    ("subscription", "*"),
-                    ("subVersion", "0"),
-                    ("expressionType", "TAG"),
-                ]);
                 let reply = conn
                     .request(request::PULL_MESSAGE, &header, &[], WAIT)
                     .await
@@ -276,20 +288,7 @@ fn every_queue_long_polls_at_once_over_one_connection() {
             .map(|q| {
                 let (conn, answered) = (conn.clone(), answered.clone());
                 glommio::spawn_local(async move {
-                    let queue = q.to_string();
-                    let header = ext(&[
-                        ("consumerGroup", "lp"),
-                        ("topic", "polled"),
-                        ("queueId", &queue),
-                        ("queueOffset", "0"),
-                        ("maxMsgNums", "32"),
-                        ("sysFlag", "6"),
-                        ("commitOffset", "0"),
-                        ("suspendTimeoutMillis", SUSPEND_MS),
-                        ("subscription", "*"),
-                        ("subVersion", "0"),
-                        ("expressionType", "TAG"),
-                    ]);
+                    let header = pull_header("lp", "polled", q, SUSPEND_MS);
                     let reply = conn
                         .request(request::PULL_MESSAGE, &header, &[], Duration::from_secs(60))
                         .await;

@@ -126,9 +126,7 @@ impl<P: Publisher> Producer<P> {
             ),
         }
     }
-}
 
-impl<P: Publisher> Producer<P> {
     /// Publishes `batch`, sending it again after [`BUSY_RETRY_PAUSE`] each time the system
     /// answers busy (counted, not an error) while the run goes on; the latency of the request
     /// then includes its retries.
