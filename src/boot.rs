@@ -93,6 +93,8 @@ struct ShardBoot {
     directory: Arc<Directory>,
     /// Where the HTTP thread's questions arrive (`ops::query`).
     queries: flume::Receiver<crate::ops::query::ShardQuery>,
+    /// Where the gRPC thread's calls arrive (`fronts::grpc::shard_calls`).
+    grpc_calls: flume::Receiver<crate::fronts::grpc::shard_calls::ShardCall>,
     acl: Option<Arc<crate::acl::Acl>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     /// This shard's native TLS listener address, when `--tls-listen` is given.
@@ -254,6 +256,15 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .map(|_| crate::ops::query::channel())
         .unzip();
     let mut query_receivers = query_receivers.into_iter();
+    let grpc_listener = args
+        .grpc_listen()
+        .map(crate::fronts::grpc::bind)
+        .transpose()
+        .map_err(BootError::Config)?;
+    let (grpc_senders, grpc_receivers): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|_| crate::fronts::grpc::shard_calls::channel())
+        .unzip();
+    let mut grpc_receivers = grpc_receivers.into_iter();
     let io_memory = io_memory_per_executor(shard_count);
     let mut handles = Vec::with_capacity(shard_count);
     let mut meshes = crate::mesh::build(shard_count as u32).into_iter();
@@ -286,6 +297,9 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
                 .flatten(),
             directory: directory.clone(),
             queries: query_receivers.next().expect("one query channel per shard"),
+            grpc_calls: grpc_receivers
+                .next()
+                .expect("one gRPC call channel per shard"),
             acl: acl.clone(),
             tls: tls.clone(),
             tls_listen: args.tls_listen_of(k as u32).map_err(BootError::Config)?,
@@ -305,14 +319,33 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
     }
     drop(reports);
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    let grpc_addr = grpc_listener.as_ref().and_then(|l| l.local_addr().ok());
     let started = wait_until_ready(
         &ready,
         shard_count,
         &shutdown,
         &directory,
-        http_addr,
+        Listeners {
+            http: http_addr,
+            grpc: grpc_addr,
+        },
         &tls_addresses,
     );
+    let grpc = match (started.is_ok(), grpc_listener) {
+        (true, Some(listener)) => crate::fronts::grpc::start(crate::fronts::grpc::GrpcBoot {
+            listener,
+            shards: grpc_senders,
+            topics: topics.clone(),
+            acl: acl.clone(),
+            tls: tls.clone(),
+            broker_name: args.broker_name.clone(),
+            advertise_host: args.advertise_host.clone(),
+            shutdown: shutdown.clone(),
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot start the gRPC thread"))
+        .ok(),
+        _ => None,
+    };
     // Started last, stopped first (it only reads the shards).
     let http = match (started.is_ok(), http) {
         (true, Some(listener)) => crate::ops::http::start(
@@ -331,9 +364,13 @@ pub fn run_broker(args: BrokerArgs) -> Result<(), BootError> {
         .then(|| start_registration(&args, &directory, &topics, &shutdown))
         .flatten();
     let mut first_error = started.err();
-    // Stopped in reverse start order: the HTTP thread, the registration, then the shards.
+    // Stopped in reverse start order: the HTTP and gRPC threads, the registration, then the
+    // shards.
     if let Some(http) = http {
         let _ = http.join();
+    }
+    if let Some(grpc) = grpc {
+        let _ = grpc.join();
     }
     if let Some(registration) = registration {
         // Ends after shutdown begins, once every shard is unregistered.
@@ -408,12 +445,18 @@ fn recv_report(ready: &mpsc::Receiver<ShardReport>) -> Result<ShardReport, mpsc:
     }
 }
 
+/// The listeners bound before the shards start, named on the ready line.
+struct Listeners {
+    http: Option<std::net::SocketAddr>,
+    grpc: Option<std::net::SocketAddr>,
+}
+
 fn wait_until_ready(
     ready: &mpsc::Receiver<ShardReport>,
     shards: usize,
     shutdown: &AtomicBool,
     directory: &Directory,
-    http: Option<std::net::SocketAddr>,
+    listeners: Listeners,
     tls_addresses: &std::sync::RwLock<Vec<String>>,
 ) -> Result<(), BootError> {
     let (mut native, mut namesrv) = (None, None);
@@ -459,8 +502,11 @@ fn wait_until_ready(
     if let Some(addr) = namesrv {
         line.push_str(&format!(" namesrv={addr}"));
     }
-    if let Some(addr) = http {
+    if let Some(addr) = listeners.http {
         line.push_str(&format!(" http={addr}"));
+    }
+    if let Some(addr) = listeners.grpc {
+        line.push_str(&format!(" grpc={addr}"));
     }
     let tls0 = tls_addresses.read().ok().and_then(|a| a.first().cloned());
     if let Some(addr) = tls0.filter(|a| !a.is_empty()) {
@@ -579,6 +625,10 @@ async fn shard_main(boot: ShardBoot) -> Result<(), String> {
         .map_err(|e| format!("cannot spawn the watchdog: {e}"))?;
     let _queries =
         glommio::spawn_local(crate::ops::query::serve(ctx.clone(), boot.queries.clone()));
+    let _grpc_calls = glommio::spawn_local(crate::fronts::grpc::shard_calls::serve(
+        ctx.clone(),
+        boot.grpc_calls.clone(),
+    ));
     let remoting = match &boot.remoting {
         Some(plan) => {
             match start_remoting(&ctx, (shard_id, boot.shard_count), &boot.directory, plan) {

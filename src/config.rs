@@ -169,6 +169,12 @@ pub struct BrokerArgs {
     /// `off` (port 0 picks a free port; see `http=` on the ready line).
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub http_listen: String,
+    /// RocketMQ 5.x gRPC listener (the proxy's port), HOST:PORT, or `off`: 5.x producers
+    /// (rocketmq-clients) route, send and heartbeat here; the broker spreads their messages over
+    /// each topic's queues. With --tls-cert it also accepts TLS. Port 0 picks a free port (see
+    /// `grpc=` on the ready line).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub grpc_listen: String,
     /// RocketMQ broker name; shard k is the broker `<name>-<k>` (k zero-padded).
     #[arg(long, default_value = "shardmq")]
     pub broker_name: String,
@@ -412,7 +418,13 @@ impl BrokerArgs {
         all.extend(self.tls_listen.as_deref().map(|l| ("--tls-listen", l)));
         all.extend(listener_on(&self.remoting_listen).map(|l| ("--remoting-listen", l)));
         all.extend(self.http_listen().map(|l| ("--http-listen", l)));
+        all.extend(self.grpc_listen().map(|l| ("--grpc-listen", l)));
         all
+    }
+
+    /// The gRPC listener's address, or `None` when it is off.
+    pub fn grpc_listen(&self) -> Option<&str> {
+        listener_on(&self.grpc_listen)
     }
 
     /// The HTTP listener's address, or `None` when it is off.

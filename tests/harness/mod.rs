@@ -27,6 +27,8 @@ pub struct Broker {
     pub http: String,
     /// Shard 0's native TLS listener (empty without `--tls-listen`).
     pub tls: String,
+    /// The RocketMQ 5.x gRPC listener (empty when off).
+    pub grpc: String,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
 }
@@ -166,6 +168,7 @@ impl Broker {
             ("--remoting-listen", "127.0.0.1:0"),
             ("--namesrv-listen", "127.0.0.1:0"),
             ("--http-listen", "127.0.0.1:0"),
+            ("--grpc-listen", "127.0.0.1:0"),
             ("--segment-size", "1MiB"),
             ("--hot-tail", "16MiB"),
             ("--write-buffer", "256KiB"),
@@ -239,6 +242,7 @@ impl Broker {
             tls: ready_field(&line, "tls"),
             namesrv: ready_field(&line, "namesrv"),
             http: ready_field(&line, "http"),
+            grpc: ready_field(&line, "grpc"),
             data_dir: data_dir.to_path_buf(),
             stderr_log,
         })
