@@ -144,6 +144,32 @@ fn a_5x_producer_sends_and_each_message_is_stored_once_with_its_fields() {
 }
 
 #[test]
+fn a_broker_stops_cleanly_under_a_connected_5x_client() {
+    let dir = data_dir();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let ready = dir.path().join("sent");
+    let args = json!({"endpoints": broker.grpc, "topic": "held", "n": 1, "holdMs": 60000,
+                      "readyFile": ready});
+    let mut client = js::spawn("produce", "grpc", args, dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never sent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Its telemetry stream is open; a graceful stop must not wait for it to end.
+    assert_eq!(
+        broker.stop(),
+        Some(0),
+        "SIGTERM exits 0 within the shutdown timeout"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
+#[test]
 fn a_message_group_keeps_one_queue_in_send_order() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);

@@ -6,7 +6,7 @@
 //                                                     stopFile, readyFile, rebalanceMs, instance}
 //   node driver.js produce grpc '<json>'     RocketMQ 5.x (rocketmq-client-nodejs, gRPC): json: {endpoints,
 //                                                     topic, from, n, tags[], group (message group), props,
-//                                                     bodyBytes, ssl, accessKey, secretKey, declare (topics
+//                                                     bodyBytes, ssl, accessKey, secretKey, readyFile, holdMs, declare (topics
 //                                                     named at startup, default [topic])}; a send that fails
 //                                                     is recorded with its error, the run goes on; a failed
 //                                                     startup answers {startupError}
@@ -108,6 +108,10 @@ async function produceGrpc() {
       sent.push({ i, error: String(e && e.message || e), code: e && e.code });
     }
   }
+  // A client that stays connected (its telemetry stream open) for a while, e.g. across a
+  // broker's shutdown.
+  if (args.readyFile) fs.writeFileSync(args.readyFile, 'sent');
+  if (args.holdMs) await sleep(args.holdMs);
   await p.shutdown();
   return sent;
 }

@@ -19,8 +19,10 @@
 //!   with their bodies unread; a call's body must arrive, and the call be answered, within the
 //!   client's `grpc-timeout` and at most [`CALL_TIMEOUT`], or the call is dropped with what it
 //!   held. Telemetry streams hold one command at a time each.
-//! - Shutdown: the thread stops serving when the broker's shutdown flag rises, before the
-//!   shards close; calls in progress then fail (nothing they stored is lost).
+//! - Shutdown: when the broker's shutdown flag rises the server stops taking calls, gives those
+//!   in progress [`SHUTDOWN_GRACE`], then drops every connection (telemetry streams never end
+//!   by themselves); a call the closing shards can no longer serve fails, and nothing it stored
+//!   is lost.
 //! - TLS (`--tls-cert`/`--tls-key`): on the same port, by the connection's first byte.
 
 mod access;
@@ -52,6 +54,14 @@ pub const CALLS_IN_PROGRESS_MAX: usize = 64;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the thread looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+/// How long calls in progress may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+async fn shutdown_raised(shutdown: &AtomicBool) {
+    while !shutdown.load(Ordering::SeqCst) {
+        tokio::time::sleep(SHUTDOWN_POLL).await;
+    }
+}
 
 /// What the gRPC thread needs.
 pub struct GrpcBoot {
@@ -121,11 +131,6 @@ async fn serve(boot: GrpcBoot) {
     messaging.advertise_host = advertise_host;
     let server = MessagingServiceServer::new(service::Service(Arc::new(messaging)))
         .max_decoding_message_size(MESSAGE_BYTES_MAX);
-    let stop = async move {
-        while !shutdown.load(Ordering::SeqCst) {
-            tokio::time::sleep(SHUTDOWN_POLL).await;
-        }
-    };
     let served = tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
         .timeout(CALL_TIMEOUT)
@@ -135,8 +140,16 @@ async fn serve(boot: GrpcBoot) {
             CALLS_IN_PROGRESS_MAX,
         ))
         .add_service(server)
-        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), stop)
-        .await;
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown_raised(&shutdown));
+    // A graceful stop waits for every stream to end, and a client's telemetry stream lives as
+    // long as the client: past the grace, what is still open is dropped with the runtime.
+    let served = tokio::select! {
+        served = served => served,
+        () = async {
+            shutdown_raised(&shutdown).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
     if let Err(e) = served {
         tracing::error!(error = %e, "the gRPC server stopped");
     }
