@@ -406,3 +406,29 @@ fn requests_no_stock_client_sends_are_refused_with_their_codes_and_store_nothing
         "nothing was stored"
     );
 }
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_and_others_are_served_meanwhile() {
+    use std::io::Read;
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut silent: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| std::net::TcpStream::connect(&broker.grpc).unwrap())
+        .collect();
+    // Served while 50 connections sit silent.
+    let sent = produce(&broker, dir.path(), json!({"topic": "busy5", "n": 2}));
+    assert_eq!(sent_ids(&sent).len(), 2);
+    for stream in &mut silent {
+        // Well past the broker's 10 s handshake timeout.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => panic!("the broker wrote to a connection that never spoke"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("not closed by the broker: {e}"),
+        }
+    }
+}
