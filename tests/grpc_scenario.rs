@@ -289,16 +289,126 @@ fn the_acl_holds_5x_clients_to_their_signature_and_permissions() {
     );
 }
 
+fn consume(broker: &Broker, home: &Path, args: Value) -> Vec<Value> {
+    let mut args = args;
+    args["endpoints"] = json!(broker.grpc);
+    let got = js::run("consume", "grpc", args, home);
+    got.as_array()
+        .unwrap_or_else(|| panic!("received messages, not {got}"))
+        .clone()
+}
+
 #[test]
-fn a_simple_consumer_is_told_at_startup_that_grpc_consumption_is_not_served() {
+fn a_simple_consumer_receives_acknowledges_and_filters_what_was_sent() {
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let broker = Broker::start(&data, &["--shards", "2"]);
+    let sent = produce(
+        &broker,
+        dir.path(),
+        json!({"topic": "pop5", "n": 20, "tags": ["TagA", "TagB"], "props": {"color": "red"}}),
+    );
+    let ids: BTreeSet<String> = sent_ids(&sent).into_iter().collect();
+    let got = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "pop5", "group": "cg", "expect": 20}),
+    );
+    assert_eq!(got.len(), 20, "every message once: {got:?}");
+    let got_ids: BTreeSet<String> = got
+        .iter()
+        .map(|m| m["msgId"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(got_ids, ids, "the producer's message ids");
+    for m in &got {
+        let seq: usize = m["props"]["seq"].as_str().unwrap().parse().unwrap();
+        assert_eq!(m["body"], format!("body-{seq}"));
+        assert_eq!(m["tag"], ["TagA", "TagB"][seq % 2]);
+        assert_eq!(m["keys"], json!([format!("k{seq}")]));
+        assert_eq!(m["props"]["color"], "red");
+        assert_eq!(m["corrupted"], false, "the body digest matches");
+        assert_eq!(m["attempt"], 1);
+    }
+    // Acknowledged: the group gets nothing again, another group gets what its filter matches.
+    let again = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "pop5", "group": "cg", "expect": 1, "timeoutMs": 3000}),
+    );
+    assert!(
+        again.is_empty(),
+        "acknowledged messages come back: {again:?}"
+    );
+    let tagged = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "pop5", "group": "cg-a", "expr": "TagA", "expect": 10}),
+    );
+    assert_eq!(tagged.len(), 10);
+    assert!(tagged.iter().all(|m| m["tag"] == "TagA"));
+
+    // What a group acknowledged stays acknowledged across a restart.
+    assert_eq!(broker.stop(), Some(0));
+    let broker = Broker::start(&data, &["--shards", "2"]);
+    produce(
+        &broker,
+        dir.path(),
+        json!({"topic": "pop5", "n": 2, "from": 20}),
+    );
+    let after = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "pop5", "group": "cg", "expect": 3, "timeoutMs": 4000}),
+    );
+    let seqs: BTreeSet<&str> = after
+        .iter()
+        .map(|m| m["props"]["seq"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        BTreeSet::from(["20", "21"]),
+        "only the new ones: {after:?}"
+    );
+}
+
+#[test]
+fn an_unacknowledged_message_comes_back_after_its_invisibility() {
     let dir = data_dir();
     let broker = Broker::start(dir.path(), &[]);
-    let args = json!({"endpoints": broker.grpc, "topic": "c5", "group": "cg5"});
-    let out = js::run("consume", "grpc", args, dir.path());
-    let error = out["startupError"]
-        .as_str()
-        .unwrap_or_else(|| panic!("refused: {out}"));
-    assert!(error.contains("does not serve SIMPLE_CONSUMER"), "{error}");
+    produce(&broker, dir.path(), json!({"topic": "redo5", "n": 3}));
+    let first = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "redo5", "group": "cg", "expect": 3, "noAck": true, "invisibleMs": 1000}),
+    );
+    assert_eq!(first.len(), 3);
+    assert!(first.iter().all(|m| m["attempt"] == 1));
+    let second = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "redo5", "group": "cg", "expect": 3, "timeoutMs": 15000}),
+    );
+    assert_eq!(second.len(), 3, "handed out again: {second:?}");
+    assert!(second.iter().all(|m| m["attempt"] == 2), "{second:?}");
+    // A message kept invisible longer (ChangeInvisibleDuration) is acknowledged with its new
+    // handle and then gone.
+    produce(
+        &broker,
+        dir.path(),
+        json!({"topic": "redo5", "n": 1, "from": 3}),
+    );
+    let changed = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "redo5", "group": "cg", "expect": 1, "changeMs": 60000}),
+    );
+    assert_eq!(changed.len(), 1);
+    let after = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "redo5", "group": "cg", "expect": 1, "timeoutMs": 3000}),
+    );
+    assert!(after.is_empty(), "{after:?}");
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -391,12 +501,39 @@ fn requests_no_stock_client_sends_are_refused_with_their_codes_and_store_nothing
         let receive = client
             .receive_message(pb::ReceiveMessageRequest::default())
             .await;
-        let Err(refused) = receive else {
-            panic!("ReceiveMessage is not served")
+        let mut stream = receive.unwrap().into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        let Some(pb::receive_message_response::Content::Status(status)) = first.content else {
+            panic!("a status first: {first:?}")
+        };
+        assert_eq!(status.code, Code::IllegalConsumerGroup as i32);
+        let ack = pb::AckMessageRequest {
+            group: Some(pb::Resource {
+                name: "g".into(),
+                ..Default::default()
+            }),
+            topic: Some(pb::Resource {
+                name: "strict".into(),
+                ..Default::default()
+            }),
+            entries: vec![pb::AckMessageEntry {
+                message_id: "1".into(),
+                receipt_handle: "forged".into(),
+                lite_topic: None,
+            }],
+        };
+        let answer = client.ack_message(ack).await.unwrap().into_inner();
+        assert_eq!(
+            answer.status.unwrap().code,
+            Code::InvalidReceiptHandle as i32
+        );
+        let pull = client.pull_message(pb::PullMessageRequest::default()).await;
+        let Err(refused) = pull else {
+            panic!("PullMessage is not served")
         };
         assert_eq!(refused.code(), tonic::Code::Unimplemented);
         assert!(
-            refused.message().contains("remoting"),
+            refused.message().contains("SimpleConsumer"),
             "{}",
             refused.message()
         );

@@ -35,6 +35,9 @@ pub enum CoreError {
     Storage(#[from] StorageError),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// A POP acknowledgement or invisibility change whose receipt handle is not the current one.
+    #[error("invalid receipt handle: {0}")]
+    InvalidReceiptHandle(String),
     /// A cross-shard call could not be delivered or answered (the other shard is stopping).
     #[error("shard {0} is not taking calls")]
     ShardUnavailable(u32),

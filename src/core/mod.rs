@@ -30,6 +30,7 @@ pub mod group_configs;
 pub mod groups;
 pub mod locks;
 pub mod membership;
+pub mod pop;
 pub mod produce;
 pub mod pull;
 pub mod queue_ops;
@@ -111,6 +112,8 @@ pub struct Core {
     filters: FilterCache,
     /// Orderly-consumption locks of the queues this shard owns.
     locks: QueueLocks,
+    /// POP consumers' progress over the queues this shard owns.
+    pop: pop::PopStates,
     /// What this shard counts about its work (`ops::metrics`).
     pub metrics: crate::ops::metrics::ShardMetrics,
 }
@@ -145,6 +148,7 @@ impl Core {
             notifiers: RefCell::new(HashMap::new()),
             next_connection: Cell::new(1),
             filters: FilterCache::default(),
+            pop: pop::PopStates::default(),
         })
     }
 

@@ -10,7 +10,9 @@
 //                                                     named at startup, default [topic])}; a send that fails
 //                                                     is recorded with its error, the run goes on; a failed
 //                                                     startup answers {startupError}
-//   node driver.js consume grpc '<json>'     a SimpleConsumer's startup: {endpoints, topic, group}
+//   node driver.js consume grpc '<json>'     a SimpleConsumer: {endpoints, topic, group, expr, expect,
+//                                                     timeoutMs, batch, invisibleMs, awaitMs, noAck, changeMs,
+//                                                     ssl, accessKey, secretKey}
 // Prints one JSON line on stdout: what was sent (status, msgId per message) or what was received
 // (body, tags, keys per message, in arrival order). Everything else goes to stderr.
 'use strict';
@@ -116,18 +118,33 @@ async function produceGrpc() {
   return sent;
 }
 
+// A SimpleConsumer: receives (and acks, unless `noAck`) until `expect` messages or `timeoutMs`;
+// `changeMs` first moves each message's invisibility. Answers what it received, in order.
 async function consumeGrpc() {
   const { SimpleConsumer } = require('rocketmq-client-nodejs');
   const c = new SimpleConsumer({
-    ...options5(), consumerGroup: args.group, subscriptions: new Map([[args.topic, '*']]),
+    ...options5(), consumerGroup: args.group, awaitDuration: args.awaitMs || 2000,
+    subscriptions: new Map([[args.topic, args.expr || '*']]),
   });
   try {
     await c.startup();
   } catch (e) {
     return { startupError: String(e && e.message || e) };
   }
+  const got = [];
+  const t0 = Date.now();
+  while (got.length < (args.expect || 0) && Date.now() - t0 < (args.timeoutMs || 30000)) {
+    const messages = await c.receive(args.batch || 16, args.invisibleMs || 15000);
+    for (const m of messages) {
+      if (args.changeMs) await c.changeInvisibleDuration(m, args.changeMs);
+      if (!args.noAck) await c.ack(m);
+      got.push({ body: m.body.toString(), tag: m.tag, keys: m.keys, msgId: m.messageId,
+        props: Object.fromEntries(m.properties), group: m.messageGroup, corrupted: !!m.corrupted,
+        attempt: m.deliveryAttempt, offset: m.offset });
+    }
+  }
   await c.shutdown();
-  return { started: true };
+  return got;
 }
 
 async function consume(start, stop) {

@@ -9,8 +9,9 @@
 //!
 //! Limits: [`CLIENTS_MAX`] clients with an open stream; an entry lives only as long as its
 //! stream (or until NotifyClientTermination), so a client that goes away leaves nothing.
-//! Consumers are told at startup that consumption over gRPC is not served yet (UNSUPPORTED),
-//! so a SimpleConsumer fails at once with a reason instead of failing every receive.
+//! Producers and SimpleConsumers are served; other clients (PushConsumer, PullConsumer, lite
+//! consumers) are told at startup that they are not served yet (UNSUPPORTED), so they fail at
+//! once with a reason instead of failing every call.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +30,9 @@ pub const CLIENTS_MAX: usize = 10_000;
 
 /// The largest message body a producer may send (RocketMQ's maxMessageSize, 4 MiB).
 pub const MAX_BODY_BYTES: i32 = 4 * 1024 * 1024;
+
+/// What a consumer is told about redelivery: RocketMQ's 16 retries and the first delivery.
+const MAX_DELIVERY_ATTEMPTS: i32 = 17;
 
 /// Sends to one client's telemetry stream.
 pub type Outbound = mpsc::Sender<Result<TelemetryCommand, tonic::Status>>;
@@ -126,6 +130,16 @@ fn answer(mut settings: Settings) -> Result<Settings, Refusal> {
             settings.backoff_policy = Some(backoff(3));
             Ok(settings)
         }
+        (ClientType::SimpleConsumer, Some(PubSub::Subscription(_))) => {
+            // A message comes back until acknowledged (no dead-letter queue yet); the client
+            // reads this only to report it.
+            settings.backoff_policy = Some(backoff(MAX_DELIVERY_ATTEMPTS));
+            Ok(settings)
+        }
+        (ClientType::SimpleConsumer, _) => Err(Refusal::new(
+            Code::BadRequest,
+            "a simple consumer's settings must carry its subscription",
+        )),
         (ClientType::Producer, _) => Err(Refusal::new(
             Code::BadRequest,
             "a producer's settings must carry its publishing settings",
@@ -137,7 +151,7 @@ fn answer(mut settings: Settings) -> Result<Settings, Refusal> {
         (other, _) => Err(Refusal::new(
             Code::Unsupported,
             format!(
-                "this broker does not serve {} clients over gRPC yet; consume over RocketMQ remoting (4.x clients) or the native protocol",
+                "this broker does not serve {} clients over gRPC yet; use a SimpleConsumer, or consume over RocketMQ remoting (4.x clients) or the native protocol",
                 other.as_str_name()
             ),
         )),
@@ -218,7 +232,7 @@ mod tests {
         let clients = Clients::default();
         let (tx, _rx) = mpsc::channel(4);
         let consumer = Settings {
-            client_type: Some(ClientType::SimpleConsumer as i32),
+            client_type: Some(ClientType::PushConsumer as i32),
             ..Settings::default()
         };
         let answer = clients.settings("c", 1, &tx, consumer);

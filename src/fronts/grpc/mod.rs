@@ -5,8 +5,9 @@
 //! Node client, rocketmq-client-nodejs 1.0.8, unpatched (`docs/grpc-5x-client.md`).
 //!
 //! What it serves today: producers — routes, Settings over Telemetry, heartbeats, sends of
-//! normal and FIFO messages, termination (`service`). Consumers over gRPC (POP receive, ack,
-//! invisibility) and the other message kinds are refused with a reason, not half served.
+//! normal and FIFO messages, termination (`service`, `send`) — and SimpleConsumers — POP
+//! receive, ack, change of invisibility (`receive`, `core::pop`). Push and pull consumers and
+//! the other message kinds are refused with a reason, not half served.
 //!
 //! Invariants and limits:
 //! - A send is answered OK only once the core says it may be acknowledged (after the fdatasync
@@ -28,6 +29,7 @@
 mod access;
 mod clients;
 mod listener;
+mod receive;
 mod send;
 mod service;
 pub mod shard_calls;

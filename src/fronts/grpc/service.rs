@@ -1,7 +1,8 @@
 //! `apache.rocketmq.v2.MessagingService` as this broker serves it: what a 5.x producer needs
 //! (`docs/grpc-5x-client.md` §6a) — QueryRoute, Telemetry (Settings), Heartbeat, SendMessage,
-//! NotifyClientTermination. Every other call answers gRPC UNIMPLEMENTED with what to use
-//! instead; consumers are refused at their first Settings (`clients`).
+//! NotifyClientTermination — and what a SimpleConsumer adds (§6b): ReceiveMessage, AckMessage,
+//! ChangeInvisibleDuration (`receive`). Every other call answers gRPC UNIMPLEMENTED with what
+//! to use instead; push and pull consumers are refused at their first Settings (`clients`).
 //!
 //! Answers follow the proxy: gRPC status OK with the outcome in the reply's `Status`, whose code
 //! is always set. With an ACL every call is authenticated first (`access`).
@@ -29,6 +30,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::access;
 use super::clients::Clients;
+use super::receive;
 use super::send;
 use super::shard_calls::Shards;
 use super::status::{self, Refusal};
@@ -77,6 +79,34 @@ impl Messaging {
             None => Ok(None),
             Some(acl) => access::authenticate(acl, request.metadata()).map(Some),
         }
+    }
+
+    /// The topic as it is; never made.
+    pub fn existing_topic(&self, name: &str) -> Result<Topic, Refusal> {
+        validate_topic_name(name)
+            .map_err(|e| Refusal::new(Code::IllegalTopic, format!("topic {name:?}: {e}")))?;
+        self.topics
+            .get(name)
+            .ok_or_else(|| CoreError::TopicNotFound(name.to_string()).into())
+    }
+
+    /// A number that grows by one per call, to take queues and shards in turn.
+    pub fn next_turn(&self) -> u64 {
+        self.turn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// May the call's signer consume `topic` as `group` (SUB on both)? Always, without ACL.
+    fn may_consume<T>(
+        &self,
+        request: &Request<T>,
+        group: &str,
+        topic: &str,
+    ) -> Result<(), Refusal> {
+        if let Some(account) = self.authenticate(request)? {
+            account.may(Resource::Group(group), Need::Subscribe)?;
+            account.may(Resource::topic(topic), Need::Subscribe)?;
+        }
+        Ok(())
     }
 
     /// The topic, made first when auto-creation is on.
@@ -256,13 +286,19 @@ fn client_id<T>(request: &Request<T>) -> Option<String> {
         .map(str::to_owned)
 }
 
+fn names(group: Option<&pb::Resource>, topic: Option<&pb::Resource>) -> (String, String) {
+    let name = |r: Option<&pb::Resource>| r.map(|r| r.name.clone()).unwrap_or_default();
+    (name(group), name(topic))
+}
+
 fn not_served(what: &str, instead: &str) -> Status {
     Status::unimplemented(format!(
         "{what} is not served by this broker over gRPC yet; {instead}"
     ))
 }
 
-const CONSUME_INSTEAD: &str = "consume over RocketMQ remoting (4.x clients) or the native protocol";
+const CONSUME_INSTEAD: &str =
+    "use a SimpleConsumer, or consume over RocketMQ remoting (4.x clients) or the native protocol";
 
 type CommandStream = Pin<Box<dyn Stream<Item = Result<pb::TelemetryCommand, Status>> + Send>>;
 
@@ -331,16 +367,42 @@ impl MessagingService for Service {
 
     async fn receive_message(
         &self,
-        _: Request<pb::ReceiveMessageRequest>,
+        request: Request<pb::ReceiveMessageRequest>,
     ) -> Answer<Self::ReceiveMessageStream> {
-        Err(not_served("ReceiveMessage", CONSUME_INSTEAD))
+        let checked = receive::check(request.get_ref()).and_then(|r| {
+            self.0.may_consume(&request, &r.group, &r.topic.name)?;
+            Ok(r)
+        });
+        let answer = match checked {
+            Ok(r) => receive::receive(&self.0, r).await,
+            Err(refusal) => vec![pb::ReceiveMessageResponse {
+                content: Some(pb::receive_message_response::Content::Status(
+                    refusal.status(),
+                )),
+            }],
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            answer.into_iter().map(Ok),
+        ))))
     }
 
     async fn ack_message(
         &self,
-        _: Request<pb::AckMessageRequest>,
+        request: Request<pb::AckMessageRequest>,
     ) -> Answer<pb::AckMessageResponse> {
-        Err(not_served("AckMessage", CONSUME_INSTEAD))
+        let (group, topic) = names(
+            request.get_ref().group.as_ref(),
+            request.get_ref().topic.as_ref(),
+        );
+        if let Err(refusal) = self.0.may_consume(&request, &group, &topic) {
+            return Ok(Response::new(pb::AckMessageResponse {
+                status: Some(refusal.status()),
+                entries: Vec::new(),
+            }));
+        }
+        Ok(Response::new(
+            receive::ack(&self.0, request.into_inner()).await,
+        ))
     }
 
     async fn forward_message_to_dead_letter_queue(
@@ -426,9 +488,21 @@ impl MessagingService for Service {
 
     async fn change_invisible_duration(
         &self,
-        _: Request<pb::ChangeInvisibleDurationRequest>,
+        request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Answer<pb::ChangeInvisibleDurationResponse> {
-        Err(not_served("ChangeInvisibleDuration", CONSUME_INSTEAD))
+        let (group, topic) = names(
+            request.get_ref().group.as_ref(),
+            request.get_ref().topic.as_ref(),
+        );
+        if let Err(refusal) = self.0.may_consume(&request, &group, &topic) {
+            return Ok(Response::new(pb::ChangeInvisibleDurationResponse {
+                status: Some(refusal.status()),
+                receipt_handle: String::new(),
+            }));
+        }
+        Ok(Response::new(
+            receive::change_invisible(&self.0, request.into_inner()).await,
+        ))
     }
 
     async fn recall_message(

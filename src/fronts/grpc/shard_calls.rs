@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use shardmq_protocol::ValidatedBatch;
 
+use crate::core::pop::{PopCall, Popped, ReceiptHandle};
 use crate::core::produce::{Ack, Produced};
 use crate::core::{CoreError, CoreResult};
 use crate::server::context::ShardContext;
@@ -30,6 +31,19 @@ pub enum ShardCall {
     EnsureTopic {
         topic: String,
         reply: flume::Sender<CoreResult<u32>>,
+    },
+    /// A POP receive from queues this shard owns.
+    Pop {
+        call: PopCall,
+        reply: flume::Sender<CoreResult<Vec<Popped>>>,
+    },
+    /// Acknowledges a POP delivery (`invisible: None`) or moves its invisibility.
+    Settle {
+        group: String,
+        topic: String,
+        handle: ReceiptHandle,
+        invisible: Option<std::time::Duration>,
+        reply: flume::Sender<CoreResult<ReceiptHandle>>,
     },
 }
 
@@ -60,6 +74,22 @@ async fn answer(ctx: &ShardContext, call: ShardCall) {
         ShardCall::EnsureTopic { topic, reply } => {
             let queues = ctx.core.topic_for_produce(&topic).await.map(|t| t.queues);
             let _ = reply.send(queues);
+        }
+        ShardCall::Pop { call, reply } => {
+            let _ = reply.send(ctx.core.pop(call).await);
+        }
+        ShardCall::Settle {
+            group,
+            topic,
+            handle,
+            invisible,
+            reply,
+        } => {
+            let settled = match invisible {
+                None => ctx.core.ack_popped(&group, &topic, handle).map(|()| handle),
+                Some(d) => ctx.core.change_invisibility(&group, &topic, handle, d),
+            };
+            let _ = reply.send(settled);
         }
     }
 }
@@ -124,6 +154,32 @@ impl Shards {
             topic: topic.to_string(),
             queue_id,
             batch,
+            reply,
+        };
+        self.ask(owner, call, answer).await
+    }
+
+    pub async fn pop(&self, owner: u32, call: PopCall) -> CoreResult<Vec<Popped>> {
+        let (reply, answer) = flume::bounded(1);
+        self.ask(owner, ShardCall::Pop { call, reply }, answer)
+            .await
+    }
+
+    /// Acknowledges (`invisible: None`) or re-hides a delivery, on the queue's owner.
+    pub async fn settle(
+        &self,
+        owner: u32,
+        group: &str,
+        topic: &str,
+        handle: ReceiptHandle,
+        invisible: Option<std::time::Duration>,
+    ) -> CoreResult<ReceiptHandle> {
+        let (reply, answer) = flume::bounded(1);
+        let call = ShardCall::Settle {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            handle,
+            invisible,
             reply,
         };
         self.ask(owner, call, answer).await

@@ -43,7 +43,9 @@ impl From<StorageError> for NativeError {
 fn core_code(err: &CoreError) -> ErrorCode {
     match err {
         CoreError::BadBatch(_) => ErrorCode::BadBatch,
-        CoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        CoreError::InvalidArgument(_) | CoreError::InvalidReceiptHandle(_) => {
+            ErrorCode::InvalidArgument
+        }
         CoreError::TopicNotFound(_) | CoreError::Topic(TopicError::NotFound(_)) => {
             ErrorCode::TopicNotFound
         }

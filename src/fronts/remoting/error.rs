@@ -57,6 +57,7 @@ impl From<CoreError> for Refusal {
             | CoreError::ShuttingDown
             | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,
             CoreError::InvalidArgument(_)
+            | CoreError::InvalidReceiptHandle(_)
             | CoreError::QueueNotFound { .. }
             | CoreError::Topic(_)
             | CoreError::Storage(_) => code::SYSTEM_ERROR,
