@@ -569,3 +569,69 @@ fn a_connection_that_sends_nothing_is_closed_and_others_are_served_meanwhile() {
         }
     }
 }
+
+fn receive_request(topic: &str, group: &str, long_poll_s: i64) -> pb::ReceiveMessageRequest {
+    let resource = |name: &str| pb::Resource {
+        name: name.into(),
+        ..pb::Resource::default()
+    };
+    pb::ReceiveMessageRequest {
+        group: Some(resource(group)),
+        message_queue: Some(pb::MessageQueue {
+            topic: Some(resource(topic)),
+            ..pb::MessageQueue::default()
+        }),
+        batch_size: 1,
+        invisible_duration: Some(shardmq_grpc_proto::Duration {
+            seconds: 15,
+            nanos: 0,
+        }),
+        long_polling_timeout: Some(shardmq_grpc_proto::Duration {
+            seconds: long_poll_s,
+            nanos: 0,
+        }),
+        ..pb::ReceiveMessageRequest::default()
+    }
+}
+
+#[test]
+fn long_polling_receives_do_not_hold_up_sends() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &[]);
+    harness::create_topic(&broker.addr, "quiet", 1);
+    let endpoint = format!("http://{}", broker.grpc);
+    rt().block_on(async move {
+        // More waiting receives than the calls the broker serves at once (64), over connections
+        // of 32 streams each.
+        let mut polls = Vec::new();
+        for c in 0..3 {
+            let client = MessagingServiceClient::connect(endpoint.clone())
+                .await
+                .unwrap();
+            for i in 0..25 {
+                let mut client = client.clone();
+                let group = format!("idle-{c}-{i}");
+                polls.push(tokio::spawn(async move {
+                    let request = receive_request("quiet", &group, 15);
+                    let mut stream = client.receive_message(request).await.unwrap().into_inner();
+                    while stream.message().await.unwrap().is_some() {}
+                }));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut client = MessagingServiceClient::connect(endpoint).await.unwrap();
+        let send = pb::SendMessageRequest {
+            messages: vec![message("quiet", "m1", |_| {})],
+        };
+        let answer = client.send_message(send).await.unwrap().into_inner();
+        assert_eq!(answer.status.unwrap().code, Code::Ok as i32);
+        let waiting = polls.iter().filter(|p| !p.is_finished()).count();
+        assert!(
+            waiting >= 70,
+            "the send was answered while the receives wait ({waiting} still do)"
+        );
+        for poll in polls {
+            poll.abort();
+        }
+    });
+}

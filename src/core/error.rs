@@ -35,6 +35,9 @@ pub enum CoreError {
     Storage(#[from] StorageError),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// A bound of the broker's own state was reached; retry later (nothing was done).
+    #[error("{0}")]
+    LimitReached(String),
     /// A POP acknowledgement or invisibility change whose receipt handle is not the current one.
     #[error("invalid receipt handle: {0}")]
     InvalidReceiptHandle(String),

@@ -39,6 +39,9 @@ use state::{deadline, PopQueue, Stale};
 /// Records read from the log per step of a receive.
 const READ_STEP: u32 = 64;
 const READ_BYTES_MAX: u32 = 4 << 20;
+/// (group, queue) pairs whose POP progress one shard keeps at most. Past it, idle ones (nothing
+/// in flight, their offset committed) are dropped; if none is idle, a receive is refused.
+pub const POP_STATES_MAX: usize = 65_536;
 
 /// One receive from the queues of a topic this shard owns.
 #[derive(Debug, Clone)]
@@ -155,7 +158,7 @@ impl Core {
                 "a pop runs on the owner"
             );
             let key = (group.clone(), topic.topic_id, queue_id);
-            self.ensure_pop_state(&key);
+            self.ensure_pop_state(&key)?;
             self.pop_expired(&key, &call, left, &mut out).await?;
             let left = call.max_messages as usize - out.len();
             self.pop_new(&key, &call, &filter, left, &mut out).await?;
@@ -164,20 +167,39 @@ impl Core {
         Ok(out)
     }
 
-    fn ensure_pop_state(&self, key: &PopKey) {
+    fn ensure_pop_state(&self, key: &PopKey) -> CoreResult<()> {
         let mut queues = self.pop.queues.borrow_mut();
         if queues.contains_key(key) {
-            return;
+            return Ok(());
         }
-        let committed = self.store.consumer_offsets().get(&offset_key(key));
-        let (min, _) = self.store.offsets(key.1, key.2);
-        let start = committed.unwrap_or(min).max(min);
-        queues.insert(key.clone(), PopQueue::starting_at(start));
+        if queues.len() >= POP_STATES_MAX {
+            queues.retain(|_, q| !q.is_idle());
+        }
+        if queues.len() >= POP_STATES_MAX {
+            return Err(CoreError::LimitReached(format!(
+                "shard {} holds messages in flight for {POP_STATES_MAX} consumer queues; acknowledge some first",
+                self.shard_id
+            )));
+        }
+        queues.insert(key.clone(), self.resumed(key));
+        Ok(())
     }
 
+    /// Where a group resumes on a queue: its committed offset, or the earliest retained.
+    fn resumed(&self, key: &PopKey) -> PopQueue {
+        let committed = self.store.consumer_offsets().get(&offset_key(key));
+        let (min, _) = self.store.offsets(key.1, key.2);
+        PopQueue::starting_at(committed.unwrap_or(min).max(min))
+    }
+
+    /// Runs `f` on the key's state, made again from the committed offset if it was dropped
+    /// while idle (by another receive, at an await of this one).
     fn with_state<T>(&self, key: &PopKey, f: impl FnOnce(&mut PopQueue) -> T) -> T {
         let mut queues = self.pop.queues.borrow_mut();
-        f(queues.get_mut(key).expect("POP state made before use"))
+        let state = queues
+            .entry(key.clone())
+            .or_insert_with(|| self.resumed(key));
+        f(state)
     }
 
     /// Messages whose invisibility ran out, handed out again.

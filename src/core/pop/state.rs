@@ -73,6 +73,12 @@ impl PopQueue {
         self.next
     }
 
+    /// Nothing in flight: all it holds is its committed offset, so it may be dropped and
+    /// made again from that offset.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
     pub fn has_room(&self) -> bool {
         self.in_flight.len() < IN_FLIGHT_MAX
     }

@@ -40,6 +40,9 @@ use crate::core::CoreError;
 
 /// The header every 5.x client names itself by.
 pub const CLIENT_ID: &str = "x-mq-client-id";
+/// Receives in progress broker-wide at most; more are answered TOO_MANY_REQUESTS. Each holds
+/// at most one batch of messages (`receive::BATCH_MAX`).
+pub const RECEIVES_MAX: usize = 1024;
 /// Commands queued for one telemetry stream at most.
 const TELEMETRY_QUEUE: usize = 16;
 
@@ -52,6 +55,8 @@ pub struct Messaging {
     pub advertise_host: Option<String>,
     turn: AtomicU64,
     next_stream: AtomicU64,
+    /// Receives in progress (long polls included), at most [`RECEIVES_MAX`].
+    receives: Arc<tokio::sync::Semaphore>,
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -67,6 +72,7 @@ impl Messaging {
             advertise_host: None,
             turn: AtomicU64::new(0),
             next_stream: AtomicU64::new(1),
+            receives: Arc::new(tokio::sync::Semaphore::new(RECEIVES_MAX)),
         }
     }
 
@@ -373,17 +379,34 @@ impl MessagingService for Service {
             self.0.may_consume(&request, &r.group, &r.topic.name)?;
             Ok(r)
         });
-        let answer = match checked {
-            Ok(r) => receive::receive(&self.0, r).await,
-            Err(refusal) => vec![pb::ReceiveMessageResponse {
-                content: Some(pb::receive_message_response::Content::Status(
-                    refusal.status(),
-                )),
-            }],
+        let status_only = |refusal: Refusal| {
+            let status = pb::receive_message_response::Content::Status(refusal.status());
+            let answer = pb::ReceiveMessageResponse {
+                content: Some(status),
+            };
+            Response::new(Box::pin(tokio_stream::once(Ok(answer))) as Self::ReceiveMessageStream)
         };
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            answer.into_iter().map(Ok),
-        ))))
+        let r = match checked {
+            Ok(r) => r,
+            Err(refusal) => return Ok(status_only(refusal)),
+        };
+        // The long poll runs in a task of its own, so it holds no slot of the calls in
+        // progress (a send's); receives have their own bound.
+        let Ok(permit) = self.0.receives.clone().try_acquire_owned() else {
+            let busy = format!("{RECEIVES_MAX} receives are waiting already; try again");
+            return Ok(status_only(Refusal::new(Code::TooManyRequests, busy)));
+        };
+        let (tx, rx) = mpsc::channel(receive::BATCH_MAX as usize + 2);
+        let messaging = self.0.clone();
+        tokio::spawn(async move {
+            for answer in receive::receive(&messaging, r).await {
+                if tx.send(Ok(answer)).await.is_err() {
+                    break;
+                }
+            }
+            drop(permit);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn ack_message(

@@ -54,6 +54,7 @@ impl From<CoreError> for Refusal {
             CoreError::NoPermission { .. } | CoreError::GroupNoPermission { .. } => Code::Forbidden,
             CoreError::BadBatch(_) | CoreError::InvalidArgument(_) => Code::BadRequest,
             CoreError::InvalidReceiptHandle(_) => Code::InvalidReceiptHandle,
+            CoreError::LimitReached(_) => Code::TooManyRequests,
             CoreError::Topic(_) => Code::IllegalTopic,
             // Nothing was stored; the client waits out its backoff and sends again.
             CoreError::Storage(StorageError::Busy { .. })

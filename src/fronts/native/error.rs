@@ -60,7 +60,9 @@ fn core_code(err: &CoreError) -> ErrorCode {
         CoreError::Topic(_) => ErrorCode::Storage,
         CoreError::Storage(StorageError::OffsetOutOfRange { .. }) => ErrorCode::OffsetOutOfRange,
         CoreError::Storage(StorageError::WritesRefused { .. }) => ErrorCode::WritesRefused,
-        CoreError::Storage(StorageError::Busy { .. }) => ErrorCode::Busy,
+        CoreError::Storage(StorageError::Busy { .. }) | CoreError::LimitReached(_) => {
+            ErrorCode::Busy
+        }
         CoreError::Storage(StorageError::Closed(_)) | CoreError::ShuttingDown => {
             ErrorCode::ShuttingDown
         }

@@ -56,6 +56,7 @@ impl From<CoreError> for Refusal {
             CoreError::Storage(StorageError::Closed(_) | StorageError::WritesRefused { .. })
             | CoreError::ShuttingDown
             | CoreError::ShardUnavailable(_) => code::SERVICE_NOT_AVAILABLE,
+            CoreError::LimitReached(_) => code::SYSTEM_BUSY,
             CoreError::InvalidArgument(_)
             | CoreError::InvalidReceiptHandle(_)
             | CoreError::QueueNotFound { .. }
