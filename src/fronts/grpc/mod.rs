@@ -28,6 +28,8 @@
 
 mod access;
 mod clients;
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod receive;
 mod send;
