@@ -635,3 +635,53 @@ fn long_polling_receives_do_not_hold_up_sends() {
         }
     });
 }
+
+#[test]
+fn messages_cross_between_4x_remoting_and_5x_grpc_clients() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    // ali-ons sends only to topics the name server knows.
+    harness::create_topic(&broker.addr, "mixed4", 8);
+    // A 4.x producer (ali-ons) to a 5.x SimpleConsumer.
+    let args = json!({"namesrv": broker.namesrv, "topic": "mixed4", "n": 6, "tags": ["TagA"]});
+    let sent4 = js::run("produce", "ons", args, dir.path());
+    assert_eq!(sent4.as_array().unwrap().len(), 6);
+    let got5 = consume(
+        &broker,
+        dir.path(),
+        json!({"topic": "mixed4", "group": "cg5", "expect": 6}),
+    );
+    let mut seqs: Vec<usize> = got5
+        .iter()
+        .map(|m| {
+            let seq: usize = m["props"]["seq"].as_str().unwrap().parse().unwrap();
+            assert_eq!(m["body"], format!("body-{seq}"));
+            assert_eq!(
+                (m["tag"].as_str(), m["corrupted"].as_bool()),
+                (Some("TagA"), Some(false))
+            );
+            assert_eq!(m["keys"], json!([format!("k{seq}")]));
+            seq
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..6).collect::<Vec<_>>());
+
+    // A 5.x producer to a 4.x push consumer (ali-ons).
+    let sent5 = produce(
+        &broker,
+        dir.path(),
+        json!({"topic": "mixed5", "n": 6, "tags": ["TagB"]}),
+    );
+    assert_eq!(sent_ids(&sent5).len(), 6);
+    let args = json!({"namesrv": broker.namesrv, "topic": "mixed5", "group": "cg4", "expect": 6,
+                      "timeoutMs": 60000, "rebalanceMs": 1000});
+    let got4 = js::run("consume", "ons", args, dir.path());
+    let got4 = got4.as_array().unwrap();
+    assert_eq!(got4.len(), 6, "{got4:?}");
+    for m in got4 {
+        let seq: usize = m["props"]["seq"].as_str().unwrap().parse().unwrap();
+        assert_eq!(m["body"], format!("body-{seq}"));
+        assert_eq!(m["tags"], "TagB");
+    }
+}
