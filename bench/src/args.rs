@@ -42,7 +42,7 @@ impl BenchArgs {
             BenchCommand::Produce(args) => args.broker = self.broker,
             BenchCommand::Consume(args) => args.broker = self.broker,
             BenchCommand::EndToEnd(args) => args.produce.broker = self.broker,
-            BenchCommand::Report(_) => {}
+            BenchCommand::Report(_) | BenchCommand::GrpcProduce(_) => {}
         }
         command
     }
@@ -58,6 +58,8 @@ pub enum BenchCommand {
     EndToEnd(EndToEndArgs),
     /// Render result JSON files into a markdown report with SVG charts (no broker involved).
     Report(crate::render::ReportArgs),
+    /// RocketMQ 5.x SendMessage over gRPC against shardmq's gRPC port or a RocketMQ proxy.
+    GrpcProduce(crate::grpc::GrpcProduceArgs),
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]

@@ -24,6 +24,7 @@ pub mod consume;
 pub mod end_to_end;
 pub mod engine;
 pub mod error;
+pub mod grpc;
 pub mod log_io;
 pub mod native;
 pub mod peers;
@@ -44,6 +45,7 @@ pub fn run(command: &BenchCommand) -> Result<Option<Report>, BenchError> {
         BenchCommand::Produce(args) => run_produce(args).map(Some),
         BenchCommand::Consume(args) => run_consume(args).map(Some),
         BenchCommand::EndToEnd(args) => produce::run_end_to_end(args).map(Some),
+        BenchCommand::GrpcProduce(args) => grpc::run_grpc_produce(args).map(Some),
         BenchCommand::Report(args) => {
             let readme = render::render(args)?;
             println!("report written to {}", readme.display());
