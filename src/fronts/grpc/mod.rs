@@ -19,7 +19,9 @@
 //!   unary calls are decoded or served at once broker-wide, more wait in HTTP/2 flow control
 //!   with their bodies unread; a call's body must arrive, and the call be answered, within the
 //!   client's `grpc-timeout` and at most [`CALL_TIMEOUT`], or the call is dropped with what it
-//!   held. Telemetry streams hold one command at a time each.
+//!   held. Telemetry streams hold one command at a time each. Receives long-poll in tasks of
+//!   their own, at most `service::RECEIVES_MAX` at once (more are answered TOO_MANY_REQUESTS),
+//!   each holding one batch of at most `receive::BATCH_MAX` messages.
 //! - Shutdown: when the broker's shutdown flag rises the server stops taking calls, gives those
 //!   in progress [`SHUTDOWN_GRACE`], then drops every connection (telemetry streams never end
 //!   by themselves); a call the closing shards can no longer serve fails, and nothing it stored
