@@ -196,6 +196,28 @@ impl ArchivedRecord {
 /// units, wrapping 32-bit arithmetic), widened to 64 bits; 0 for no tag. RocketMQ's consume
 /// queue holds the same value (`tagsCode`), and a subscription's hash set is computed the same
 /// way by every RocketMQ client, so the broker can match either without reading the message.
+/// A record's `born_host` for a client at `addr`: the address bytes (4 or 16), then the port
+/// big-endian, as RocketMQ stores it.
+pub fn born_host_bytes(addr: std::net::SocketAddr) -> Vec<u8> {
+    let mut out = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    out.extend_from_slice(&addr.port().to_be_bytes());
+    out
+}
+
+/// The address of a `born_host` ([`born_host_bytes`]'s reverse), `None` for another length.
+pub fn born_host_addr(bytes: &[u8]) -> Option<std::net::SocketAddr> {
+    let port = u16::from_be_bytes(bytes.get(bytes.len().checked_sub(2)?..)?.try_into().ok()?);
+    let ip: std::net::IpAddr = match bytes.len() {
+        6 => <[u8; 4]>::try_from(&bytes[..4]).ok()?.into(),
+        18 => <[u8; 16]>::try_from(&bytes[..16]).ok()?.into(),
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 pub fn tag_code(tags: &str) -> i64 {
     if tags.is_empty() {
         return 0;
@@ -212,6 +234,19 @@ pub fn java_string_hash(text: &str) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_born_host_reads_back_as_its_address() {
+        for addr in ["10.0.0.7:8080", "[::1]:9"] {
+            let addr: std::net::SocketAddr = addr.parse().unwrap();
+            assert_eq!(
+                super::born_host_addr(&super::born_host_bytes(addr)),
+                Some(addr)
+            );
+        }
+        assert_eq!(super::born_host_addr(&[1, 2, 3]), None);
+        assert_eq!(super::born_host_addr(&[]), None);
+    }
+
     use super::*;
 
     #[test]

@@ -52,6 +52,28 @@ pub struct PullCall {
     pub commit: Option<PullCommit>,
 }
 
+impl PullCall {
+    /// A read of what is there now: no wait, no filter, no commit.
+    pub fn at_once(
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_messages: u32,
+        max_bytes: u32,
+    ) -> PullCall {
+        PullCall {
+            topic: topic.to_string(),
+            queue_id,
+            offset,
+            max_messages,
+            max_bytes,
+            wait: Duration::ZERO,
+            filter: None,
+            commit: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullCommit {
     /// The group, or `group@member` for a broadcasting member's own progress.

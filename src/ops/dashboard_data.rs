@@ -6,7 +6,6 @@
 //! bad parameters (no such topic or queue, an offset out of range) answer an error the page
 //! shows, never a failure of the shard.
 
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use shardmq_protocol::BatchView;
@@ -56,16 +55,7 @@ pub async fn messages(
     max: u32,
 ) -> Result<Value, String> {
     let max = max.clamp(1, MESSAGES_MAX);
-    let mut call = PullCall {
-        topic: topic.to_string(),
-        queue_id,
-        offset,
-        max_messages: max,
-        max_bytes: READ_BYTES_MAX,
-        wait: Duration::ZERO,
-        filter: None,
-        commit: None,
-    };
+    let mut call = PullCall::at_once(topic, queue_id, offset, max, READ_BYTES_MAX);
     let mut pulled = pull_now(core, &call).await?;
     if pulled.status == PullStatus::OffsetTooSmall {
         call.offset = pulled.next_offset;

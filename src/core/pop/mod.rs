@@ -296,16 +296,13 @@ impl Core {
         offset: u64,
         max: u32,
     ) -> CoreResult<Pulled> {
-        self.pull_to_end(PullCall {
-            topic: topic.to_string(),
+        self.pull_to_end(PullCall::at_once(
+            topic,
             queue_id,
             offset,
-            max_messages: max,
-            max_bytes: READ_BYTES_MAX,
-            wait: Duration::ZERO,
-            filter: None,
-            commit: None,
-        })
+            max,
+            READ_BYTES_MAX,
+        ))
         .await
     }
 

@@ -190,12 +190,7 @@ fn body_of(record: &shardmq_protocol::Record) -> Vec<u8> {
 }
 
 fn born_host(bytes: &[u8]) -> String {
-    let ip: Option<std::net::IpAddr> = match bytes.len() {
-        6 => <[u8; 4]>::try_from(&bytes[..4]).ok().map(Into::into),
-        18 => <[u8; 16]>::try_from(&bytes[..16]).ok().map(Into::into),
-        _ => None,
-    };
-    ip.map_or_else(String::new, |ip| ip.to_string())
+    shardmq_protocol::record::born_host_addr(bytes).map_or_else(String::new, |a| a.ip().to_string())
 }
 
 /// One delivered message as a 5.x client reads it.

@@ -189,7 +189,9 @@ impl Messaging {
         };
         let account = account.cloned();
         let messages = request.into_inner().messages;
-        let born_host = peer.map(born_host_bytes).unwrap_or_default();
+        let born_host = peer
+            .map(shardmq_protocol::record::born_host_bytes)
+            .unwrap_or_default();
         match self.store(&messages, &born_host, account.as_ref()).await {
             Ok(entries) => pb::SendMessageResponse {
                 status: Some(status::ok()),
@@ -256,15 +258,6 @@ impl Messaging {
         });
         ReceiverStream::new(rx)
     }
-}
-
-fn born_host_bytes(addr: std::net::SocketAddr) -> Vec<u8> {
-    let mut out = match addr.ip() {
-        IpAddr::V4(ip) => ip.octets().to_vec(),
-        IpAddr::V6(ip) => ip.octets().to_vec(),
-    };
-    out.extend_from_slice(&addr.port().to_be_bytes());
-    out
 }
 
 /// A refused send: the reason on top and on every message's entry (clients read either).

@@ -16,7 +16,6 @@
 //! Not yet: delayed (`DELAY` > 0, timer properties) and transactional (prepared) messages are
 //! refused with a clear remark instead of being delivered at once, until the message kinds exist.
 
-use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use shardmq_protocol::limits::{validate_topic_name, BATCH_RECORDS_MAX};
@@ -66,16 +65,6 @@ fn header(req: &RemotingCommand) -> Result<SendHeader<'_>, Refusal> {
         batch: req.code == request::SEND_BATCH_MESSAGE
             || f.opt_bool(&["m", "batch"])?.unwrap_or(false),
     })
-}
-
-/// A record's born host: the address bytes, then the port big-endian.
-fn host_bytes(addr: SocketAddr) -> Vec<u8> {
-    let mut out = match addr.ip() {
-        IpAddr::V4(ip) => ip.octets().to_vec(),
-        IpAddr::V6(ip) => ip.octets().to_vec(),
-    };
-    out.extend_from_slice(&addr.port().to_be_bytes());
-    out
 }
 
 /// Refuses what would need a message kind shardmq does not have yet: a transactional half
@@ -220,7 +209,7 @@ pub async fn send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Answer {
 
 async fn try_send(conn: &Rc<Conn<Remoting>>, req: &RemotingCommand) -> Result<Answer, Refusal> {
     let h = header(req)?;
-    let born_host = host_bytes(conn.proto.peer_addr);
+    let born_host = shardmq_protocol::record::born_host_bytes(conn.proto.peer_addr);
     let records = records_of(&h, req, &born_host)?;
     let (local, global) = target_queue(conn, &h).await?;
     let unique_id = records[0].unique_id.to_string();
