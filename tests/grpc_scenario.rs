@@ -685,3 +685,60 @@ fn messages_cross_between_4x_remoting_and_5x_grpc_clients() {
         assert_eq!(m["tags"], "TagB");
     }
 }
+
+#[test]
+fn concurrent_receives_of_one_group_hand_out_every_message_once() {
+    let dir = data_dir();
+    let broker = Broker::start(dir.path(), &[]);
+    harness::create_topic(&broker.addr, "shared", 1);
+    let endpoint = format!("http://{}", broker.grpc);
+    rt().block_on(async move {
+        let mut client = MessagingServiceClient::connect(endpoint).await.unwrap();
+        for i in 0..40 {
+            let send = pb::SendMessageRequest {
+                messages: vec![message("shared", &format!("m{i}"), |_| {})],
+            };
+            let answer = client.send_message(send).await.unwrap().into_inner();
+            assert_eq!(answer.status.unwrap().code, Code::Ok as i32);
+        }
+        let mut seen = BTreeSet::new();
+        for _round in 0..40 {
+            // Eight receives of batches of 3 at once, over the same queue.
+            let receives: Vec<_> = (0..8)
+                .map(|_| {
+                    let mut client = client.clone();
+                    tokio::spawn(async move {
+                        let request = receive_request("shared", "together", 0);
+                        let request = pb::ReceiveMessageRequest {
+                            batch_size: 3,
+                            ..request
+                        };
+                        let mut stream =
+                            client.receive_message(request).await.unwrap().into_inner();
+                        let mut got = Vec::new();
+                        while let Some(answer) = stream.message().await.unwrap() {
+                            if let Some(pb::receive_message_response::Content::Message(m)) =
+                                answer.content
+                            {
+                                got.push(m.system_properties.unwrap().message_id);
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            for receive in receives {
+                for id in receive.await.unwrap() {
+                    assert!(
+                        seen.insert(id.clone()),
+                        "{id} handed out twice while invisible"
+                    );
+                }
+            }
+            if seen.len() == 40 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 40, "every message handed out: {seen:?}");
+    });
+}

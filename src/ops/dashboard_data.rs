@@ -6,7 +6,6 @@
 //! bad parameters (no such topic or queue, an offset out of range) answer an error the page
 //! shows, never a failure of the shard.
 
-
 use serde_json::{json, Value};
 use shardmq_protocol::BatchView;
 

@@ -257,32 +257,41 @@ impl Core {
                 PullStatus::Found | PullStatus::NoMatch => {}
                 PullStatus::NoNewMessages | PullStatus::OffsetOverflow => return Ok(()),
             }
+            // Every match of the step, in offset order: records past the last one handed out
+            // must not be skipped, whether this receive stopped for its batch size or because
+            // the group has too many in flight.
             let mut matched = Vec::new();
             each_record(&pulled, from, |offset, store_ms, r| {
-                if matched.len() < wanted && filter.matches(r) {
+                if filter.matches(r) {
                     matched.push((offset, store_ms, owned(r)));
                 }
             });
             let now = Instant::now();
-            let mut last_taken = None;
+            let mut end = pulled.next_offset;
             for (offset, store_ms, record) in matched {
-                let Some(record) = record else { continue };
+                if wanted == 0 || !self.with_state(key, |q| q.has_room()) {
+                    end = offset;
+                    break;
+                }
+                let Some(record) = record else {
+                    tracing::error!(
+                        offset,
+                        queue = key.2,
+                        "a stored record does not deserialize; skipped"
+                    );
+                    continue;
+                };
                 let epoch = self.pop.epoch();
                 let until = deadline(now, call.invisible);
+                // False when a concurrent receive of the group took it first: it is in flight.
                 if self.with_state(key, |q| q.deliver_new(offset, until, epoch)) {
                     out.push(popped(key.2, offset, store_ms, 1, epoch, record));
                     wanted -= 1;
-                    last_taken = Some(offset);
                 }
             }
-            // Past what was read, unless the batch ran out of room: then past the last taken.
-            let end = if wanted == 0 {
-                last_taken.map_or(from, |o| o + 1)
-            } else {
-                pulled.next_offset
-            };
+            let stopped_early = end < pulled.next_offset;
             self.with_state(key, |q| q.skip_to(end));
-            if pulled.next_offset <= from {
+            if stopped_early || pulled.next_offset <= from {
                 return Ok(());
             }
         }
