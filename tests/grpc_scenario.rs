@@ -348,7 +348,8 @@ fn a_simple_consumer_receives_acknowledges_and_filters_what_was_sent() {
     assert!(tagged.iter().all(|m| m["tag"] == "TagA"));
 
     // What a group acknowledged stays acknowledged across a restart.
-    assert_eq!(broker.stop(), Some(0));
+    let (code, log) = broker.stop_with_log();
+    assert_eq!(code, Some(0), "SIGTERM exits 0; the broker's log:\n{log}");
     let broker = Broker::start(&data, &["--shards", "2"]);
     produce(
         &broker,

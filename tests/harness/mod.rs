@@ -256,6 +256,18 @@ impl Broker {
         child.wait().ok()?.code()
     }
 
+    /// SIGTERM and wait; the exit code and the broker's stderr (to show why it was not 0).
+    #[allow(dead_code)]
+    pub fn stop_with_log(mut self) -> (Option<i32>, String) {
+        let Some(mut child) = self.child.take() else {
+            return (None, self.stderr());
+        };
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let code = child.wait().ok().and_then(|s| s.code());
+        (code, self.stderr())
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
