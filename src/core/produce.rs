@@ -65,6 +65,17 @@ impl Core {
         }
     }
 
+    /// Waits, on this shard, until `produced` may be acknowledged; it then says so (`Ack::Now`).
+    /// For callers that answer from elsewhere (the mesh, the gRPC thread) and so cannot queue
+    /// their reply behind the fdatasync.
+    pub async fn acknowledged(&self, mut produced: Produced) -> CoreResult<Produced> {
+        if let Ack::AfterSync(end) = produced.ack {
+            self.store.acknowledgeable(end).await?;
+            produced.ack = Ack::Now;
+        }
+        Ok(produced)
+    }
+
     /// The topic a produce goes to: created first if it does not exist and auto-creation is
     /// on (with `default_topic_queues` queues), else `TopicNotFound`.
     pub async fn topic_for_produce(&self, name: &str) -> CoreResult<std::rc::Rc<Topic>> {

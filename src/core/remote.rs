@@ -7,7 +7,7 @@ use shardmq_protocol::ValidatedBatch;
 
 use super::error::{CoreError, CoreResult};
 use super::membership::{GroupAnswer, GroupOp};
-use super::produce::{Ack, Produced};
+use super::produce::Produced;
 use super::pull::{PullCall, Pulled};
 use super::queue_ops::{QueueAnswer, QueueOp};
 use super::Core;
@@ -143,10 +143,6 @@ async fn produce_acknowledged(
     queue_id: u32,
     batch: ValidatedBatch,
 ) -> CoreResult<Produced> {
-    let mut produced = core.produce_here(topic, queue_id, batch).await?;
-    if let Ack::AfterSync(end) = produced.ack {
-        core.store.acknowledgeable(end).await?;
-        produced.ack = Ack::Now;
-    }
-    Ok(produced)
+    let produced = core.produce_here(topic, queue_id, batch).await?;
+    core.acknowledged(produced).await
 }

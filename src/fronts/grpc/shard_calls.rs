@@ -12,7 +12,7 @@ use std::rc::Rc;
 use shardmq_protocol::ValidatedBatch;
 
 use crate::core::pop::{PopCall, Popped, ReceiptHandle};
-use crate::core::produce::{Ack, Produced};
+use crate::core::produce::Produced;
 use crate::core::{CoreError, CoreResult};
 use crate::server::context::ShardContext;
 
@@ -69,7 +69,11 @@ async fn answer(ctx: &ShardContext, call: ShardCall) {
             batch,
             reply,
         } => {
-            let _ = reply.send(produce_acknowledged(ctx, &topic, queue_id, batch).await);
+            let produced = match ctx.core.produce(&topic, queue_id, batch).await {
+                Ok(produced) => ctx.core.acknowledged(produced).await,
+                Err(err) => Err(err),
+            };
+            let _ = reply.send(produced);
         }
         ShardCall::EnsureTopic { topic, reply } => {
             let queues = ctx.core.topic_for_produce(&topic).await.map(|t| t.queues);
@@ -92,20 +96,6 @@ async fn answer(ctx: &ShardContext, call: ShardCall) {
             let _ = reply.send(settled);
         }
     }
-}
-
-async fn produce_acknowledged(
-    ctx: &ShardContext,
-    topic: &str,
-    queue_id: u32,
-    batch: ValidatedBatch,
-) -> CoreResult<Produced> {
-    let mut produced = ctx.core.produce(topic, queue_id, batch).await?;
-    if let Ack::AfterSync(end) = produced.ack {
-        ctx.core.store.acknowledgeable(end).await?;
-        produced.ack = Ack::Now;
-    }
-    Ok(produced)
 }
 
 /// The gRPC thread's end: one sender per shard.
