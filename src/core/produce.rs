@@ -136,3 +136,28 @@ impl Core {
         })
     }
 }
+
+/// The queue a batch goes to when the broker picks it: its message group's (a hash, so a
+/// group's messages stay in one queue, in order), or the next in turn (`turn` counts sends).
+pub fn queue_for(group: Option<&str>, queues: u32, turn: u64) -> u32 {
+    assert!(queues > 0, "a topic has at least one queue");
+    match group {
+        Some(g) => (xxhash_rust::xxh3::xxh3_64(g.as_bytes()) % u64::from(queues)) as u32,
+        None => (turn % u64::from(queues)) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_keeps_its_queue_and_others_take_turns() {
+        let q = queue_for(Some("order-7"), 8, 0);
+        for turn in 0..20 {
+            assert_eq!(queue_for(Some("order-7"), 8, turn), q);
+        }
+        let turns: Vec<u32> = (0..8).map(|t| queue_for(None, 4, t)).collect();
+        assert_eq!(turns, [0, 1, 2, 3, 0, 1, 2, 3]);
+    }
+}

@@ -21,7 +21,7 @@ pub fn grpc_request(data: &[u8]) {
             if let Ok(request) = pb::SendMessageRequest::decode(rest) {
                 if let Ok(checked) = send::check(&request.messages, &[127, 0, 0, 1, 0, 1]) {
                     let _ = ValidatedBatch::encode(&checked.records);
-                    let _ = send::pick_queue(checked.message_group, 8, 3);
+                    let _ = crate::core::produce::queue_for(checked.message_group, 8, 3);
                 }
             }
         }

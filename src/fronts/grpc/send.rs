@@ -4,8 +4,7 @@
 //!
 //! - One request is one batch to one queue: its messages must share a topic (the proxy's rule).
 //! - The broker picks the queue, as the proxy does (the 5.x clients only know "queue 0" of each
-//!   broker, `docs/grpc-5x-client.md` §1): a message group hashes to a fixed queue, so its
-//!   messages stay in order; otherwise the queues are taken in turn.
+//!   broker, `docs/grpc-5x-client.md` §1), by `core::produce::queue_for`.
 //! - Record fields: `tag` → tags, `keys` → keys, `message_id` → the unique id (`UNIQ_KEY`, what
 //!   4.x consumers see as the message id), `message_group` → the `__SHARDINGKEY` property (as
 //!   the proxy stores it), `born_timestamp`, the client's address as born host, every user
@@ -238,15 +237,6 @@ fn properties_of(message: &Message, group: Option<&str>) -> Result<Vec<Property>
     Ok(properties)
 }
 
-/// The queue a batch goes to: its message group's, or the next in turn.
-pub fn pick_queue(group: Option<&str>, queues: u32, turn: u64) -> u32 {
-    assert!(queues > 0, "a topic has at least one queue");
-    match group {
-        Some(g) => (xxhash_rust::xxh3::xxh3_64(g.as_bytes()) % u64::from(queues)) as u32,
-        None => (turn % u64::from(queues)) as u32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,15 +345,5 @@ mod tests {
             }),
             Code::MessagePropertiesTooLarge
         );
-    }
-
-    #[test]
-    fn a_group_keeps_its_queue_and_others_take_turns() {
-        let q = pick_queue(Some("order-7"), 8, 0);
-        for turn in 0..20 {
-            assert_eq!(pick_queue(Some("order-7"), 8, turn), q);
-        }
-        let turns: Vec<u32> = (0..8).map(|t| pick_queue(None, 4, t)).collect();
-        assert_eq!(turns, [0, 1, 2, 3, 0, 1, 2, 3]);
     }
 }

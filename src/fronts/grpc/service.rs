@@ -9,7 +9,7 @@
 //!
 //! Routes: the broker is one 5.x broker (`--broker-name`) with one queue, id 0, per topic,
 //! reached at the address the client connected to (or `--advertise-host` with the gRPC port);
-//! the broker spreads what is sent there over the topic's queues (`send::pick_queue`) and hands
+//! the broker spreads what is sent there over the topic's queues (`core::produce::queue_for`) and hands
 //! each batch to the shard that owns its queue (`shard_calls`).
 
 use std::net::IpAddr;
@@ -213,7 +213,7 @@ impl Messaging {
         }
         let topic = self.topic(checked.topic).await?;
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let queue_id = send::pick_queue(checked.message_group, topic.queues, turn);
+        let queue_id = crate::core::produce::queue_for(checked.message_group, topic.queues, turn);
         let owner = shard_for_queue(&topic.name, queue_id, self.shards.count());
         let batch = ValidatedBatch::encode(&checked.records).map_err(CoreError::BadBatch)?;
         let produced = self
